@@ -18,8 +18,7 @@ from scipy import ndimage
 
 from allfuse.baselines.gff import normalize_weights
 from allfuse.baselines.guided import box_mean, guided_filter
-from allfuse.baselines.sources import stack_sources
-from allfuse.baselines.sources import unstack as unstack_planes
+from allfuse.baselines.sources import stack_sources, unstack
 from allfuse.types import Image, Task
 
 SML_RADIUS = 4  # 9 x 9 focus window
@@ -65,4 +64,4 @@ def fuse_focus(images: Sequence[np.ndarray], task: Task | None = None) -> Image:
     """Multi-focus fusion: SML decision map, small-region cleanup, guided-filter refinement, weighted sum."""
     s = stack_sources(images, rgb_route=True)
     w = focus_weights(s.luma)  # (N, H, W)
-    return unstack_planes(np.einsum("nhw,nhwc->hwc", w, s.planes), s)
+    return unstack(np.einsum("nhw,nhwc->hwc", w, s.planes), s)
