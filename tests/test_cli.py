@@ -60,8 +60,21 @@ def _tiny_dataset(root: Path) -> Path:
 def test_eval_writes_every_format(tmp_path: Path) -> None:
     data = _tiny_dataset(tmp_path / "mef" / "toy")
     out = tmp_path / "R"
-    rc = main(["eval", "--data", str(data), "--methods", "average,laplacian", "--metrics", "EN,SF,Qabf",
-               "--out", str(out), "--format", "md,csv,json,html"])
+    rc = main(
+        [
+            "eval",
+            "--data",
+            str(data),
+            "--methods",
+            "average,laplacian",
+            "--metrics",
+            "EN,SF,Qabf",
+            "--out",
+            str(out),
+            "--format",
+            "md,csv,json,html",
+        ]
+    )
     assert rc == 0
     results = json.loads((out / "results.json").read_text())
     assert set(results["datasets"]["toy"]) == {"average", "laplacian"}

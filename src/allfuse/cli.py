@@ -18,7 +18,14 @@ class CliError(Exception):
 def _add_fuse(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fuse", help="fuse two or more images (a demo pair when none are given)")
     p.add_argument("images", nargs="*", type=Path, help="source images, in order (e.g. IR VIS)")
-    p.add_argument("-o", "--out", type=Path, default=Path("fused.png"), help="output PNG (default fused.png)")
+    p.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        default=None,
+        help="output PNG (default fused.png), or output folder with --data",
+    )
+    p.add_argument("--data", type=Path, default=None, help="batch mode: fuse every pair of a dataset folder")
     p.add_argument("--method", default=None, help="classical method (default: the best one for the task)")
     p.add_argument("--task", default="auto", choices=["auto", *TASKS], help="fusion task (default: guess)")
     p.add_argument("--bits", type=int, default=8, choices=[8, 16], help="PNG bit depth")
@@ -31,7 +38,9 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     from allfuse.demo import demo_pair
     from allfuse.tasks import CLASSICAL_DEFAULT, guess_task
 
-    out: Path = args.out
+    if args.data is not None:
+        return _fuse_folder(args)
+    out: Path = args.out or Path("fused.png")
     if args.images and len(args.images) < 2:
         raise CliError("fuse needs at least two images (or none, for the demo pair)")
     if args.images:
@@ -54,6 +63,39 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     h, w = fused.shape[:2]
     print(f"fused {len(images)} images ({task}, {method}) -> {out} [{w}x{h}]")
     return 0
+
+
+def _fuse_folder(args: argparse.Namespace) -> int:
+    """Batch mode: fuse each pair of a folder into OUT/<stem>.png; report bad pairs and go on."""
+    from tqdm import tqdm
+
+    from allfuse import baselines
+    from allfuse.io import scan_pairs
+    from allfuse.tasks import CLASSICAL_DEFAULT, guess_task
+
+    if args.images:
+        raise CliError("give either images or --data, not both")
+    out_dir: Path = args.out or Path("fused")
+    scan = scan_pairs(args.data)
+    problems = list(scan.problems)
+    done = 0
+    for pair in tqdm(scan.pairs, desc="fuse", unit="pair"):
+        target = out_dir / f"{pair.name}.png"
+        if any(target.resolve() == s.resolve() for s in pair.sources):
+            problems.append(f"{target}: output would overwrite an input image")
+            continue
+        try:
+            images, _ = pair.load()
+            task = (pair.task or guess_task(images)) if args.task == "auto" else args.task
+            fused = baselines.fuse(args.method or CLASSICAL_DEFAULT[task], images, task)
+            write_image(target, fused, bits=args.bits)
+            done += 1
+        except (ImageError, ValueError) as e:
+            problems.append(str(e))
+    for p in problems:
+        print(f"problem: {p}", file=sys.stderr)
+    print(f"fused {done}/{len(scan.pairs)} pairs -> {out_dir} ({len(problems)} problems)")
+    return 0 if done or not problems else 2
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:

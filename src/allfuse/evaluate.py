@@ -42,8 +42,8 @@ class EvalResult:
 
 def baseline_fn(method: str) -> FuseFn:
     """Wrap a classical baseline as a FuseFn (checks the name now, not on the first pair)."""
-    if method not in baselines.METHODS and "+" not in method:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(baselines.METHODS)}")
+    if baselines.get_method(method).kind == "restoration":
+        raise ValueError(f"{method!r} restores but does not fuse: chain it with a fusion, e.g. {method}+gff")
     return lambda images, task: baselines.fuse(method, images, task)
 
 
@@ -116,15 +116,18 @@ def _evaluate_pair(
         except Exception as e:  # one failing method must not end the whole evaluation
             result.problems.append(f"{pair.sources[0]}: {method} failed ({type(e).__name__}: {e})")
             continue
-        result.rows.append({"dataset": pair.dataset, "pair": pair.name, "method": method,
-                            "task": pair.task or "", **scores})
+        result.rows.append(
+            {"dataset": pair.dataset, "pair": pair.name, "method": method, "task": pair.task or "", **scores}
+        )
         if sample is not None:
             sample.outputs[method] = _thumbnail(fused)
     if sample is not None:
         result.samples.append(sample)
 
 
-def dataset_means(rows: list[dict[str, object]], methods: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+def dataset_means(
+    rows: list[dict[str, object]], methods: list[str]
+) -> dict[str, dict[str, dict[str, float]]]:
     """Mean of each metric over the finite per-image values, per dataset and method."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     for row in rows:

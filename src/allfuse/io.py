@@ -31,6 +31,7 @@ from allfuse.types import Image, Task
 Channels = Literal["auto", "gray", "rgb"]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
+
 class ImageError(ValueError):
     """A file that cannot be used as an image, or a pair that does not fit together."""
 
@@ -209,8 +210,10 @@ class Pair:
         """Read the sources (and the reference), checking that all sizes agree."""
         images = [read_image(p, channels) for p in self.sources]
         ref = read_image(self.reference, channels) if self.reference else None
-        check_same_size(list(self.sources) + ([self.reference] if ref is not None else []),
-                        images + ([ref] if ref is not None else []))
+        check_same_size(
+            list(self.sources) + ([self.reference] if ref is not None else []),
+            images + ([ref] if ref is not None else []),
+        )
         return images, ref
 
 
@@ -238,8 +241,10 @@ def find_layout(root: Path) -> tuple[tuple[Path, Path], Task | None]:
         if a in subdirs and b in subdirs:
             return (subdirs[a], subdirs[b]), task
     known = ", ".join(f"{a}/{b}" for a, b in LAYOUTS)
-    raise ImageError(f"{root}: no known pair layout (sub-folders found: {sorted(subdirs) or 'none'}; "
-                     f"expected one of {known})")
+    raise ImageError(
+        f"{root}: no known pair layout (sub-folders found: {sorted(subdirs) or 'none'}; "
+        f"expected one of {known})"
+    )
 
 
 def infer_task(root: Path, layout_task: Task | None) -> Task | None:

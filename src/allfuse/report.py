@@ -59,8 +59,10 @@ def to_csv(result: EvalResult) -> str:
 
 def to_json(result: EvalResult) -> str:
     """`{"datasets": {DATASET: {METHOD: {METRIC: mean}}}}` plus the problems met (NaN written as null)."""
-    clean = {ds: {m: {k: (v if math.isfinite(v) else None) for k, v in d.items()} for m, d in md.items()}
-             for ds, md in result.means.items()}
+    clean = {
+        ds: {m: {k: (v if math.isfinite(v) else None) for k, v in d.items()} for m, d in md.items()}
+        for ds, md in result.means.items()
+    }
     return json.dumps({"datasets": clean, "problems": result.problems}, indent=2) + "\n"
 
 
@@ -87,8 +89,12 @@ def to_markdown(result: EvalResult) -> str:
     lines = ["# Evaluation", ""]
     for ds, by_method in result.means.items():
         names = [n for n in result.metric_names if any(n in d for d in by_method.values())]
-        lines += [f"## {ds}", "", "| Method | " + " | ".join(f"{n} {_arrow(n)}" for n in names) + " |",
-                  "|---|" + "---:|" * len(names)]
+        lines += [
+            f"## {ds}",
+            "",
+            "| Method | " + " | ".join(f"{n} {_arrow(n)}" for n in names) + " |",
+            "|---|" + "---:|" * len(names),
+        ]
         best = {n: _best({m: d.get(n, math.nan) for m, d in by_method.items()}, n) for n in names}
         for method, d in by_method.items():
             cells = []
@@ -128,19 +134,25 @@ def _bar_plot(result: EvalResult, name: str, path: Path) -> None:
 
 def write_html(result: EvalResult, out: Path) -> Path:
     """A self-contained report folder: report.html, img/ grids (inputs | each method), plots/ per metric."""
-    parts = ["<!doctype html><meta charset='utf-8'><title>allfuse evaluation</title>",
-             "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}img{max-width:220px}"
-             ".grid td{text-align:center;font-size:12px}</style><h1>allfuse evaluation</h1>"]
+    parts = [
+        "<!doctype html><meta charset='utf-8'><title>allfuse evaluation</title>",
+        "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}img{max-width:220px}"
+        ".grid td{text-align:center;font-size:12px}</style><h1>allfuse evaluation</h1>",
+    ]
     for ds, by_method in result.means.items():
         names = [n for n in result.metric_names if any(n in d for d in by_method.values())]
-        parts.append(f"<h2>{html.escape(ds)}</h2><table><tr><th>Method</th>"
-                     + "".join(f"<th>{html.escape(n)} {_arrow(n)}</th>" for n in names) + "</tr>")
+        parts.append(
+            f"<h2>{html.escape(ds)}</h2><table><tr><th>Method</th>"
+            + "".join(f"<th>{html.escape(n)} {_arrow(n)}</th>" for n in names)
+            + "</tr>"
+        )
         best = {n: _best({m: d.get(n, math.nan) for m, d in by_method.items()}, n) for n in names}
         for method, d in by_method.items():
             cells = "".join(
                 f"<td>{'<b>' if d.get(n, math.nan) == best[n] else ''}{_fmt(d.get(n, math.nan))}</td>"
-                for n in names)
+                for n in names
+            )
             parts.append(f"<tr><th>{html.escape(method)}</th>{cells}</tr>")
         parts.append("</table>")
         parts.append(_grid_html(result, ds, out))
@@ -150,8 +162,9 @@ def write_html(result: EvalResult, out: Path) -> Path:
         _bar_plot(result, name, out / rel)
         parts.append(f"<img src='{rel}' alt='{html.escape(name)}' style='max-width:420px'>")
     if result.problems:
-        parts.append("<h2>Problems</h2><ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in result.problems)
-                     + "</ul>")
+        parts.append(
+            "<h2>Problems</h2><ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in result.problems) + "</ul>"
+        )
     return atomic_write_text(out / "report.html", "\n".join(parts))
 
 
