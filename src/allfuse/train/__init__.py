@@ -1,0 +1,1 @@
+"""Training: the loop, distributed set-up, optimizer, EMA and checkpoints."""
