@@ -65,11 +65,12 @@ def _join_tensors(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 
 def rng_state() -> dict[str, Any]:
-    """The state of every random generator a training run draws from."""
+    """The state of every global random generator (ours use explicit generators; libraries may not)."""
+    _, keys, pos, *_ = np.random.get_state()  # noqa: NPY002 - the legacy global state is what we save
     return {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state()[1].tolist(),
-        "numpy_pos": int(np.random.get_state()[2]),
+        "numpy": keys.tolist(),
+        "numpy_pos": int(pos),
         "python": list(random.getstate()[1]),
     }
 
@@ -77,7 +78,8 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what rng_state() captured."""
     torch.set_rng_state(state["torch"])
-    np.random.set_state(("MT19937", np.asarray(state["numpy"], dtype=np.uint32), state["numpy_pos"], 0, 0.0))
+    keys = np.asarray(state["numpy"], dtype=np.uint32)
+    np.random.set_state(("MT19937", keys, state["numpy_pos"], 0, 0.0))  # noqa: NPY002
     random.setstate((3, tuple(state["python"]), None))
 
 

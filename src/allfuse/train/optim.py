@@ -27,7 +27,7 @@ class CautiousAdamW(torch.optim.Optimizer):
         super().__init__(params, defaults)
 
     @torch.no_grad()
-    def step(self, closure=None):  # noqa: ANN001, ANN201 - torch.optim signature
+    def step(self, closure=None):
         """One optimisation step over every parameter with a gradient."""
         loss = closure() if closure is not None else None
         for group in self.param_groups:
