@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from allfuse.data.synth_cli import add_synth_parser
 from allfuse.io import ImageError, check_same_size, read_image, write_image
 from allfuse.types import TASKS
 
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_fuse(sub)
     _add_eval(sub)
+    add_synth_parser(sub)
     return parser
 
 

@@ -1,0 +1,155 @@
+"""Torch datasets: on-the-fly synthesis from pair folders (the training default) and written shards.
+
+Both return the same dict per item:
+  ``a``, ``b``, ``target``: (3, H, W) float32 in [0, 1] (gray replicated to 3 channels);
+  ``task_id``: int64 index of the sample kind in `SAMPLE_KINDS` (vif, mef, mff, m3, control, seg);
+  ``prompt``: the DiTFuse tagged prompt or the natural instruction (``prompt_style``);
+  ``meta``: JSON text of the sample's metadata (a string, so the default collate keeps it per item).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from allfuse.data.pipeline import PipelineConfig
+from allfuse.data.samples import FUSION_KINDS, SAMPLE_KINDS, Sample, Sources, make_sample
+from allfuse.data.sources import ImagePool, PairPool, Teacher, classical_teacher
+from allfuse.io import read_image
+from allfuse.types import Image
+
+PromptStyle = Literal["tagged", "natural"]
+# Relative frequency of each sample kind; DiTFuse trains mostly on M3 and seg, MMAIF on fusion only.
+DEFAULT_MIX: dict[str, float] = {"vif": 1.0, "mef": 1.0, "mff": 1.0, "m3": 1.0, "control": 0.5, "seg": 0.5}
+
+
+@dataclass(frozen=True)
+class MixConfig:
+    """Which sample kinds to synthesize and how often, plus the degradation pipeline settings."""
+
+    kinds: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    prompt_style: PromptStyle = "tagged"
+    split: Literal["train", "held_out"] = "train"  # held_out: evaluation prompts never seen in training
+
+    def __post_init__(self) -> None:
+        """Reject unknown kinds, all-zero mixes and unknown prompt styles/splits."""
+        if self.prompt_style not in ("tagged", "natural") or self.split not in ("train", "held_out"):
+            raise ValueError(f"prompt_style {self.prompt_style!r} / split {self.split!r} not recognised")
+        bad = set(self.kinds) - set(SAMPLE_KINDS)
+        if bad:
+            raise ValueError(f"unknown sample kinds {sorted(bad)}; choose from {', '.join(SAMPLE_KINDS)}")
+        if not any(w > 0 for w in self.kinds.values()):
+            raise ValueError("the mix needs at least one kind with a positive weight")
+
+
+def to_chw(x: Image) -> torch.Tensor:
+    """(H, W) or (H, W, 3) float image -> (3, H, W) float32 tensor, gray replicated."""
+    x = np.asarray(x, np.float32)
+    rgb = np.repeat(x[..., None], 3, axis=2) if x.ndim == 2 else x
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
+
+
+def as_item(a: Image, b: Image, target: Image, kind: str, prompt: str, meta: dict) -> dict:
+    """The dict every dataset returns (see module docstring)."""
+    return {
+        "a": to_chw(a),
+        "b": to_chw(b),
+        "target": to_chw(target),
+        "task_id": torch.tensor(SAMPLE_KINDS.index(kind), dtype=torch.int64),
+        "prompt": prompt,
+        "meta": json.dumps(meta, default=float),
+    }
+
+
+class SynthDataset(Dataset):
+    """Synthesizes sample i on the fly: deterministic in (seed, epoch, i), so every epoch repeats exactly
+    unless `set_epoch` (or `epoch=`) shifts it. Kinds without material are dropped from the mix (fusion
+    kinds need pairs of that task; m3/control/seg always work, from bundled images or synthetic scenes).
+    """
+
+    def __init__(
+        self,
+        data: Sequence[str | os.PathLike] = (),
+        mix: MixConfig | None = None,
+        length: int = 10_000,
+        seed: int = 0,
+        epoch: int = 0,
+        images: Sequence[str | os.PathLike] = (),
+        teacher: Teacher = classical_teacher,
+    ) -> None:
+        """data: pair folders (searched 3 levels deep); images: natural-image folders for M3 (default:
+        scikit-image samples); teacher: (clean images, task) -> fusion target."""
+        self.mix = mix or MixConfig()
+        pairs = PairPool(data, teacher) if data else None
+        self.sources = Sources(pairs, ImagePool(images), self.mix.pipeline, self.mix.split)
+        have = set(pairs.tasks()) if pairs else set()
+        self.kinds = [k for k, w in self.mix.kinds.items() if w > 0 and (k not in FUSION_KINDS or k in have)]
+        if not self.kinds:
+            raise ValueError(
+                f"nothing to synthesize: mix {dict(self.mix.kinds)} but pair tasks found: {sorted(have)}"
+            )
+        w = np.asarray([self.mix.kinds[k] for k in self.kinds], float)
+        self.weights = w / w.sum()
+        self.length, self.seed, self.epoch = int(length), int(seed), int(epoch)
+
+    def __len__(self) -> int:
+        """Samples per epoch."""
+        return self.length
+
+    def set_epoch(self, epoch: int) -> None:
+        """Shift every sample to a new realization (call once per epoch for fresh data)."""
+        self.epoch = int(epoch)
+
+    def kind_of(self, index: int) -> str:
+        """The sample kind of item `index` (its own stream, independent of the sample's content)."""
+        if len(self.kinds) == 1:
+            return self.kinds[0]
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, index, 1]))  # own stream
+        return self.kinds[int(rng.choice(len(self.kinds), p=self.weights))]
+
+    def sample(self, index: int) -> Sample:
+        """The full `Sample` (clean images included) of item `index`."""
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} samples")
+        return make_sample(self.kind_of(index), self.sources, self.seed, index, self.epoch)
+
+    def __getitem__(self, index: int) -> dict:
+        """Item `index` as tensors (see module docstring)."""
+        s = self.sample(index)
+        prompt = s.prompt if self.mix.prompt_style == "tagged" else s.instruction
+        return as_item(s.degraded[0], s.degraded[1], s.target, s.kind, prompt, s.meta)
+
+
+class ShardDataset(Dataset):
+    """Reads a folder written by `allfuse synth` (meta.jsonl + PNGs), returning the same dict."""
+
+    def __init__(self, folder: str | os.PathLike, prompt_style: PromptStyle = "tagged") -> None:
+        """Index the samples listed in `folder`/meta.jsonl whose images exist."""
+        self.folder = Path(folder)
+        meta = self.folder / "meta.jsonl"
+        if not meta.is_file():
+            raise FileNotFoundError(f"{meta}: not a synth shard folder (no meta.jsonl)")
+        rows = [json.loads(line) for line in meta.read_text("utf-8").splitlines() if line.strip()]
+        self.rows = sorted(rows, key=lambda r: r["index"])
+        self.prompt_style = prompt_style
+
+    def __len__(self) -> int:
+        """Number of written samples."""
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        """Sample i (in index order) as tensors."""
+        row = self.rows[i]
+        files = row["files"]
+        a, b, t = (read_image(self.folder / files[k], "rgb") for k in ("a", "b", "target"))
+        prompt = row["prompt"] if self.prompt_style == "tagged" else row["instruction"]
+        return as_item(a, b, t, row["kind"], prompt, row)

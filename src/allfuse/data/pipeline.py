@@ -1,0 +1,174 @@
+"""Task-aware degradation of an image pair (MMAIF Sect. 3.1): crop geometry, op sampling, routing.
+
+Pair order follows `allfuse.io.LAYOUTS`: VIF (ir, vi), MEF (under, over), MFF (near, far). Routing:
+  * VIF: weather (rain, haze, snow) and low exposure go on the visible image, while the IR image of the
+    pair gets a mild Gaussian blur instead of the weather; IR stripes go on the IR image; low contrast on
+    one image picked at random; every other op on both.
+  * MFF: low or high exposure on one image or both (picked at random); everything else on both.
+  * MEF: every op on both.
+Ops applied to both images share parameters (one scene, one camera); random realizations of sensor noise
+(noise, ir_stripes) differ between the two images, weather layers are shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from allfuse.data.degradations import apply_op
+from allfuse.data.depth import DepthProvider, get_depth_provider
+from allfuse.data.severity import EXCLUSIVE, LEVELS, ORDER, TASK_OPS, WEATHER_OPS, sample_params
+from allfuse.types import Image
+
+Aspect = tuple[int, int]
+INDEPENDENT_NOISE = ("noise", "ir_stripes")  # per-image realizations
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """How pairs are cropped and degraded; fields override, unknown keys are errors."""
+
+    size: int = 128  # training size: output is size x size, or long side = size with keep_aspect
+    aspects: tuple[Aspect, ...] = ((16, 9), (4, 3), (1, 1))
+    keep_aspect: bool = False  # True: output keeps the crop's aspect (short side a multiple of 8)
+    min_scale: float = 0.6  # crop side as a fraction of the largest crop of that aspect
+    n_ops: tuple[int, ...] = (1, 2, 3)  # MMAIF: n in {1, 2, 3}
+    n_weights: tuple[float, ...] | None = None  # uniform when None
+    op_weights: Mapping[str, float] = field(default_factory=dict)  # relative; missing ops weigh 1, 0 drops
+    levels: tuple[int, ...] = LEVELS
+    depth: str = "heuristic"  # depth provider spec for haze (see depth.get_depth_provider)
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """A crop of the source (pixels) and the output size it is resized to."""
+
+    y: int
+    x: int
+    h: int
+    w: int
+    out_h: int
+    out_w: int
+    aspect: str
+
+    def apply(self, image: Image) -> Image:
+        """Crop and resize one image (area filter when shrinking, cubic when enlarging); uint8 -> [0, 1]."""
+        crop = np.asarray(image)[self.y : self.y + self.h, self.x : self.x + self.w]
+        crop = crop.astype(np.float32) / 255.0 if crop.dtype == np.uint8 else crop.astype(np.float32)
+        shrink = self.out_h * self.out_w < self.h * self.w
+        out = cv2.resize(
+            crop, (self.out_w, self.out_h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
+        )
+        return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+    def as_dict(self) -> dict:
+        """JSON-ready description."""
+        return {
+            "y": self.y,
+            "x": self.x,
+            "h": self.h,
+            "w": self.w,
+            "out": [self.out_h, self.out_w],
+            "aspect": self.aspect,
+        }
+
+
+def output_size(size: int, ratio: float, portrait: bool, keep_aspect: bool) -> tuple[int, int]:
+    """(out_h, out_w) for a crop of aspect `ratio` (long/short >= 1)."""
+    if not keep_aspect:
+        return size, size
+    short = max(8, round(size / ratio / 8) * 8)
+    return (size, short) if portrait else (short, size)
+
+
+def sample_crop(h: int, w: int, rng: np.random.Generator, cfg: PipelineConfig) -> CropBox:
+    """Random aspect-ratio crop (orientation follows the source) at a random scale and position."""
+    a, b = cfg.aspects[int(rng.integers(len(cfg.aspects)))]
+    ratio = max(a, b) / min(a, b)
+    portrait = h > w
+    ch, cw = (ratio, 1.0) if portrait else (1.0, ratio)  # crop shape in units of its short side
+    unit = min(h / ch, w / cw) * rng.uniform(cfg.min_scale, 1.0)
+    crop_h, crop_w = max(1, min(h, round(unit * ch))), max(1, min(w, round(unit * cw)))
+    y = int(rng.integers(0, h - crop_h + 1))
+    x = int(rng.integers(0, w - crop_w + 1))
+    out_h, out_w = output_size(cfg.size, ratio, portrait, cfg.keep_aspect)
+    return CropBox(y, x, crop_h, crop_w, out_h, out_w, f"{a}:{b}")
+
+
+def sample_ops(task: str, rng: np.random.Generator, cfg: PipelineConfig) -> list[tuple[str, int]]:
+    """Draw n distinct ops of the task's set (mutually exclusive ones never together), with levels."""
+    n_w = np.asarray(cfg.n_weights or [1.0] * len(cfg.n_ops), float)
+    n = int(cfg.n_ops[rng.choice(len(cfg.n_ops), p=n_w / n_w.sum())])
+    pool = [op for op in TASK_OPS[task] if cfg.op_weights.get(op, 1.0) > 0]
+    chosen: list[str] = []
+    while len(chosen) < n and pool:
+        w = np.asarray([cfg.op_weights.get(op, 1.0) for op in pool], float)
+        op = pool[rng.choice(len(pool), p=w / w.sum())]
+        chosen.append(op)
+        blocked = set().union(*(g for g in EXCLUSIVE if op in g)) | {op}
+        pool = [o for o in pool if o not in blocked]
+    chosen.sort(key=ORDER.index)
+    return [(op, int(cfg.levels[rng.integers(len(cfg.levels))])) for op in chosen]
+
+
+def route(task: str, op: str, rng: np.random.Generator) -> tuple[int, ...]:
+    """Which images of the pair an op goes on (see module docstring)."""
+    if task == "vif":
+        if op in WEATHER_OPS or op == "low_exposure":
+            return (1,)
+        if op == "ir_stripes":
+            return (0,)
+        if op == "low_contrast":
+            return ((0,), (1,))[int(rng.integers(2))]
+    if task == "mff" and op in ("low_exposure", "high_exposure"):
+        return ((0,), (1,), (0, 1))[int(rng.integers(3))]
+    return (0, 1)
+
+
+def pair_depth(images: Sequence[Image], task: str, provider: DepthProvider) -> np.ndarray:
+    """Depth of the clean pair: from the visible image for VIF, from the pair's mean otherwise."""
+    if task == "vif":
+        return provider(images[1])
+    a, b = (np.asarray(x, np.float32) for x in images)
+    if a.ndim != b.ndim:
+        a, b = (x if x.ndim == 3 else np.repeat(x[..., None], 3, axis=2) for x in (a, b))
+    return provider(0.5 * (a + b))
+
+
+def degrade_pair(
+    images: Sequence[Image],
+    task: str,
+    ops: Sequence[tuple[str, int]],
+    rng: np.random.Generator,
+    cfg: PipelineConfig | None = None,
+    depth_provider: DepthProvider | None = None,
+) -> tuple[list[Image], list[dict]]:
+    """Apply `ops` (name, level) to the pair with task routing; returns the images and one record per op."""
+    cfg = cfg or PipelineConfig()
+    out = [np.asarray(x, np.float32) for x in images]
+    records: list[dict] = []
+    depth = None
+    for op, level in ops:
+        targets = route(task, op, rng)
+        params = sample_params(op, level, rng)
+        kw = {}
+        if op == "haze":
+            if depth is None:
+                depth = pair_depth(images, task, depth_provider or get_depth_provider(cfg.depth))
+            kw["depth"] = depth
+        per_image = {}
+        for i in targets:
+            p = dict(params, seed=params["seed"] + i) if op in INDEPENDENT_NOISE else params
+            out[i], per_image[i] = apply_op(op, out[i], rng, p, **kw)
+        record = {"op": op, "level": level, "images": list(targets), "params": per_image[targets[0]]}
+        if op in INDEPENDENT_NOISE and len(targets) > 1:
+            record["seed_rule"] = "image i uses seed + i"
+        records.append(record)
+        if task == "vif" and op in WEATHER_OPS:
+            # MMAIF Sect. 3.1: the IR image of a weather-degraded pair gets a mild blur instead.
+            out[0], p = apply_op("gaussian_blur", out[0], rng, 1)
+            records.append({"op": "gaussian_blur", "level": 1, "images": [0], "params": p, "ir_for": op})
+    return out, records

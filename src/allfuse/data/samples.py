@@ -1,0 +1,206 @@
+"""One synthesized training sample per call, for every kind (DiTFuse Sect. III-B2 data categories plus the
+MMAIF fusion data of Sect. 3.1). Shared by `allfuse synth` (written shards) and `SynthDataset`
+(on the fly), so sample i with seed s is the same wherever it is made.
+
+Kinds:
+  vif / mef / mff  clean pair -> crop -> task-aware degradations; target = teacher fusion of the clean pair
+  m3               natural image -> two complementary block-degraded views; target = the clean image
+  control          clean pair (or, without pairs, an M3 pair) ; target = control curve of the fusion target
+  seg              labelled pair, else a synthetic scene through M3; target = blue overlay on one class
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+import cv2
+import numpy as np
+
+from allfuse.data.control import CONTROLS, apply_control
+from allfuse.data.depth import DepthProvider, get_depth_provider
+from allfuse.data.m3 import m3_pair
+from allfuse.data.pipeline import CropBox, PipelineConfig, degrade_pair, output_size, sample_crop, sample_ops
+from allfuse.data.prompts import Split, make_prompts
+from allfuse.data.seg import find_labels, overlay, present_classes, read_label, synthetic_scene
+from allfuse.data.sources import ImagePool, PairPool, teacher_name
+from allfuse.types import Image
+
+SampleKind = Literal["vif", "mef", "mff", "m3", "control", "seg"]
+SAMPLE_KINDS: tuple[str, ...] = get_args(SampleKind)
+FUSION_KINDS = ("vif", "mef", "mff")
+
+
+@dataclass
+class Sample:
+    """Clean and degraded inputs, the target, both prompt forms and JSON-ready metadata."""
+
+    kind: str
+    clean: tuple[Image, Image]
+    degraded: tuple[Image, Image]
+    target: Image
+    instruction: str  # MMAIF-style natural instruction
+    prompt: str  # DiTFuse tagged prompt (wraps the instruction)
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class Sources:
+    """Everything a sample can be made from, plus the settings shared by all kinds."""
+
+    pairs: PairPool | None = None
+    images: ImagePool = field(default_factory=ImagePool)
+    config: PipelineConfig = field(default_factory=PipelineConfig)
+    split: Split = "train"
+    depth: DepthProvider | None = None
+
+    def depth_provider(self) -> DepthProvider:
+        """The configured depth provider (made once)."""
+        if self.depth is None:
+            self.depth = get_depth_provider(self.config.depth)
+        return self.depth
+
+
+def sample_rng(seed: int, index: int, epoch: int = 0) -> np.random.Generator:
+    """The generator of sample `index`: a function of (seed, epoch, index) only."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), int(index)]))
+
+
+def crop_pair(
+    images: list[Image], target: Image, src: Sources, rng: np.random.Generator
+) -> tuple[list[Image], Image, dict]:
+    """One random aspect-ratio crop applied identically to both sources and the target."""
+    box = sample_crop(*images[0].shape[:2], rng, src.config)
+    return [box.apply(x) for x in images], box.apply(target), box.as_dict()
+
+
+def choose_pair(src: Sources, task: str, rng: np.random.Generator) -> int:
+    """A random pair index usable for `task`; ValueError when there is none."""
+    idx = src.pairs.indices(task) if src.pairs else []
+    if not idx:
+        raise ValueError(f"no {task} pairs found; pass --data with {task} pair folders")
+    return idx[int(rng.integers(len(idx)))]
+
+
+def pair_meta(src: Sources, i: int) -> dict:
+    """Source description of pair i."""
+    p = src.pairs.pairs[i]
+    return {"sources": [str(s) for s in p.sources], "dataset": p.dataset, "name": p.name}
+
+
+def make_fusion(task: str, src: Sources, rng: np.random.Generator) -> Sample:
+    """MMAIF 3.1: crop a clean pair, degrade it task-aware, target = teacher fusion of the clean pair."""
+    i = choose_pair(src, task, rng)
+    images, full_target = src.pairs.load(i, task)
+    clean, target, crop = crop_pair(images, full_target, src, rng)
+    ops = sample_ops(task, rng, src.config)
+    degraded, records = degrade_pair(clean, task, ops, rng, src.config, src.depth_provider())
+    instruction, prompt = make_prompts(task, rng, ops, split=src.split)
+    meta = {**pair_meta(src, i), "crop": crop, "ops": records, "teacher": teacher_name(src.pairs.teacher)}
+    if any(op == "haze" for op, _ in ops):
+        meta["depth"] = src.depth_provider().name
+    return Sample(task, (clean[0], clean[1]), (degraded[0], degraded[1]), target, instruction, prompt, meta)
+
+
+def natural_crop(src: Sources, rng: np.random.Generator) -> tuple[Image, dict]:
+    """A random crop of a random natural image, resized to the training size."""
+    j = int(rng.integers(len(src.images)))
+    x = src.images.load(j)
+    box = sample_crop(*x.shape[:2], rng, src.config)
+    return box.apply(x), {"sources": [src.images.names[j]], "crop": box.as_dict()}
+
+
+def make_m3(src: Sources, rng: np.random.Generator) -> Sample:
+    """DiTFuse M3: two complementary block-degraded views of one clean image; target = the image."""
+    clean, meta = natural_crop(src, rng)
+    a, b, m3 = m3_pair(clean, rng)
+    instruction, prompt = make_prompts("m3", rng, split=src.split)
+    return Sample("m3", (clean, clean), (a, b), clean, instruction, prompt, {**meta, "m3": m3})
+
+
+def make_control(src: Sources, rng: np.random.Generator) -> Sample:
+    """DiTFuse control: target = a brightness/contrast curve of the fusion target (M3 pair without pairs)."""
+    control = CONTROLS[int(rng.integers(len(CONTROLS)))]
+    tasks = src.pairs.tasks() if src.pairs else []
+    if tasks:
+        task = tasks[int(rng.integers(len(tasks)))]
+        i = choose_pair(src, task, rng)
+        images, full_target = src.pairs.load(i, task)
+        clean, base, crop = crop_pair(images, full_target, src, rng)
+        inputs, meta = clean, {**pair_meta(src, i), "crop": crop, "task": task}
+    else:
+        base, meta = natural_crop(src, rng)
+        a, b, meta["m3"] = m3_pair(base, rng)
+        clean, inputs, meta["task"] = [base, base], [a, b], "m3"
+    instruction, prompt = make_prompts("control", rng, control=control, split=src.split)
+    meta["control"] = control
+    target = apply_control(base, control)
+    return Sample("control", (clean[0], clean[1]), (inputs[0], inputs[1]), target, instruction, prompt, meta)
+
+
+def labelled_pairs(src: Sources) -> list[int]:
+    """Pairs that have a label mask."""
+    if not src.pairs:
+        return []
+    return [i for i, p in enumerate(src.pairs.pairs) if find_labels(p.sources[0].parent.parent, p.name)]
+
+
+def make_seg(src: Sources, rng: np.random.Generator) -> Sample:
+    """DiTFuse seg: target = fused/clean image with a translucent blue overlay on one named class."""
+    labelled = labelled_pairs(src)
+    if labelled:
+        i = labelled[int(rng.integers(len(labelled)))]
+        p = src.pairs.pairs[i]
+        task = p.task or "vif"
+        path, names = find_labels(p.sources[0].parent.parent, p.name)
+        images, full_target = src.pairs.load(i, task)
+        label_img = fit_label(read_label(path), images[0].shape[:2])
+        box = sample_crop(*images[0].shape[:2], rng, src.config)
+        clean = [box.apply(x) for x in images]
+        base, inputs = box.apply(full_target), clean
+        label = nearest_crop(label_img, box)
+        meta = {**pair_meta(src, i), "crop": box.as_dict(), "labels": str(path), "task": task}
+    else:
+        out_hw = output_size(src.config.size, 1.0, False, False)
+        base, label, names = synthetic_scene(rng, out_hw)
+        a, b, m3 = m3_pair(base, rng)
+        clean, inputs, meta = [base, base], [a, b], {"sources": ["synthetic_scene"], "m3": m3}
+    present = present_classes(label, names) or [0]
+    k = present[int(rng.integers(len(present)))]
+    instruction, prompt = make_prompts("seg", rng, cls=names[k], split=src.split)
+    meta.update({"class": names[k], "class_index": k})
+    target = overlay(base, label == k)
+    return Sample("seg", (clean[0], clean[1]), (inputs[0], inputs[1]), target, instruction, prompt, meta)
+
+
+def fit_label(label: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize a label mask to the (possibly downscaled) pair size, nearest neighbour."""
+    if label.shape == shape:
+        return label
+    return cv2.resize(label.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+
+
+def nearest_crop(label: np.ndarray, box: CropBox) -> np.ndarray:
+    """Crop/resize a label mask with nearest-neighbour sampling (class indices are not blended)."""
+    crop = label[box.y : box.y + box.h, box.x : box.x + box.w].astype(np.float32)
+    return cv2.resize(crop, (box.out_w, box.out_h), interpolation=cv2.INTER_NEAREST).astype(np.int32)
+
+
+def make_sample(kind: str, src: Sources, seed: int, index: int, epoch: int = 0) -> Sample:
+    """Sample `index` of `kind` under base `seed` (and `epoch` offset): deterministic."""
+    rng = sample_rng(seed, index, epoch)
+    if kind in FUSION_KINDS:
+        sample = make_fusion(kind, src, rng)
+    elif kind == "m3":
+        sample = make_m3(src, rng)
+    elif kind == "control":
+        sample = make_control(src, rng)
+    elif kind == "seg":
+        sample = make_seg(src, rng)
+    else:
+        raise ValueError(f"unknown sample kind {kind!r}; choose from {', '.join(SAMPLE_KINDS)}")
+    sample.meta = {
+        "index": index, "kind": kind, "seed": seed, "epoch": epoch,
+        "prompt": sample.prompt, "instruction": sample.instruction, **sample.meta,
+    }  # fmt: skip
+    return sample

@@ -1,0 +1,103 @@
+"""Weather degradations (MMAIF Sect. 3.1): rain streaks, depth-based haze, snow. Same contract as
+`degradations`: ``op(image, rng, spec) -> (image, params_used)``, pure, replayable from params.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from allfuse.data.depth import HeuristicDepth
+from allfuse.data.kernels import finish, line_kernel
+from allfuse.data.severity import Params, Spec, resolve
+from allfuse.types import Image
+
+
+def screen(x: np.ndarray, layer: np.ndarray, alpha: float) -> np.ndarray:
+    """Screen-blend a [0, 1] light layer (H, W) onto an image: 1 - (1 - x)(1 - alpha * layer)."""
+    lay = alpha * np.clip(layer, 0.0, 1.0)
+    if x.ndim == 3:
+        lay = lay[..., None]
+    return 1.0 - (1.0 - x) * (1.0 - lay)
+
+
+def streak_layer(
+    shape: tuple[int, int], gen: np.random.Generator, density: float, length: float, angle: float
+) -> np.ndarray:
+    """Rain streaks: sparse random seeds smeared by a line kernel (motion blur), peak ~1."""
+    h, w = shape
+    n = max(1, round(density * h * w))
+    seeds = np.zeros((h, w), np.float32)
+    seeds[gen.integers(0, h, n), gen.integers(0, w, n)] = gen.uniform(0.4, 1.0, n)
+    k = line_kernel(length, 90.0 - angle)  # angle is measured from the vertical
+    streaks = cv2.filter2D(seeds, -1, k / k.max(), borderType=cv2.BORDER_CONSTANT)
+    streaks = cv2.GaussianBlur(streaks, (0, 0), 0.6)  # a streak is ~1.5 px wide, not aliased
+    return np.clip(streaks, 0.0, 1.0)
+
+
+def rain(image: Image, rng: np.random.Generator, spec: Spec = 2) -> tuple[Image, Params]:
+    """Rain: a near layer of long streaks and a far layer of finer ones, screen-blended, slight veil."""
+    p = resolve("rain", spec, rng)
+    gen = np.random.default_rng(int(p["seed"]))
+    x = np.asarray(image, np.float32)
+    h, w = x.shape[:2]
+    side = min(h, w)
+    length = max(3.0, p["length"] * side)
+    near = streak_layer((h, w), gen, p["density"] * 0.4, length, p["angle"])
+    far = streak_layer((h, w), gen, p["density"], length * 0.5, p["angle"]) * 0.6
+    veiled = x * (1.0 - 0.1 * p["alpha"]) + 0.1 * p["alpha"] * 0.8  # rain scatters a little light
+    return finish(screen(veiled, np.maximum(near, far), p["alpha"])), p
+
+
+def haze(
+    image: Image, rng: np.random.Generator, spec: Spec = 2, depth: np.ndarray | None = None
+) -> tuple[Image, Params]:
+    """Atmospheric scattering (Koschmieder): I * t + A * (1 - t), t = exp(-beta * d), d relative depth.
+
+    `depth` (H, W) in [0, 1] (1 = far) comes from a depth provider; the offline heuristic is used when
+    it is None. Depth is offset to [0.1, 1] so even the nearest point gets a trace of haze.
+    """
+    p = resolve("haze", spec, rng)
+    x = np.asarray(image, np.float32)
+    d = HeuristicDepth()(x) if depth is None else np.asarray(depth, np.float32)
+    if d.shape != x.shape[:2]:
+        raise ValueError(f"depth shape {d.shape} does not match image {x.shape[:2]}")
+    t = np.exp(-p["beta"] * (0.1 + 0.9 * d))
+    if x.ndim == 3:
+        t = t[..., None]
+    return finish(x * t + p["airlight"] * (1.0 - t)), p
+
+
+def flake_layer(
+    shape: tuple[int, int], gen: np.random.Generator, count: int, radius: float, streak: float, angle: float
+) -> np.ndarray:
+    """One depth layer of snow: soft round flakes of ~`radius` px, smeared `streak` px along the fall."""
+    h, w = shape
+    canvas = np.zeros((h, w), np.uint8)
+    xs, ys = gen.integers(0, w, count), gen.integers(0, h, count)
+    rs = np.maximum(1, np.round(radius * gen.uniform(0.6, 1.2, count))).astype(int)
+    vals = gen.integers(110, 256, count)  # flakes are partly translucent
+    for cx, cy, r, v in zip(xs, ys, rs, vals, strict=True):
+        cv2.circle(canvas, (int(cx), int(cy)), int(r), int(v), -1, lineType=cv2.LINE_AA)
+    layer = cv2.GaussianBlur(canvas.astype(np.float32) / 255.0, (0, 0), max(0.5, radius / 3.0))
+    if streak >= 2.0:
+        k = line_kernel(streak, 90.0 - angle)
+        layer = cv2.filter2D(layer, -1, k / k.max(), borderType=cv2.BORDER_CONSTANT)
+    return np.clip(layer, 0.0, 1.0)
+
+
+def snow(image: Image, rng: np.random.Generator, spec: Spec = 2) -> tuple[Image, Params]:
+    """Snow: three layers (few large near flakes, many small far ones), fall motion, whitening veil."""
+    p = resolve("snow", spec, rng)
+    gen = np.random.default_rng(int(p["seed"]))
+    x = np.asarray(image, np.float32)
+    h, w = x.shape[:2]
+    side = min(h, w)
+    layers = []
+    for scale, share in ((1.0, 0.1), (0.55, 0.3), (0.3, 0.6)):  # near -> far
+        count = max(1, round(p["density"] * share * h * w))
+        radius = max(0.6, p["size"] * side * scale)
+        layers.append(flake_layer((h, w), gen, count, radius, p["motion"] * side * scale, p["angle"]))
+    flakes = np.maximum.reduce(layers)
+    veiled = x * (1.0 - p["veil"]) + p["veil"] * 0.9
+    return finish(screen(veiled, flakes, 0.95)), p

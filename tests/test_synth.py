@@ -1,0 +1,164 @@
+"""Sample synthesis end to end: determinism, datasets, `allfuse synth` shards, resume, --list, preview."""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from allfuse.data.datasets import MixConfig, ShardDataset, SynthDataset
+from allfuse.data.pipeline import PipelineConfig
+from allfuse.data.samples import SAMPLE_KINDS, Sources, make_sample
+from allfuse.data.severity import OP_NAMES
+from allfuse.data.sources import PairPool
+from allfuse.data.synth_cli import add_synth_parser, cmd_synth
+from allfuse.io import write_image
+
+
+def scene(seed: int, h: int = 72, w: int = 96) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = np.linspace(0, 1, w, dtype=np.float32)[None, :, None] * np.ones((h, 1, 3), np.float32)
+    return np.clip(base * rng.uniform(0.5, 1, 3) + 0.1 * rng.random((h, w, 3)), 0, 1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def pair_root(tmp_path_factory) -> Path:
+    """A tiny dataset: ivif/Toy/{ir,vi}, mef/Toy/{under,over}, mff/Toy/{near,far} (+ labels on ivif)."""
+    root = tmp_path_factory.mktemp("pairs")
+    layouts = {"ivif": ("ir", "vi"), "mef": ("under", "over"), "mff": ("near", "far")}
+    for task, (a, b) in layouts.items():
+        for k in range(2):
+            x = scene(k)
+            first = x.mean(axis=2) if task == "ivif" else 0.5 * x if task == "mef" else x
+            write_image(root / task / "Toy" / a / f"p{k}.png", first)
+            write_image(
+                root / task / "Toy" / b / f"p{k}.png", np.clip(x * (1.6 if task == "mef" else 1), 0, 1)
+            )
+    labels = root / "ivif" / "Toy" / "labels"
+    labels.mkdir()
+    for k in range(2):
+        lab = np.zeros((72, 96), np.uint8)
+        lab[20:50, 30:70] = 1
+        from PIL import Image
+
+        Image.fromarray(lab).save(labels / f"p{k}.png")
+    (root / "ivif" / "Toy" / "classes.txt").write_text("background\ncar\n")
+    return root
+
+
+def synth(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    add_synth_parser(parser.add_subparsers(dest="cmd"))
+    return cmd_synth(parser.parse_args(["synth", *argv]))
+
+
+@pytest.mark.parametrize("kind", SAMPLE_KINDS)
+def test_every_kind_deterministic(kind, pair_root):
+    src = Sources(PairPool([pair_root]), config=PipelineConfig(size=48))
+    a = make_sample(kind, src, seed=3, index=5)
+    b = make_sample(kind, Sources(PairPool([pair_root]), config=PipelineConfig(size=48)), seed=3, index=5)
+    for x, y in zip((*a.degraded, a.target), (*b.degraded, b.target), strict=True):
+        np.testing.assert_array_equal(x, y)
+        assert x.dtype == np.float32 and x.shape[:2] == (48, 48) and 0 <= x.min() and x.max() <= 1
+    assert a.prompt == b.prompt and json.dumps(a.meta) == json.dumps(b.meta)
+    others = [make_sample(kind, src, seed=4, index=5), make_sample(kind, src, seed=3, index=5, epoch=1)]
+    for c in others:
+        assert c.prompt != a.prompt or not np.array_equal(c.degraded[0], a.degraded[0])
+
+
+def test_seg_uses_label_masks(pair_root):
+    s = make_sample("seg", Sources(PairPool([pair_root / "ivif"]), config=PipelineConfig(size=48)), 0, 0)
+    assert s.meta["class"] == "car" and s.meta["labels"].endswith(".png")
+    assert "car" in s.instruction
+
+
+def test_synth_dataset_items(pair_root):
+    ds = SynthDataset([pair_root], MixConfig(pipeline=PipelineConfig(size=32)), length=12, seed=1)
+    assert set(ds.kinds) == set(SAMPLE_KINDS)
+    item = ds[3]
+    assert set(item) == {"a", "b", "target", "task_id", "prompt", "meta"}
+    for k in ("a", "b", "target"):
+        assert item[k].shape == (3, 32, 32) and item[k].dtype == torch.float32
+        assert 0 <= float(item[k].min()) and float(item[k].max()) <= 1
+    assert SAMPLE_KINDS[int(item["task_id"])] == json.loads(item["meta"])["kind"]
+    again = ds[3]
+    assert torch.equal(item["a"], again["a"]) and item["prompt"] == again["prompt"]  # same every epoch
+    ds.set_epoch(1)
+    moved = ds[3]
+    assert not torch.equal(item["a"], moved["a"]) or item["prompt"] != moved["prompt"]
+    batch = torch.utils.data.default_collate([ds[i] for i in range(4)])
+    assert batch["a"].shape == (4, 3, 32, 32) and len(batch["prompt"]) == 4
+
+
+def test_synth_dataset_without_pairs_and_natural_prompts():
+    mix = MixConfig(kinds={"vif": 1.0, "m3": 1.0}, pipeline=PipelineConfig(size=32), prompt_style="natural")
+    ds = SynthDataset([], mix, length=4)
+    assert ds.kinds == ["m3"]
+    assert not ds[0]["prompt"].startswith("[")
+    with pytest.raises(ValueError):
+        SynthDataset([], MixConfig(kinds={"vif": 1.0}))
+    with pytest.raises(ValueError):
+        MixConfig(kinds={"nope": 1.0})
+
+
+def read_all(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_cli_shards_byte_identical_resumable(pair_root, tmp_path):
+    args = ["--task", "vif", "--data", str(pair_root / "ivif"), "--count", "4", "--size", "32"]
+    assert synth(*args, "--seed", "7", "--out", str(tmp_path / "a")) == 0
+    assert synth(*args, "--seed", "7", "--out", str(tmp_path / "b")) == 0
+    first = read_all(tmp_path / "a")
+    assert first == read_all(tmp_path / "b")
+    assert len(first) == 4 * 5 + 1
+    assert synth(*args, "--seed", "8", "--out", str(tmp_path / "c")) == 0
+    assert read_all(tmp_path / "c")["000000_a.png"] != first["000000_a.png"]
+    # resume: lose one sample's image and a torn meta line, rerun -> same bytes again
+    (tmp_path / "a" / "000002_target.png").unlink()
+    with open(tmp_path / "a" / "meta.jsonl", "a") as f:
+        f.write('{"index": 9, "tor')
+    assert synth(*args, "--seed", "7", "--out", str(tmp_path / "a")) == 0
+    assert read_all(tmp_path / "a") == first
+    rows = [json.loads(line) for line in (tmp_path / "a" / "meta.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in rows] == [0, 1, 2, 3]
+    assert {"ops", "prompt", "instruction", "sources", "seed", "crop", "files"} <= set(rows[0])
+    shards = ShardDataset(tmp_path / "a")
+    item = shards[1]
+    assert len(shards) == 4 and item["a"].shape == (3, 32, 32) and item["prompt"] == rows[1]["prompt"]
+
+
+def test_cli_shard_matches_on_the_fly(pair_root, tmp_path):
+    assert synth("--task", "m3", "--count", "2", "--size", "32", "--seed", "5", "--out", str(tmp_path)) == 0
+    ds = SynthDataset([], MixConfig(kinds={"m3": 1.0}, pipeline=PipelineConfig(size=32)), length=2, seed=5)
+    on_the_fly, written = ds[1], ShardDataset(tmp_path)[1]
+    assert on_the_fly["prompt"] == written["prompt"]
+    assert torch.allclose(on_the_fly["a"], written["a"], atol=0.5 / 255)  # PNG is 8-bit
+
+
+def test_cli_list_json_covers_ops_and_tasks(capsys):
+    assert synth("--list", "--format", "json") == 0
+    cat = json.loads(capsys.readouterr().out)
+    assert {r["op"] for r in cat["ops"]} == set(OP_NAMES)
+    assert set(cat["tasks"]) == set(SAMPLE_KINDS)
+    noise = next(r for r in cat["ops"] if r["op"] == "noise")
+    assert noise["params"]["sigma"]["levels"]["severe"] and noise["tasks"] == ["vif", "mef", "mff"]
+    assert synth("--list") == 0 and "ir_stripes" in capsys.readouterr().out
+
+
+def test_cli_preview_and_errors(pair_root, tmp_path, capsys):
+    png = tmp_path / "grid.png"
+    assert synth("--task", "seg", "--count", "2", "--size", "32", "--preview", str(png)) == 0
+    assert png.stat().st_size > 1000
+    assert synth("--task", "mef", "--count", "1", "--out", str(tmp_path / "x")) == 2  # no pairs
+    assert synth("--task", "vif") == 2
+    assert "error" in capsys.readouterr().out
+
+
+def test_real_pairs_smoke(shared_data, tmp_path):
+    for task, folder in (("vif", "ivif/MSRS"), ("mef", "mef/MEFB"), ("mff", "mff/Lytro")):
+        src = Sources(PairPool([shared_data / folder]), config=PipelineConfig(size=64))
+        s = make_sample(task, src, 0, 0)
+        assert s.target.shape[:2] == (64, 64) and s.meta["teacher"].startswith("classical")
