@@ -8,8 +8,12 @@ from scipy.stats import spearmanr
 from allfuse.color import is_color, to_gray
 from allfuse.types import Image, Task
 
-# Best classical fusion per task, chosen by measurement (`allfuse eval`, see README "Baselines").
-CLASSICAL_DEFAULT: dict[Task, str] = {"vif": "gff", "mef": "mertens", "mff": "focus"}
+# Best classical fusion per task, chosen by measurement on 8 pairs of each shared dataset with the metrics
+# MMAIF reports per task (VIF: VIF, Qabf; MEF/MFF: Qcv, Qabf; plus MEF-SSIM for MEF); README "Baselines".
+# VIF: `focus` scores highest on VIF/Qabf but its hard decision map leaves blotches a person sees at once
+# (dark patches of IR on a lit road), so the runner-up `gff` is the default. MEF: `laplacian` beats
+# `mertens` on Qcv, Qabf and MEF-SSIM on MEFB. MFF: `focus` leads Qabf and VIF on Lytro and MFI-WHU.
+CLASSICAL_DEFAULT: dict[Task, str] = {"vif": "gff", "mef": "laplacian", "mff": "focus"}
 
 # Thresholds measured on the shared benchmark pairs (tests/test_tasks.py checks every pair): IR/visible
 # luminance rank correlation spans -0.80..0.84, multi-exposure and multi-focus pairs 0.39..1.0 (10th
