@@ -135,6 +135,45 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train a FusionDiT (torchrun --nproc_per_node=N -m allfuse train ... for DDP)"
+    )
+    p.add_argument("--config", default="tiny-reg", help="a preset (tiny-reg, tiny-fm) or a YAML file")
+    p.add_argument(
+        "overrides", nargs="*", help="key=value overrides, dotted for nested fields (model.depth=4)"
+    )
+    p.add_argument("--max-steps", type=int, default=None, help="shorthand for max_steps=N")
+    p.add_argument("--out", default=None, help="shorthand for out_dir=DIR")
+    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in the run folder")
+    p.add_argument(
+        "--until",
+        type=int,
+        default=None,
+        help="stop (checkpointed) at this step of the schedule; run again to continue",
+    )
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train (or resume) a model from a preset/YAML config plus overrides."""
+    from allfuse.train.config import load_train_config
+    from allfuse.train.loop import train
+
+    overrides = list(args.overrides)
+    if args.max_steps is not None:
+        overrides.append(f"max_steps={args.max_steps}")
+    if args.out is not None:
+        overrides.append(f"out_dir={args.out}")
+    try:
+        cfg = load_train_config(args.config, overrides)
+    except (KeyError, ValueError) as e:
+        raise CliError(str(e).strip("'\"")) from None
+    out = train(cfg, resume=not args.fresh, until=args.until)
+    print(f"run folder: {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="allfuse", description=__doc__)
@@ -142,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fuse(sub)
     _add_eval(sub)
     add_synth_parser(sub)
+    _add_train(sub)
     return parser
 
 
