@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from allfuse.data.synth_cli import add_synth_parser
 from allfuse.io import ImageError, check_same_size, read_image, write_image
@@ -27,20 +29,71 @@ def _add_fuse(sub: argparse._SubParsersAction) -> None:
         help="output PNG (default fused.png), or output folder with --data",
     )
     p.add_argument("--data", type=Path, default=None, help="batch mode: fuse every pair of a dataset folder")
-    p.add_argument("--method", default=None, help="classical method (default: the best one for the task)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="allfuse-reg, allfuse-fm or a model folder (default: allfuse-reg once it ships)",
+    )
+    p.add_argument("--method", default=None, help="use a classical method instead of a model")
+    p.add_argument("--prompt", default=None, help="instruction for the model, e.g. 'remove the haze'")
     p.add_argument("--task", default="auto", choices=["auto", *TASKS], help="fusion task (default: guess)")
+    p.add_argument("--steps", type=int, default=None, help="sampler steps (flow-matching models)")
+    p.add_argument("--sampler", default=None, help="euler, midpoint, midpoint_reuse, stochastic, bridge")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed")
     p.add_argument("--bits", type=int, default=8, choices=[8, 16], help="PNG bit depth")
     p.set_defaults(func=cmd_fuse)
 
 
+Fuser = Callable[[list[np.ndarray], str], tuple[np.ndarray, str]]
+
+
+def make_fuser(args: argparse.Namespace) -> Fuser:
+    """(images, task) -> (fused, label): a model (--model, or the embedded default when it exists) or a
+    classical method (--method, or the best classical one for the task)."""
+    from allfuse import baselines
+    from allfuse.pipeline import EMBEDDED, FusionPipeline, resolve_model_folder
+    from allfuse.tasks import CLASSICAL_DEFAULT
+
+    if args.method and args.model:
+        raise CliError("give --model or --method, not both")
+    model = args.model
+    if model is None and args.method is None:
+        try:
+            resolve_model_folder(EMBEDDED[0])
+            model = EMBEDDED[0]
+        except FileNotFoundError:
+            model = None  # no trained default yet: the best classical method
+    if model is not None:
+        try:
+            pipe = FusionPipeline.from_pretrained(model)
+        except (FileNotFoundError, ValueError) as e:
+            raise CliError(str(e)) from None
+
+        def run_model(images: list[np.ndarray], task: str) -> tuple[np.ndarray, str]:
+            out = pipe(
+                images, prompt=args.prompt, task=task, steps=args.steps, sampler=args.sampler, seed=args.seed
+            )
+            return out, model
+
+        return run_model
+    if args.prompt:
+        raise CliError("--prompt needs a model (--model); classical methods take no instructions")
+
+    def run_classical(images: list[np.ndarray], task: str) -> tuple[np.ndarray, str]:
+        method = args.method or CLASSICAL_DEFAULT[task]
+        return baselines.fuse(method, images, task), method
+
+    return run_classical
+
+
 def cmd_fuse(args: argparse.Namespace) -> int:
     """Fuse the given images, or a demo pair synthesized from scikit-image data when none are given."""
-    from allfuse import baselines
     from allfuse.demo import demo_pair
-    from allfuse.tasks import CLASSICAL_DEFAULT, guess_task
+    from allfuse.tasks import guess_task
 
     if args.data is not None:
         return _fuse_folder(args)
+    fuser = make_fuser(args)
     out: Path = args.out or Path("fused.png")
     if args.images and len(args.images) < 2:
         raise CliError("fuse needs at least two images (or none, for the demo pair)")
@@ -58,8 +111,7 @@ def cmd_fuse(args: argparse.Namespace) -> int:
             src = out.with_name(f"{out.stem}_demo_input{i + 1}.png")
             write_image(src, x)
             print(f"demo input {i + 1}: {src}")
-    method = args.method or CLASSICAL_DEFAULT[task]
-    fused = baselines.fuse(method, images, task)
+    fused, method = fuser(images, task)
     write_image(out, fused, bits=args.bits)
     h, w = fused.shape[:2]
     print(f"fused {len(images)} images ({task}, {method}) -> {out} [{w}x{h}]")
@@ -70,13 +122,13 @@ def _fuse_folder(args: argparse.Namespace) -> int:
     """Batch mode: fuse each pair of a folder into OUT/<stem>.png; report bad pairs and go on."""
     from tqdm import tqdm
 
-    from allfuse import baselines
     from allfuse.io import scan_pairs
-    from allfuse.tasks import CLASSICAL_DEFAULT, guess_task
+    from allfuse.tasks import guess_task
 
     if args.images:
         raise CliError("give either images or --data, not both")
     out_dir: Path = args.out or Path("fused")
+    fuser = make_fuser(args)
     scan = scan_pairs(args.data)
     problems = list(scan.problems)
     done = 0
@@ -88,7 +140,7 @@ def _fuse_folder(args: argparse.Namespace) -> int:
         try:
             images, _ = pair.load()
             task = (pair.task or guess_task(images)) if args.task == "auto" else args.task
-            fused = baselines.fuse(args.method or CLASSICAL_DEFAULT[task], images, task)
+            fused, _ = fuser(images, task)
             write_image(target, fused, bits=args.bits)
             done += 1
         except (ImageError, ValueError) as e:

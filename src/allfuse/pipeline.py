@@ -1,0 +1,148 @@
+"""FusionPipeline: images (+ prompt) -> fused image, shared by the Python API, the CLI and the web demo.
+
+    from allfuse import FusionPipeline
+    pipe = FusionPipeline.from_pretrained("allfuse-reg")      # or "allfuse-fm", or a local folder
+    fused = pipe([ir, vis], prompt="remove the noise and fuse")  # float32 [0, 1], the input size
+
+A model folder holds `model.safetensors` (the EMA weights) and `config.json` (the training config that made
+it); a training run folder or checkpoint folder works too. Output size = input size, always.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from allfuse.color import is_color, to_gray
+from allfuse.config import SamplerConfig, override
+from allfuse.data.prompts import FUSION_SUBTAG, fill, parse_prompt, phrases, tagged_prompt
+from allfuse.models import FusionDiT
+from allfuse.sampling import sample_latent
+from allfuse.tasks import guess_task
+from allfuse.train.checkpoint import latest_checkpoint
+from allfuse.train.config import TrainConfig, config_from_dict
+from allfuse.types import TASKS, Image, Task
+
+MODELS_DIR = Path(__file__).parent / "weights"
+EMBEDDED = ("allfuse-reg", "allfuse-fm")
+
+
+def resolve_model_folder(name_or_path: str | os.PathLike) -> Path:
+    """An embedded model name, a model folder, a run folder (its latest checkpoint) or a checkpoint."""
+    name = str(name_or_path)
+    path = MODELS_DIR / name if name in EMBEDDED else Path(name)
+    if (path / "latest.json").exists():
+        path = latest_checkpoint(path)  # type: ignore[assignment]
+    if not (path / "model.safetensors").is_file() or not (path / "config.json").is_file():
+        hint = " (it ships once it has been trained: see the README)" if name in EMBEDDED else ""
+        raise FileNotFoundError(f"{path}: no model here (needs model.safetensors + config.json){hint}")
+    return path
+
+
+class FusionPipeline:
+    """A trained FusionDiT with its frozen tokenizer and text encoder."""
+
+    def __init__(self, model: FusionDiT, cfg: TrainConfig, tokenizer, text_encoder, name: str) -> None:
+        self.model, self.cfg, self.tok, self.text, self.name = (
+            model.eval(),
+            cfg,
+            tokenizer,
+            text_encoder,
+            name,
+        )
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike = "allfuse-reg") -> FusionPipeline:
+        """Load an embedded model ("allfuse-reg", "allfuse-fm") or a local folder; nothing is downloaded."""
+        from allfuse.text import load_text_encoder
+        from allfuse.tokenizer import load_tokenizer
+
+        folder = resolve_model_folder(name_or_path)
+        cfg = config_from_dict(json.loads((folder / "config.json").read_text()))
+        model = FusionDiT(cfg.model)
+        weights = folder / "ema.safetensors"
+        model.load_state_dict(load_file(weights if weights.exists() else folder / "model.safetensors"))
+        tok = load_tokenizer(cfg.tokenizer, precision="bf16" if cfg.bf16 else "fp32")
+        if tok.channels != cfg.model.latent_channels:
+            raise ValueError(
+                f"{folder}: tokenizer {cfg.tokenizer!r} has {tok.channels} channels, the model "
+                f"expects {cfg.model.latent_channels}"
+            )
+        text = load_text_encoder(cfg.text_encoder) if cfg.model.prompt else None
+        return cls(model, cfg, tok, text, str(name_or_path))
+
+    def build_prompt(self, prompt: str | None, task: Task) -> str:
+        """The prompt the model was trained on: tagged DiTFuse form, or the bare instruction."""
+        if prompt is not None and not prompt.strip():
+            raise ValueError("prompt is empty: give an instruction or leave it out")
+        parsed = parse_prompt(prompt) if prompt else None  # raises on unknown [TAGS] / <SUBTAGS>
+        instruction = (
+            parsed.instruction if parsed else fill(phrases("tasks", task)[0], 2, np.random.default_rng(0))
+        )
+        if self.cfg.data.prompt_style != "tagged":
+            return instruction
+        if parsed and parsed.task:
+            return prompt  # type: ignore[return-value]  # already tagged by the user
+        return tagged_prompt("FUSION", FUSION_SUBTAG[task], instruction)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        images: Sequence[Image],
+        prompt: str | None = None,
+        task: Task | str = "auto",
+        steps: int | None = None,
+        sampler: str | None = None,
+        seed: int = 0,
+    ) -> Image:
+        """Fuse >= 2 same-size float [0, 1] images; gray output when every input is gray."""
+        if len(images) < 2:
+            raise ValueError(f"need at least 2 images, got {len(images)}")
+        sizes = {im.shape[:2] for im in images}
+        if len(sizes) != 1:
+            raise ValueError(f"images differ in size: {sorted(sizes)}")
+        if task == "auto":
+            task = guess_task(images)
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; choose auto or one of {', '.join(TASKS)}")
+        x = [_to_tensor(im) for im in images]  # each (1, 3, H, W)
+        conds = [self.tok.encode(t).clone() for t in x]
+        tokens = mask = None
+        if self.text is not None:
+            tokens, mask = self.text.encode([self.build_prompt(prompt, task)])  # type: ignore[arg-type]
+        scfg = override(self.cfg.sampler, **{k: v for k, v in (("steps", steps), ("method", sampler)) if v})
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.bf16):
+            z = sample_latent(self.model, conds, tokens, mask, scfg, torch.Generator().manual_seed(seed)).x
+        h, w = images[0].shape[:2]
+        out = self.tok.decode(z.float(), cond=x, size=(h, w))[0].permute(1, 2, 0).numpy().astype(np.float32)
+        return out if any(is_color(im) for im in images) else to_gray(out)
+
+    def sampler_config(self) -> SamplerConfig:
+        """The sampler used when no steps/sampler are given."""
+        return self.cfg.sampler
+
+
+def _to_tensor(im: Image) -> torch.Tensor:
+    """(H, W) or (H, W, 3) float [0, 1] -> (1, 3, H, W) float32, gray replicated."""
+    a = np.asarray(im, dtype=np.float32)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]
+
+
+def save_pretrained(model: FusionDiT, cfg: TrainConfig, folder: str | os.PathLike) -> Path:
+    """Write an inference folder: model.safetensors + config.json (used to embed trained defaults)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "model.safetensors")
+    (folder / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    return folder

@@ -1,0 +1,65 @@
+"""FusionPipeline on a tiny untrained model: loading, sizes, colour policy, prompts, errors."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from allfuse.models import FusionDiT
+from allfuse.pipeline import FusionPipeline, save_pretrained
+from allfuse.train.config import load_train_config
+
+TINY = [
+    "tokenizer=pixel-unshuffle-f4",
+    "model.latent_channels=48",
+    "model.hidden=32",
+    "model.heads=2",
+    "model.depth=1",
+    "model.expert_hidden=32",
+    "model.lora_rank=8",
+    "model.pe_features=8",
+    "bf16=false",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cfg = load_train_config("tiny-fm", [*TINY, "text_encoder=none", "model.prompt=false", "sampler.steps=2"])
+    return save_pretrained(FusionDiT(cfg.model), cfg, tmp_path_factory.mktemp("m") / "tiny")
+
+
+def test_output_keeps_odd_sizes_and_colour_policy(tiny_folder: Path) -> None:
+    pipe = FusionPipeline.from_pretrained(tiny_folder)
+    rng = np.random.default_rng(0)
+    gray, rgb = rng.random((37, 53), dtype=np.float32), rng.random((37, 53, 3), dtype=np.float32)
+    out = pipe([gray, rgb], task="vif")
+    assert out.shape == (37, 53, 3) and out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
+    assert pipe([gray, gray.T.copy().T], task="mff").shape == (37, 53)  # all gray in, gray out
+    a = pipe([gray, rgb], task="vif", seed=3)
+    np.testing.assert_array_equal(a, pipe([gray, rgb], task="vif", seed=3))  # seeded
+
+
+def test_bad_inputs_are_clear_errors(tiny_folder: Path, tmp_path: Path) -> None:
+    pipe = FusionPipeline.from_pretrained(tiny_folder)
+    x = np.zeros((16, 16), np.float32)
+    with pytest.raises(ValueError, match="differ in size"):
+        pipe([x, np.zeros((16, 17), np.float32)])
+    with pytest.raises(ValueError, match="at least 2"):
+        pipe([x])
+    with pytest.raises(ValueError, match="unknown task"):
+        pipe([x, x], task="pan")
+    with pytest.raises(FileNotFoundError, match="no model here"):
+        FusionPipeline.from_pretrained(tmp_path)
+
+
+def test_prompts_are_wrapped_in_the_training_template() -> None:
+    cfg = load_train_config("tiny-reg", [*TINY, "text_encoder=none"])
+    pipe = FusionPipeline(FusionDiT(cfg.model), cfg, None, None, "t")
+    p = pipe.build_prompt("remove the rain", "vif")
+    assert p.startswith("[FUSION]. <MULTI-MODALITIES>. This is the first image") and p.endswith(
+        "remove the rain"
+    )
+    assert pipe.build_prompt(None, "mef").startswith("[FUSION]. <MULTI-EXPOSURE>.")
+    assert pipe.build_prompt("[CONTROL]. <LIGHT+>. brighter", "mef").startswith("[CONTROL]. <LIGHT+>.")
+    with pytest.raises(ValueError, match="unknown task tag"):
+        pipe.build_prompt("[DANCE]. go", "vif")
