@@ -1,0 +1,72 @@
+"""End-to-end seconds per fused image at 512² and 1024²: allfuse-reg, allfuse-fm (5 steps), the
+restore-then-fuse chains. Inputs are the demo pair resized (content does not change the cost).
+
+    python bench/latency.py [--sizes 512,1024] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+import torch
+
+from allfuse import baselines
+from allfuse.demo import demo_pair
+from allfuse.tasks import CLASSICAL_DEFAULT
+
+CHAINS = ("nlm", "dcp", "rl", "wiener", "upsample")
+
+
+def best_time(fn: Callable[[], object], repeats: int) -> float:
+    """Best wall time of `repeats` runs after one warm-up."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    """Print one row per method with its seconds at each size."""
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--sizes", default="512,1024")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--models", default="allfuse-reg,allfuse-fm")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    task = "mff"
+    methods: dict[str, Callable[[list[np.ndarray]], object]] = {}
+    from allfuse.pipeline import FusionPipeline
+
+    for name in (m for m in args.models.split(",") if m):
+        try:
+            pipe = FusionPipeline.from_pretrained(name)
+        except FileNotFoundError as e:
+            print(f"skipping {name}: {e}")
+            continue
+        label = f"{name} (5 steps)" if pipe.cfg.model.timestep else name
+        methods[label] = lambda ims, p=pipe: p(ims, task=task, steps=5, sampler="midpoint_reuse")
+    default = CLASSICAL_DEFAULT[task]
+    methods[default] = lambda ims: baselines.fuse(default, ims, task)
+    for r in CHAINS:
+        methods[f"{r}+{default}"] = lambda ims, m=f"{r}+{default}": baselines.fuse(m, ims, task)
+    print(f"torch threads: {torch.get_num_threads()}, task {task}, best of {args.repeats} after a warm-up")
+    print("| method | " + " | ".join(f"{s}² s/img" for s in sizes) + " |")
+    print("|---|" + "---:|" * len(sizes))
+    pairs = {
+        s: [np.clip(cv2.resize(x, (s, s), interpolation=cv2.INTER_CUBIC), 0, 1) for x in demo_pair(task)]
+        for s in sizes
+    }
+    for name, fn in methods.items():
+        cells = [f"{best_time(lambda s=s, f=fn: f(pairs[s]), args.repeats):.3f}" for s in sizes]
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
