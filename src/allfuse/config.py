@@ -1,0 +1,159 @@
+"""Dataclass configs (the one schema) and named presets; overrides are by field name, unknown keys are errors.
+
+Parameter budget of the `mmaif` preset (MMAIF Sect. 4.2: 16 layers, hidden d = 576, 12 heads, d' = 128,
+4 routed GLU experts top-2 + 1 shared; 282M parameters, ~185M active per token):
+
+  total - active = (routed - top_k) * layers * expert = 2 * 16 * expert = 282M - 185M = 97M
+  => one GLU expert (w_gate, w_up: d x h, w_down: h x d) has 3 * d * h ~ 3.03M  =>  h ~ 1754 ~ 3 d = 1728.
+
+With h = 3 d = 1728 (GLU ratio 3) the rest of a layer must fit in (282M - 16 * 5 * 2.99M) / 16 ~ 2.7M:
+attention 4 d^2 = 1.33M, LoRA adaLN d * d' + d' * 6 d = 7 d d' = 0.52M and a light NAFNet block (1x1 conv to
+naf_expand * d = d channels, depthwise 3x3, SimpleGate, SCA, 1x1 back: 1.75 d^2 = 0.58M) leave ~0.3M for
+biases, norms, router and the embedders.  Counted exactly (tests/test_models.py, on the meta device):
+279.8M total (-0.8 %), 184.3M active (-0.4 %; routed top-2 + shared + everything not an expert).
+A full NAFNet block (dw expand 2 plus its own FFN, 7 d^2) would overshoot to ~308M.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, get_args
+
+# One Literal per choice; everything that validates or lists a choice reads it from here.
+PriorKind = Literal["gaussian", "first", "second", "mean"]
+ObjectiveKind = Literal["regression", "flow"]
+TimeSampling = Literal["uniform", "logit_normal"]
+AuxMode = Literal["sum", "max"]
+SamplerKind = Literal["euler", "midpoint", "midpoint_reuse", "stochastic", "bridge"]
+
+C = TypeVar("C")
+
+
+def _validate_literals(cfg: Any) -> None:
+    """Raise ValueError when a Literal-typed field holds a value outside its choices."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        if typing.get_origin(hints[f.name]) is Literal:
+            choices = get_args(hints[f.name])
+            if getattr(cfg, f.name) not in choices:
+                raise ValueError(f"{type(cfg).__name__}.{f.name}={getattr(cfg, f.name)!r} not in {choices}")
+
+
+def override(cfg: C, **changes: Any) -> C:
+    """Return a copy of dataclass `cfg` with fields replaced; unknown field names raise KeyError."""
+    names = {f.name for f in dataclasses.fields(cfg)}  # type: ignore[arg-type]
+    unknown = sorted(set(changes) - names)
+    if unknown:
+        raise KeyError(f"unknown {type(cfg).__name__} fields: {unknown}")
+    return dataclasses.replace(cfg, **changes)  # type: ignore[type-var]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """FusionDiT hyper-parameters and the switches of MMAIF Tab. 6 (all on = the paper's model)."""
+
+    latent_channels: int = 16  # z of the f=8 tokenizer
+    patch_size: int = 2
+    hidden: int = 192
+    depth: int = 6
+    heads: int = 6
+    max_inputs: int = 2  # condition slots; fewer inputs are zero-padded and flagged absent
+    text_dim: int = 384  # all-MiniLM-L6-v2 token embeddings
+    timestep: bool = True  # False = regression model (MMAIF Sect. 3.4.1 removes the timestep embedder)
+    # MoE of GLU experts (MMAIF Sect. 3.3.2); when moe=False a dense GLU of width dense_hidden.
+    moe: bool = True
+    experts: int = 4
+    top_k: int = 2
+    shared_experts: int = 1
+    expert_hidden: int = 384
+    dense_hidden: int | None = None  # None: (shared + top_k) * expert_hidden, the MoE's active width
+    # Positional information.
+    rope: bool = True
+    rope_base: float = 2000.0
+    block_pe: bool = True
+    pe_features: int = 64  # Fourier features of a row/column index fed to the PE MLPs
+    # Attention value residual, NAFNet block, LoRA adaLN, prompt tokens.
+    value_residual: bool = True
+    naf: bool = True
+    naf_expand: int = 1  # 1x1 conv width = naf_expand * hidden before the depthwise conv
+    lora_adaln: bool = True
+    lora_rank: int = 64  # d'
+    prompt: bool = True
+
+    def __post_init__(self) -> None:
+        _validate_literals(self)
+        if self.hidden % self.heads:
+            raise ValueError("hidden must be divisible by heads")
+        if self.rope and (self.hidden // self.heads) % 4:
+            raise ValueError("2D RoPE needs head_dim divisible by 4 (two axes x complex pairs)")
+        if self.moe and not 1 <= self.top_k <= self.experts:
+            raise ValueError("need 1 <= top_k <= experts")
+        if self.max_inputs < 2:
+            raise ValueError("max_inputs must be >= 2")
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # 8.8M parameters (6.2M active); trains on 2 CPU cores at 128-256 px crops.
+    "tiny": ModelConfig(),
+    # 45.3M parameters (31.2M active).
+    "small": ModelConfig(hidden=384, depth=8, heads=6, lora_rank=96, expert_hidden=768),
+    # MMAIF Sect. 4.2: 16 layers, hidden 576, 12 heads, d' = 128, 4 routed experts top-2 + 1 shared.
+    "mmaif": ModelConfig(hidden=576, depth=16, heads=12, lora_rank=128, expert_hidden=1728),
+}
+
+
+def model_config(name_or_cfg: str | ModelConfig, **changes: Any) -> ModelConfig:
+    """Resolve a preset name (or pass a config through) and apply field overrides."""
+    if isinstance(name_or_cfg, str):
+        if name_or_cfg not in PRESETS:
+            raise KeyError(f"unknown model preset {name_or_cfg!r}; choices: {sorted(PRESETS)}")
+        name_or_cfg = PRESETS[name_or_cfg]
+    return override(name_or_cfg, **changes)
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """Training objective: regression (MMAIF Eq. 8-10) or flow matching (Eq. 2/11), plus loss weights.
+
+    Flow time convention (everywhere in allfuse): t = 0 is the prior p0, t = 1 the data,
+    Z_t = (1 - t) Z0 + t Z1 (+ sigma * sqrt(t (1 - t)) * eps for the I2SB-style bridge), target v = Z1 - Z0.
+    """
+
+    kind: ObjectiveKind = "flow"
+    aux_weight: float = 0.0  # lambda of Eq. (10); needs a decoder
+    aux_mode: AuxMode = "sum"  # "sum": Eq. (9) over sources; "max": SwinFusion's max-intensity/max-gradient
+    balance_weight: float = 0.01  # MoE load-balancing loss weight
+    time_sampling: TimeSampling = "logit_normal"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    prior: PriorKind = "gaussian"  # p0 (MMAIF Tab. 6 j-l)
+    bridge_sigma: float = 0.0  # > 0: I2SB-style Brownian bridge from a latent prior (Tab. 6 m)
+
+    def __post_init__(self) -> None:
+        _validate_literals(self)
+        if self.bridge_sigma > 0 and self.prior == "gaussian":
+            raise ValueError("bridge_sigma > 0 needs a latent prior (first/second/mean)")
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Flow sampler choice (MMAIF Sect. 3.4.2, Algorithm 1, Tab. 6 h-m); prior and bridge_sigma must match
+    the ObjectiveConfig the model was trained with."""
+
+    method: SamplerKind = "midpoint_reuse"
+    steps: int = 5
+    g: float = 0.0  # diffusion norm of Algorithm 1: kappa = g * sin^2(pi t)
+    prior: PriorKind = "gaussian"
+    bridge_sigma: float = 0.0
+    reuse_velocity: bool = True  # stochastic sampler: v(2) := v(1) (one network call per step)
+
+    def __post_init__(self) -> None:
+        _validate_literals(self)
+        if self.steps < 1:
+            raise ValueError("steps must be >= 1")
+        if self.method == "bridge" and self.prior == "gaussian":
+            raise ValueError("the bridge sampler starts from a latent prior (first/second/mean)")
+        if self.method == "stochastic" and self.g > 0 and self.prior != "gaussian":
+            raise ValueError("the stochastic sampler's score term assumes a Gaussian prior")

@@ -1,0 +1,42 @@
+"""What an objective reads from a training batch, and the loss terms every objective shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from allfuse.config import ObjectiveConfig
+from allfuse.objectives.pixel import Decoder, fusion_pixel_loss
+
+
+@dataclass
+class LatentBatch:
+    """A batch in latent space; `sources` (clean source images) are needed only for the aux pixel loss."""
+
+    conds: list[Tensor]  # N x (B, C, h, w): degraded input latents, N >= 2
+    target: Tensor  # (B, C, h, w): ground-truth fused latent
+    prompt: Tensor | None = None  # (B, L, D_text) prompt token embeddings
+    prompt_mask: Tensor | None = None  # (B, L) bool, True = real token
+    sources: list[Tensor] | None = None  # N x (B, 1 or 3, H, W) in [0, 1], H = 8 h
+
+
+def finish_loss(
+    main: Tensor,
+    clean_latent: Tensor,
+    balance: Tensor,
+    batch: LatentBatch,
+    cfg: ObjectiveConfig,
+    decode: Decoder | None,
+) -> tuple[Tensor, dict[str, float]]:
+    """MMAIF Eq. (10): total = main + lambda aux(decode(clean_latent)) + w_bal balance; and the log dict."""
+    total = main + cfg.balance_weight * balance
+    logs = {"mse": main.item(), "balance": balance.item()}
+    if cfg.aux_weight > 0:
+        if decode is None or batch.sources is None:
+            raise ValueError("aux_weight > 0 needs a decoder and batch.sources")
+        aux = fusion_pixel_loss(decode(clean_latent).float(), batch.sources, cfg.aux_mode)
+        total = total + cfg.aux_weight * aux
+        logs["aux"] = aux.item()
+    logs["loss"] = total.item()
+    return total, logs
