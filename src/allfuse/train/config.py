@@ -56,6 +56,7 @@ class TrainConfig:
     bf16: bool = True  # torch.autocast bf16 for the network (and the frozen tokenizer)
     grad_checkpoint: bool = False
     seed: int = 0
+    threads: int = 0  # torch intra-op threads per process; 0 = torch's default (torchrun sets 1)
     log_every: int = 10
     ckpt_every: int = 250
     val_every: int = 500

@@ -127,6 +127,8 @@ def train(cfg: TrainConfig, resume: bool = True, until: int | None = None) -> Pa
     """Run (or continue) training to cfg.max_steps — or stop early at step `until`, checkpointed, so a
     later call continues the same schedule; return the run folder."""
     info = dist.setup()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed + info.rank)
     out = Path(cfg.out_dir)
     frozen = Frozen(cfg)
