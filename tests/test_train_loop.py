@@ -1,5 +1,6 @@
 """The training loop end to end on tiny settings: runs, logs, checkpoints, resumes exactly, runs DDP."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -105,3 +106,16 @@ def test_torchrun_two_processes(tmp_path: Path) -> None:
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "step_00000004" / "model.safetensors").exists()
+
+
+def test_warm_start_from_a_model_folder(tmp_path: Path) -> None:
+    from allfuse.models import FusionDiT
+    from allfuse.pipeline import save_pretrained
+
+    cfg = load_train_config("tiny-reg", [*TINY, f"out_dir={tmp_path / 'run'}", "max_steps=1", "lr=0"])
+    donor = FusionDiT(dataclasses.replace(cfg.model, latent_channels=48, prompt=False))
+    torch.nn.init.normal_(donor.final.linear.weight)  # not the zero init a fresh model has
+    save_pretrained(donor, cfg, tmp_path / "donor", dtype=torch.float16)
+    train(dataclasses.replace(cfg, init_from=str(tmp_path / "donor")))
+    got = _weights(tmp_path / "run")["final.linear.weight"]
+    torch.testing.assert_close(got, donor.final.linear.weight.detach().half().float())

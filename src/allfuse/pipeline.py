@@ -137,12 +137,17 @@ def _to_tensor(im: Image) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]
 
 
-def save_pretrained(model: FusionDiT, cfg: TrainConfig, folder: str | os.PathLike) -> Path:
-    """Write an inference folder: model.safetensors + config.json (used to embed trained defaults)."""
+def save_pretrained(
+    model: FusionDiT, cfg: TrainConfig, folder: str | os.PathLike, dtype: torch.dtype = torch.float32
+) -> Path:
+    """Write an inference folder: model.safetensors (in `dtype`: fp16 halves a shipped model) + config."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "model.safetensors")
+    state = {
+        k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()
+    }
+    save_file(state, folder / "model.safetensors")
     (folder / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     return folder

@@ -45,6 +45,7 @@ class TrainConfig:
     tokenizer: str = "default"  # allfuse.tokenizer.load_tokenizer name or path
     text_encoder: str = "default"  # allfuse.text.load_text_encoder name or path; "none" = no prompt
     out_dir: str = "runs/tiny-reg"
+    init_from: str = ""  # warm start: network weights of a model folder (fresh optimizer and schedule)
     max_steps: int = 4000
     batch_size: int = 8  # per process
     grad_accum: int = 1

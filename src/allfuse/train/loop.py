@@ -139,6 +139,13 @@ def train(cfg: TrainConfig, resume: bool = True, until: int | None = None) -> Pa
     opt = CautiousAdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, cfg.warmup, cfg.max_steps)
     step = 0
+    if cfg.init_from:
+        from safetensors.torch import load_file
+
+        from allfuse.pipeline import resolve_model_folder
+
+        model.load_state_dict(load_file(resolve_model_folder(cfg.init_from) / "model.safetensors"))
+        ema = EMA(model, cfg.ema_decay)
     last = ckpt.latest_checkpoint(out) if resume else None
     if last is not None:
         saved = ckpt.load_checkpoint(last)
