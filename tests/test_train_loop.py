@@ -33,7 +33,6 @@ TINY = [
     "val_every=0",
     "warmup=2",
     "bf16=false",
-    "objective.aux_weight=0",
 ]
 
 
@@ -57,6 +56,7 @@ def test_resume_gives_the_same_weights(tmp_path: Path, preset: str) -> None:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
     log = (tmp_path / "a" / "log.csv").read_text().splitlines()
     assert log[0].startswith("step,lr,it_s") and len(log) == 7
+    assert ",aux," in log[0]  # the pixel loss of MMAIF Eq. (9) through the differentiable decoder
 
 
 def test_training_lowers_the_loss(tmp_path: Path) -> None:

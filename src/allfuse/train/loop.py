@@ -120,7 +120,7 @@ class Frozen:
 
     def decode_for_loss(self, z: torch.Tensor) -> torch.Tensor:
         """Differentiable decode (frozen weights) for the auxiliary pixel loss, MMAIF Eq. (9)."""
-        return self.tok.decode(z, grad=True)  # type: ignore[call-arg]
+        return self.tok.decode_train(z)
 
 
 def train(cfg: TrainConfig, resume: bool = True, until: int | None = None) -> Path:
