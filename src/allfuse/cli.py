@@ -11,6 +11,7 @@ import numpy as np
 
 from allfuse.data.synth_cli import add_synth_parser
 from allfuse.io import ImageError, check_same_size, read_image, write_image
+from allfuse.tokenizer.train import add_train_tokenizer_parser
 from allfuse.types import TASKS
 
 
@@ -234,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     add_synth_parser(sub)
     _add_train(sub)
+    add_train_tokenizer_parser(sub)
     return parser
 
 
