@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -119,3 +120,15 @@ def test_warm_start_from_a_model_folder(tmp_path: Path) -> None:
     train(dataclasses.replace(cfg, init_from=str(tmp_path / "donor")))
     got = _weights(tmp_path / "run")["final.linear.weight"]
     torch.testing.assert_close(got, donor.final.linear.weight.detach().half().float())
+
+
+def test_export_makes_a_model_folder_the_pipeline_loads(tmp_path: Path) -> None:
+    from allfuse.cli import main
+    from allfuse.pipeline import FusionPipeline
+
+    cfg = load_train_config("tiny-fm", [*TINY, f"out_dir={tmp_path / 'run'}", "max_steps=2"])
+    train(cfg)
+    assert main(["export", str(tmp_path / "run"), str(tmp_path / "model")]) == 0
+    pipe = FusionPipeline.from_pretrained(tmp_path / "model")
+    out = pipe([np.zeros((24, 20), np.float32), np.ones((24, 20), np.float32)], task="mff", steps=2)
+    assert out.shape == (24, 20)

@@ -227,6 +227,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="turn a training run/checkpoint into a model folder for --model")
+    p.add_argument("run", type=Path, help="run folder (its latest checkpoint) or checkpoint folder")
+    p.add_argument("out", type=Path, help="model folder to write (model.safetensors + config.json)")
+    p.add_argument("--weights", choices=["ema", "raw"], default="ema", help="EMA (inference) or raw weights")
+    p.add_argument("--dtype", choices=["fp16", "fp32"], default="fp16", help="stored precision")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write a checkpoint's EMA (or raw) network as an inference folder."""
+    import torch
+
+    from allfuse.models import FusionDiT
+    from allfuse.pipeline import save_pretrained
+    from allfuse.train.checkpoint import load_checkpoint
+    from allfuse.train.config import config_from_dict
+
+    try:
+        saved = load_checkpoint(args.run)
+    except FileNotFoundError as e:
+        raise CliError(str(e)) from None
+    cfg = config_from_dict(saved.config)
+    model = FusionDiT(cfg.model)
+    model.load_state_dict(saved.ema if args.weights == "ema" and saved.ema is not None else saved.model)
+    dtype = torch.float16 if args.dtype == "fp16" else torch.float32
+    folder = save_pretrained(model, cfg, args.out, dtype=dtype)
+    step = saved.state.get("step", "?")
+    print(f"exported step {step} ({args.weights}, {args.dtype}) of {saved.path} -> {folder}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="allfuse", description=__doc__)
@@ -236,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_synth_parser(sub)
     _add_train(sub)
     add_train_tokenizer_parser(sub)
+    _add_export(sub)
     return parser
 
 
