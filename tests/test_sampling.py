@@ -134,3 +134,21 @@ def test_sample_latent_with_a_tiny_model() -> None:
     assert out.x.shape == (1, 4, 5, 6) and out.nfe == 3
     reg = build_model(ModelConfig(**small, timestep=False))
     assert sample_latent(reg, conds).nfe == 1
+
+
+def test_x_prediction_model_samples_its_clean_prediction() -> None:
+    """A data-predicting flow model that ignores Z_t lands exactly on its prediction with any solver."""
+    small = dict(latent_channels=4, hidden=32, depth=1, heads=2, expert_hidden=16, lora_rank=8, text_dim=8)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**small, predict="data"))
+    conds = [torch.randn(1, 4, 5, 6) for _ in range(2)]
+    with torch.no_grad():
+        model.x_embed.weight.view(32, 4, -1)[:, :, :4] = 0  # blind to Z_t (patch 2: 4 pixels x 4 channels)
+        torch.nn.init.zeros_(model.t_embed.mlp[-1].weight)
+        torch.nn.init.zeros_(model.t_embed.mlp[-1].bias)
+        z1 = model(conds, x=torch.zeros(1, 4, 5, 6), t=torch.zeros(1)).sample
+    for method, steps in (("euler", 4), ("midpoint_reuse", 5), ("midpoint", 2)):
+        out = sample_latent(model, conds, cfg=SamplerConfig(method=method, steps=steps)).x
+        torch.testing.assert_close(out, z1, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="bridge"):
+        sample_latent(model, conds, cfg=SamplerConfig(method="bridge", prior="mean", bridge_sigma=0.5))

@@ -41,6 +41,12 @@ def _add_fuse(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None, help="sampler steps (flow-matching models)")
     p.add_argument("--sampler", default=None, help="euler, midpoint, midpoint_reuse, stochastic, bridge")
     p.add_argument("--seed", type=int, default=0, help="sampler seed")
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="latent window of tiled inference (default: the training crop; 0 = whole image)",
+    )
     p.add_argument("--bits", type=int, default=8, choices=[8, 16], help="PNG bit depth")
     p.set_defaults(func=cmd_fuse)
 
@@ -72,7 +78,13 @@ def make_fuser(args: argparse.Namespace) -> Fuser:
 
         def run_model(images: list[np.ndarray], task: str) -> tuple[np.ndarray, str]:
             out = pipe(
-                images, prompt=args.prompt, task=task, steps=args.steps, sampler=args.sampler, seed=args.seed
+                images,
+                prompt=args.prompt,
+                task=task,
+                steps=args.steps,
+                sampler=args.sampler,
+                seed=args.seed,
+                tile=args.tile,
             )
             return out, model
 
@@ -227,6 +239,48 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_train_refiner(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train-refiner",
+        help="train the pixel-space refiner behind a trained model (resumes from OUT)",
+    )
+    p.add_argument("model", help="allfuse-reg, allfuse-fm or a model folder: the frozen DiT")
+    p.add_argument("out", type=Path, help="run folder (checkpoints, log.csv, val.jsonl)")
+    p.add_argument("--steps", type=int, default=2000, help="total schedule length")
+    p.add_argument("--until", type=int, default=None, help="stop (checkpointed) at this step")
+    p.add_argument("--size", type=int, default=128, help="training crop size, px")
+    p.add_argument("--batch", type=int, default=8, help="batch size")
+    p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
+    p.add_argument("--width", type=int, default=24, help="refiner base width")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    p.add_argument("--workers", type=int, default=1, help="data loader processes")
+    p.set_defaults(func=cmd_train_refiner)
+
+
+def cmd_train_refiner(args: argparse.Namespace) -> int:
+    """Train (or resume) a refiner run."""
+    from allfuse.models.refine import RefinerConfig
+    from allfuse.train.refine import RefineTrainConfig, train_refiner
+
+    cfg = RefineTrainConfig(
+        model=args.model,
+        out_dir=str(args.out),
+        refiner=RefinerConfig(width=args.width),
+        size=args.size,
+        max_steps=args.steps,
+        batch_size=args.batch,
+        lr=args.lr,
+        threads=args.threads,
+        workers=args.workers,
+    )
+    try:
+        out = train_refiner(cfg, until=args.until)
+    except (FileNotFoundError, ValueError) as e:
+        raise CliError(str(e)) from None
+    print(f"run folder: {out}")
+    return 0
+
+
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="turn a training run/checkpoint into a model folder for --model")
     p.add_argument("run", type=Path, help="run folder (its latest checkpoint) or checkpoint folder")
@@ -237,11 +291,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Write a checkpoint's EMA (or raw) network as an inference folder."""
+    """Write a checkpoint's EMA (or raw) network as an inference folder; a refiner run's network is
+    added to an existing model folder."""
     import torch
 
     from allfuse.models import FusionDiT
-    from allfuse.pipeline import save_pretrained
+    from allfuse.pipeline import save_pretrained, save_refiner
     from allfuse.train.checkpoint import load_checkpoint
     from allfuse.train.config import config_from_dict
 
@@ -249,12 +304,26 @@ def cmd_export(args: argparse.Namespace) -> int:
         saved = load_checkpoint(args.run)
     except FileNotFoundError as e:
         raise CliError(str(e)) from None
+    weights = saved.ema if args.weights == "ema" and saved.ema is not None else saved.model
+    dtype = torch.float16 if args.dtype == "fp16" else torch.float32
+    step = saved.state.get("step", "?")
+    if saved.config.get("kind") == "refiner":
+        from allfuse.models.refine import Refiner
+        from allfuse.train.refine import RefineTrainConfig
+
+        rcfg = RefineTrainConfig.from_dict(saved.config)
+        net = Refiner(rcfg.refiner)
+        net.load_state_dict(weights)
+        try:
+            folder = save_refiner(net, args.out, dtype=dtype, info={"step": step, **rcfg.to_dict()})
+        except FileNotFoundError as e:
+            raise CliError(str(e)) from None
+        print(f"exported refiner step {step} ({args.weights}, {args.dtype}) of {saved.path} -> {folder}")
+        return 0
     cfg = config_from_dict(saved.config)
     model = FusionDiT(cfg.model)
-    model.load_state_dict(saved.ema if args.weights == "ema" and saved.ema is not None else saved.model)
-    dtype = torch.float16 if args.dtype == "fp16" else torch.float32
+    model.load_state_dict(weights)
     folder = save_pretrained(model, cfg, args.out, dtype=dtype)
-    step = saved.state.get("step", "?")
     print(f"exported step {step} ({args.weights}, {args.dtype}) of {saved.path} -> {folder}")
     return 0
 
@@ -268,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_synth_parser(sub)
     _add_train(sub)
     add_train_tokenizer_parser(sub)
+    _add_train_refiner(sub)
     _add_export(sub)
     return parser
 

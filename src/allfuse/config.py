@@ -27,6 +27,7 @@ ObjectiveKind = Literal["regression", "flow"]
 TimeSampling = Literal["uniform", "logit_normal"]
 AuxMode = Literal["sum", "max"]
 SamplerKind = Literal["euler", "midpoint", "midpoint_reuse", "stochastic", "bridge"]
+Prediction = Literal["velocity", "data"]
 
 C = TypeVar("C")
 
@@ -62,6 +63,10 @@ class ModelConfig:
     max_inputs: int = 2  # condition slots; fewer inputs are zero-padded and flagged absent
     text_dim: int = 384  # all-MiniLM-L6-v2 token embeddings
     timestep: bool = True  # False = regression model (MMAIF Sect. 3.4.1 removes the timestep embedder)
+    # What a flow model's output means: "velocity" v (MMAIF Eq. 2) or "data", the clean latent Z1 from which
+    # v = (Z1 - Z_t) / (1 - t) is derived (x-prediction, Li & He 2025 "Back to Basics"); a regression
+    # model already predicts Z1, so "data" lets a flow model start from one (allfuse.train.warm_start).
+    predict: Prediction = "velocity"
     # MoE of GLU experts (MMAIF Sect. 3.3.2); when moe=False a dense GLU of width dense_hidden.
     moe: bool = True
     experts: int = 4

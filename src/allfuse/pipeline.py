@@ -24,7 +24,9 @@ from allfuse.color import is_color, to_gray
 from allfuse.config import SamplerConfig, override
 from allfuse.data.prompts import FUSION_SUBTAG, fill, parse_prompt, phrases, tagged_prompt
 from allfuse.models import FusionDiT
+from allfuse.models.refine import Refiner, RefinerConfig
 from allfuse.sampling import sample_latent
+from allfuse.sampling.tiling import TiledModel
 from allfuse.tasks import guess_task
 from allfuse.train.checkpoint import latest_checkpoint
 from allfuse.train.config import TrainConfig, config_from_dict
@@ -49,7 +51,15 @@ def resolve_model_folder(name_or_path: str | os.PathLike) -> Path:
 class FusionPipeline:
     """A trained FusionDiT with its frozen tokenizer and text encoder."""
 
-    def __init__(self, model: FusionDiT, cfg: TrainConfig, tokenizer, text_encoder, name: str) -> None:
+    def __init__(
+        self,
+        model: FusionDiT,
+        cfg: TrainConfig,
+        tokenizer,
+        text_encoder,
+        name: str,
+        refiner: Refiner | None = None,
+    ) -> None:
         self.model, self.cfg, self.tok, self.text, self.name = (
             model.eval(),
             cfg,
@@ -57,6 +67,7 @@ class FusionPipeline:
             text_encoder,
             name,
         )
+        self.refiner = refiner.eval() if refiner is not None else None
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike = "allfuse-reg") -> FusionPipeline:
@@ -76,7 +87,7 @@ class FusionPipeline:
                 f"expects {cfg.model.latent_channels}"
             )
         text = load_text_encoder(cfg.text_encoder) if cfg.model.prompt else None
-        return cls(model, cfg, tok, text, str(name_or_path))
+        return cls(model, cfg, tok, text, str(name_or_path), load_refiner(folder))
 
     def build_prompt(self, prompt: str | None, task: Task) -> str:
         """The prompt the model was trained on: tagged DiTFuse form, or the bare instruction."""
@@ -101,8 +112,13 @@ class FusionPipeline:
         steps: int | None = None,
         sampler: str | None = None,
         seed: int = 0,
+        tile: int | None = None,
+        refine: bool = True,
     ) -> Image:
-        """Fuse >= 2 same-size float [0, 1] images; gray output when every input is gray."""
+        """Fuse >= 2 same-size float [0, 1] images; gray output when every input is gray.
+
+        tile: latent window of tiled inference (allfuse.sampling.tiling); None = the training crop size,
+        0 = the whole image in one window. refine: apply the pixel-space refiner when the model has one."""
         if len(images) < 2:
             raise ValueError(f"need at least 2 images, got {len(images)}")
         sizes = {im.shape[:2] for im in images}
@@ -118,11 +134,21 @@ class FusionPipeline:
         if self.text is not None:
             tokens, mask = self.text.encode([self.build_prompt(prompt, task)])  # type: ignore[arg-type]
         scfg = override(self.cfg.sampler, **{k: v for k, v in (("steps", steps), ("method", sampler)) if v})
+        window = self.default_tile() if tile is None else tile
+        model = TiledModel(self.model, window) if window else self.model
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.bf16):
-            z = sample_latent(self.model, conds, tokens, mask, scfg, torch.Generator().manual_seed(seed)).x
+            z = sample_latent(model, conds, tokens, mask, scfg, torch.Generator().manual_seed(seed)).x
         h, w = images[0].shape[:2]
-        out = self.tok.decode(z.float(), cond=x, size=(h, w))[0].permute(1, 2, 0).numpy().astype(np.float32)
+        dec = self.tok.decode(z.float(), cond=x, size=(h, w))
+        if refine and self.refiner is not None:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                dec = self.refiner(dec, x).float().clamp(0, 1)
+        out = dec[0].permute(1, 2, 0).numpy().astype(np.float32)
         return out if any(is_color(im) for im in images) else to_gray(out)
+
+    def default_tile(self) -> int:
+        """Latent window matching the training crops (data.size px), where the model's positions are known."""
+        return max(4, self.cfg.data.size // self.tok.downsample)
 
     def sampler_config(self) -> SamplerConfig:
         """The sampler used when no steps/sampler are given."""
@@ -151,3 +177,30 @@ def save_pretrained(
     save_file(state, folder / "model.safetensors")
     (folder / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     return folder
+
+
+REFINER_WEIGHTS, REFINER_CONFIG = "refiner.safetensors", "refiner.json"
+
+
+def save_refiner(
+    net: Refiner, folder: str | os.PathLike, dtype: torch.dtype = torch.float32, info: dict | None = None
+) -> Path:
+    """Add a trained refiner to an existing model folder (refiner.safetensors + refiner.json)."""
+    from safetensors.torch import save_file
+
+    folder = resolve_model_folder(folder)
+    state = {k: v.to(dtype).contiguous() for k, v in net.state_dict().items()}
+    save_file(state, folder / REFINER_WEIGHTS)
+    meta = {"refiner": net.cfg.to_dict(), "training": info or {}}
+    (folder / REFINER_CONFIG).write_text(json.dumps(meta, indent=2, default=str))
+    return folder
+
+
+def load_refiner(folder: Path) -> Refiner | None:
+    """The refiner of a model folder, or None when it has none."""
+    if not (folder / REFINER_WEIGHTS).is_file():
+        return None
+    meta = json.loads((folder / REFINER_CONFIG).read_text())
+    net = Refiner(RefinerConfig.from_dict(meta["refiner"]))
+    net.load_state_dict({k: v.float() for k, v in load_file(folder / REFINER_WEIGHTS).items()})
+    return net

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from allfuse.config import ObjectiveConfig
 from allfuse.objectives.batch import LatentBatch, finish_loss
 from allfuse.objectives.pixel import Decoder
-from allfuse.sampling import prior_latent, randn_like
+from allfuse.sampling import predicts_data, prior_latent, randn_like, velocity_from_data
 
 
 def sample_time(cfg: ObjectiveConfig, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -33,7 +33,13 @@ def flow_loss(
     decode: Decoder | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
-    """MMAIF Eq. (11) + lambda aux on the predicted clean latent (Eq. 10) + the MoE balance loss."""
+    """MMAIF Eq. (11) + lambda aux on the predicted clean latent (Eq. 10) + the MoE balance loss.
+
+    An x-prediction model (predict = "data") is trained with the same velocity loss, its velocity derived
+    as (Z1~ - Z_t) / (1 - t) (Li & He 2025 found this v-loss best for x-prediction)."""
+    data = predicts_data(model)
+    if data and cfg.bridge_sigma > 0:
+        raise ValueError("x-prediction (ModelConfig.predict='data') is defined for the straight path only")
     z1 = batch.target  # (B, C, h, w)
     t = sample_time(cfg, z1.shape[0], generator).to(z1.device)  # (B,)
     tt = t.view(-1, 1, 1, 1).to(z1.dtype)
@@ -43,11 +49,14 @@ def flow_loss(
         eps = randn_like(z1, generator)
         zt = zt + cfg.bridge_sigma * (tt * (1 - tt)).sqrt() * eps
     out = model(batch.conds, batch.prompt, batch.prompt_mask, x=zt, t=t)
-    v = out.sample.float()
+    v = velocity_from_data(out.sample, zt, t) if data else out.sample.float()
     # MMAIF Eq. (2)/(11): |v(Z_t, t, c) - (Z1 - Z0)|^2
     mse = (v - (z1 - z0).float()).pow(2).mean()
     # Predicted clean latent: Z1~ = Z_t + (1 - t) v on the straight path; Zp + v for the bridge (Zp known).
-    z1_hat = z0 + v if cfg.bridge_sigma > 0 else zt + (1 - tt) * v
+    if data:
+        z1_hat = out.sample.float()
+    else:
+        z1_hat = z0 + v if cfg.bridge_sigma > 0 else zt + (1 - tt) * v
     loss, logs = finish_loss(mse, z1_hat, out.balance_loss, batch, cfg, decode)
     logs["t_mean"] = t.mean().item()
     return loss, logs

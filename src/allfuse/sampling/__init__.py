@@ -29,13 +29,33 @@ __all__ = [
     "euler",
     "midpoint",
     "midpoint_reuse",
+    "predicts_data",
     "prior_latent",
     "sample_latent",
     "solve",
     "stochastic",
     "time_grid",
     "velocity_fn",
+    "velocity_from_data",
 ]
+
+# x-prediction: 1 - t is clipped here so v = (Z1 - Z_t) / (1 - t) stays finite near the data end (JiT's 0.05).
+T_GAP_MIN = 0.05
+
+
+def predicts_data(model: nn.Module) -> bool:
+    """True for an x-prediction flow model (ModelConfig.predict = "data"); DDP-wrapped models too."""
+    cfg = getattr(getattr(model, "module", model), "cfg", None)
+    return getattr(cfg, "predict", "velocity") == "data"
+
+
+def velocity_from_data(z1: Tensor, x: Tensor, t: Tensor | float) -> Tensor:
+    """Velocity of the straight path through x at time t towards a predicted clean latent z1:
+    v = (Z1 - Z_t) / (1 - t), from Z_t = (1 - t) Z0 + t Z1 and v = Z1 - Z0 (MMAIF Eq. 2)."""
+    t = torch.as_tensor(t, device=x.device, dtype=torch.float32)
+    gap = (1 - t).clamp_min(T_GAP_MIN)
+    gap = gap.view(-1, *([1] * (x.dim() - 1))) if gap.dim() else gap
+    return (z1.float() - x.float()) / gap
 
 
 def prior_latent(
@@ -70,10 +90,13 @@ def velocity_fn(
     prompt: Tensor | None = None,
     prompt_mask: Tensor | None = None,
 ) -> VelocityFn:
-    """Close a flow FusionDiT over its conditions: v(x, t) = model(conds, prompt, mask, x, t).sample."""
+    """Close a flow FusionDiT over its conditions: v(x, t) = model(conds, prompt, mask, x, t).sample,
+    converted from the predicted clean latent for an x-prediction model (ModelConfig.predict = "data")."""
+    data = predicts_data(model)
 
     def v(x: Tensor, t: Tensor) -> Tensor:
-        return model(conds, prompt, prompt_mask, x=x, t=t).sample
+        out = model(conds, prompt, prompt_mask, x=x, t=t).sample
+        return velocity_from_data(out, x, t).to(out.dtype) if data else out
 
     return v
 
@@ -91,5 +114,7 @@ def sample_latent(
     if not getattr(model, "module", model).cfg.timestep:  # unwrap DDP
         return Sample(model(conds, prompt, prompt_mask).sample, 1)
     cfg = cfg or SamplerConfig()
+    if cfg.method == "bridge" and predicts_data(model):
+        raise ValueError("the bridge sampler needs a velocity-prediction model (ModelConfig.predict)")
     x0 = prior_latent(cfg.prior, conds, generator)
     return solve(cfg, velocity_fn(model, conds, prompt, prompt_mask), x0, generator)

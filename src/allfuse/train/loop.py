@@ -143,8 +143,11 @@ def train(cfg: TrainConfig, resume: bool = True, until: int | None = None) -> Pa
         from safetensors.torch import load_file
 
         from allfuse.pipeline import resolve_model_folder
+        from allfuse.train.warm import warm_start
 
-        model.load_state_dict(load_file(resolve_model_folder(cfg.init_from) / "model.safetensors"))
+        notes = warm_start(model, load_file(resolve_model_folder(cfg.init_from) / "model.safetensors"))
+        if info.main and notes:
+            print(f"warm start from {cfg.init_from}: " + "; ".join(notes), flush=True)
         ema = EMA(model, cfg.ema_decay)
     last = ckpt.latest_checkpoint(out) if resume else None
     if last is not None:

@@ -1,0 +1,196 @@
+"""Second training stage: the pixel-space refiner (allfuse.models.refine) behind a frozen trained DiT.
+
+    allfuse train-refiner MODEL_FOLDER RUN_DIR [--steps N --size PX --batch B ...]
+    allfuse export RUN_DIR MODEL_FOLDER          # adds refiner.safetensors + refiner.json to the folder
+
+Each step synthesizes degraded pairs exactly as the DiT's training did (same data config), runs the
+frozen DiT and decoder to get the decoded fusion, and trains the refiner on
+  |R - Y|_1 + grad_weight * |grad R - grad Y|_1        (Y: the fusion target; MMAIF Eq. (9)'s form)
+One process; checkpoints, exact resume, EMA and the CSV log are those of the main loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from allfuse.models import FusionDiT
+from allfuse.models.refine import Refiner, RefinerConfig
+from allfuse.objectives.pixel import sobel_magnitude
+from allfuse.sampling import sample_latent
+from allfuse.train import checkpoint as ckpt
+from allfuse.train.config import TrainConfig, config_from_dict
+from allfuse.train.ema import EMA
+from allfuse.train.loop import EpochDataset, Frozen, ScalarLog, StepSampler, build_dataset, step_generator
+from allfuse.train.optim import CautiousAdamW, warmup_cosine
+
+VAL_SEED_OFFSET = 7_919  # validation samples come from a stream the training never draws
+
+
+@dataclass(frozen=True)
+class RefineTrainConfig:
+    """A refiner run: which DiT it serves and how it is trained."""
+
+    model: str  # model folder (or embedded name) of the frozen DiT
+    out_dir: str = "runs/refiner"
+    refiner: RefinerConfig = field(default_factory=RefinerConfig)
+    size: int = 128  # crop size, px (the DiT's window)
+    max_steps: int = 2000
+    batch_size: int = 8
+    lr: float = 5e-4
+    warmup: int = 100
+    clip: float = 1.0
+    ema_decay: float = 0.995
+    grad_weight: float = 1.0
+    seed: int = 1
+    threads: int = 0
+    workers: int = 1
+    log_every: int = 10
+    ckpt_every: int = 250
+    val_every: int = 250
+    val_samples: int = 16
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (stored in checkpoints as {"kind": "refiner", ...})."""
+        return {"kind": "refiner", **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> RefineTrainConfig:
+        """Inverse of to_dict."""
+        values = {k: v for k, v in values.items() if k != "kind"}
+        return cls(**{**values, "refiner": RefinerConfig.from_dict(values.get("refiner", {}))})
+
+
+def refine_loss(out: torch.Tensor, target: torch.Tensor, grad_weight: float) -> tuple[torch.Tensor, dict]:
+    """L1 + gradient L1 against the fusion target."""
+    l1 = (out - target).abs().mean()
+    grad = (sobel_magnitude(out) - sobel_magnitude(target)).abs().mean()
+    loss = l1 + grad_weight * grad
+    return loss, {"loss": loss.item(), "l1": l1.item(), "grad": grad.item()}
+
+
+class FrozenFusion:
+    """The frozen DiT + tokenizer + text encoder of a model folder: batches -> decoded fusion."""
+
+    def __init__(self, model: str) -> None:
+        from allfuse.pipeline import resolve_model_folder
+
+        folder = resolve_model_folder(model)
+        self.cfg: TrainConfig = config_from_dict(json.loads((folder / "config.json").read_text()))
+        self.frozen = Frozen(self.cfg)
+        self.dit = FusionDiT(self.cfg.model)
+        self.dit.load_state_dict({k: v.float() for k, v in load_file(folder / "model.safetensors").items()})
+        self.dit.eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def decoded(self, batch: dict, generator: torch.Generator) -> torch.Tensor:
+        """(B, 3, H, W) decoded fusion of a batch of degraded pairs."""
+        lb = self.frozen.latents(batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.bf16):
+            z = sample_latent(self.dit, lb.conds, lb.prompt, lb.prompt_mask, self.cfg.sampler, generator).x
+        return self.frozen.tok.decode(z.float())
+
+
+def _dataset(fusion: FrozenFusion, cfg: RefineTrainConfig, seed: int):
+    data = dataclasses.replace(fusion.cfg.data, size=cfg.size)
+    return build_dataset(dataclasses.replace(fusion.cfg, data=data), seed)
+
+
+def train_refiner(cfg: RefineTrainConfig, until: int | None = None) -> Path:
+    """Run (or resume) a refiner run to cfg.max_steps (or stop, checkpointed, at `until`)."""
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out_dir)
+    fusion = FrozenFusion(cfg.model)
+    net = Refiner(cfg.refiner)
+    ema = EMA(net, cfg.ema_decay)
+    opt = CautiousAdamW(net.parameters(), lr=cfg.lr)
+    sched = warmup_cosine(opt, cfg.warmup, cfg.max_steps)
+    step = 0
+    last = ckpt.latest_checkpoint(out)
+    if last is not None:
+        saved = ckpt.load_checkpoint(last)
+        net.load_state_dict(saved.model)
+        if saved.ema is not None:
+            ema.load_state_dict(saved.ema)
+        opt.load_state_dict(ckpt.optimizer_state(saved.state["optimizer"]))
+        sched.load_state_dict(saved.state["scheduler"])
+        step = int(saved.state["step"])
+    base = _dataset(fusion, cfg, cfg.seed)
+    loader = DataLoader(
+        EpochDataset(base, len(base)),
+        batch_size=cfg.batch_size,
+        sampler=StepSampler(len(base), cfg.batch_size, 0, 1, cfg.seed, step),
+        num_workers=cfg.workers,
+        persistent_workers=cfg.workers > 0,
+    )
+    batches = iter(loader)
+    logger = ScalarLog(out / "log.csv")
+    bar = tqdm(total=cfg.max_steps, initial=step, desc="refiner", dynamic_ncols=True)
+    t0, t_step = time.perf_counter(), step
+    stop = min(cfg.max_steps, until or cfg.max_steps)
+    while step < stop:
+        net.train()
+        batch = next(batches)
+        gen = step_generator(cfg.seed, step, 0, 0)
+        dec = fusion.decoded(batch, gen)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            pred = net(dec, [batch["a"], batch["b"]])
+        loss, logs = refine_loss(pred.float(), batch["target"].float(), cfg.grad_weight)
+        loss.backward()
+        logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip))
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        ema.update(net, step)
+        step += 1
+        if step % cfg.log_every == 0 or step == stop:
+            rate = (step - t_step) / max(1e-9, time.perf_counter() - t0)
+            logger.write({"step": step, "lr": sched.get_last_lr()[0], "it_s": rate, **logs})
+            bar.set_postfix(loss=f"{logs['loss']:.4f}", it_s=f"{rate:.2f}")
+        bar.update(1)
+        if step % cfg.ckpt_every == 0 or step == stop:
+            state = {
+                "step": step,
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "rng": ckpt.rng_state(),
+            }
+            ckpt.save_checkpoint(out, step, net.state_dict(), cfg.to_dict(), state, ema=ema.state_dict())
+        if cfg.val_every and (step % cfg.val_every == 0 or step == cfg.max_steps):
+            validate_refiner(ema.shadow, fusion, cfg, step, out)
+    bar.close()
+    return out
+
+
+@torch.no_grad()
+def validate_refiner(
+    net: torch.nn.Module, fusion: FrozenFusion, cfg: RefineTrainConfig, step: int, out: Path
+) -> dict[str, float]:
+    """PSNR / L1 to the target of the decoded fusion and of the refined one, on fixed held-in samples."""
+    ds = _dataset(fusion, cfg, cfg.seed + VAL_SEED_OFFSET)
+    net.eval()
+    rows: dict[str, list[float]] = {"psnr_decoded": [], "psnr_refined": []}
+    for i in range(cfg.val_samples):
+        item = ds[i]
+        batch = {k: (v[None] if isinstance(v, torch.Tensor) else [v]) for k, v in item.items()}
+        dec = fusion.decoded(batch, torch.Generator().manual_seed(i))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            ref = net(dec, [batch["a"], batch["b"]]).float().clamp(0, 1)
+        for name, x in (("psnr_decoded", dec), ("psnr_refined", ref)):
+            mse = (x - batch["target"]).pow(2).mean().item()
+            rows[name].append(10 * np.log10(1.0 / max(mse, 1e-10)))
+    means = {k: float(np.mean(v)) for k, v in rows.items()}
+    with open(out / "val.jsonl", "a") as f:
+        f.write(json.dumps({"step": step, **means}) + "\n")
+    return means

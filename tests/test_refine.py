@@ -1,0 +1,87 @@
+"""The pixel-space refiner: identity at init, any size, trains and resumes exactly behind a frozen DiT,
+exports into a model folder that the pipeline then applies."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_train_loop import TINY
+
+from allfuse.models.refine import Refiner, RefinerConfig
+from allfuse.train.config import load_train_config
+from allfuse.train.loop import train
+from allfuse.train.refine import RefineTrainConfig, train_refiner
+
+
+def test_untrained_refiner_is_the_identity_at_any_size() -> None:
+    net = Refiner(RefinerConfig(width=8, blocks=(1, 1, 1)))
+    fused = torch.rand(2, 3, 37, 22)
+    out = net(fused, [torch.rand(2, 1, 37, 22), torch.rand(2, 3, 37, 22)])
+    torch.testing.assert_close(out, fused)
+    torch.nn.init.normal_(net.tail.weight, std=0.1)
+    assert net(fused, [torch.rand(2, 3, 37, 22)]).shape == fused.shape
+    with pytest.raises(ValueError, match="input images"):
+        net(fused, [fused, fused, fused])
+
+
+@pytest.fixture(scope="module")
+def dit_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from allfuse.cli import main
+
+    tmp = tmp_path_factory.mktemp("dit")
+    train(load_train_config("tiny-reg", [*TINY, f"out_dir={tmp / 'run'}", "max_steps=2"]))
+    assert main(["export", str(tmp / "run"), str(tmp / "model")]) == 0
+    return tmp / "model"
+
+
+def _cfg(model: Path, out: Path) -> RefineTrainConfig:
+    return RefineTrainConfig(
+        model=str(model),
+        out_dir=str(out),
+        refiner=RefinerConfig(width=8, blocks=(1, 1)),
+        size=32,
+        max_steps=4,
+        batch_size=2,
+        warmup=1,
+        workers=0,
+        log_every=1,
+        ckpt_every=2,
+        val_every=2,
+        val_samples=2,
+    )
+
+
+def test_refiner_resumes_exactly_and_ships_in_the_model_folder(dit_folder: Path, tmp_path: Path) -> None:
+    from allfuse.cli import main
+    from allfuse.pipeline import FusionPipeline
+
+    train_refiner(_cfg(dit_folder, tmp_path / "a"))
+    train_refiner(_cfg(dit_folder, tmp_path / "b"), until=2)
+    train_refiner(_cfg(dit_folder, tmp_path / "b"))
+
+    def weights(run: Path) -> dict[str, torch.Tensor]:
+        return load_file(run / json.loads((run / "latest.json").read_text())["path"] / "model.safetensors")
+
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert a["tail.weight"].abs().max() > 0  # it learned something
+    val = [json.loads(line) for line in (tmp_path / "a" / "val.jsonl").read_text().splitlines()]
+    assert [v["step"] for v in val] == [2, 4] and all(np.isfinite(v["psnr_refined"]) for v in val)
+
+    model = tmp_path / "model"
+    model.mkdir()
+    for f in ("model.safetensors", "config.json"):
+        (model / f).write_bytes((dit_folder / f).read_bytes())
+    assert main(["export", str(tmp_path / "a"), str(model)]) == 0
+    assert (model / "refiner.safetensors").is_file()
+    pipe = FusionPipeline.from_pretrained(model)
+    assert pipe.refiner is not None
+    ims = [np.random.default_rng(0).random((24, 20), dtype=np.float32), np.ones((24, 20), np.float32)]
+    refined, plain = pipe(ims, task="mff"), pipe(ims, task="mff", refine=False)
+    assert refined.shape == plain.shape == (24, 20)
+    assert np.abs(refined - plain).max() > 0
+    assert main(["export", str(tmp_path / "a"), str(tmp_path / "nowhere")]) == 2

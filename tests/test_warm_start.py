@@ -1,0 +1,50 @@
+"""Warm start across objectives: a regression FusionDiT becomes an x-prediction flow model that starts
+out predicting exactly what the regression model predicts."""
+
+import pytest
+import torch
+
+from allfuse.config import ModelConfig, SamplerConfig
+from allfuse.models import build_model
+from allfuse.sampling import sample_latent
+from allfuse.train.warm import warm_start
+
+SMALL = dict(latent_channels=4, hidden=32, depth=2, heads=2, expert_hidden=16, lora_rank=8, text_dim=8)
+
+
+def test_regression_to_x_prediction_flow_is_exact() -> None:
+    torch.manual_seed(0)
+    reg = build_model(ModelConfig(**SMALL, timestep=False))
+    for q in reg.parameters():  # move away from the zero-initialised output so the check means something
+        q.data.add_(0.05 * torch.randn_like(q))
+    flow = build_model(ModelConfig(**SMALL, predict="data"))
+    notes = warm_start(flow, reg.state_dict())
+    reg.eval(), flow.eval()  # MoE routing noise is a training-mode thing
+    assert any("x_embed" in n for n in notes) and any("t_embed" in n for n in notes)
+    conds = [torch.randn(1, 4, 6, 8) for _ in range(2)]
+    prompt = torch.randn(1, 3, 8)
+    with torch.no_grad():
+        want = reg(conds, prompt).sample
+        assert want.abs().max() > 1e-3
+        for method, steps in (("euler", 3), ("midpoint_reuse", 5)):
+            got = sample_latent(flow, conds, prompt, cfg=SamplerConfig(method=method, steps=steps)).x
+            torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_same_architecture_copies_everything() -> None:
+    a, b = (build_model(ModelConfig(**SMALL)) for _ in range(2))
+    assert warm_start(b, a.state_dict()) == []
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k])
+
+
+def test_mismatches_are_errors() -> None:
+    reg = build_model(ModelConfig(**SMALL, timestep=False))
+    with pytest.raises(ValueError, match="lacks"):
+        warm_start(build_model(ModelConfig(**SMALL, timestep=False, moe=False)), reg.state_dict())
+    wide = build_model(ModelConfig(**{**SMALL, "hidden": 64}, timestep=False))
+    with pytest.raises(ValueError):
+        warm_start(wide, reg.state_dict())
+    flow = build_model(ModelConfig(**SMALL))
+    with pytest.raises(ValueError, match="this model lacks"):
+        warm_start(reg, flow.state_dict())
