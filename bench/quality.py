@@ -6,7 +6,10 @@ the CLEAN pair. Each method fuses the degraded pair; metrics are computed agains
 (VIF or Qcv, Qabf, SSIM), no-reference (BRISQUE) and against the target (PSNR_ref, SSIM_ref).
 Prints one paper-style table per task (best per column in bold) and writes JSON next to --out.
 
-    python bench/quality.py --limit 6 --max-side 384 --out bench/results/quality.md
+    python bench/quality.py --limit 6 --max-side 384 --ablations --out bench/results/quality.md
+
+The shared pairs are the models' training pairs too (there are only 220); the degradations drawn here are
+new (seeded by pair name, not by the training stream), the scenes are not.
 """
 
 from __future__ import annotations
@@ -71,8 +74,9 @@ def make_cases(task: str, limit: int, max_side: int) -> list[dict]:
     return cases
 
 
-def model_methods(names: list[str]) -> dict[str, Method]:
-    """allfuse models that exist here: reg (1 call), fm with midpoint-reuse 5 steps and Euler 100."""
+def model_methods(names: list[str], ablations: bool = False) -> dict[str, Method]:
+    """allfuse models that exist here: reg (1 call), fm with midpoint-reuse 5 steps and Euler 100;
+    with `ablations`, reg also without its refiner and without tiling."""
     from allfuse.pipeline import FusionPipeline
 
     out: dict[str, Method] = {}
@@ -89,6 +93,10 @@ def model_methods(names: list[str]) -> dict[str, Method]:
             out[f"{name} euler 100"] = lambda ims, t, p=pipe: p(ims, task=t, sampler="euler", steps=100)
         else:
             out[name] = lambda ims, t, p=pipe: p(ims, task=t)
+            if ablations and pipe.refiner is not None:
+                out[f"{name} (no refiner)"] = lambda ims, t, p=pipe: p(ims, task=t, refine=False)
+            if ablations:
+                out[f"{name} (no tiling)"] = lambda ims, t, p=pipe: p(ims, task=t, tile=0)
     return out
 
 
@@ -130,11 +138,12 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=6, help="pairs per dataset")
     ap.add_argument("--max-side", type=int, default=384, help="long side of the test images, px")
     ap.add_argument("--models", default="allfuse-reg,allfuse-fm")
+    ap.add_argument("--ablations", action="store_true", help="also reg without refiner / tiling")
     ap.add_argument("--out", type=Path, default=None, help="also write the tables here (and .json beside)")
     args = ap.parse_args()
     if not SHARED.is_dir():
         raise SystemExit(f"{SHARED} is absent: this benchmark needs the shared benchmark pairs")
-    models = model_methods([m for m in args.models.split(",") if m])
+    models = model_methods([m for m in args.models.split(",") if m], args.ablations)
     report, results = [], {}
     for task in DATASETS:
         cases = make_cases(task, args.limit, args.max_side)

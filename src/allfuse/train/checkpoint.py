@@ -159,3 +159,23 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
 def optimizer_state(saved: dict[str, Any]) -> dict[str, Any]:
     """An optimizer state dict as read from JSON, with its per-parameter keys turned back into ints."""
     return {**saved, "state": {int(k): v for k, v in saved["state"].items()}}
+
+
+def training_state(step: int, opt: torch.optim.Optimizer, sched: Any) -> dict[str, Any]:
+    """The resume sidecar of a training step: step, optimizer, scheduler and RNG states."""
+    return {"step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_state()}
+
+
+def resume(run_dir: str | os.PathLike, model: torch.nn.Module, ema: Any, opt: Any, sched: Any) -> int:
+    """Load the run's latest checkpoint into model, EMA, optimizer and scheduler; return its step
+    (0 when the run has no checkpoint yet)."""
+    last = latest_checkpoint(run_dir)
+    if last is None:
+        return 0
+    saved = load_checkpoint(last)
+    model.load_state_dict(saved.model)
+    if saved.ema is not None:
+        ema.load_state_dict(saved.ema)
+    opt.load_state_dict(optimizer_state(saved.state["optimizer"]))
+    sched.load_state_dict(saved.state["scheduler"])
+    return int(saved.state["step"])

@@ -149,15 +149,8 @@ def train(cfg: TrainConfig, resume: bool = True, until: int | None = None) -> Pa
         if info.main and notes:
             print(f"warm start from {cfg.init_from}: " + "; ".join(notes), flush=True)
         ema = EMA(model, cfg.ema_decay)
-    last = ckpt.latest_checkpoint(out) if resume else None
-    if last is not None:
-        saved = ckpt.load_checkpoint(last)
-        model.load_state_dict(saved.model)
-        if saved.ema is not None:
-            ema.load_state_dict(saved.ema)
-        opt.load_state_dict(ckpt.optimizer_state(saved.state["optimizer"]))
-        sched.load_state_dict(saved.state["scheduler"])
-        step = int(saved.state["step"])
+    if resume:
+        step = ckpt.resume(out, model, ema, opt, sched)
     net = DistributedDataParallel(model) if info.world > 1 else model
 
     base = build_dataset(cfg, cfg.seed)
@@ -204,18 +197,12 @@ def train(cfg: TrainConfig, resume: bool = True, until: int | None = None) -> Pa
             )
         bar.update(1)
         if info.main and (step % cfg.ckpt_every == 0 or step == stop):
-            state = {
-                "step": step,
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "rng": ckpt.rng_state(),
-            }
             ckpt.save_checkpoint(
                 out,
                 step,
                 model.state_dict(),
                 config_to_dict(cfg),
-                state,
+                ckpt.training_state(step, opt, sched),
                 ema=ema.state_dict(),
                 keep=cfg.keep_checkpoints,
             )

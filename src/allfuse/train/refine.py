@@ -116,16 +116,7 @@ def train_refiner(cfg: RefineTrainConfig, until: int | None = None) -> Path:
     ema = EMA(net, cfg.ema_decay)
     opt = CautiousAdamW(net.parameters(), lr=cfg.lr)
     sched = warmup_cosine(opt, cfg.warmup, cfg.max_steps)
-    step = 0
-    last = ckpt.latest_checkpoint(out)
-    if last is not None:
-        saved = ckpt.load_checkpoint(last)
-        net.load_state_dict(saved.model)
-        if saved.ema is not None:
-            ema.load_state_dict(saved.ema)
-        opt.load_state_dict(ckpt.optimizer_state(saved.state["optimizer"]))
-        sched.load_state_dict(saved.state["scheduler"])
-        step = int(saved.state["step"])
+    step = ckpt.resume(out, net, ema, opt, sched)
     base = _dataset(fusion, cfg, cfg.seed)
     loader = DataLoader(
         EpochDataset(base, len(base)),
@@ -160,12 +151,7 @@ def train_refiner(cfg: RefineTrainConfig, until: int | None = None) -> Path:
             bar.set_postfix(loss=f"{logs['loss']:.4f}", it_s=f"{rate:.2f}")
         bar.update(1)
         if step % cfg.ckpt_every == 0 or step == stop:
-            state = {
-                "step": step,
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "rng": ckpt.rng_state(),
-            }
+            state = ckpt.training_state(step, opt, sched)
             ckpt.save_checkpoint(out, step, net.state_dict(), cfg.to_dict(), state, ema=ema.state_dict())
         if cfg.val_every and (step % cfg.val_every == 0 or step == cfg.max_steps):
             validate_refiner(ema.shadow, fusion, cfg, step, out)
