@@ -21,7 +21,7 @@ def test_untrained_refiner_is_the_identity_at_any_size() -> None:
     fused = torch.rand(2, 3, 37, 22)
     out = net(fused, [torch.rand(2, 1, 37, 22), torch.rand(2, 3, 37, 22)])
     torch.testing.assert_close(out, fused)
-    torch.nn.init.normal_(net.tail.weight, std=0.1)
+    torch.nn.init.normal_(net.tail[0].weight, std=0.1)
     assert net(fused, [torch.rand(2, 3, 37, 22)]).shape == fused.shape
     with pytest.raises(ValueError, match="input images"):
         net(fused, [fused, fused, fused])
@@ -68,7 +68,7 @@ def test_refiner_resumes_exactly_and_ships_in_the_model_folder(dit_folder: Path,
     a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
-    assert a["tail.weight"].abs().max() > 0  # it learned something
+    assert a["tail.0.weight"].abs().max() > 0  # it learned something
     val = [json.loads(line) for line in (tmp_path / "a" / "val.jsonl").read_text().splitlines()]
     assert [v["step"] for v in val] == [2, 4] and all(np.isfinite(v["psnr_refined"]) for v in val)
 
@@ -85,3 +85,12 @@ def test_refiner_resumes_exactly_and_ships_in_the_model_folder(dit_folder: Path,
     assert refined.shape == plain.shape == (24, 20)
     assert np.abs(refined - plain).max() > 0
     assert main(["export", str(tmp_path / "a"), str(tmp_path / "nowhere")]) == 2
+
+
+def test_train_refiner_command(dit_folder: Path, tmp_path: Path) -> None:
+    from allfuse.cli import main
+
+    args = ["--steps", "2", "--size", "32", "--batch", "2", "--width", "8", "--workers", "0"]
+    assert main(["train-refiner", str(dit_folder), str(tmp_path / "run"), *args]) == 0
+    assert (tmp_path / "run" / "step_00000002" / "ema.safetensors").is_file()
+    assert main(["train-refiner", str(tmp_path / "no-model"), str(tmp_path / "run2"), *args]) == 2

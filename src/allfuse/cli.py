@@ -251,7 +251,7 @@ def _add_train_refiner(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=128, help="training crop size, px")
     p.add_argument("--batch", type=int, default=8, help="batch size")
     p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
-    p.add_argument("--width", type=int, default=24, help="refiner base width")
+    p.add_argument("--width", type=int, default=32, help="refiner base width")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     p.add_argument("--workers", type=int, default=1, help="data loader processes")
     p.set_defaults(func=cmd_train_refiner)
