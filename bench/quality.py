@@ -132,6 +132,21 @@ def table(task: str, rows: dict[str, dict[str, float]], secs: dict[str, float]) 
     return "\n".join(lines) + "\n"
 
 
+def few_step_gap(task: str, rows: dict[str, dict[str, float]]) -> str:
+    """Relative gap of each flow model's 5-step midpoint-reuse row to its Euler-100 row, per metric."""
+    lines = []
+    for name in rows:
+        if not name.endswith(" mid-reuse 5"):
+            continue
+        few, ref = rows[name], rows.get(name.replace(" mid-reuse 5", " euler 100"))
+        if ref is None:
+            continue
+        gaps = {n: abs(few[n] - ref[n]) / max(abs(ref[n]), 1e-12) for n in task_metrics(task)}
+        cells = ", ".join(f"{n} {100 * g:.2f}%" for n, g in gaps.items())
+        lines.append(f"{name[: -len(' mid-reuse 5')]}: 5-step vs Euler-100 gap: {cells}")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
 def main() -> None:
     """Run every task and print its table."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -162,7 +177,9 @@ def main() -> None:
             lambda ims, t, m=default: baselines.fuse(m, ims, t), cases, task
         )
         report.append(
-            f"{len(cases)} degraded pairs, long side <= {args.max_side}px\n\n" + table(task, rows, secs)
+            f"{len(cases)} degraded pairs, long side <= {args.max_side}px\n\n"
+            + table(task, rows, secs)
+            + few_step_gap(task, rows)
         )
         results[task] = {
             "cases": len(cases),

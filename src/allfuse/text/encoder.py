@@ -64,6 +64,7 @@ class HFTextEncoder:
         self, folder: str | Path, kind: EncoderKind = "bert", max_length: int = 256, batch_size: int = 32
     ):
         from transformers import AutoModel, AutoTokenizer, T5EncoderModel
+        from transformers.utils import logging as hf_logging
 
         self.folder = Path(folder)
         self.kind = kind
@@ -71,7 +72,14 @@ class HFTextEncoder:
         self.batch_size = batch_size
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder), local_files_only=True)
         cls = T5EncoderModel if kind == "t5" else AutoModel
-        self.model = cls.from_pretrained(str(self.folder), local_files_only=True).eval().requires_grad_(False)
+        bar = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # a local load: no "Loading weights" bar in CLI output
+        try:
+            self.model = cls.from_pretrained(str(self.folder), local_files_only=True)
+        finally:
+            if bar:
+                hf_logging.enable_progress_bar()
+        self.model.eval().requires_grad_(False)
         self.dim = int(self.model.config.d_model if kind == "t5" else self.model.config.hidden_size)
         self.id = folder_id(self.folder, kind, max_length)
 

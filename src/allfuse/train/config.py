@@ -29,6 +29,9 @@ class DataConfig:
     size: int = 128  # square training crops, px
     kinds: dict[str, float] = field(default_factory=lambda: dict(FUSION_MIX))
     prompt_style: str = "tagged"  # "tagged" (DiTFuse template) or "natural" (MMAIF instruction)
+    # Degradations per sample: MMAIF draws n in {1, 2, 3}; adding 0 teaches clean inputs to pass through.
+    n_ops: tuple[int, ...] = (1, 2, 3)
+    n_weights: tuple[float, ...] | None = None  # relative weights of n_ops; uniform when None
     length: int = 20_000  # samples per epoch; each epoch draws new degradations
     val_pairs: int = 8  # held-in synthetic samples scored with allfuse.metrics at each validation
     workers: int = 1  # DataLoader worker processes
