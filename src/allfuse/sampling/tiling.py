@@ -2,7 +2,7 @@
 
 Our CPU-trained models see 128 px crops (16 x 16 latents, 8 x 8 tokens); on a full image their token grid
 would be many times larger than any they learned positions for, and quality drops sharply (measured in
-bench/quality.py: reg at 384 px lost 3-8 dB PSNR against the target without tiling). Fusion is local, and
+bench/quality.py: reg at 384 px loses 2.6-5.3 dB PSNR against the target without tiling). Fusion is local, and
 training only ever showed local crops, so we cut the latent into windows of the training size with a
 quarter overlap, run them as one batch per chunk, and blend the outputs with a linear ramp across each
 overlap (MultiDiffusion, Bar-Tal et al. 2023, averages overlapping denoiser outputs the same way). The
