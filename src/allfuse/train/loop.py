@@ -27,7 +27,7 @@ from allfuse.train import checkpoint as ckpt
 from allfuse.train import dist
 from allfuse.train.config import TrainConfig, config_to_dict
 from allfuse.train.ema import EMA
-from allfuse.train.optim import CautiousAdamW, warmup_cosine
+from allfuse.train.optim import CautiousAdamW, optimizer_step, warmup_cosine
 
 
 class EpochDataset(Dataset):
@@ -181,11 +181,7 @@ def train(cfg: TrainConfig, resume: bool = True, until: int | None = None) -> Pa
                 (loss / cfg.grad_accum).backward()
             for k, v in part.items():
                 logs[k] = logs.get(k, 0.0) + v / cfg.grad_accum
-        logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip))
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        ema.update(model, step)
+        logs["grad_norm"] = optimizer_step(model, opt, sched, ema, step, cfg.clip)
         step += 1
         if step % cfg.log_every == 0 or step == cfg.max_steps:
             logs = {k: dist.all_mean(v, info) for k, v in logs.items()}

@@ -66,3 +66,15 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int, flo
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return LambdaLR(optimizer, factor)
+
+
+def optimizer_step(
+    model: torch.nn.Module, opt: torch.optim.Optimizer, sched, ema, step: int, clip: float
+) -> float:
+    """Clip gradients, step optimizer and schedule, clear gradients, update the EMA; return the grad norm."""
+    norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+    ema.update(model, step)
+    return norm

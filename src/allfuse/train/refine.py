@@ -31,7 +31,7 @@ from allfuse.train import checkpoint as ckpt
 from allfuse.train.config import TrainConfig, config_from_dict
 from allfuse.train.ema import EMA
 from allfuse.train.loop import EpochDataset, Frozen, ScalarLog, StepSampler, build_dataset, step_generator
-from allfuse.train.optim import CautiousAdamW, warmup_cosine
+from allfuse.train.optim import CautiousAdamW, optimizer_step, warmup_cosine
 
 VAL_SEED_OFFSET = 7_919  # validation samples come from a stream the training never draws
 
@@ -139,11 +139,7 @@ def train_refiner(cfg: RefineTrainConfig, until: int | None = None) -> Path:
             pred = net(dec, [batch["a"], batch["b"]])
         loss, logs = refine_loss(pred.float(), batch["target"].float(), cfg.grad_weight)
         loss.backward()
-        logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip))
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        ema.update(net, step)
+        logs["grad_norm"] = optimizer_step(net, opt, sched, ema, step, cfg.clip)
         step += 1
         if step % cfg.log_every == 0 or step == stop:
             rate = (step - t_step) / max(1e-9, time.perf_counter() - t0)
