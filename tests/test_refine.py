@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 from test_train_loop import TINY
 
-from allfuse.models.refine import Refiner, RefinerConfig
+from allfuse.models.refine import MIX_PRIOR, Refiner, RefinerConfig
 from allfuse.train.config import load_train_config
 from allfuse.train.loop import train
 from allfuse.train.refine import RefineTrainConfig, train_refiner
@@ -27,6 +27,19 @@ def test_untrained_refiner_is_the_identity_at_any_size() -> None:
         net(fused, [fused, fused, fused])
 
 
+def test_mixing_refiner_blends_sources_and_can_copy_an_input_exactly() -> None:
+    net = Refiner(RefinerConfig(width=8, blocks=(1, 1), mix=True))
+    fused, a, b = torch.rand(1, 3, 20, 28), torch.rand(1, 1, 20, 28), torch.rand(1, 3, 20, 28)
+    w = torch.softmax(torch.tensor([MIX_PRIOR, 0.0, 0.0]), 0)  # untrained: the constant prior
+    torch.testing.assert_close(net(fused, [a, b]), w[0] * fused + w[1] * a.expand(-1, 3, -1, -1) + w[2] * b)
+    w1 = torch.softmax(torch.tensor([MIX_PRIOR, 0.0]), 0)  # one input: the empty slot gets no weight
+    torch.testing.assert_close(net(fused, [b]), w1[0] * fused + w1[1] * b)
+    s = net.cfg.unshuffle
+    with torch.no_grad():  # logit channel 5 (= input 2) after pixel shuffle: conv channels 5 s^2 ...
+        net.tail[0].bias[5 * s * s : 6 * s * s] = 50.0
+    torch.testing.assert_close(net(fused, [a, b]), b)  # a region can be copied from an input exactly
+
+
 @pytest.fixture(scope="module")
 def dit_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from allfuse.cli import main
@@ -41,7 +54,7 @@ def _cfg(model: Path, out: Path) -> RefineTrainConfig:
     return RefineTrainConfig(
         model=str(model),
         out_dir=str(out),
-        refiner=RefinerConfig(width=8, blocks=(1, 1)),
+        refiner=RefinerConfig(width=8, blocks=(1, 1), mix=True),
         size=32,
         max_steps=4,
         batch_size=2,

@@ -252,9 +252,25 @@ def _add_train_refiner(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=8, help="batch size")
     p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
     p.add_argument("--width", type=int, default=32, help="refiner base width")
+    p.add_argument("--blocks", default="1,2,2", help="NAF blocks per U-Net level, finest first")
+    p.add_argument(
+        "--mix",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="predict per-pixel blend weights over the decoded fusion and the inputs (models/refine.py)",
+    )
+    p.add_argument("--grad-weight", type=float, default=1.0, help="weight of the gradient L1 term")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     p.add_argument("--workers", type=int, default=1, help="data loader processes")
     p.set_defaults(func=cmd_train_refiner)
+
+
+def _int_tuple(text: str, flag: str) -> tuple[int, ...]:
+    """'1,2,2' -> (1, 2, 2); a clear error otherwise."""
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise CliError(f"{flag} {text!r}: give comma-separated integers, e.g. 1,2,2") from None
 
 
 def cmd_train_refiner(args: argparse.Namespace) -> int:
@@ -262,18 +278,19 @@ def cmd_train_refiner(args: argparse.Namespace) -> int:
     from allfuse.models.refine import RefinerConfig
     from allfuse.train.refine import RefineTrainConfig, train_refiner
 
-    cfg = RefineTrainConfig(
-        model=args.model,
-        out_dir=str(args.out),
-        refiner=RefinerConfig(width=args.width),
-        size=args.size,
-        max_steps=args.steps,
-        batch_size=args.batch,
-        lr=args.lr,
-        threads=args.threads,
-        workers=args.workers,
-    )
     try:
+        cfg = RefineTrainConfig(
+            model=args.model,
+            out_dir=str(args.out),
+            refiner=RefinerConfig(width=args.width, blocks=_int_tuple(args.blocks, "--blocks"), mix=args.mix),
+            grad_weight=args.grad_weight,
+            size=args.size,
+            max_steps=args.steps,
+            batch_size=args.batch,
+            lr=args.lr,
+            threads=args.threads,
+            workers=args.workers,
+        )
         out = train_refiner(cfg, until=args.until)
     except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e)) from None

@@ -8,6 +8,16 @@ to trust). Its last convolution starts at zero: an untrained refiner is the iden
 the U-Net runs on pixel-unshuffled maps (space-to-depth, Shi et al. 2016): a 4 x 4 pixel cell becomes 16
 channels, so no pixel is lost while the convolutions run at 1/16 of the pixel count.
 
+With `mix`, the tail also predicts per-pixel blend logits over [decoded fusion, input 1, input 2, ...]:
+  R = sum_k softmax(l)_k * S_k + residual,     S_0 = decoded fusion, S_k = input k
+so a region the inputs already show well (mild degradation, the in-focus half of a multi-focus pair) can be
+copied from them pixel-exactly instead of through the f = 8 latent bottleneck, which the latent path cannot
+do (measured: on lightly degraded multi-focus pairs the decoded fusion stays ~10 dB below a
+restore-then-fuse chain; bench/quality.py). Blending sources with learned per-pixel weights is the classical
+fusion rule (Mertens et al. 2007 for exposures, decision maps for focus); here the weights are predicted
+from everything, the decoded fusion included. At init the logits are a constant prior favouring the
+decoded fusion (MIX_PRIOR), and missing input slots get no weight.
+
 Blocks follow NAFNet (Chen et al., ECCV 2022, "Simple Baselines for Image Restoration"): LayerNorm, 1x1
 conv, depthwise 3x3, SimpleGate (x1 * x2), simplified channel attention, 1x1 conv, then a gated FFN; both
 branches scaled by learned per-channel factors that start at zero.
@@ -32,6 +42,7 @@ class RefinerConfig:
     blocks: tuple[int, ...] = (1, 2, 2)  # NAF blocks per level, finest first
     max_inputs: int = 2
     unshuffle: int = 4  # pixel (un)shuffle factor: the U-Net runs at 1/unshuffle resolution, losslessly
+    mix: bool = False  # also predict per-pixel blend weights over [decoded fusion, inputs] (module doc)
 
     def __post_init__(self) -> None:
         if self.width < 4 or not self.blocks or min(self.blocks) < 1 or self.unshuffle < 1:
@@ -45,6 +56,9 @@ class RefinerConfig:
     def from_dict(cls, values: dict) -> RefinerConfig:
         """Inverse of to_dict."""
         return cls(**{**values, "blocks": tuple(values.get("blocks", cls.blocks))})
+
+
+MIX_PRIOR = 3.0  # initial logit of the decoded fusion (inputs 0): softmax weight 0.91 with two inputs
 
 
 class LayerNorm2d(nn.Module):
@@ -83,7 +97,8 @@ class NAFBlock(nn.Module):
 
 
 class Refiner(nn.Module):
-    """(decoded fused image, input images) -> refined fused image, all (B, 3, H, W) in [0, 1]."""
+    """(decoded fused image, input images) -> refined fused image, all (B, 3, H, W) in [0, 1]; without `mix`
+    an untrained refiner is the identity."""
 
     def __init__(self, cfg: RefinerConfig | None = None) -> None:
         super().__init__()
@@ -101,7 +116,8 @@ class Refiner(nn.Module):
             nn.Sequential(nn.Conv2d(2 * w, 4 * w, 1), nn.PixelShuffle(2)) for w in widths[:-1]
         )  # 2w -> 4w channels -> (w, 2H, 2W)
         self.dec = nn.ModuleList(NAFBlock(w) for w in widths[:-1])
-        self.tail = nn.Sequential(nn.Conv2d(c, 3 * s * s, 3, padding=1), nn.PixelShuffle(s))
+        out_ch = 3 + (1 + cfg.max_inputs if cfg.mix else 0)  # residual RGB (+ blend logits)
+        self.tail = nn.Sequential(nn.Conv2d(c, out_ch * s * s, 3, padding=1), nn.PixelShuffle(s))
         nn.init.zeros_(self.tail[0].weight)
         nn.init.zeros_(self.tail[0].bias)
 
@@ -123,4 +139,12 @@ class Refiner(nn.Module):
                 y = self.down[i](y)
         for i in reversed(range(len(self.down))):
             y = self.dec[i](self.up[i](y) + skips[i])
-        return fused + self.tail(y)[..., :h, :w].to(fused.dtype)
+        y = self.tail(y)[..., :h, :w].to(fused.dtype)
+        if not self.cfg.mix:
+            return fused + y
+        residual, logits = y[:, :3], y[:, 3:]
+        prior = torch.full((1 + self.cfg.max_inputs,), -torch.inf, dtype=fused.dtype, device=fused.device)
+        prior[0], prior[1 : 1 + len(inputs)] = MIX_PRIOR, 0.0  # unused slots: weight exactly 0
+        weights = torch.softmax(logits + prior.view(1, -1, 1, 1), dim=1)
+        sources = torch.stack([fused, *slots[: len(inputs)]], dim=1)  # (B, 1 + n, 3, H, W)
+        return (weights[:, : 1 + len(inputs), None] * sources).sum(dim=1) + residual

@@ -27,6 +27,7 @@ from allfuse.models import FusionDiT
 from allfuse.models.refine import Refiner, RefinerConfig
 from allfuse.objectives.pixel import sobel_magnitude
 from allfuse.sampling import sample_latent
+from allfuse.sampling.tiling import TiledModel
 from allfuse.train import checkpoint as ckpt
 from allfuse.train.config import TrainConfig, config_from_dict
 from allfuse.train.ema import EMA
@@ -90,13 +91,15 @@ class FrozenFusion:
         self.dit = FusionDiT(self.cfg.model)
         self.dit.load_state_dict({k: v.float() for k, v in load_file(folder / "model.safetensors").items()})
         self.dit.eval().requires_grad_(False)
+        # crops larger than the DiT's training window run tiled, exactly as the pipeline does at inference
+        self.tiled = TiledModel(self.dit, max(4, self.cfg.data.size // self.frozen.tok.downsample))
 
     @torch.no_grad()
     def decoded(self, batch: dict, generator: torch.Generator) -> torch.Tensor:
         """(B, 3, H, W) decoded fusion of a batch of degraded pairs."""
         lb = self.frozen.latents(batch)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.bf16):
-            z = sample_latent(self.dit, lb.conds, lb.prompt, lb.prompt_mask, self.cfg.sampler, generator).x
+            z = sample_latent(self.tiled, lb.conds, lb.prompt, lb.prompt_mask, self.cfg.sampler, generator).x
         return self.frozen.tok.decode(z.float())
 
 
