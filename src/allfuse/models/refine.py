@@ -4,9 +4,9 @@ Beyond the papers (SPEC, "a measured ceiling"): a latent model's output goes thr
 which caps edge metrics (Qabf, VIF) however good the DiT is. The refiner sees the decoded fused image and
 the (degraded) inputs at full resolution and predicts a residual, so detail the latent lost can come back
 from whichever input still has it, while the DiT keeps the global decisions (what to restore, which input
-to trust). Its last convolution starts at zero: an untrained refiner is the identity. For speed on a CPU
-the U-Net runs on pixel-unshuffled maps (space-to-depth, Shi et al. 2016): a 4 x 4 pixel cell becomes 16
-channels, so no pixel is lost while the convolutions run at 1/16 of the pixel count.
+to trust). Its last convolution starts at zero: an untrained residual-only refiner is the identity. For
+speed on a CPU the U-Net runs on pixel-unshuffled maps (space-to-depth, Shi et al. 2016): a 4 x 4 pixel
+cell becomes 16 channels, so no pixel is lost while the convolutions run at 1/16 of the pixel count.
 
 With `mix`, the tail also predicts per-pixel blend logits over [decoded fusion, input 1, input 2, ...]:
   R = sum_k softmax(l)_k * S_k + residual,     S_0 = decoded fusion, S_k = input k
