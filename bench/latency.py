@@ -1,7 +1,10 @@
 """End-to-end seconds per fused image at 512² and 1024²: allfuse-reg, allfuse-fm (5 steps), the
 restore-then-fuse chains. Inputs are the demo pair resized (content does not change the cost).
 
-    python bench/latency.py [--sizes 512,1024] [--repeats 2]
+    python bench/latency.py [--sizes 512,1024] [--repeats 2] [--work-side 512]
+
+With --work-side, reg also runs with its latent path at that long side (FusionPipeline's work_side: the
+refiner brings the result back to full size); its quality cost is measured by bench/quality.py --work-side.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="512,1024")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--models", default="allfuse-reg,allfuse-fm")
+    ap.add_argument("--work-side", type=int, default=None, help="also reg with its latent path at this side")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     task = "mff"
@@ -52,6 +56,10 @@ def main() -> None:
             continue
         label = f"{name} (5 steps)" if pipe.cfg.model.timestep else name
         methods[label] = lambda ims, p=pipe: p(ims, task=task, steps=5, sampler="midpoint_reuse")
+        if args.work_side and not pipe.cfg.model.timestep:
+            methods[f"{name} (work side {args.work_side})"] = lambda ims, p=pipe: p(
+                ims, task=task, work_side=args.work_side
+            )
     default = CLASSICAL_DEFAULT[task]
     methods[default] = lambda ims: baselines.fuse(default, ims, task)
     for r in CHAINS:

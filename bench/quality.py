@@ -74,9 +74,12 @@ def make_cases(task: str, limit: int, max_side: int) -> list[dict]:
     return cases
 
 
-def model_methods(names: list[str], ablations: bool = False) -> dict[str, Method]:
+def model_methods(
+    names: list[str], ablations: bool = False, work_side: int | None = None
+) -> dict[str, Method]:
     """allfuse models that exist here: reg (1 call), fm with midpoint-reuse 5 steps and Euler 100;
-    with `ablations`, reg also without its refiner and without tiling."""
+    with `ablations`, reg also without its refiner and without tiling; with `work_side`, reg also with
+    its latent path run at that long side."""
     from allfuse.pipeline import FusionPipeline
 
     out: dict[str, Method] = {}
@@ -97,6 +100,10 @@ def model_methods(names: list[str], ablations: bool = False) -> dict[str, Method
                 out[f"{name} (no refiner)"] = lambda ims, t, p=pipe: p(ims, task=t, refine=False)
             if ablations:
                 out[f"{name} (no tiling)"] = lambda ims, t, p=pipe: p(ims, task=t, tile=0)
+            if work_side:
+                out[f"{name} (work side {work_side})"] = lambda ims, t, p=pipe: p(
+                    ims, task=t, work_side=work_side
+                )
     return out
 
 
@@ -154,13 +161,15 @@ def main() -> None:
     ap.add_argument("--max-side", type=int, default=384, help="long side of the test images, px")
     ap.add_argument("--models", default="allfuse-reg,allfuse-fm")
     ap.add_argument("--ablations", action="store_true", help="also reg without refiner / tiling")
+    ap.add_argument("--work-side", type=int, default=None, help="also reg with its latent path at this side")
+    ap.add_argument("--tasks", default=",".join(DATASETS), help="comma-separated subset of vif,mef,mff")
     ap.add_argument("--out", type=Path, default=None, help="also write the tables here (and .json beside)")
     args = ap.parse_args()
     if not SHARED.is_dir():
         raise SystemExit(f"{SHARED} is absent: this benchmark needs the shared benchmark pairs")
-    models = model_methods([m for m in args.models.split(",") if m], args.ablations)
+    models = model_methods([m for m in args.models.split(",") if m], args.ablations, args.work_side)
     report, results = [], {}
-    for task in DATASETS:
+    for task in (t for t in args.tasks.split(",") if t):
         cases = make_cases(task, args.limit, args.max_side)
         default = CLASSICAL_DEFAULT[task]
         rows, secs = {}, {}

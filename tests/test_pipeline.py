@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from allfuse.models import FusionDiT
-from allfuse.pipeline import FusionPipeline, save_pretrained
+from allfuse.pipeline import FusionPipeline, save_pretrained, work_size
 from allfuse.train.config import load_train_config
 
 TINY = [
@@ -37,6 +37,19 @@ def test_output_keeps_odd_sizes_and_colour_policy(tiny_folder: Path) -> None:
     assert pipe([gray, gray.T.copy().T], task="mff").shape == (37, 53)  # all gray in, gray out
     a = pipe([gray, rgb], task="vif", seed=3)
     np.testing.assert_array_equal(a, pipe([gray, rgb], task="vif", seed=3))  # seeded
+
+
+def test_work_side_runs_the_latent_path_smaller_and_returns_the_input_size(tiny_folder: Path) -> None:
+    pipe = FusionPipeline.from_pretrained(tiny_folder)
+    rng = np.random.default_rng(1)
+    ims = [rng.random((37, 53), dtype=np.float32), rng.random((37, 53, 3), dtype=np.float32)]
+    small = pipe(ims, task="vif", work_side=20)
+    assert small.shape == (37, 53, 3) and 0 <= small.min() and small.max() <= 1
+    assert np.abs(small - pipe(ims, task="vif")).max() > 0  # it did run at another size
+    np.testing.assert_array_equal(pipe(ims, task="vif", work_side=53), pipe(ims, task="vif"))  # fits: no-op
+    assert work_size((37, 53), 20) == (14, 20) and work_size((53, 37), 1000) == (53, 37)
+    with pytest.raises(ValueError, match="work_side"):
+        pipe(ims, task="vif", work_side=8)
 
 
 def test_bad_inputs_are_clear_errors(tiny_folder: Path, tmp_path: Path) -> None:

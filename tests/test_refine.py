@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 from test_train_loop import TINY
 
-from allfuse.models.refine import MIX_PRIOR, Refiner, RefinerConfig
+from allfuse.models.refine import MIX_PRIOR, Refiner, RefinerConfig, gaussian_blur, widen_state_dict
 from allfuse.train.config import load_train_config
 from allfuse.train.loop import train
 from allfuse.train.refine import RefineTrainConfig, train_refiner
@@ -38,6 +38,39 @@ def test_mixing_refiner_blends_sources_and_can_copy_an_input_exactly() -> None:
     with torch.no_grad():  # logit channel 5 (= input 2) after pixel shuffle: conv channels 5 s^2 ...
         net.tail[0].bias[5 * s * s : 6 * s * s] = 50.0
     torch.testing.assert_close(net(fused, [a, b]), b)  # a region can be copied from an input exactly
+
+
+def test_two_band_refiner_widens_exactly_and_can_take_base_and_detail_from_different_inputs() -> None:
+    one = Refiner(RefinerConfig(width=8, blocks=(1, 1), mix=True))
+    for p in one.parameters():  # a "trained" one-band refiner
+        torch.nn.init.normal_(p, std=0.05)
+    two = Refiner(RefinerConfig(width=8, blocks=(1, 1), mix=True, bands=2))
+    two.load_state_dict(widen_state_dict(one.state_dict(), two.cfg))
+    fused, a, b = torch.rand(1, 3, 21, 30), torch.rand(1, 1, 21, 30), torch.rand(1, 3, 21, 30)
+    torch.testing.assert_close(two(fused, [a, b]), one(fused, [a, b]))  # widening changes nothing
+
+    net = Refiner(RefinerConfig(width=8, blocks=(1, 1), mix=True, bands=2))
+    s = net.cfg.unshuffle**2
+    with torch.no_grad():  # channels: 3 residual, then base logits [fused, a, b], then detail logits
+        net.tail[0].bias[4 * s : 5 * s] = 50.0  # base from input 1
+        net.tail[0].bias[8 * s : 9 * s] = 50.0  # detail from input 2
+    a, b = 0.8 + 0.05 * a, 0.1 + 0.5 * b  # a bright and flat, b dark and detailed
+    a3, sigma = a.expand(-1, 3, -1, -1), net.cfg.band_sigma
+    want = gaussian_blur(a3, sigma) + b - gaussian_blur(b, sigma)
+    torch.testing.assert_close(net(fused, [a, b]), want)
+    assert (want - a3).abs().mean() > 0.05 and (want - b).abs().mean() > 0.05  # neither input alone
+    with pytest.raises(ValueError, match="bands"):
+        RefinerConfig(bands=2)  # two bands need the mix head
+    with pytest.raises(ValueError, match="one-band mixing"):
+        widen_state_dict(Refiner(RefinerConfig(width=8, blocks=(1, 1))).state_dict(), two.cfg)
+
+
+def test_gaussian_blur_keeps_constants_and_removes_fine_detail() -> None:
+    flat = torch.full((1, 2, 9, 40), 0.3)
+    torch.testing.assert_close(gaussian_blur(flat, 3.0), flat)  # image smaller than the kernel works
+    checker = (torch.arange(32)[:, None] + torch.arange(32)[None]) % 2
+    out = gaussian_blur(checker.float()[None, None], 2.0)
+    assert (out[..., 6:-6, 6:-6] - 0.5).abs().max() < 0.01  # away from the replicated border
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +140,36 @@ def test_train_refiner_command(dit_folder: Path, tmp_path: Path) -> None:
     assert main(["train-refiner", str(dit_folder), str(tmp_path / "run"), *args]) == 0
     assert (tmp_path / "run" / "step_00000002" / "ema.safetensors").is_file()
     assert main(["train-refiner", str(tmp_path / "no-model"), str(tmp_path / "run2"), *args]) == 2
+    no_mix = ["--no-mix", "--bands", "2"]  # two bands need the mix head
+    assert main(["train-refiner", str(dit_folder), str(tmp_path / "run3"), *args, *no_mix]) == 2
+    for kinds in ("vif", "vif=2,pan=1"):  # not kind=weight; an unknown kind
+        assert main(["train-refiner", str(dit_folder), str(tmp_path / "run4"), *args, "--kinds", kinds]) == 2
+
+
+def test_refiner_run_starts_from_a_shipped_refiner_widened_to_two_bands(
+    dit_folder: Path, tmp_path: Path
+) -> None:
+    from allfuse.pipeline import load_refiner, save_refiner
+    from allfuse.train.refine import initial_refiner_state
+
+    model = tmp_path / "model"
+    model.mkdir()
+    for f in ("model.safetensors", "config.json"):
+        (model / f).write_bytes((dit_folder / f).read_bytes())
+    with pytest.raises(FileNotFoundError, match="no refiner"):
+        initial_refiner_state(str(model), RefinerConfig(width=8, blocks=(1, 1), mix=True))
+    one = Refiner(RefinerConfig(width=8, blocks=(1, 1), mix=True))
+    torch.nn.init.normal_(one.tail[0].weight, std=0.05)
+    save_refiner(one, model)
+    two_cfg = RefinerConfig(width=8, blocks=(1, 1), mix=True, bands=2)
+    with pytest.raises(ValueError, match="cannot start"):
+        initial_refiner_state(str(model), RefinerConfig(width=16, blocks=(1, 1), mix=True, bands=2))
+    cfg = RefineTrainConfig(**{**_cfg(dit_folder, tmp_path / "run").__dict__, "refiner": two_cfg})
+    cfg = RefineTrainConfig(**{**cfg.__dict__, "init_from": str(model), "max_steps": 1, "lr": 1e-12})
+    train_refiner(cfg)  # one step at a negligible learning rate: the run starts where `one` was
+    shipped = load_refiner(model)
+    assert shipped is not None and shipped.cfg.bands == 1
+    run = tmp_path / "run"
+    got = load_file(run / json.loads((run / "latest.json").read_text())["path"] / "model.safetensors")
+    want = widen_state_dict(one.state_dict(), two_cfg)
+    torch.testing.assert_close(got["tail.0.weight"], want["tail.0.weight"], rtol=0, atol=1e-6)

@@ -47,6 +47,12 @@ def _add_fuse(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="latent window of tiled inference (default: the training crop; 0 = whole image)",
     )
+    p.add_argument(
+        "--work-side",
+        type=int,
+        default=None,
+        help="run the latent model at most this long side, px; the refiner restores full size (faster)",
+    )
     p.add_argument("--bits", type=int, default=8, choices=[8, 16], help="PNG bit depth")
     p.set_defaults(func=cmd_fuse)
 
@@ -85,6 +91,7 @@ def make_fuser(args: argparse.Namespace) -> Fuser:
                 sampler=args.sampler,
                 seed=args.seed,
                 tile=args.tile,
+                work_side=args.work_side,
             )
             return out, model
 
@@ -259,7 +266,20 @@ def _add_train_refiner(sub: argparse._SubParsersAction) -> None:
         default=True,
         help="predict per-pixel blend weights over the decoded fusion and the inputs (models/refine.py)",
     )
+    p.add_argument(
+        "--bands", type=int, default=1, choices=(1, 2), help="with --mix: 2 = separate base / detail blends"
+    )
     p.add_argument("--grad-weight", type=float, default=1.0, help="weight of the gradient L1 term")
+    p.add_argument(
+        "--init-from",
+        default=None,
+        help="model folder (or embedded name) whose refiner starts the run; a one-band one is widened",
+    )
+    p.add_argument(
+        "--kinds",
+        default=None,
+        help="training task mix, e.g. vif=2,mef=1,mff=1,m3=0.5 (default: the DiT's own data.kinds)",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     p.add_argument("--workers", type=int, default=1, help="data loader processes")
     p.set_defaults(func=cmd_train_refiner)
@@ -273,6 +293,15 @@ def _int_tuple(text: str, flag: str) -> tuple[int, ...]:
         raise CliError(f"{flag} {text!r}: give comma-separated integers, e.g. 1,2,2") from None
 
 
+def _kinds(text: str) -> dict[str, float]:
+    """'vif=2,mef=1' -> {'vif': 2.0, 'mef': 1.0}; a clear error otherwise."""
+    try:
+        pairs = [item.split("=") for item in text.split(",")]
+        return {k.strip(): float(v) for k, v in pairs}
+    except ValueError:
+        raise CliError(f"--kinds {text!r}: give kind=weight pairs, e.g. vif=2,mef=1,mff=1") from None
+
+
 def cmd_train_refiner(args: argparse.Namespace) -> int:
     """Train (or resume) a refiner run."""
     from allfuse.models.refine import RefinerConfig
@@ -282,8 +311,12 @@ def cmd_train_refiner(args: argparse.Namespace) -> int:
         cfg = RefineTrainConfig(
             model=args.model,
             out_dir=str(args.out),
-            refiner=RefinerConfig(width=args.width, blocks=_int_tuple(args.blocks, "--blocks"), mix=args.mix),
+            refiner=RefinerConfig(
+                width=args.width, blocks=_int_tuple(args.blocks, "--blocks"), mix=args.mix, bands=args.bands
+            ),
             grad_weight=args.grad_weight,
+            init_from=args.init_from,
+            kinds=_kinds(args.kinds) if args.kinds else None,
             size=args.size,
             max_steps=args.steps,
             batch_size=args.batch,

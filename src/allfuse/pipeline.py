@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from allfuse.color import is_color, to_gray
@@ -114,11 +115,15 @@ class FusionPipeline:
         seed: int = 0,
         tile: int | None = None,
         refine: bool = True,
+        work_side: int | None = None,
     ) -> Image:
         """Fuse >= 2 same-size float [0, 1] images; gray output when every input is gray.
 
         tile: latent window of tiled inference (allfuse.sampling.tiling); None = the training crop size,
-        0 = the whole image in one window. refine: apply the pixel-space refiner when the model has one."""
+        0 = the whole image in one window. refine: apply the pixel-space refiner when the model has one.
+        work_side: run the latent path (encode, DiT, decode) on inputs area-downscaled to this long side
+        and bring the result back to full size, bicubic, then through the refiner, which sees the
+        full-size inputs (guided upsampling; module doc of allfuse.models.refine). None = full size."""
         if len(images) < 2:
             raise ValueError(f"need at least 2 images, got {len(images)}")
         sizes = {im.shape[:2] for im in images}
@@ -128,8 +133,13 @@ class FusionPipeline:
             task = guess_task(images)
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose auto or one of {', '.join(TASKS)}")
+        if work_side is not None and work_side < 16:
+            raise ValueError(f"work_side {work_side} px is too small (>= 16)")
         x = [_to_tensor(im) for im in images]  # each (1, 3, H, W)
-        conds = [self.tok.encode(t).clone() for t in x]
+        h, w = images[0].shape[:2]
+        work = work_size((h, w), work_side)
+        xw = x if work == (h, w) else [F.interpolate(t, size=work, mode="area") for t in x]
+        conds = [self.tok.encode(t).clone() for t in xw]
         tokens = mask = None
         if self.text is not None:
             tokens, mask = self.text.encode([self.build_prompt(prompt, task)])  # type: ignore[arg-type]
@@ -138,8 +148,9 @@ class FusionPipeline:
         model = TiledModel(self.model, window) if window else self.model
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.bf16):
             z = sample_latent(model, conds, tokens, mask, scfg, torch.Generator().manual_seed(seed)).x
-        h, w = images[0].shape[:2]
-        dec = self.tok.decode(z.float(), cond=x, size=(h, w))
+        dec = self.tok.decode(z.float(), cond=xw, size=work)
+        if work != (h, w):
+            dec = F.interpolate(dec, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
         if refine and self.refiner is not None:
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 dec = self.refiner(dec, x).float().clamp(0, 1)
@@ -153,6 +164,15 @@ class FusionPipeline:
     def sampler_config(self) -> SamplerConfig:
         """The sampler used when no steps/sampler are given."""
         return self.cfg.sampler
+
+
+def work_size(size: tuple[int, int], work_side: int | None) -> tuple[int, int]:
+    """(h, w) scaled so the long side is at most work_side (aspect kept); unchanged when it already is."""
+    h, w = size
+    if work_side is None or max(h, w) <= work_side:
+        return h, w
+    s = work_side / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
 
 
 def _to_tensor(im: Image) -> torch.Tensor:

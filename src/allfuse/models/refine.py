@@ -18,6 +18,14 @@ fusion rule (Mertens et al. 2007 for exposures, decision maps for focus); here t
 from everything, the decoded fusion included. At init the logits are a constant prior favouring the
 decoded fusion (MIX_PRIOR), and missing input slots get no weight.
 
+With `bands = 2` the blend is done per frequency band, as classical multi-scale fusion does (two-scale
+guided-filter fusion, Li et al. 2013; Laplacian pyramids, Burt & Adelson 1983): every source splits into a
+base B = G_sigma * S (Gaussian low-pass) and a detail S - B, each band with its own weights,
+  R = sum_k softmax(l_base)_k * B_k + sum_k softmax(l_detail)_k * (S_k - B_k) + residual,
+so the output can take one input's brightness and the other's edges, which one weight per pixel cannot
+(measured: infrared-visible fusion targets are exactly such mixtures). With both logit sets equal it is
+the one-band blend, which is how a one-band refiner is widened (`widen_state_dict`).
+
 Blocks follow NAFNet (Chen et al., ECCV 2022, "Simple Baselines for Image Restoration"): LayerNorm, 1x1
 conv, depthwise 3x3, SimpleGate (x1 * x2), simplified channel attention, 1x1 conv, then a gated FFN; both
 branches scaled by learned per-channel factors that start at zero.
@@ -43,10 +51,14 @@ class RefinerConfig:
     max_inputs: int = 2
     unshuffle: int = 4  # pixel (un)shuffle factor: the U-Net runs at 1/unshuffle resolution, losslessly
     mix: bool = False  # also predict per-pixel blend weights over [decoded fusion, inputs] (module doc)
+    bands: int = 1  # with mix: 1 = one blend, 2 = separate base / detail blends (module doc)
+    band_sigma: float = 3.0  # px, Gaussian splitting base from detail when bands = 2
 
     def __post_init__(self) -> None:
         if self.width < 4 or not self.blocks or min(self.blocks) < 1 or self.unshuffle < 1:
             raise ValueError(f"bad refiner config: {self}")
+        if self.bands not in (1, 2) or (self.bands == 2 and not self.mix) or self.band_sigma <= 0:
+            raise ValueError(f"bad refiner config: bands must be 1, or 2 with mix and band_sigma > 0: {self}")
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -116,7 +128,7 @@ class Refiner(nn.Module):
             nn.Sequential(nn.Conv2d(2 * w, 4 * w, 1), nn.PixelShuffle(2)) for w in widths[:-1]
         )  # 2w -> 4w channels -> (w, 2H, 2W)
         self.dec = nn.ModuleList(NAFBlock(w) for w in widths[:-1])
-        out_ch = 3 + (1 + cfg.max_inputs if cfg.mix else 0)  # residual RGB (+ blend logits)
+        out_ch = 3 + (cfg.bands * (1 + cfg.max_inputs) if cfg.mix else 0)  # residual RGB (+ blend logits)
         self.tail = nn.Sequential(nn.Conv2d(c, out_ch * s * s, 3, padding=1), nn.PixelShuffle(s))
         nn.init.zeros_(self.tail[0].weight)
         nn.init.zeros_(self.tail[0].bias)
@@ -142,9 +154,42 @@ class Refiner(nn.Module):
         y = self.tail(y)[..., :h, :w].to(fused.dtype)
         if not self.cfg.mix:
             return fused + y
-        residual, logits = y[:, :3], y[:, 3:]
+        n = 1 + len(inputs)
         prior = torch.full((1 + self.cfg.max_inputs,), -torch.inf, dtype=fused.dtype, device=fused.device)
-        prior[0], prior[1 : 1 + len(inputs)] = MIX_PRIOR, 0.0  # unused slots: weight exactly 0
-        weights = torch.softmax(logits + prior.view(1, -1, 1, 1), dim=1)
-        sources = torch.stack([fused, *slots[: len(inputs)]], dim=1)  # (B, 1 + n, 3, H, W)
-        return (weights[:, : 1 + len(inputs), None] * sources).sum(dim=1) + residual
+        prior[0], prior[1:n] = MIX_PRIOR, 0.0  # unused slots: weight exactly 0
+        sources = torch.stack([fused, *slots[: len(inputs)]], dim=1)  # (B, n, 3, H, W)
+        logits = y[:, 3:].unflatten(1, (self.cfg.bands, -1)) + prior.view(1, 1, -1, 1, 1)
+        weights = torch.softmax(logits, dim=2)[:, :, :n, None]  # (B, bands, n, 1, H, W)
+        if self.cfg.bands == 1:
+            return (weights[:, 0] * sources).sum(dim=1) + y[:, :3]
+        base = gaussian_blur(sources.flatten(0, 1), self.cfg.band_sigma).view_as(sources)
+        mixed = (weights[:, 0] * base).sum(dim=1) + (weights[:, 1] * (sources - base)).sum(dim=1)
+        return mixed + y[:, :3]
+
+
+def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian low-pass of (B, C, H, W), edge-replicated, radius 3 sigma."""
+    r = max(1, round(3 * sigma))
+    t = torch.arange(-r, r + 1, dtype=torch.float32, device=x.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = (k / k.sum()).to(x.dtype)
+    c = x.shape[1]
+    x = F.pad(x, (r, r, r, r), mode="replicate")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def widen_state_dict(state: dict[str, Tensor], cfg: RefinerConfig) -> dict[str, Tensor]:
+    """A one-band mixing refiner's weights for a `bands = 2` refiner of otherwise equal shape: both bands
+    start with the one-band logits, so the widened refiner computes exactly what the one-band one did."""
+    if cfg.bands == 1:
+        return dict(state)
+    s2, n = cfg.unshuffle**2, 1 + cfg.max_inputs
+    out = dict(state)
+    for key in ("tail.0.weight", "tail.0.bias"):
+        w = state[key]
+        if w.shape[0] != (3 + n) * s2:
+            raise ValueError(f"{key}: expected a one-band mixing refiner, got {tuple(w.shape)}")
+        logits = w[3 * s2 :]  # pixel-shuffle order: output channel k owns rows k*s2 .. (k+1)*s2 - 1
+        out[key] = torch.cat([w[: 3 * s2], logits, logits], dim=0)
+    return out

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from allfuse.models import FusionDiT
-from allfuse.models.refine import Refiner, RefinerConfig
+from allfuse.models.refine import Refiner, RefinerConfig, widen_state_dict
 from allfuse.objectives.pixel import sobel_magnitude
 from allfuse.sampling import sample_latent
 from allfuse.sampling.tiling import TiledModel
@@ -52,6 +52,8 @@ class RefineTrainConfig:
     clip: float = 1.0
     ema_decay: float = 0.995
     grad_weight: float = 1.0
+    init_from: str | None = None  # model folder whose refiner starts this run (a one-band mix is widened)
+    kinds: dict[str, float] | None = None  # task mix of the training data; None = the DiT's own
     seed: int = 1
     threads: int = 0
     workers: int = 1
@@ -105,6 +107,8 @@ class FrozenFusion:
 
 def _dataset(fusion: FrozenFusion, cfg: RefineTrainConfig, seed: int):
     data = dataclasses.replace(fusion.cfg.data, size=cfg.size)
+    if cfg.kinds is not None:
+        data = dataclasses.replace(data, kinds=dict(cfg.kinds))
     return build_dataset(dataclasses.replace(fusion.cfg, data=data), seed)
 
 
@@ -116,6 +120,8 @@ def train_refiner(cfg: RefineTrainConfig, until: int | None = None) -> Path:
     out = Path(cfg.out_dir)
     fusion = FrozenFusion(cfg.model)
     net = Refiner(cfg.refiner)
+    if cfg.init_from:
+        net.load_state_dict(initial_refiner_state(cfg.init_from, cfg.refiner))
     ema = EMA(net, cfg.ema_decay)
     opt = CautiousAdamW(net.parameters(), lr=cfg.lr)
     sched = warmup_cosine(opt, cfg.warmup, cfg.max_steps)
@@ -156,6 +162,21 @@ def train_refiner(cfg: RefineTrainConfig, until: int | None = None) -> Path:
             validate_refiner(ema.shadow, fusion, cfg, step, out)
     bar.close()
     return out
+
+
+def initial_refiner_state(folder: str, cfg: RefinerConfig) -> dict[str, torch.Tensor]:
+    """Weights of the refiner shipped in a model folder, for a run of config `cfg`: the same architecture,
+    or its two-band widening (models/refine.py); anything else is an error naming both configs."""
+    from allfuse.pipeline import load_refiner, resolve_model_folder
+
+    src = load_refiner(resolve_model_folder(folder))
+    if src is None:
+        raise FileNotFoundError(f"{folder}: has no refiner to start from")
+    if src.cfg == cfg:
+        return src.state_dict()
+    if dataclasses.replace(cfg, bands=1, band_sigma=src.cfg.band_sigma) == src.cfg and cfg.bands == 2:
+        return widen_state_dict(src.state_dict(), cfg)
+    raise ValueError(f"{folder}: its refiner {src.cfg} cannot start a run of {cfg}")
 
 
 @torch.no_grad()
