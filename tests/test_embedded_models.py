@@ -52,6 +52,17 @@ def test_refiner_brings_the_fusion_closer_to_the_all_in_focus_photograph(pipe: F
     assert refined > min(_psnr(near, sharp), _psnr(far, sharp))
 
 
+def test_work_side_keeps_the_in_focus_detail_at_full_size(pipe: FusionPipeline) -> None:
+    """With the latent path at half size, the refiner still takes each region from the in-focus input:
+    the full-size result is sharper there than the out-of-focus input."""
+    near, far = demo_pair("mff")
+    fused = pipe([near, far], task="mff", work_side=max(near.shape[:2]) // 2)
+    assert fused.shape == near.shape
+    head, back = _near_mask(*near.shape[:2]) > 0.99, _near_mask(*near.shape[:2]) < 0.01
+    assert _sharpness(fused, head) > _sharpness(far, head)
+    assert _sharpness(fused, back) > _sharpness(near, back)
+
+
 def test_embedded_model_is_deterministic_and_takes_prompts(pipe: FusionPipeline) -> None:
     near, far = (x[:120, :150] for x in demo_pair("mff"))
     a = pipe([near, far], task="mff", seed=3)
