@@ -1,5 +1,6 @@
 """allfuse.io: formats, modes, bit depths, orientation, channel policy, pairing and its errors."""
 
+import os
 from pathlib import Path
 
 import cv2
@@ -90,6 +91,12 @@ def test_write_is_atomic_png_8_and_16_bit(tmp_path: Path) -> None:
     np.testing.assert_allclose(read_image(tmp_path / "o8.png"), x, atol=0.5 / 255 + 1e-6)
     np.testing.assert_allclose(read_image(tmp_path / "o16.png"), x, atol=0.5 / 65535 + 1e-7)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o16.png", "o8.png"]  # no temp file left
+    old = os.umask(0o022)
+    try:  # the mode a plain open() gives (the temp file's 0600 must not leak into outputs)
+        write_image(tmp_path / "m.png", x)
+        assert (tmp_path / "m.png").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)
     with pytest.raises(ImageError, match="NaN"):
         write_image(tmp_path / "n.png", np.full((2, 2), np.nan))
     assert not (tmp_path / "n.png").exists()
