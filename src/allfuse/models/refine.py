@@ -23,7 +23,7 @@ guided-filter fusion, Li et al. 2013; Laplacian pyramids, Burt & Adelson 1983): 
 base B = G_sigma * S (Gaussian low-pass) and a detail S - B, each band with its own weights,
   R = sum_k softmax(l_base)_k * B_k + sum_k softmax(l_detail)_k * (S_k - B_k) + residual,
 so the output can take one input's brightness and the other's edges, which one weight per pixel cannot
-(measured: infrared-visible fusion targets are exactly such mixtures). With both logit sets equal it is
+(the VIF teacher, guided-filter fusion, builds its output exactly so). With both logit sets equal it is
 the one-band blend, which is how a one-band refiner is widened (`widen_state_dict`).
 
 Blocks follow NAFNet (Chen et al., ECCV 2022, "Simple Baselines for Image Restoration"): LayerNorm, 1x1
