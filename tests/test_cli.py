@@ -41,6 +41,11 @@ def test_fuse_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["fuse", str(a), str(b), "-o", str(tmp_path / "o.png")]) == 2
     err = capsys.readouterr().err.strip()
     assert "b.png: size mismatch" in err and len(err.splitlines()) == 1
+    no_model = ["--model", str(tmp_path / "no-model")]  # the inputs are checked before any model load
+    assert main(["fuse", str(a), str(b), *no_model, "-o", str(tmp_path / "o.png")]) == 2
+    assert "b.png: size mismatch" in capsys.readouterr().err
+    assert main(["fuse", str(a), str(a), "--work-side", "8", "-o", str(tmp_path / "o.png")]) == 2
+    assert "--work-side 8" in capsys.readouterr().err
     assert main(["fuse", str(a), str(a), "-o", str(a)]) == 2
     assert "overwrite an input" in capsys.readouterr().err
     (tmp_path / "c.png").write_bytes(b"garbage")

@@ -69,6 +69,8 @@ def make_fuser(args: argparse.Namespace) -> Fuser:
 
     if args.method and args.model:
         raise CliError("give --model or --method, not both")
+    if args.work_side is not None and args.work_side < 16:
+        raise CliError(f"--work-side {args.work_side}: give a long side of at least 16 px")
     model = args.model
     if model is None and args.method is None:
         try:
@@ -113,20 +115,21 @@ def cmd_fuse(args: argparse.Namespace) -> int:
 
     if args.data is not None:
         return _fuse_folder(args)
-    fuser = make_fuser(args)
     out: Path = args.out or Path("fused.png")
     if args.images and len(args.images) < 2:
         raise CliError("fuse needs at least two images (or none, for the demo pair)")
-    if args.images:
+    if args.images:  # inputs are checked before the (slow) model load
         for p in args.images:
             if p.resolve() == out.resolve():
                 raise CliError(f"{out}: output would overwrite an input image")
         images = [read_image(p) for p in args.images]
         check_same_size(list(args.images), images)
         task = guess_task(images) if args.task == "auto" else args.task
+        fuser = make_fuser(args)
     else:
         task = "mff" if args.task == "auto" else args.task
         images = demo_pair(task)
+        fuser = make_fuser(args)
         for i, x in enumerate(images):
             src = out.with_name(f"{out.stem}_demo_input{i + 1}.png")
             write_image(src, x)

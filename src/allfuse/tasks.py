@@ -33,7 +33,8 @@ def guess_task(images: Sequence[Image]) -> Task:
         return "vif"
     grays = [to_gray(x)[::4, ::4].astype(np.float64).ravel() for x in images]
     if not any(colours):
-        rank_corr = min(spearmanr(grays[0], g)[0] for g in grays[1:])
+        flat = any(np.ptp(g) == 0 for g in grays)  # Spearman is undefined there (scipy warns)
+        rank_corr = np.nan if flat else min(spearmanr(grays[0], g)[0] for g in grays[1:])
         if not rank_corr > SAME_MODALITY_RANK_CORR:  # NaN (a flat image) counts as 'not the same'
             return "vif"
     means = [g.mean() for g in grays]
