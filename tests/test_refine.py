@@ -1,6 +1,7 @@
 """The pixel-space refiner: identity at init, any size, trains and resumes exactly behind a frozen DiT,
 exports into a model folder that the pipeline then applies."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -164,8 +165,9 @@ def test_refiner_run_starts_from_a_shipped_refiner_widened_to_two_bands(
     two_cfg = RefinerConfig(width=8, blocks=(1, 1), mix=True, bands=2)
     with pytest.raises(ValueError, match="cannot start"):
         initial_refiner_state(str(model), RefinerConfig(width=16, blocks=(1, 1), mix=True, bands=2))
-    cfg = RefineTrainConfig(**{**_cfg(dit_folder, tmp_path / "run").__dict__, "refiner": two_cfg})
-    cfg = RefineTrainConfig(**{**cfg.__dict__, "init_from": str(model), "max_steps": 1, "lr": 1e-12})
+    cfg = dataclasses.replace(
+        _cfg(dit_folder, tmp_path / "run"), refiner=two_cfg, init_from=str(model), max_steps=1, lr=1e-12
+    )
     train_refiner(cfg)  # one step at a negligible learning rate: the run starts where `one` was
     shipped = load_refiner(model)
     assert shipped is not None and shipped.cfg.bands == 1
