@@ -3,8 +3,10 @@ restore-then-fuse chains. Inputs are the demo pair resized (content does not cha
 
     python bench/latency.py [--sizes 512,1024] [--repeats 2] [--work-side 512]
 
-With --work-side, reg also runs with its latent path at that long side (FusionPipeline's work_side: the
-refiner brings the result back to full size); its quality cost is measured by bench/quality.py --work-side.
+Each model runs with its defaults (a model folder may set a default work side: refiner.json). With
+--work-side N, reg also runs with its latent path at that long side (FusionPipeline's work_side: the
+refiner brings the result back to full size; 0 = full size); bench/quality.py --work-side measures what
+that costs in quality.
 """
 
 from __future__ import annotations
@@ -41,7 +43,12 @@ def main() -> None:
     ap.add_argument("--sizes", default="512,1024")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--models", default="allfuse-reg,allfuse-fm")
-    ap.add_argument("--work-side", type=int, default=None, help="also reg with its latent path at this side")
+    ap.add_argument(
+        "--work-side",
+        type=int,
+        default=None,
+        help="also reg with its latent path at this side (0 = full size)",
+    )
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     task = "mff"
@@ -56,10 +63,9 @@ def main() -> None:
             continue
         label = f"{name} (5 steps)" if pipe.cfg.model.timestep else name
         methods[label] = lambda ims, p=pipe: p(ims, task=task, steps=5, sampler="midpoint_reuse")
-        if args.work_side and not pipe.cfg.model.timestep:
-            methods[f"{name} (work side {args.work_side})"] = lambda ims, p=pipe: p(
-                ims, task=task, work_side=args.work_side
-            )
+        if args.work_side is not None and not pipe.cfg.model.timestep:
+            side = f"work side {args.work_side}" if args.work_side else "full size"
+            methods[f"{name} ({side})"] = lambda ims, p=pipe: p(ims, task=task, work_side=args.work_side)
     default = CLASSICAL_DEFAULT[task]
     methods[default] = lambda ims: baselines.fuse(default, ims, task)
     for r in CHAINS:

@@ -79,7 +79,7 @@ def model_methods(
 ) -> dict[str, Method]:
     """allfuse models that exist here: reg (1 call), fm with midpoint-reuse 5 steps and Euler 100;
     with `ablations`, reg also without its refiner and without tiling; with `work_side`, reg also with
-    its latent path run at that long side."""
+    its latent path run at that long side (0 = full size)."""
     from allfuse.pipeline import FusionPipeline
 
     out: dict[str, Method] = {}
@@ -100,11 +100,15 @@ def model_methods(
                 out[f"{name} (no refiner)"] = lambda ims, t, p=pipe: p(ims, task=t, refine=False)
             if ablations:
                 out[f"{name} (no tiling)"] = lambda ims, t, p=pipe: p(ims, task=t, tile=0)
-            if work_side:
-                out[f"{name} (work side {work_side})"] = lambda ims, t, p=pipe: p(
+            if work_side is not None:
+                out[f"{name} ({work_side_label(work_side)})"] = lambda ims, t, p=pipe: p(
                     ims, task=t, work_side=work_side
                 )
     return out
+
+
+def work_side_label(work_side: int) -> str:
+    return f"work side {work_side}" if work_side else "full size"
 
 
 def score(method: Method, cases: list[dict], task: str) -> tuple[dict[str, float], float]:
@@ -161,7 +165,12 @@ def main() -> None:
     ap.add_argument("--max-side", type=int, default=384, help="long side of the test images, px")
     ap.add_argument("--models", default="allfuse-reg,allfuse-fm")
     ap.add_argument("--ablations", action="store_true", help="also reg without refiner / tiling")
-    ap.add_argument("--work-side", type=int, default=None, help="also reg with its latent path at this side")
+    ap.add_argument(
+        "--work-side",
+        type=int,
+        default=None,
+        help="also reg with its latent path at this side (0 = full size)",
+    )
     ap.add_argument("--tasks", default=",".join(DATASETS), help="comma-separated subset of vif,mef,mff")
     ap.add_argument("--out", type=Path, default=None, help="also write the tables here (and .json beside)")
     args = ap.parse_args()

@@ -1,5 +1,6 @@
 """FusionPipeline on a tiny untrained model: loading, sizes, colour policy, prompts, errors."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +49,39 @@ def test_work_side_runs_the_latent_path_smaller_and_returns_the_input_size(tiny_
     assert np.abs(small - pipe(ims, task="vif")).max() > 0  # it did run at another size
     np.testing.assert_array_equal(pipe(ims, task="vif", work_side=53), pipe(ims, task="vif"))  # fits: no-op
     assert work_size((37, 53), 20) == (14, 20) and work_size((53, 37), 1000) == (53, 37)
+    for bad in (8, -1):
+        with pytest.raises(ValueError, match="work_side"):
+            pipe(ims, task="vif", work_side=bad)
+
+
+def test_a_model_folder_can_set_the_default_work_side(tiny_folder: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import torch
+
+    from allfuse.models.refine import Refiner, RefinerConfig
+    from allfuse.pipeline import save_refiner
+
+    folder = Path(shutil.copytree(tiny_folder, tmp_path / "m"))
+    net = Refiner(RefinerConfig(width=8, blocks=(1, 1), mix=True, bands=2))
+    torch.nn.init.normal_(net.tail[0].weight, std=0.05)
+    save_refiner(net, folder, work_side=20)
+    pipe = FusionPipeline.from_pretrained(folder)
+    assert pipe.work_side == 20
+    rng = np.random.default_rng(2)
+    ims = [rng.random((37, 53), dtype=np.float32), rng.random((37, 53, 3), dtype=np.float32)]
+    default = pipe(ims, task="vif")
+    np.testing.assert_array_equal(default, pipe(ims, task="vif", work_side=20))
+    full = pipe(ims, task="vif", work_side=0)  # 0 = the whole latent path at full size
+    assert np.abs(full - default).max() > 0
+    pipe.work_side = None
+    np.testing.assert_array_equal(full, pipe(ims, task="vif"))
     with pytest.raises(ValueError, match="work_side"):
-        pipe(ims, task="vif", work_side=8)
+        save_refiner(net, folder, work_side=4)
+    meta = json.loads((folder / "refiner.json").read_text())
+    (folder / "refiner.json").write_text(json.dumps({**meta, "work_side": "big"}))
+    with pytest.raises(ValueError, match=r"refiner\.json: work_side"):
+        FusionPipeline.from_pretrained(folder)
 
 
 def test_bad_inputs_are_clear_errors(tiny_folder: Path, tmp_path: Path) -> None:

@@ -72,6 +72,24 @@ def test_gaussian_blur_keeps_constants_and_removes_fine_detail() -> None:
     checker = (torch.arange(32)[:, None] + torch.arange(32)[None]) % 2
     out = gaussian_blur(checker.float()[None, None], 2.0)
     assert (out[..., 6:-6, 6:-6] - 0.5).abs().max() < 0.01  # away from the replicated border
+    for shape in ((2, 3, 23, 50), (1, 1, 5, 7)):  # OpenCV (no gradient needed) and torch paths agree
+        x = torch.rand(shape)
+        torch.testing.assert_close(
+            gaussian_blur(x, 3.0), gaussian_blur(x.clone().requires_grad_(), 3.0).detach()
+        )
+
+
+def test_xy_gradient_loss_sees_edge_orientation_that_magnitude_misses() -> None:
+    from allfuse.train.refine import refine_loss
+
+    step = (torch.arange(16) >= 8).float().expand(1, 3, 16, 16)  # a dark-to-bright vertical edge
+    flipped = 1 - step  # the same edge strength, opposite direction
+    _, mag = refine_loss(flipped, step, 1.0, "magnitude")
+    _, xy = refine_loss(flipped, step, 1.0, "xy")
+    assert mag["grad"] == 0 and xy["grad"] > 0.1
+    assert refine_loss(step, step, 1.0, "xy")[1]["loss"] == 0
+    with pytest.raises(ValueError, match="grad_mode"):
+        RefineTrainConfig(model="m", grad_mode="laplace")
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +119,10 @@ def _cfg(model: Path, out: Path) -> RefineTrainConfig:
     )
 
 
+def _latest_weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(run / json.loads((run / "latest.json").read_text())["path"] / "model.safetensors")
+
+
 def test_refiner_resumes_exactly_and_ships_in_the_model_folder(dit_folder: Path, tmp_path: Path) -> None:
     from allfuse.cli import main
     from allfuse.pipeline import FusionPipeline
@@ -109,10 +131,7 @@ def test_refiner_resumes_exactly_and_ships_in_the_model_folder(dit_folder: Path,
     train_refiner(_cfg(dit_folder, tmp_path / "b"), until=2)
     train_refiner(_cfg(dit_folder, tmp_path / "b"))
 
-    def weights(run: Path) -> dict[str, torch.Tensor]:
-        return load_file(run / json.loads((run / "latest.json").read_text())["path"] / "model.safetensors")
-
-    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    a, b = _latest_weights(tmp_path / "a"), _latest_weights(tmp_path / "b")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
     assert a["tail.0.weight"].abs().max() > 0  # it learned something
@@ -132,6 +151,38 @@ def test_refiner_resumes_exactly_and_ships_in_the_model_folder(dit_folder: Path,
     assert refined.shape == plain.shape == (24, 20)
     assert np.abs(refined - plain).max() > 0
     assert main(["export", str(tmp_path / "a"), str(tmp_path / "nowhere")]) == 2
+    assert main(["export", str(tmp_path / "a"), str(model), "--work-side", "8"]) == 2  # too small
+    assert main(["export", str(dit_folder.parent / "run"), str(model), "--work-side", "64"]) == 2  # a DiT run
+    assert main(["export", str(tmp_path / "a"), str(model), "--work-side", "64"]) == 0
+    assert FusionPipeline.from_pretrained(model).work_side == 64
+
+
+def test_guided_upsampling_steps_resume_exactly_and_validate_on_both_paths(
+    dit_folder: Path, tmp_path: Path
+) -> None:
+    from allfuse.train.refine import WORK_FACTOR, FrozenFusion
+
+    def cfg(out: Path) -> RefineTrainConfig:  # steps 1 and 3 run the latent path at half size
+        return dataclasses.replace(_cfg(dit_folder, out), work_every=2, batch_size=4)
+
+    train_refiner(cfg(tmp_path / "a"))
+    train_refiner(cfg(tmp_path / "b"), until=1)  # stops right before a guided-upsampling step
+    train_refiner(cfg(tmp_path / "b"))
+    a, b = _latest_weights(tmp_path / "a"), _latest_weights(tmp_path / "b")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    val = [json.loads(line) for line in (tmp_path / "a" / "val.jsonl").read_text().splitlines()]
+    assert {"psnr_refined", "psnr_refined_work", "psnr_decoded_work"} <= set(val[-1])
+
+    fusion = FrozenFusion(str(dit_folder))
+    rng = torch.Generator().manual_seed(0)
+    batch = {"a": torch.rand(1, 3, 64, 48, generator=rng), "b": torch.rand(1, 3, 64, 48, generator=rng)}
+    batch |= {"target": torch.rand(1, 3, 64, 48, generator=rng), "prompt": ["fuse"]}
+    full, half = (fusion.decoded(batch, torch.Generator().manual_seed(1), f) for f in (1, WORK_FACTOR))
+    assert full.shape == half.shape == (1, 3, 64, 48)
+    assert 0 <= half.min() and half.max() <= 1 and not torch.allclose(full, half)
+    with pytest.raises(ValueError, match="work_every"):
+        dataclasses.replace(cfg(tmp_path / "c"), work_every=-1)
 
 
 def test_train_refiner_command(dit_folder: Path, tmp_path: Path) -> None:
@@ -145,6 +196,7 @@ def test_train_refiner_command(dit_folder: Path, tmp_path: Path) -> None:
     assert main(["train-refiner", str(dit_folder), str(tmp_path / "run3"), *args, *no_mix]) == 2
     for kinds in ("vif", "vif=2,pan=1"):  # not kind=weight; an unknown kind
         assert main(["train-refiner", str(dit_folder), str(tmp_path / "run4"), *args, "--kinds", kinds]) == 2
+    assert main(["train-refiner", str(dit_folder), str(tmp_path / "run5"), *args, "--work-every", "-1"]) == 2
 
 
 def test_refiner_run_starts_from_a_shipped_refiner_widened_to_two_bands(
@@ -171,7 +223,6 @@ def test_refiner_run_starts_from_a_shipped_refiner_widened_to_two_bands(
     train_refiner(cfg)  # one step at a negligible learning rate: the run starts where `one` was
     shipped = load_refiner(model)
     assert shipped is not None and shipped.cfg.bands == 1
-    run = tmp_path / "run"
-    got = load_file(run / json.loads((run / "latest.json").read_text())["path"] / "model.safetensors")
+    got = _latest_weights(tmp_path / "run")
     want = widen_state_dict(one.state_dict(), two_cfg)
     torch.testing.assert_close(got["tail.0.weight"], want["tail.0.weight"], rtol=0, atol=1e-6)

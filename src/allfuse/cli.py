@@ -51,7 +51,8 @@ def _add_fuse(sub: argparse._SubParsersAction) -> None:
         "--work-side",
         type=int,
         default=None,
-        help="run the latent model at most this long side, px; the refiner restores full size (faster)",
+        help="run the latent model at most at this long side, px, the refiner restoring full size "
+        "(faster); 0 = full size; default: the model's own (refiner.json)",
     )
     p.add_argument("--bits", type=int, default=8, choices=[8, 16], help="PNG bit depth")
     p.set_defaults(func=cmd_fuse)
@@ -69,8 +70,8 @@ def make_fuser(args: argparse.Namespace) -> Fuser:
 
     if args.method and args.model:
         raise CliError("give --model or --method, not both")
-    if args.work_side is not None and args.work_side < 16:
-        raise CliError(f"--work-side {args.work_side}: give a long side of at least 16 px")
+    if args.work_side is not None and (args.work_side < 0 or 0 < args.work_side < 16):
+        raise CliError(f"--work-side {args.work_side}: give a long side of at least 16 px, or 0 = full size")
     model = args.model
     if model is None and args.method is None:
         try:
@@ -274,6 +275,13 @@ def _add_train_refiner(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--grad-weight", type=float, default=1.0, help="weight of the gradient L1 term")
     p.add_argument(
+        "--grad-mode",
+        choices=("magnitude", "xy"),
+        default="magnitude",
+        help="gradient term on Sobel magnitudes (MMAIF Eq. 9) or on signed (d/dx, d/dy), orientation too",
+    )
+    p.add_argument("--ssim-weight", type=float, default=0.0, help="weight of a (1 - SSIM) term")
+    p.add_argument(
         "--init-from",
         default=None,
         help="model folder (or embedded name) whose refiner starts the run; a one-band one is widened",
@@ -282,6 +290,12 @@ def _add_train_refiner(sub: argparse._SubParsersAction) -> None:
         "--kinds",
         default=None,
         help="training task mix, e.g. vif=2,mef=1,mff=1,m3=0.5 (default: the DiT's own data.kinds)",
+    )
+    p.add_argument(
+        "--work-every",
+        type=int,
+        default=0,
+        help="every K-th step trains guided upsampling behind a half-size latent path (fuse --work-side)",
     )
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     p.add_argument("--workers", type=int, default=1, help="data loader processes")
@@ -318,8 +332,11 @@ def cmd_train_refiner(args: argparse.Namespace) -> int:
                 width=args.width, blocks=_int_tuple(args.blocks, "--blocks"), mix=args.mix, bands=args.bands
             ),
             grad_weight=args.grad_weight,
+            grad_mode=args.grad_mode,
+            ssim_weight=args.ssim_weight,
             init_from=args.init_from,
             kinds=_kinds(args.kinds) if args.kinds else None,
+            work_every=args.work_every,
             size=args.size,
             max_steps=args.steps,
             batch_size=args.batch,
@@ -340,6 +357,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out", type=Path, help="model folder to write (model.safetensors + config.json)")
     p.add_argument("--weights", choices=["ema", "raw"], default="ema", help="EMA (inference) or raw weights")
     p.add_argument("--dtype", choices=["fp16", "fp32"], default="fp16", help="stored precision")
+    p.add_argument(
+        "--work-side",
+        type=int,
+        default=None,
+        help="refiner runs: the model's default latent-path long side, px (fuse --work-side)",
+    )
     p.set_defaults(func=cmd_export)
 
 
@@ -368,11 +391,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         net = Refiner(rcfg.refiner)
         net.load_state_dict(weights)
         try:
-            folder = save_refiner(net, args.out, dtype=dtype, info={"step": step, **rcfg.to_dict()})
-        except FileNotFoundError as e:
+            info = {"step": step, **rcfg.to_dict()}
+            folder = save_refiner(net, args.out, dtype=dtype, info=info, work_side=args.work_side)
+        except (FileNotFoundError, ValueError) as e:
             raise CliError(str(e)) from None
         print(f"exported refiner step {step} ({args.weights}, {args.dtype}) of {saved.path} -> {folder}")
         return 0
+    if args.work_side is not None:
+        raise CliError("--work-side belongs to a refiner run's export (the refiner restores full size)")
     cfg = config_from_dict(saved.config)
     model = FusionDiT(cfg.model)
     model.load_state_dict(weights)

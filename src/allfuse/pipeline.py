@@ -60,6 +60,7 @@ class FusionPipeline:
         text_encoder,
         name: str,
         refiner: Refiner | None = None,
+        work_side: int | None = None,
     ) -> None:
         self.model, self.cfg, self.tok, self.text, self.name = (
             model.eval(),
@@ -69,6 +70,7 @@ class FusionPipeline:
             name,
         )
         self.refiner = refiner.eval() if refiner is not None else None
+        self.work_side = work_side  # default of __call__'s work_side (the model folder's refiner.json)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike = "allfuse-reg") -> FusionPipeline:
@@ -88,7 +90,13 @@ class FusionPipeline:
                 f"expects {cfg.model.latent_channels}"
             )
         text = load_text_encoder(cfg.text_encoder) if cfg.model.prompt else None
-        return cls(model, cfg, tok, text, str(name_or_path), load_refiner(folder))
+        refiner = load_refiner(folder)
+        work_side = refiner_meta(folder).get("work_side") if refiner is not None else None
+        if work_side is not None and (not isinstance(work_side, int) or work_side < 16):
+            raise ValueError(
+                f"{folder / REFINER_CONFIG}: work_side must be an integer >= 16, got {work_side!r}"
+            )
+        return cls(model, cfg, tok, text, str(name_or_path), refiner, work_side)
 
     def build_prompt(self, prompt: str | None, task: Task) -> str:
         """The prompt the model was trained on: tagged DiTFuse form, or the bare instruction."""
@@ -123,7 +131,9 @@ class FusionPipeline:
         0 = the whole image in one window. refine: apply the pixel-space refiner when the model has one.
         work_side: run the latent path (encode, DiT, decode) on inputs area-downscaled to this long side
         and bring the result back to full size, bicubic, then through the refiner, which sees the
-        full-size inputs (guided upsampling; module doc of allfuse.models.refine). None = full size."""
+        full-size inputs (guided upsampling; module doc of allfuse.models.refine). None = the model's
+        default (`self.work_side`, from refiner.json; full size when it has none or refine=False),
+        0 = full size."""
         if len(images) < 2:
             raise ValueError(f"need at least 2 images, got {len(images)}")
         sizes = {im.shape[:2] for im in images}
@@ -133,11 +143,13 @@ class FusionPipeline:
             task = guess_task(images)
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose auto or one of {', '.join(TASKS)}")
-        if work_side is not None and work_side < 16:
-            raise ValueError(f"work_side {work_side} px is too small (>= 16)")
+        if work_side is not None and (work_side < 0 or 0 < work_side < 16):
+            raise ValueError(f"work_side {work_side} px is too small (>= 16, or 0 = full size)")
+        if work_side is None:  # the model's default needs its refiner to restore full-size detail
+            work_side = self.work_side if refine and self.refiner is not None else None
         x = [_to_tensor(im) for im in images]  # each (1, 3, H, W)
         h, w = images[0].shape[:2]
-        work = work_size((h, w), work_side)
+        work = work_size((h, w), work_side or None)
         xw = x if work == (h, w) else [F.interpolate(t, size=work, mode="area") for t in x]
         conds = [self.tok.encode(t).clone() for t in xw]
         tokens = mask = None
@@ -203,15 +215,26 @@ REFINER_WEIGHTS, REFINER_CONFIG = "refiner.safetensors", "refiner.json"
 
 
 def save_refiner(
-    net: Refiner, folder: str | os.PathLike, dtype: torch.dtype = torch.float32, info: dict | None = None
+    net: Refiner,
+    folder: str | os.PathLike,
+    dtype: torch.dtype = torch.float32,
+    info: dict | None = None,
+    work_side: int | None = None,
 ) -> Path:
-    """Add a trained refiner to an existing model folder (refiner.safetensors + refiner.json)."""
+    """Add a trained refiner to an existing model folder (refiner.safetensors + refiner.json); work_side
+    becomes the pipeline's default latent-path side (FusionPipeline.__call__)."""
     from safetensors.torch import save_file
 
+    if work_side is not None and work_side < 16:
+        raise ValueError(f"work_side {work_side} px is too small (>= 16)")
     folder = resolve_model_folder(folder)
     state = {k: v.to(dtype).contiguous() for k, v in net.state_dict().items()}
     save_file(state, folder / REFINER_WEIGHTS)
-    meta = {"refiner": net.cfg.to_dict(), "training": info or {}}
+    meta = {
+        "refiner": net.cfg.to_dict(),
+        **({"work_side": work_side} if work_side else {}),
+        "training": info or {},
+    }
     (folder / REFINER_CONFIG).write_text(json.dumps(meta, indent=2, default=str))
     return folder
 
@@ -220,7 +243,13 @@ def load_refiner(folder: Path) -> Refiner | None:
     """The refiner of a model folder, or None when it has none."""
     if not (folder / REFINER_WEIGHTS).is_file():
         return None
-    meta = json.loads((folder / REFINER_CONFIG).read_text())
-    net = Refiner(RefinerConfig.from_dict(meta["refiner"]))
+    net = Refiner(RefinerConfig.from_dict(refiner_meta(folder)["refiner"]))
     net.load_state_dict({k: v.float() for k, v in load_file(folder / REFINER_WEIGHTS).items()})
     return net
+
+
+def refiner_meta(folder: Path) -> dict:
+    """refiner.json of a model folder ({} when it has none): the refiner config, its default work_side, and
+    how it was trained."""
+    path = folder / REFINER_CONFIG
+    return json.loads(path.read_text()) if path.is_file() else {}

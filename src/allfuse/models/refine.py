@@ -37,6 +37,8 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -168,11 +170,22 @@ class Refiner(nn.Module):
 
 
 def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian low-pass of (B, C, H, W), edge-replicated, radius 3 sigma."""
+    """Separable Gaussian low-pass of (B, C, H, W), edge-replicated, radius 3 sigma, in float32.
+
+    The sources never need its gradient (they are data), so on the CPU it runs in OpenCV, ~10x faster than
+    a depthwise convolution here (bf16 under autocast included); the torch path (GPU, or a gradient) gives
+    the same numbers (a test)."""
     r = max(1, round(3 * sigma))
+    if x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad):
+        planes = x.detach().float().flatten(0, 1).numpy()
+        out = np.empty_like(planes)
+        for i, plane in enumerate(planes):
+            out[i] = cv2.GaussianBlur(plane, (2 * r + 1, 2 * r + 1), sigma, borderType=cv2.BORDER_REPLICATE)
+        return torch.from_numpy(out).view(x.shape)
+    x = x.float()
     t = torch.arange(-r, r + 1, dtype=torch.float32, device=x.device)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = (k / k.sum()).to(x.dtype)
+    k = k / k.sum()
     c = x.shape[1]
     x = F.pad(x, (r, r, r, r), mode="replicate")
     x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)

@@ -6,6 +6,15 @@
 Each step synthesizes degraded pairs exactly as the DiT's training did (same data config), runs the
 frozen DiT and decoder to get the decoded fusion, and trains the refiner on
   |R - Y|_1 + grad_weight * |grad R - grad Y|_1        (Y: the fusion target; MMAIF Eq. (9)'s form)
+with grad the Sobel magnitude |d/dx| + |d/dy| (grad_mode "magnitude", Eq. (9)) or the signed pair
+(d/dx, d/dy) ("xy"), which also penalises a wrong edge orientation -- half of what Qabf scores -- plus,
+with ssim_weight, ssim_weight * (1 - SSIM(R, Y)) (Wang et al. 2004; the SSIM loss of fusion networks
+such as SwinFusion), which holds local structure where copying input detail would also copy its noise.
+With `work_every = k`, every k-th step instead trains guided upsampling, the pipeline's `work_side` path:
+a crop of WORK_FACTOR * size px whose latent path (encode, DiT, decode) runs on the inputs area-downscaled
+to `size` px -- the DiT's own training scale -- and comes back bicubic, so the refiner learns to restore
+the detail a half-size latent path cannot hold from the full-size inputs. Those steps take
+batch_size / WORK_FACTOR**2 crops, the same pixel count.
 One process; checkpoints, exact resume, EMA and the CSV log are those of the main loop.
 """
 
@@ -19,15 +28,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from allfuse.models import FusionDiT
 from allfuse.models.refine import Refiner, RefinerConfig, widen_state_dict
-from allfuse.objectives.pixel import sobel_magnitude
+from allfuse.objectives.pixel import sobel_magnitude, sobel_xy
 from allfuse.sampling import sample_latent
 from allfuse.sampling.tiling import TiledModel
+from allfuse.tokenizer.losses import ssim
 from allfuse.train import checkpoint as ckpt
 from allfuse.train.config import TrainConfig, config_from_dict
 from allfuse.train.ema import EMA
@@ -35,6 +46,8 @@ from allfuse.train.loop import EpochDataset, Frozen, ScalarLog, StepSampler, bui
 from allfuse.train.optim import CautiousAdamW, optimizer_step, warmup_cosine
 
 VAL_SEED_OFFSET = 7_919  # validation samples come from a stream the training never draws
+WORK_FACTOR = 2  # guided-upsampling steps: crop side / latent-path side
+GRAD_MODES = {"magnitude": sobel_magnitude, "xy": sobel_xy}
 
 
 @dataclass(frozen=True)
@@ -52,8 +65,11 @@ class RefineTrainConfig:
     clip: float = 1.0
     ema_decay: float = 0.995
     grad_weight: float = 1.0
+    grad_mode: str = "magnitude"  # or "xy" (module doc)
+    ssim_weight: float = 0.0
     init_from: str | None = None  # model folder whose refiner starts this run (a one-band mix is widened)
     kinds: dict[str, float] | None = None  # task mix of the training data; None = the DiT's own
+    work_every: int = 0  # every k-th step trains guided upsampling (module doc); 0 = never
     seed: int = 1
     threads: int = 0
     workers: int = 1
@@ -61,6 +77,14 @@ class RefineTrainConfig:
     ckpt_every: int = 250
     val_every: int = 250
     val_samples: int = 16
+
+    def __post_init__(self) -> None:
+        if self.work_every < 0:
+            raise ValueError(f"work_every must be >= 0 (0 = never), got {self.work_every}")
+        if self.ssim_weight < 0:
+            raise ValueError(f"ssim_weight must be >= 0, got {self.ssim_weight}")
+        if self.grad_mode not in GRAD_MODES:
+            raise ValueError(f"grad_mode must be one of {', '.join(GRAD_MODES)}, got {self.grad_mode!r}")
 
     def to_dict(self) -> dict:
         """JSON-ready form (stored in checkpoints as {"kind": "refiner", ...})."""
@@ -73,12 +97,24 @@ class RefineTrainConfig:
         return cls(**{**values, "refiner": RefinerConfig.from_dict(values.get("refiner", {}))})
 
 
-def refine_loss(out: torch.Tensor, target: torch.Tensor, grad_weight: float) -> tuple[torch.Tensor, dict]:
-    """L1 + gradient L1 against the fusion target."""
+def refine_loss(
+    out: torch.Tensor,
+    target: torch.Tensor,
+    grad_weight: float,
+    grad_mode: str = "magnitude",
+    ssim_weight: float = 0.0,
+) -> tuple[torch.Tensor, dict]:
+    """L1 + gradient L1 (+ SSIM) against the fusion target (module doc)."""
     l1 = (out - target).abs().mean()
-    grad = (sobel_magnitude(out) - sobel_magnitude(target)).abs().mean()
+    grad_of = GRAD_MODES[grad_mode]
+    grad = (grad_of(out) - grad_of(target)).abs().mean()
     loss = l1 + grad_weight * grad
-    return loss, {"loss": loss.item(), "l1": l1.item(), "grad": grad.item()}
+    logs = {"l1": l1.item(), "grad": grad.item()}
+    if ssim_weight:
+        s = ssim(out, target).mean()
+        loss = loss + ssim_weight * (1 - s)
+        logs["ssim"] = s.item()
+    return loss, {"loss": loss.item(), **logs}
 
 
 class FrozenFusion:
@@ -97,16 +133,28 @@ class FrozenFusion:
         self.tiled = TiledModel(self.dit, max(4, self.cfg.data.size // self.frozen.tok.downsample))
 
     @torch.no_grad()
-    def decoded(self, batch: dict, generator: torch.Generator) -> torch.Tensor:
-        """(B, 3, H, W) decoded fusion of a batch of degraded pairs."""
+    def decoded(self, batch: dict, generator: torch.Generator, factor: int = 1) -> torch.Tensor:
+        """(B, 3, H, W) decoded fusion of a batch of degraded pairs; with factor > 1 the latent path runs
+        on the inputs area-downscaled by it and the result is upscaled bicubic, as FusionPipeline's
+        work_side does."""
+        size = batch["a"].shape[-2:]
+        if factor > 1:
+            small = tuple(s // factor for s in size)
+            batch = {
+                **batch,
+                **{k: F.interpolate(batch[k], size=small, mode="area") for k in ("a", "b", "target")},
+            }
         lb = self.frozen.latents(batch)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.bf16):
             z = sample_latent(self.tiled, lb.conds, lb.prompt, lb.prompt_mask, self.cfg.sampler, generator).x
-        return self.frozen.tok.decode(z.float())
+        dec = self.frozen.tok.decode(z.float())
+        if factor > 1:
+            dec = F.interpolate(dec, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+        return dec
 
 
-def _dataset(fusion: FrozenFusion, cfg: RefineTrainConfig, seed: int):
-    data = dataclasses.replace(fusion.cfg.data, size=cfg.size)
+def _dataset(fusion: FrozenFusion, cfg: RefineTrainConfig, seed: int, factor: int = 1):
+    data = dataclasses.replace(fusion.cfg.data, size=cfg.size * factor)
     if cfg.kinds is not None:
         data = dataclasses.replace(data, kinds=dict(cfg.kinds))
     return build_dataset(dataclasses.replace(fusion.cfg, data=data), seed)
@@ -126,27 +174,25 @@ def train_refiner(cfg: RefineTrainConfig, until: int | None = None) -> Path:
     opt = CautiousAdamW(net.parameters(), lr=cfg.lr)
     sched = warmup_cosine(opt, cfg.warmup, cfg.max_steps)
     step = ckpt.resume(out, net, ema, opt, sched)
-    base = _dataset(fusion, cfg, cfg.seed)
-    loader = DataLoader(
-        EpochDataset(base, len(base)),
-        batch_size=cfg.batch_size,
-        sampler=StepSampler(len(base), cfg.batch_size, 0, 1, cfg.seed, step),
-        num_workers=cfg.workers,
-        persistent_workers=cfg.workers > 0,
-    )
-    batches = iter(loader)
+    k = cfg.work_every
+    n_work = step // k if k else 0  # guided-upsampling steps already taken: steps k-1, 2k-1, ...
+    batches = _batches(fusion, cfg, 1, cfg.batch_size, step - n_work)
+    work_batches = _batches(fusion, cfg, WORK_FACTOR, _work_batch(cfg), n_work) if k else None
     logger = ScalarLog(out / "log.csv")
     bar = tqdm(total=cfg.max_steps, initial=step, desc="refiner", dynamic_ncols=True)
     t0, t_step = time.perf_counter(), step
     stop = min(cfg.max_steps, until or cfg.max_steps)
     while step < stop:
         net.train()
-        batch = next(batches)
+        factor = WORK_FACTOR if k and step % k == k - 1 else 1
+        batch = next(work_batches if factor > 1 else batches)  # type: ignore[arg-type]
         gen = step_generator(cfg.seed, step, 0, 0)
-        dec = fusion.decoded(batch, gen)
+        dec = fusion.decoded(batch, gen, factor)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             pred = net(dec, [batch["a"], batch["b"]])
-        loss, logs = refine_loss(pred.float(), batch["target"].float(), cfg.grad_weight)
+        loss, logs = refine_loss(
+            pred.float(), batch["target"].float(), cfg.grad_weight, cfg.grad_mode, cfg.ssim_weight
+        )
         loss.backward()
         logs["grad_norm"] = optimizer_step(net, opt, sched, ema, step, cfg.clip)
         step += 1
@@ -162,6 +208,23 @@ def train_refiner(cfg: RefineTrainConfig, until: int | None = None) -> Path:
             validate_refiner(ema.shadow, fusion, cfg, step, out)
     bar.close()
     return out
+
+
+def _work_batch(cfg: RefineTrainConfig) -> int:
+    return max(1, cfg.batch_size // WORK_FACTOR**2)
+
+
+def _batches(fusion: FrozenFusion, cfg: RefineTrainConfig, factor: int, batch: int, start: int):
+    """Endless batches of crops of factor * size px, from micro-batch `start` on (exact resume)."""
+    base = _dataset(fusion, cfg, cfg.seed + (factor - 1) * 104_729, factor)  # own stream per crop size
+    loader = DataLoader(
+        EpochDataset(base, len(base)),
+        batch_size=batch,
+        sampler=StepSampler(len(base), batch, 0, 1, cfg.seed, start),
+        num_workers=cfg.workers,
+        persistent_workers=cfg.workers > 0,
+    )
+    return iter(loader)
 
 
 def initial_refiner_state(folder: str, cfg: RefinerConfig) -> dict[str, torch.Tensor]:
@@ -183,19 +246,22 @@ def initial_refiner_state(folder: str, cfg: RefinerConfig) -> dict[str, torch.Te
 def validate_refiner(
     net: torch.nn.Module, fusion: FrozenFusion, cfg: RefineTrainConfig, step: int, out: Path
 ) -> dict[str, float]:
-    """PSNR / L1 to the target of the decoded fusion and of the refined one, on fixed held-in samples."""
-    ds = _dataset(fusion, cfg, cfg.seed + VAL_SEED_OFFSET)
+    """PSNR to the target of the decoded fusion and of the refined one, on fixed held-in samples; with
+    work_every also on guided-upsampling samples (the `_work` rows)."""
     net.eval()
-    rows: dict[str, list[float]] = {"psnr_decoded": [], "psnr_refined": []}
-    for i in range(cfg.val_samples):
-        item = ds[i]
-        batch = {k: (v[None] if isinstance(v, torch.Tensor) else [v]) for k, v in item.items()}
-        dec = fusion.decoded(batch, torch.Generator().manual_seed(i))
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            ref = net(dec, [batch["a"], batch["b"]]).float().clamp(0, 1)
-        for name, x in (("psnr_decoded", dec), ("psnr_refined", ref)):
-            mse = (x - batch["target"]).pow(2).mean().item()
-            rows[name].append(10 * np.log10(1.0 / max(mse, 1e-10)))
+    rows: dict[str, list[float]] = {}
+    for factor in (1, WORK_FACTOR) if cfg.work_every else (1,):
+        ds = _dataset(fusion, cfg, cfg.seed + VAL_SEED_OFFSET, factor)
+        tag = "_work" if factor > 1 else ""
+        for i in range(cfg.val_samples):
+            item = ds[i]
+            batch = {k: (v[None] if isinstance(v, torch.Tensor) else [v]) for k, v in item.items()}
+            dec = fusion.decoded(batch, torch.Generator().manual_seed(i), factor)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                ref = net(dec, [batch["a"], batch["b"]]).float().clamp(0, 1)
+            for name, x in ((f"psnr_decoded{tag}", dec), (f"psnr_refined{tag}", ref)):
+                mse = (x - batch["target"]).pow(2).mean().item()
+                rows.setdefault(name, []).append(10 * np.log10(1.0 / max(mse, 1e-10)))
     means = {k: float(np.mean(v)) for k, v in rows.items()}
     with open(out / "val.jsonl", "a") as f:
         f.write(json.dumps({"step": step, **means}) + "\n")
