@@ -101,14 +101,9 @@ def model_methods(
             if ablations:
                 out[f"{name} (no tiling)"] = lambda ims, t, p=pipe: p(ims, task=t, tile=0)
             if work_side is not None:
-                out[f"{name} ({work_side_label(work_side)})"] = lambda ims, t, p=pipe: p(
-                    ims, task=t, work_side=work_side
-                )
+                side = f"work side {work_side}" if work_side else "full size"
+                out[f"{name} ({side})"] = lambda ims, t, p=pipe: p(ims, task=t, work_side=work_side)
     return out
-
-
-def work_side_label(work_side: int) -> str:
-    return f"work side {work_side}" if work_side else "full size"
 
 
 def score(method: Method, cases: list[dict], task: str) -> tuple[dict[str, float], float]:

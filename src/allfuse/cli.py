@@ -65,13 +65,17 @@ def make_fuser(args: argparse.Namespace) -> Fuser:
     """(images, task) -> (fused, label): a model (--model, or the embedded default when it exists) or a
     classical method (--method, or the best classical one for the task)."""
     from allfuse import baselines
-    from allfuse.pipeline import EMBEDDED, FusionPipeline, resolve_model_folder
+    from allfuse.pipeline import EMBEDDED, FusionPipeline, check_work_side, resolve_model_folder
     from allfuse.tasks import CLASSICAL_DEFAULT
 
     if args.method and args.model:
         raise CliError("give --model or --method, not both")
-    if args.work_side is not None and (args.work_side < 0 or 0 < args.work_side < 16):
-        raise CliError(f"--work-side {args.work_side}: give a long side of at least 16 px, or 0 = full size")
+    try:
+        check_work_side(args.work_side, full_size_ok=True)
+    except ValueError:
+        raise CliError(
+            f"--work-side {args.work_side}: give a long side of at least 16 px, or 0 = full size"
+        ) from None
     model = args.model
     if model is None and args.method is None:
         try:

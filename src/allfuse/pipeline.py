@@ -143,8 +143,7 @@ class FusionPipeline:
             task = guess_task(images)
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose auto or one of {', '.join(TASKS)}")
-        if work_side is not None and (work_side < 0 or 0 < work_side < 16):
-            raise ValueError(f"work_side {work_side} px is too small (>= 16, or 0 = full size)")
+        check_work_side(work_side, full_size_ok=True)
         if work_side is None:  # the model's default needs its refiner to restore full-size detail
             work_side = self.work_side if refine and self.refiner is not None else None
         x = [_to_tensor(im) for im in images]  # each (1, 3, H, W)
@@ -176,6 +175,15 @@ class FusionPipeline:
     def sampler_config(self) -> SamplerConfig:
         """The sampler used when no steps/sampler are given."""
         return self.cfg.sampler
+
+
+def check_work_side(work_side: int | None, full_size_ok: bool = False) -> None:
+    """A latent-path long side must be >= 16 px (or 0 = full size, where allowed); None = unset."""
+    if work_side is None or (full_size_ok and work_side == 0):
+        return
+    if work_side < 16:
+        allowed = ">= 16, or 0 = full size" if full_size_ok else ">= 16"
+        raise ValueError(f"work_side {work_side} px is too small ({allowed})")
 
 
 def work_size(size: tuple[int, int], work_side: int | None) -> tuple[int, int]:
@@ -225,8 +233,7 @@ def save_refiner(
     becomes the pipeline's default latent-path side (FusionPipeline.__call__)."""
     from safetensors.torch import save_file
 
-    if work_side is not None and work_side < 16:
-        raise ValueError(f"work_side {work_side} px is too small (>= 16)")
+    check_work_side(work_side)
     folder = resolve_model_folder(folder)
     state = {k: v.to(dtype).contiguous() for k, v in net.state_dict().items()}
     save_file(state, folder / REFINER_WEIGHTS)
