@@ -87,6 +87,20 @@ def test_fusion_pixel_loss_values() -> None:
     assert fusion_pixel_loss(torch.maximum(x, y), [x, y], mode="max").item() == pytest.approx(0.0)
 
 
+def test_texture_loss_asks_for_the_strongest_source_edge() -> None:
+    from allfuse.objectives.pixel import texture_loss
+
+    sharp = (torch.arange(16) >= 8).float().expand(2, 3, 16, 16)  # a vertical edge
+    soft = F.avg_pool2d(F.pad(sharp, (2, 2, 0, 0), mode="replicate"), (1, 5), stride=1)  # the same, blurred
+    gray = torch.full((2, 1, 16, 16), 0.4)  # a flat gray source, broadcast over the channels
+    assert texture_loss(sharp, [gray, sharp]).item() < 1e-6  # the sharp source's edge, at its strength
+    assert texture_loss(soft, [gray, sharp]).item() > 0.1  # a softened edge falls short of it
+    assert texture_loss(sharp, [soft, sharp]).item() > 0  # the max is per pixel: soft's wider support
+    per_sample = texture_loss(torch.cat([sharp[:1], soft[:1]]), [gray, sharp], weights=torch.ones(2))
+    assert texture_loss(torch.cat([sharp[:1], soft[:1]]), [gray, sharp], torch.tensor([1.0, 0.0])) < 1e-6
+    assert per_sample.item() == pytest.approx(texture_loss(soft, [gray, sharp]).item() / 2)
+
+
 def test_sobel_of_a_ramp() -> None:
     ramp = torch.arange(8.0).expand(1, 1, 8, 8)  # +1 per column
     g = sobel_magnitude(ramp)

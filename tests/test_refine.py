@@ -46,7 +46,7 @@ def test_two_band_refiner_widens_exactly_and_can_take_base_and_detail_from_diffe
     for p in one.parameters():  # a "trained" one-band refiner
         torch.nn.init.normal_(p, std=0.05)
     two = Refiner(RefinerConfig(width=8, blocks=(1, 1), mix=True, bands=2))
-    two.load_state_dict(widen_state_dict(one.state_dict(), two.cfg))
+    two.load_state_dict(widen_state_dict(one.state_dict(), one.cfg, two.cfg))
     fused, a, b = torch.rand(1, 3, 21, 30), torch.rand(1, 1, 21, 30), torch.rand(1, 3, 21, 30)
     torch.testing.assert_close(two(fused, [a, b]), one(fused, [a, b]))  # widening changes nothing
 
@@ -62,8 +62,37 @@ def test_two_band_refiner_widens_exactly_and_can_take_base_and_detail_from_diffe
     assert (want - a3).abs().mean() > 0.05 and (want - b).abs().mean() > 0.05  # neither input alone
     with pytest.raises(ValueError, match="bands"):
         RefinerConfig(bands=2)  # two bands need the mix head
-    with pytest.raises(ValueError, match="one-band mixing"):
-        widen_state_dict(Refiner(RefinerConfig(width=8, blocks=(1, 1))).state_dict(), two.cfg)
+    plain = Refiner(RefinerConfig(width=8, blocks=(1, 1)))
+    with pytest.raises(ValueError, match="cannot be widened"):
+        widen_state_dict(plain.state_dict(), plain.cfg, two.cfg)  # no blend head to widen
+
+
+def test_detail_gain_widens_exactly_and_can_sharpen_beyond_every_source() -> None:
+    two = Refiner(RefinerConfig(width=8, blocks=(1, 1), mix=True, bands=2))
+    for p in two.parameters():  # a "trained" two-band refiner
+        torch.nn.init.normal_(p, std=0.05)
+    gained = Refiner(dataclasses.replace(two.cfg, detail_gain=2.0))
+    gained.load_state_dict(widen_state_dict(two.state_dict(), two.cfg, gained.cfg))
+    fused, a, b = torch.rand(1, 3, 21, 30), torch.rand(1, 1, 21, 30), torch.rand(1, 3, 21, 30)
+    torch.testing.assert_close(gained(fused, [a, b]), two(fused, [a, b]))  # gain 1: nothing changes
+    one = Refiner(RefinerConfig(width=8, blocks=(1, 1), mix=True))  # one band -> two bands + gain at once
+    both = widen_state_dict(one.state_dict(), one.cfg, gained.cfg)
+    gained.load_state_dict(both)
+    torch.testing.assert_close(gained(fused, [a, b]), one(fused, [a, b]))
+
+    net = Refiner(RefinerConfig(width=8, blocks=(1, 1), mix=True, bands=2, detail_gain=2.0))
+    s = net.cfg.unshuffle**2
+    with torch.no_grad():  # channels: 3 residual, 3 base logits, 3 detail logits, then the gain logit
+        net.tail[0].bias[5 * s : 6 * s] = 50.0  # base from input 2
+        net.tail[0].bias[8 * s : 9 * s] = 50.0  # detail from input 2
+        net.tail[0].bias[9 * s : 10 * s] = 50.0  # tanh -> 1: gain 2
+    blur = gaussian_blur(b, net.cfg.band_sigma)
+    torch.testing.assert_close(net(fused, [a, b]), blur + 2.0 * (b - blur))  # unsharp masking of input 2
+    for bad in (dict(detail_gain=2.0), dict(bands=2, mix=True, detail_gain=0.5)):
+        with pytest.raises(ValueError, match="detail_gain"):
+            RefinerConfig(**bad)
+    with pytest.raises(ValueError, match="cannot be widened"):  # a gain is never silently dropped
+        widen_state_dict(gained.state_dict(), gained.cfg, two.cfg)
 
 
 def test_gaussian_blur_keeps_constants_and_removes_fine_detail() -> None:
@@ -197,6 +226,32 @@ def test_train_refiner_command(dit_folder: Path, tmp_path: Path) -> None:
     for kinds in ("vif", "vif=2,pan=1"):  # not kind=weight; an unknown kind
         assert main(["train-refiner", str(dit_folder), str(tmp_path / "run4"), *args, "--kinds", kinds]) == 2
     assert main(["train-refiner", str(dit_folder), str(tmp_path / "run5"), *args, "--work-every", "-1"]) == 2
+    assert main(["train-refiner", str(dit_folder), str(tmp_path / "run6"), *args, "--detail-gain", "2"]) == 2
+    tex = ["--bands", "2", "--detail-gain", "2", "--texture-weight", "1"]
+    assert main(["train-refiner", str(dit_folder), str(tmp_path / "run7"), *args, *tex]) == 0
+    log = (tmp_path / "run7" / "log.csv").read_text().splitlines()
+    assert "texture" in log[0].split(",") and len(log) == 2  # batches carry the clean sources
+
+
+def test_texture_term_needs_clean_sources_and_skips_control_and_seg() -> None:
+    from allfuse.data.samples import SAMPLE_KINDS
+    from allfuse.train.refine import refine_loss, texture_mask
+
+    out, target = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    with pytest.raises(ValueError, match="clean sources"):
+        refine_loss(out, target, 1.0, texture_weight=1.0)
+    ids = torch.tensor([SAMPLE_KINDS.index(k) for k in SAMPLE_KINDS])
+    assert texture_mask(ids).tolist() == [float(k not in ("control", "seg")) for k in SAMPLE_KINDS]
+    clean = (torch.zeros_like(out), torch.zeros_like(out))  # flat sources: the loss is |grad out|
+    _, logs = refine_loss(out, target, 1.0, texture_weight=1.0, clean=clean, texture_mask=torch.ones(2))
+    _, none = refine_loss(out, target, 1.0, texture_weight=1.0, clean=clean, texture_mask=torch.zeros(2))
+    assert (
+        logs["texture"] > 1.0
+        and none["texture"] == 0
+        and logs["loss"] - none["loss"] == pytest.approx(logs["texture"], rel=1e-5)
+    )
+    with pytest.raises(ValueError, match="texture"):
+        RefineTrainConfig(model="m", texture_weight=-1)
 
 
 def test_refiner_run_starts_from_a_shipped_refiner_widened_to_two_bands(
@@ -224,5 +279,5 @@ def test_refiner_run_starts_from_a_shipped_refiner_widened_to_two_bands(
     shipped = load_refiner(model)
     assert shipped is not None and shipped.cfg.bands == 1
     got = _latest_weights(tmp_path / "run")
-    want = widen_state_dict(one.state_dict(), two_cfg)
+    want = widen_state_dict(one.state_dict(), one.cfg, two_cfg)
     torch.testing.assert_close(got["tail.0.weight"], want["tail.0.weight"], rtol=0, atol=1e-6)

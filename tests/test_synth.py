@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from allfuse.data.datasets import MixConfig, ShardDataset, SynthDataset
+from allfuse.data.datasets import MixConfig, ShardDataset, SynthDataset, to_chw
 from allfuse.data.pipeline import PipelineConfig
 from allfuse.data.samples import SAMPLE_KINDS, Sources, make_sample
 from allfuse.data.severity import OP_NAMES
@@ -78,11 +78,14 @@ def test_synth_dataset_items(pair_root):
     ds = SynthDataset([pair_root], MixConfig(pipeline=PipelineConfig(size=32)), length=12, seed=1)
     assert set(ds.kinds) == set(SAMPLE_KINDS)
     item = ds[3]
-    assert set(item) == {"a", "b", "target", "task_id", "prompt", "meta"}
-    for k in ("a", "b", "target"):
+    assert set(item) == {"a", "b", "target", "clean_a", "clean_b", "task_id", "prompt", "meta"}
+    for k in ("a", "b", "target", "clean_a", "clean_b"):
         assert item[k].shape == (3, 32, 32) and item[k].dtype == torch.float32
         assert 0 <= float(item[k].min()) and float(item[k].max()) <= 1
     assert SAMPLE_KINDS[int(item["task_id"])] == json.loads(item["meta"])["kind"]
+    s = ds.sample(3)  # the clean pair the degraded inputs came from
+    for k, clean in zip(("clean_a", "clean_b"), s.clean, strict=True):
+        assert torch.equal(item[k], to_chw(clean))
     again = ds[3]
     assert torch.equal(item["a"], again["a"]) and item["prompt"] == again["prompt"]  # same every epoch
     ds.set_epoch(1)
@@ -135,7 +138,8 @@ def test_cli_shard_matches_on_the_fly(pair_root, tmp_path):
     ds = SynthDataset([], MixConfig(kinds={"m3": 1.0}, pipeline=PipelineConfig(size=32)), length=2, seed=5)
     on_the_fly, written = ds[1], ShardDataset(tmp_path)[1]
     assert on_the_fly["prompt"] == written["prompt"]
-    assert torch.allclose(on_the_fly["a"], written["a"], atol=0.5 / 255)  # PNG is 8-bit
+    for k in ("a", "clean_a", "clean_b"):
+        assert torch.allclose(on_the_fly[k], written[k], atol=0.5 / 255)  # PNG is 8-bit
 
 
 def test_cli_list_json_covers_ops_and_tasks(capsys):

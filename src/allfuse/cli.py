@@ -277,6 +277,12 @@ def _add_train_refiner(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--bands", type=int, default=1, choices=(1, 2), help="with --mix: 2 = separate base / detail blends"
     )
+    p.add_argument(
+        "--detail-gain",
+        type=float,
+        default=0.0,
+        help="with --bands 2: also predict a per-pixel gain in [1/M, M] on the detail band (0 = off)",
+    )
     p.add_argument("--grad-weight", type=float, default=1.0, help="weight of the gradient L1 term")
     p.add_argument(
         "--grad-mode",
@@ -286,9 +292,15 @@ def _add_train_refiner(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--ssim-weight", type=float, default=0.0, help="weight of a (1 - SSIM) term")
     p.add_argument(
+        "--texture-weight",
+        type=float,
+        default=0.0,
+        help="weight of SwinFusion's texture loss: |grad R| against the strongest clean-source gradient",
+    )
+    p.add_argument(
         "--init-from",
         default=None,
-        help="model folder (or embedded name) whose refiner starts the run; a one-band one is widened",
+        help="model folder (or embedded name) whose refiner starts it, widened to --bands / --detail-gain",
     )
     p.add_argument(
         "--kinds",
@@ -333,11 +345,16 @@ def cmd_train_refiner(args: argparse.Namespace) -> int:
             model=args.model,
             out_dir=str(args.out),
             refiner=RefinerConfig(
-                width=args.width, blocks=_int_tuple(args.blocks, "--blocks"), mix=args.mix, bands=args.bands
+                width=args.width,
+                blocks=_int_tuple(args.blocks, "--blocks"),
+                mix=args.mix,
+                bands=args.bands,
+                detail_gain=args.detail_gain,
             ),
             grad_weight=args.grad_weight,
             grad_mode=args.grad_mode,
             ssim_weight=args.ssim_weight,
+            texture_weight=args.texture_weight,
             init_from=args.init_from,
             kinds=_kinds(args.kinds) if args.kinds else None,
             work_every=args.work_every,

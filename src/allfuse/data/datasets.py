@@ -2,6 +2,7 @@
 
 Both return the same dict per item:
   ``a``, ``b``, ``target``: (3, H, W) float32 in [0, 1] (gray replicated to 3 channels);
+  ``clean_a``, ``clean_b``: the clean pair the inputs were degraded from, same form (M3: the image twice);
   ``task_id``: int64 index of the sample kind in `SAMPLE_KINDS` (vif, mef, mff, m3, control, seg);
   ``prompt``: the DiTFuse tagged prompt or the natural instruction (``prompt_style``);
   ``meta``: JSON text of the sample's metadata (a string, so the default collate keeps it per item).
@@ -23,6 +24,7 @@ from torch.utils.data import Dataset
 from allfuse.data.pipeline import PipelineConfig
 from allfuse.data.samples import FUSION_KINDS, SAMPLE_KINDS, Sample, Sources, make_sample
 from allfuse.data.sources import ImagePool, PairPool, Teacher, classical_teacher
+from allfuse.data.synth_cli import FILES as SHARD_FILES  # a, b, target, clean_a, clean_b
 from allfuse.io import read_image
 from allfuse.types import Image
 
@@ -58,12 +60,16 @@ def to_chw(x: Image) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
 
 
-def as_item(a: Image, b: Image, target: Image, kind: str, prompt: str, meta: dict) -> dict:
+def as_item(
+    a: Image, b: Image, target: Image, kind: str, prompt: str, meta: dict, clean: Sequence[Image]
+) -> dict:
     """The dict every dataset returns (see module docstring)."""
     return {
         "a": to_chw(a),
         "b": to_chw(b),
         "target": to_chw(target),
+        "clean_a": to_chw(clean[0]),
+        "clean_b": to_chw(clean[1]),
         "task_id": torch.tensor(SAMPLE_KINDS.index(kind), dtype=torch.int64),
         "prompt": prompt,
         "meta": json.dumps(meta, default=float),
@@ -126,7 +132,7 @@ class SynthDataset(Dataset):
         """Item `index` as tensors (see module docstring)."""
         s = self.sample(index)
         prompt = s.prompt if self.mix.prompt_style == "tagged" else s.instruction
-        return as_item(s.degraded[0], s.degraded[1], s.target, s.kind, prompt, s.meta)
+        return as_item(s.degraded[0], s.degraded[1], s.target, s.kind, prompt, s.meta, s.clean)
 
 
 class ShardDataset(Dataset):
@@ -150,6 +156,6 @@ class ShardDataset(Dataset):
         """Sample i (in index order) as tensors."""
         row = self.rows[i]
         files = row["files"]
-        a, b, t = (read_image(self.folder / files[k], "rgb") for k in ("a", "b", "target"))
+        a, b, t, ca, cb = (read_image(self.folder / files[k], "rgb") for k in SHARD_FILES)
         prompt = row["prompt"] if self.prompt_style == "tagged" else row["instruction"]
-        return as_item(a, b, t, row["kind"], prompt, row)
+        return as_item(a, b, t, row["kind"], prompt, row, (ca, cb))

@@ -9,7 +9,12 @@ frozen DiT and decoder to get the decoded fusion, and trains the refiner on
 with grad the Sobel magnitude |d/dx| + |d/dy| (grad_mode "magnitude", Eq. (9)) or the signed pair
 (d/dx, d/dy) ("xy"), which also penalises a wrong edge orientation -- half of what Qabf scores -- plus,
 with ssim_weight, ssim_weight * (1 - SSIM(R, Y)) (Wang et al. 2004; the SSIM loss of fusion networks
-such as SwinFusion), which holds local structure where copying input detail would also copy its noise.
+such as SwinFusion), which holds local structure where copying input detail would also copy its noise,
+and with texture_weight, texture_weight * | |grad R| - max_i |grad X_i| |_1 over the CLEAN sources X_i
+(SwinFusion's texture loss, MMAIF's reference [29]; objectives.pixel.texture_loss) on the kinds whose
+output should carry its sources' edges (TEXTURE_KINDS). The target alone is a regression target: where
+the degraded inputs leave an edge uncertain, its L1 optimum is a softened edge, while an edge-transfer
+score such as Qabf counts the edge at the strength of the strongest clean source.
 With `work_every = k`, every k-th step instead trains guided upsampling, the pipeline's `work_side` path:
 a crop of WORK_FACTOR * size px whose latent path (encode, DiT, decode) runs on the inputs area-downscaled
 to `size` px -- the DiT's own training scale -- and comes back bicubic, so the refiner learns to restore
@@ -33,9 +38,10 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from allfuse.data.samples import SAMPLE_KINDS
 from allfuse.models import FusionDiT
 from allfuse.models.refine import Refiner, RefinerConfig, widen_state_dict
-from allfuse.objectives.pixel import sobel_magnitude, sobel_xy
+from allfuse.objectives.pixel import sobel_magnitude, sobel_xy, texture_loss
 from allfuse.sampling import sample_latent
 from allfuse.sampling.tiling import TiledModel
 from allfuse.tokenizer.losses import ssim
@@ -48,6 +54,9 @@ from allfuse.train.optim import CautiousAdamW, optimizer_step, warmup_cosine
 VAL_SEED_OFFSET = 7_919  # validation samples come from a stream the training never draws
 WORK_FACTOR = 2  # guided-upsampling steps: crop side / latent-path side
 GRAD_MODES = {"magnitude": sobel_magnitude, "xy": sobel_xy}
+# Kinds whose output should hold the clean sources' edges: fusion, and M3 (its clean pair is the image
+# twice). Not control / seg, whose targets change the image on purpose.
+TEXTURE_KINDS = ("vif", "mef", "mff", "m3")
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,7 @@ class RefineTrainConfig:
     grad_weight: float = 1.0
     grad_mode: str = "magnitude"  # or "xy" (module doc)
     ssim_weight: float = 0.0
+    texture_weight: float = 0.0  # SwinFusion texture loss against the clean sources (module doc)
     init_from: str | None = None  # model folder whose refiner starts this run (a one-band mix is widened)
     kinds: dict[str, float] | None = None  # task mix of the training data; None = the DiT's own
     work_every: int = 0  # every k-th step trains guided upsampling (module doc); 0 = never
@@ -81,8 +91,8 @@ class RefineTrainConfig:
     def __post_init__(self) -> None:
         if self.work_every < 0:
             raise ValueError(f"work_every must be >= 0 (0 = never), got {self.work_every}")
-        if self.ssim_weight < 0:
-            raise ValueError(f"ssim_weight must be >= 0, got {self.ssim_weight}")
+        if self.ssim_weight < 0 or self.texture_weight < 0:
+            raise ValueError(f"weights must be >= 0: ssim {self.ssim_weight}, texture {self.texture_weight}")
         if self.grad_mode not in GRAD_MODES:
             raise ValueError(f"grad_mode must be one of {', '.join(GRAD_MODES)}, got {self.grad_mode!r}")
 
@@ -103,8 +113,12 @@ def refine_loss(
     grad_weight: float,
     grad_mode: str = "magnitude",
     ssim_weight: float = 0.0,
+    texture_weight: float = 0.0,
+    clean: tuple[torch.Tensor, torch.Tensor] | None = None,
+    texture_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict]:
-    """L1 + gradient L1 (+ SSIM) against the fusion target (module doc)."""
+    """L1 + gradient L1 (+ SSIM) against the fusion target, + the texture loss against the clean sources
+    `clean` on the samples `texture_mask` (B,) selects (module doc)."""
     l1 = (out - target).abs().mean()
     grad_of = GRAD_MODES[grad_mode]
     grad = (grad_of(out) - grad_of(target)).abs().mean()
@@ -114,7 +128,19 @@ def refine_loss(
         s = ssim(out, target).mean()
         loss = loss + ssim_weight * (1 - s)
         logs["ssim"] = s.item()
+    if texture_weight:
+        if clean is None:
+            raise ValueError("texture_weight needs the clean sources")
+        tex = texture_loss(out, clean, texture_mask)
+        loss = loss + texture_weight * tex
+        logs["texture"] = tex.item()
     return loss, {"loss": loss.item(), **logs}
+
+
+def texture_mask(task_id: torch.Tensor) -> torch.Tensor:
+    """1.0 for the samples of TEXTURE_KINDS, else 0.0, (B,)."""
+    ids = torch.tensor([SAMPLE_KINDS.index(k) for k in TEXTURE_KINDS])
+    return torch.isin(task_id, ids).float()
 
 
 class FrozenFusion:
@@ -191,7 +217,14 @@ def train_refiner(cfg: RefineTrainConfig, until: int | None = None) -> Path:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             pred = net(dec, [batch["a"], batch["b"]])
         loss, logs = refine_loss(
-            pred.float(), batch["target"].float(), cfg.grad_weight, cfg.grad_mode, cfg.ssim_weight
+            pred.float(),
+            batch["target"].float(),
+            cfg.grad_weight,
+            cfg.grad_mode,
+            cfg.ssim_weight,
+            cfg.texture_weight,
+            (batch["clean_a"], batch["clean_b"]),
+            texture_mask(batch["task_id"]),
         )
         loss.backward()
         logs["grad_norm"] = optimizer_step(net, opt, sched, ema, step, cfg.clip)
@@ -229,7 +262,7 @@ def _batches(fusion: FrozenFusion, cfg: RefineTrainConfig, factor: int, batch: i
 
 def initial_refiner_state(folder: str, cfg: RefinerConfig) -> dict[str, torch.Tensor]:
     """Weights of the refiner shipped in a model folder, for a run of config `cfg`: the same architecture,
-    or its two-band widening (models/refine.py); anything else is an error naming both configs."""
+    or its exact widening (two bands, a detail gain; models/refine.py); else an error naming both configs."""
     from allfuse.pipeline import load_refiner, resolve_model_folder
 
     src = load_refiner(resolve_model_folder(folder))
@@ -237,9 +270,10 @@ def initial_refiner_state(folder: str, cfg: RefinerConfig) -> dict[str, torch.Te
         raise FileNotFoundError(f"{folder}: has no refiner to start from")
     if src.cfg == cfg:
         return src.state_dict()
-    if dataclasses.replace(cfg, bands=1, band_sigma=src.cfg.band_sigma) == src.cfg and cfg.bands == 2:
-        return widen_state_dict(src.state_dict(), cfg)
-    raise ValueError(f"{folder}: its refiner {src.cfg} cannot start a run of {cfg}")
+    try:
+        return widen_state_dict(src.state_dict(), src.cfg, cfg)
+    except ValueError:
+        raise ValueError(f"{folder}: its refiner {src.cfg} cannot start a run of {cfg}") from None
 
 
 @torch.no_grad()
