@@ -227,7 +227,7 @@ def test_train_refiner_command(dit_folder: Path, tmp_path: Path) -> None:
         assert main(["train-refiner", str(dit_folder), str(tmp_path / "run4"), *args, "--kinds", kinds]) == 2
     assert main(["train-refiner", str(dit_folder), str(tmp_path / "run5"), *args, "--work-every", "-1"]) == 2
     assert main(["train-refiner", str(dit_folder), str(tmp_path / "run6"), *args, "--detail-gain", "2"]) == 2
-    tex = ["--bands", "2", "--detail-gain", "2", "--texture-weight", "1"]
+    tex = ["--bands", "2", "--detail-gain", "2", "--texture-weight", "1", "--texture-kinds", "vif,mff,m3"]
     assert main(["train-refiner", str(dit_folder), str(tmp_path / "run7"), *args, *tex]) == 0
     log = (tmp_path / "run7" / "log.csv").read_text().splitlines()
     assert "texture" in log[0].split(",") and len(log) == 2  # batches carry the clean sources
@@ -250,8 +250,14 @@ def test_texture_term_needs_clean_sources_and_skips_control_and_seg() -> None:
         and none["texture"] == 0
         and logs["loss"] - none["loss"] == pytest.approx(logs["texture"], rel=1e-5)
     )
+    assert texture_mask(ids, ("vif", "mff")).tolist() == [float(k in ("vif", "mff")) for k in SAMPLE_KINDS]
     with pytest.raises(ValueError, match="texture"):
         RefineTrainConfig(model="m", texture_weight=-1)
+    for kinds in ((), ("vif", "seg")):
+        with pytest.raises(ValueError, match="texture_kinds"):
+            RefineTrainConfig(model="m", texture_kinds=kinds)
+    cfg = RefineTrainConfig(model="m", texture_kinds=("vif", "mff"))
+    assert RefineTrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 
 
 def test_refiner_run_starts_from_a_shipped_refiner_widened_to_two_bands(

@@ -298,6 +298,11 @@ def _add_train_refiner(sub: argparse._SubParsersAction) -> None:
         help="weight of SwinFusion's texture loss: |grad R| against the strongest clean-source gradient",
     )
     p.add_argument(
+        "--texture-kinds",
+        default="vif,mef,mff,m3",
+        help="sample kinds the texture loss applies to (some of vif, mef, mff, m3)",
+    )
+    p.add_argument(
         "--init-from",
         default=None,
         help="model folder (or embedded name) whose refiner starts it, widened to --bands / --detail-gain",
@@ -355,6 +360,7 @@ def cmd_train_refiner(args: argparse.Namespace) -> int:
             grad_mode=args.grad_mode,
             ssim_weight=args.ssim_weight,
             texture_weight=args.texture_weight,
+            texture_kinds=tuple(k.strip() for k in args.texture_kinds.split(",")),
             init_from=args.init_from,
             kinds=_kinds(args.kinds) if args.kinds else None,
             work_every=args.work_every,

@@ -12,9 +12,10 @@ with ssim_weight, ssim_weight * (1 - SSIM(R, Y)) (Wang et al. 2004; the SSIM los
 such as SwinFusion), which holds local structure where copying input detail would also copy its noise,
 and with texture_weight, texture_weight * | |grad R| - max_i |grad X_i| |_1 over the CLEAN sources X_i
 (SwinFusion's texture loss, MMAIF's reference [29]; objectives.pixel.texture_loss) on the kinds whose
-output should carry its sources' edges (TEXTURE_KINDS). The target alone is a regression target: where
-the degraded inputs leave an edge uncertain, its L1 optimum is a softened edge, while an edge-transfer
-score such as Qabf counts the edge at the strength of the strongest clean source.
+output should carry its sources' edges (`texture_kinds`, some of TEXTURE_KINDS). The target alone is a
+regression target: where the degraded inputs leave an edge uncertain, its L1 optimum is a softened
+edge, while an edge-transfer score such as Qabf counts the edge at the strength of the strongest clean
+source.
 With `work_every = k`, every k-th step instead trains guided upsampling, the pipeline's `work_side` path:
 a crop of WORK_FACTOR * size px whose latent path (encode, DiT, decode) runs on the inputs area-downscaled
 to `size` px -- the DiT's own training scale -- and comes back bicubic, so the refiner learns to restore
@@ -77,6 +78,7 @@ class RefineTrainConfig:
     grad_mode: str = "magnitude"  # or "xy" (module doc)
     ssim_weight: float = 0.0
     texture_weight: float = 0.0  # SwinFusion texture loss against the clean sources (module doc)
+    texture_kinds: tuple[str, ...] = TEXTURE_KINDS  # the sample kinds it applies to
     init_from: str | None = None  # model folder whose refiner starts this run (a one-band mix is widened)
     kinds: dict[str, float] | None = None  # task mix of the training data; None = the DiT's own
     work_every: int = 0  # every k-th step trains guided upsampling (module doc); 0 = never
@@ -93,6 +95,8 @@ class RefineTrainConfig:
             raise ValueError(f"work_every must be >= 0 (0 = never), got {self.work_every}")
         if self.ssim_weight < 0 or self.texture_weight < 0:
             raise ValueError(f"weights must be >= 0: ssim {self.ssim_weight}, texture {self.texture_weight}")
+        if not self.texture_kinds or not set(self.texture_kinds) <= set(TEXTURE_KINDS):
+            raise ValueError(f"texture_kinds must be some of {TEXTURE_KINDS}, got {self.texture_kinds}")
         if self.grad_mode not in GRAD_MODES:
             raise ValueError(f"grad_mode must be one of {', '.join(GRAD_MODES)}, got {self.grad_mode!r}")
 
@@ -104,7 +108,9 @@ class RefineTrainConfig:
     def from_dict(cls, values: dict) -> RefineTrainConfig:
         """Inverse of to_dict."""
         values = {k: v for k, v in values.items() if k != "kind"}
-        return cls(**{**values, "refiner": RefinerConfig.from_dict(values.get("refiner", {}))})
+        refiner = RefinerConfig.from_dict(values.get("refiner", {}))
+        kinds = tuple(values.get("texture_kinds", TEXTURE_KINDS))
+        return cls(**{**values, "refiner": refiner, "texture_kinds": kinds})
 
 
 def refine_loss(
@@ -137,9 +143,9 @@ def refine_loss(
     return loss, {"loss": loss.item(), **logs}
 
 
-def texture_mask(task_id: torch.Tensor) -> torch.Tensor:
-    """1.0 for the samples of TEXTURE_KINDS, else 0.0, (B,)."""
-    ids = torch.tensor([SAMPLE_KINDS.index(k) for k in TEXTURE_KINDS])
+def texture_mask(task_id: torch.Tensor, kinds: tuple[str, ...] = TEXTURE_KINDS) -> torch.Tensor:
+    """1.0 for the samples of `kinds`, else 0.0, (B,)."""
+    ids = torch.tensor([SAMPLE_KINDS.index(k) for k in kinds])
     return torch.isin(task_id, ids).float()
 
 
@@ -224,7 +230,7 @@ def train_refiner(cfg: RefineTrainConfig, until: int | None = None) -> Path:
             cfg.ssim_weight,
             cfg.texture_weight,
             (batch["clean_a"], batch["clean_b"]),
-            texture_mask(batch["task_id"]),
+            texture_mask(batch["task_id"], cfg.texture_kinds),
         )
         loss.backward()
         logs["grad_norm"] = optimizer_step(net, opt, sched, ema, step, cfg.clip)
