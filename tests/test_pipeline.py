@@ -1,6 +1,7 @@
 """FusionPipeline on a tiny untrained model: loading, sizes, colour policy, prompts, errors."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +66,13 @@ def test_a_model_folder_can_set_the_default_work_side(tiny_folder: Path, tmp_pat
     folder = Path(shutil.copytree(tiny_folder, tmp_path / "m"))
     net = Refiner(RefinerConfig(width=8, blocks=(1, 1), mix=True, bands=2))
     torch.nn.init.normal_(net.tail[0].weight, std=0.05)
-    save_refiner(net, folder, work_side=20)
+    old = os.umask(0o022)
+    try:  # written atomically, with the mode open() gives (safetensors' save_file makes 0600)
+        save_refiner(net, folder, work_side=20)
+    finally:
+        os.umask(old)
+    assert {f.stat().st_mode & 0o777 for f in folder.glob("refiner.*")} == {0o644}
+    assert not list(folder.glob(".*.tmp"))
     pipe = FusionPipeline.from_pretrained(folder)
     assert pipe.work_side == 20
     rng = np.random.default_rng(2)

@@ -171,6 +171,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return path
 
 
+def atomic_write_safetensors(path: str | os.PathLike, tensors: dict) -> Path:
+    """Write a safetensors file atomically, with the mode open() would give (safetensors' own save_file
+    writes in place, 0600)."""
+    from safetensors.torch import save
+
+    path = Path(path)
+    _atomic_write_bytes(path, save(tensors))
+    return path
+
+
 # --------------------------------------------------------------------------------------------- pairs
 
 # Folder-name layouts, each (first, second) -> task. Matching is case-insensitive.

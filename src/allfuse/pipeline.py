@@ -24,6 +24,7 @@ from safetensors.torch import load_file
 from allfuse.color import is_color, to_gray
 from allfuse.config import SamplerConfig, override
 from allfuse.data.prompts import FUSION_SUBTAG, fill, parse_prompt, phrases, tagged_prompt
+from allfuse.io import atomic_write_safetensors, atomic_write_text
 from allfuse.models import FusionDiT
 from allfuse.models.refine import Refiner, RefinerConfig
 from allfuse.sampling import sample_latent
@@ -206,16 +207,15 @@ def _to_tensor(im: Image) -> torch.Tensor:
 def save_pretrained(
     model: FusionDiT, cfg: TrainConfig, folder: str | os.PathLike, dtype: torch.dtype = torch.float32
 ) -> Path:
-    """Write an inference folder: model.safetensors (in `dtype`: fp16 halves a shipped model) + config."""
-    from safetensors.torch import save_file
-
+    """Write an inference folder: model.safetensors (in `dtype`: fp16 halves a shipped model) + config,
+    each file atomically."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {
         k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()
     }
-    save_file(state, folder / "model.safetensors")
-    (folder / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    atomic_write_safetensors(folder / "model.safetensors", state)
+    atomic_write_text(folder / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
     return folder
 
 
@@ -230,19 +230,17 @@ def save_refiner(
     work_side: int | None = None,
 ) -> Path:
     """Add a trained refiner to an existing model folder (refiner.safetensors + refiner.json); work_side
-    becomes the pipeline's default latent-path side (FusionPipeline.__call__)."""
-    from safetensors.torch import save_file
-
+    becomes the pipeline's default latent-path side (FusionPipeline.__call__). Written atomically."""
     check_work_side(work_side)
     folder = resolve_model_folder(folder)
     state = {k: v.to(dtype).contiguous() for k, v in net.state_dict().items()}
-    save_file(state, folder / REFINER_WEIGHTS)
+    atomic_write_safetensors(folder / REFINER_WEIGHTS, state)
     meta = {
         "refiner": net.cfg.to_dict(),
         **({"work_side": work_side} if work_side else {}),
         "training": info or {},
     }
-    (folder / REFINER_CONFIG).write_text(json.dumps(meta, indent=2, default=str))
+    atomic_write_text(folder / REFINER_CONFIG, json.dumps(meta, indent=2, default=str))
     return folder
 
 
