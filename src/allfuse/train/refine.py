@@ -79,7 +79,7 @@ class RefineTrainConfig:
     ssim_weight: float = 0.0
     texture_weight: float = 0.0  # SwinFusion texture loss against the clean sources (module doc)
     texture_kinds: tuple[str, ...] = TEXTURE_KINDS  # the sample kinds it applies to
-    init_from: str | None = None  # model folder whose refiner starts this run (a one-band mix is widened)
+    init_from: str | None = None  # model folder whose refiner starts this run (widened to `refiner`)
     kinds: dict[str, float] | None = None  # task mix of the training data; None = the DiT's own
     work_every: int = 0  # every k-th step trains guided upsampling (module doc); 0 = never
     seed: int = 1
