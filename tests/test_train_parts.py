@@ -1,5 +1,6 @@
 """Training parts: cautious AdamW, warmup-cosine schedule, EMA, atomic safetensors checkpoints."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,14 @@ def test_checkpoint_round_trip_and_rng(tmp_path: Path) -> None:
     model(torch.randn(5, 3)).sum().backward()
     opt.step()
     state = {**_state(model), "optimizer": opt.state_dict()}
-    ckpt.save_checkpoint(tmp_path, 3, model.state_dict(), {"name": "x"}, state, ema=model.state_dict())
+    old = os.umask(0o022)
+    try:
+        weights = model.state_dict()
+        path = ckpt.save_checkpoint(tmp_path, 3, weights, {"name": "x"}, state, ema=weights)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o755  # the modes open() / mkdir give, not mkdtemp's private ones
+    assert {f.stat().st_mode & 0o777 for f in path.iterdir()} == {0o644}
     expected = torch.rand(3)
     c = ckpt.load_checkpoint(tmp_path)
     ckpt.set_rng_state(c.state["rng"])

@@ -150,18 +150,19 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _new_file_mode())  # mkstemp makes 0600; give the mode open() would have
+        os.chmod(tmp, umask_mode())  # mkstemp makes 0600; give the mode open() would have
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def _new_file_mode() -> int:
-    """0o666 minus the process umask: what a plain open(path, "w") would create."""
+def umask_mode(directory: bool = False) -> int:
+    """0o666 (0o777 for a directory) minus the process umask: what open(path, "w") / mkdir would create;
+    for files made by mkstemp / mkdtemp, which are private (0600 / 0700)."""
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return (0o777 if directory else 0o666) & ~umask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from allfuse.io import atomic_write_text
+from allfuse.io import atomic_write_text, umask_mode
 
 LATEST = "latest.json"
 
@@ -109,6 +109,8 @@ def save_checkpoint(
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
+            os.chmod(f, umask_mode())  # safetensors writes 0600
+        os.chmod(tmp, umask_mode(directory=True))  # mkdtemp makes 0700
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)
