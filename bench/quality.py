@@ -1,15 +1,23 @@
-"""Degraded-fusion quality: allfuse models vs restore-then-fuse chains vs plain classical fusion.
+"""Validation quality: allfuse models vs every restore-then-fuse chain vs plain classical fusion.
 
-For every shared pair (up to --limit per dataset) a seeded degraded version is made with the training
-pipeline's task-aware ops (n = 1..3, MMAIF Sect. 3.1); the fusion target is the classical teacher on
-the CLEAN pair. Each method fuses the degraded pair; metrics are computed against the clean sources
-(VIF or Qcv, Qabf, SSIM), no-reference (BRISQUE) and against the target (PSNR_ref, SSIM_ref).
-Prints one paper-style table per task (best per column in bold) and writes JSON next to --out.
+    OMP_NUM_THREADS=1 python bench/quality.py --out bench/results/quality_val.md
 
-    python bench/quality.py --limit 6 --max-side 384 --ablations --out bench/results/quality.md
+Sections (--sections, all by default):
 
-The shared pairs are the models' training pairs too (there are only 220); the degradations drawn here are
-new (seeded by pair name, not by the training stream), the scenes are not.
+* main      — the first --pairs validation pairs per task (splits.json "val", never trained on), long
+              side capped at --max-side, each degraded with a random mix of 2-3 of the bench's OWN
+              degradation families (bench/degrade.py, not the training generator). Scored against the clean
+              sources (Qabf, VIF, SF, AG, SSIM, BRISQUE) and against the teacher target, the task's classical
+              default fusion of the CLEAN pair (PSNR_ref, SSIM_ref). Rows: the models, the best chain per
+              metric, the best plain classical fusion per metric, and the teacher on the clean pair.
+* clean     — every validation pair (--clean-pairs) undegraded: model Qabf vs the teacher's.
+* families  — per task, each family alone at two strengths (and `mix`) on --family-pairs pairs: Qabf of
+              each model vs the best chain of that cell.
+* identity  — well-exposed sharp photos fused with themselves (PSNR, mean shift), and a dark night image.
+
+Acceptance checks print as PASS/FAIL lines with margins, again together at the end. BRISQUE is compared
+with --brisque-baseline (the JSON of an earlier run). --out writes markdown (with the command line) and
+JSON beside it; nothing else is written.
 """
 
 from __future__ import annotations
@@ -17,194 +25,314 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
-import zlib
-from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
+from cases import SHARED, TASKS, degrade_case, identity_photos, night_image, validation_pairs
+from degrade import FAMILIES, MIX, STRENGTHS, TASK_FAMILIES
+from scoring import (
+    CHAINS,
+    MAIN_METRICS,
+    PLAIN,
+    SOURCE_METRICS,
+    Method,
+    best_of,
+    best_table,
+    classical_outputs,
+    load_models,
+    margin,
+    mean_rows,
+    metric_table,
+    psnr,
+    run_models,
+    score,
+)
 
-from allfuse import baselines, metrics
-from allfuse.data.pipeline import PipelineConfig, degrade_pair, sample_ops
-from allfuse.io import find_pairs
-from allfuse.tasks import CLASSICAL_DEFAULT
+from allfuse.tasks import guess_task
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-DATASETS = {
-    "vif": ["ivif/TNO", "ivif/RoadScene", "ivif/MSRS"],
-    "mef": ["mef/MEFB"],
-    "mff": ["mff/Lytro", "mff/MFI-WHU"],
-}
-RESTORATIONS = ("nlm", "dcp", "rl", "wiener", "upsample")
-Method = Callable[[list[np.ndarray], str], np.ndarray]
-
-
-def task_metrics(task: str) -> list[str]:
-    """MMAIF's per-task choice (Tab. 2/3): VIF for VIF, Qcv for MEF/MFF; plus Qabf, SSIM, BRISQUE."""
-    return ["VIF" if task == "vif" else "Qcv", "Qabf", "SSIM", "BRISQUE", "PSNR_ref", "SSIM_ref"]
-
-
-def shrink(x: np.ndarray, max_side: int) -> np.ndarray:
-    """Area-downscale so the long side is at most max_side."""
-    h, w = x.shape[:2]
-    s = max_side / max(h, w)
-    return x if s >= 1 else cv2.resize(x, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-
-
-def make_cases(task: str, limit: int, max_side: int) -> list[dict]:
-    """Seeded degraded versions of the shared pairs of one task, with their clean teacher targets."""
-    cases = []
-    for rel in DATASETS[task]:
-        for pair in find_pairs(SHARED / rel)[:limit]:
-            clean = [shrink(x, max_side) for x in pair.load()[0]]
-            rng = np.random.default_rng(zlib.crc32(f"{rel}/{pair.name}".encode()))
-            ops = sample_ops(task, rng, PipelineConfig())
-            degraded, _ = degrade_pair(clean, task, ops, rng)
-            target = baselines.fuse(CLASSICAL_DEFAULT[task], clean, task)
-            cases.append(
-                {
-                    "name": f"{rel}/{pair.name}",
-                    "clean": clean,
-                    "degraded": degraded,
-                    "target": target,
-                    "ops": ops,
-                }
-            )
-    return cases
+SECTIONS = ("main", "clean", "families", "identity")
+BRISQUE_BASELINE = Path(__file__).resolve().parent / "results" / "quality_val_before.json"
+SHARPNESS_TOLERANCE = 0.15  # SF and AG within 15 % of the teacher fusion of the clean pair
+CLEAN_QABF_TOLERANCE = 0.02
+ALLOWED_FAMILY_FAILURES = 2
+IDENTITY_PSNR, IDENTITY_SHIFT = 35.0, 1.0  # dB, and |mean shift| in 1/255 steps
 
 
-def model_methods(
-    names: list[str], ablations: bool = False, work_side: int | None = None
-) -> dict[str, Method]:
-    """allfuse models that exist here: reg (1 call), fm with midpoint-reuse 5 steps and Euler 100;
-    with `ablations`, reg also without its refiner and without tiling; with `work_side`, reg also with
-    its latent path run at that long side (0 = full size)."""
-    from allfuse.pipeline import FusionPipeline
+class Report:
+    """Lines printed as they come (flushed) and kept for the markdown file; checks also kept apart."""
 
-    out: dict[str, Method] = {}
-    for name in names:
-        try:
-            pipe = FusionPipeline.from_pretrained(name)
-        except FileNotFoundError as e:
-            print(f"skipping {name}: {e}")
-            continue
-        if pipe.cfg.model.timestep:
-            out[f"{name} mid-reuse 5"] = lambda ims, t, p=pipe: p(
-                ims, task=t, sampler="midpoint_reuse", steps=5
-            )
-            out[f"{name} euler 100"] = lambda ims, t, p=pipe: p(ims, task=t, sampler="euler", steps=100)
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.checks: list[str] = []
+
+    def say(self, *lines: str) -> None:
+        """Print lines and keep them."""
+        for line in lines:
+            print(line, flush=True)
+            self.lines.append(line)
+
+    def check(self, ok: bool, text: str) -> None:
+        """Print and keep one PASS/FAIL line."""
+        line = f"{'PASS' if ok else 'FAIL'}  {text}"
+        self.say(line)
+        self.checks.append(line)
+
+
+def brisque_checks(report: Report, section: str, task: str, rows: dict, baseline: dict | None) -> None:
+    """BRISQUE of each model now vs in the baseline run (lower is better), per task."""
+    for model in (m for m in rows if m.startswith("allfuse")):
+        now = rows[model]["BRISQUE"]
+        before = (baseline or {}).get(section, {}).get(task, {}).get("rows", {}).get(model, {}).get("BRISQUE")
+        if before is None:
+            report.say(f"INFO  {section} {task} {model} BRISQUE {now:.2f} (no baseline to compare with)")
         else:
-            out[name] = lambda ims, t, p=pipe: p(ims, task=t)
-            if ablations and pipe.refiner is not None:
-                out[f"{name} (no refiner)"] = lambda ims, t, p=pipe: p(ims, task=t, refine=False)
-            if ablations:
-                out[f"{name} (no tiling)"] = lambda ims, t, p=pipe: p(ims, task=t, tile=0)
-            if work_side is not None:
-                side = f"work side {work_side}" if work_side else "full size"
-                out[f"{name} ({side})"] = lambda ims, t, p=pipe: p(ims, task=t, work_side=work_side)
+            text = f"{section} {task} {model} BRISQUE {now:.2f} vs before {before:.2f}"
+            report.check(now <= before, f"{text} (margin {before - now:+.2f}, lower is better)")
+
+
+def main_task(task: str, args: argparse.Namespace, models: dict[str, Method], report: Report) -> dict:
+    """One task of the main section: each pair degraded by a mix, fused by every method, scored."""
+    pairs = validation_pairs(args.data, task, args.pairs, args.max_side)
+    report.say("", f"### main — {task.upper()}: {len(pairs)} validation pairs, mix of 2-3 families", "")
+    per_case, teacher, secs = [], [], {m: 0.0 for m in models}
+    for pair in pairs:
+        case = degrade_case(pair, MIX, None)
+        outs, s = run_models(models, case.degraded, task)
+        secs = {m: secs[m] + s[m] / len(pairs) for m in models}
+        outs.update(classical_outputs(case.degraded, task))
+        per_case.append(score(outs, pair.images, MAIN_METRICS, pair.target))
+        teacher.append(score({"teacher": pair.target}, pair.images, SOURCE_METRICS))
+        cells = ", ".join(f"{m} {per_case[-1][m]['Qabf']:.3f}" for m in models)
+        chain = max(per_case[-1][c]["Qabf"] for c in CHAINS)
+        report.say(f"- {pair.name} [{' + '.join(case.steps)}] Qabf: {cells}, best chain {chain:.3f}")
+    rows = mean_rows(per_case)
+    ref = mean_rows(teacher)["teacher"]
+    shown = {m: rows[m] for m in models} | {"teacher on CLEAN pair (reference)": ref}
+    report.say("", *metric_table(shown, MAIN_METRICS, secs), "", *best_table(rows, MAIN_METRICS), "")
+    return {
+        "pairs": [p.name for p in pairs],
+        "rows": rows,
+        "teacher_clean": ref,
+        "seconds_per_pair": secs,
+        "best_chain": {n: best_of(rows, CHAINS, n) for n in MAIN_METRICS},
+        "best_plain": {n: best_of(rows, PLAIN, n) for n in MAIN_METRICS},
+    }
+
+
+def main_checks(task: str, result: dict, models: dict[str, Method], report: Report) -> None:
+    """Acceptance (i) Qabf and VIF above the best chain, (ii) SF and AG within 15 % of the teacher."""
+    rows, ref = result["rows"], result["teacher_clean"]
+    for model in models:
+        for metric in ("Qabf", "VIF"):
+            name, value = best_of(rows, CHAINS, metric)
+            m = margin(metric, rows[model][metric], value)
+            text = f"main {task} {model} {metric} {rows[model][metric]:.4f} vs best chain {name} {value:.4f}"
+            report.check(m > 0, f"{text} (margin {m:+.4f})")
+        for metric in ("SF", "AG"):
+            ratio = rows[model][metric] / ref[metric]
+            text = f"main {task} {model} {metric} {rows[model][metric]:.3f} vs teacher on clean {ref[metric]:.3f}"
+            limit = f"allowed ±{100 * SHARPNESS_TOLERANCE:.0f} %"
+            ok = abs(ratio - 1) <= SHARPNESS_TOLERANCE
+            report.check(ok, f"{text} ({100 * (ratio - 1):+.1f} %, {limit})")
+
+
+def main_section(
+    args: argparse.Namespace, models: dict[str, Method], report: Report, baseline: dict | None
+) -> dict:
+    """Degraded (mix) validation pairs: every method, every metric, acceptance (i)-(iii)."""
+    out = {}
+    for task in args.tasks:
+        out[task] = main_task(task, args, models, report)
+        main_checks(task, out[task], models, report)
+        brisque_checks(report, "main", task, out[task]["rows"], baseline)
     return out
 
 
-def score(method: Method, cases: list[dict], task: str) -> tuple[dict[str, float], float]:
-    """Mean of each metric over the cases, and seconds per case."""
-    names, acc, t0 = task_metrics(task), {}, time.perf_counter()
-    for c in cases:
-        fused = method(c["degraded"], task)
-        r = metrics.compute(fused, c["clean"], names=names, reference=c["target"])
-        for k, v in r.items():
-            acc.setdefault(k, []).append(v)
-    sec = (time.perf_counter() - t0) / max(1, len(cases))
-    return {k: float(np.mean([x for x in v if math.isfinite(x)])) for k, v in acc.items()}, sec
+def clean_section(
+    args: argparse.Namespace, models: dict[str, Method], report: Report, baseline: dict | None
+) -> dict:
+    """Undegraded validation pairs: model Qabf within 0.02 of the teacher's, acceptance (iv)."""
+    out, names = {}, ("Qabf", "SF", "AG", "BRISQUE")
+    for task in args.tasks:
+        pairs = validation_pairs(args.data, task, args.clean_pairs, args.max_side)
+        per_case = []
+        for pair in pairs:
+            outs = run_models(models, pair.images, task)[0] | {"teacher": pair.target}
+            per_case.append(score(outs, pair.images, names))
+        rows = mean_rows(per_case)
+        report.say("", f"### clean — {task.upper()}: {len(pairs)} validation pairs, no degradation", "")
+        report.say(*metric_table(rows, names), "")
+        for model in models:
+            q, qt = rows[model]["Qabf"], rows["teacher"]["Qabf"]
+            text = f"clean {task} {model} Qabf {q:.4f} vs teacher {qt:.4f}"
+            ok = q - qt >= -CLEAN_QABF_TOLERANCE
+            report.check(ok, f"{text} (margin {q - qt:+.4f}, allowed -{CLEAN_QABF_TOLERANCE})")
+        brisque_checks(report, "clean", task, rows, baseline)
+        out[task] = {"pairs": [p.name for p in pairs], "rows": rows}
+    return out
 
 
-def table(task: str, rows: dict[str, dict[str, float]], secs: dict[str, float]) -> str:
-    """Markdown table, best per column in bold."""
-    names = task_metrics(task)
-    best = {}
-    for n in names:
-        vals = [r[n] for r in rows.values() if math.isfinite(r.get(n, math.nan))]
-        best[n] = (max if metrics.METRICS[n].higher_is_better else min)(vals) if vals else None
-    arrow = {n: "↑" if metrics.METRICS[n].higher_is_better else "↓" for n in names}
-    lines = [
-        f"### {task.upper()}",
-        "",
-        "| method | " + " | ".join(f"{n} {arrow[n]}" for n in names) + " | s/img |",
-        "|---|" + "---:|" * (len(names) + 1),
-    ]
-    for m, r in rows.items():
-        cells = [f"**{r[n]:.4g}**" if r.get(n) == best[n] else f"{r.get(n, math.nan):.4g}" for n in names]
-        lines.append(f"| {m} | " + " | ".join(cells) + f" | {secs[m]:.2f} |")
-    return "\n".join(lines) + "\n"
+def family_cell(pairs: list, family: str, strength: str, models: dict[str, Method]) -> dict:
+    """Mean Qabf of the models and of every chain over the pairs degraded by one family at one strength."""
+    per_case = []
+    for pair in pairs:
+        case = degrade_case(pair, family, strength)
+        outs = run_models(models, case.degraded, pair.task)[0]
+        outs.update(classical_outputs(case.degraded, pair.task, plain=False))
+        per_case.append(score(outs, pair.images, ["Qabf"]))
+    rows = mean_rows(per_case)
+    name, value = best_of(rows, CHAINS, "Qabf")
+    return {"best_chain": [name, value], "models": {m: rows[m]["Qabf"] for m in models}}
 
 
-def few_step_gap(task: str, rows: dict[str, dict[str, float]]) -> str:
-    """Relative gap of each flow model's 5-step midpoint-reuse row to its Euler-100 row, per metric."""
-    lines = []
-    for name in rows:
-        if not name.endswith(" mid-reuse 5"):
-            continue
-        few, ref = rows[name], rows.get(name.replace(" mid-reuse 5", " euler 100"))
-        if ref is None:
-            continue
-        gaps = {n: abs(few[n] - ref[n]) / max(abs(ref[n]), 1e-12) for n in task_metrics(task)}
-        cells = ", ".join(f"{n} {100 * g:.2f}%" for n, g in gaps.items())
-        lines.append(f"{name[: -len(' mid-reuse 5')]}: 5-step vs Euler-100 gap: {cells}")
-    return "\n".join(lines) + ("\n" if lines else "")
+def families_section(args: argparse.Namespace, models: dict[str, Method], report: Report) -> dict:
+    """Each family alone at two strengths (and mix), per task: Qabf vs the best chain, acceptance (v)."""
+    out: dict[str, dict] = {}
+    worst: dict[str, dict[str, float]] = {m: {} for m in models}  # model -> "task/family" -> min margin
+    for task in args.tasks:
+        pairs = validation_pairs(args.data, task, args.family_pairs, args.max_side)
+        fams = [f for f in args.families if f == MIX or f in TASK_FAMILIES[task]]
+        report.say(
+            "", f"### families — {task.upper()}: {len(pairs)} pairs per cell, Qabf vs clean sources", ""
+        )
+        head = " | ".join(f"{m} | Δ" for m in models)
+        report.say(
+            f"| family | strength | best chain | Qabf | {head} | s |",
+            "|---|---|---|---:|" + "---:|" * (2 * len(models) + 1),
+        )
+        out[task] = {}
+        for fam in fams:
+            for st in STRENGTHS:
+                t0 = time.perf_counter()
+                cell = family_cell(pairs, fam, st, models)
+                (name, value), cells = cell["best_chain"], []
+                for m, q in cell["models"].items():
+                    worst[m][f"{task}/{fam}"] = min(worst[m].get(f"{task}/{fam}", math.inf), q - value)
+                    cells.append(f"{q:.4f} | {q - value:+.4f}")
+                secs = time.perf_counter() - t0
+                report.say(f"| {fam} | {st} | {name} | {value:.4f} | {' | '.join(cells)} | {secs:.0f} |")
+                out[task][f"{fam}:{st}"] = cell
+    report.say("")
+    for m, cells in worst.items():
+        failing = {k: v for k, v in cells.items() if v <= 0}
+        listed = (
+            ", ".join(f"{k} {v:+.4f}" for k, v in sorted(failing.items(), key=lambda kv: kv[1])) or "none"
+        )
+        text = f"families {m}: Qabf below the best chain in {len(failing)}/{len(cells)} (task, family) cells"
+        rule = f"worst of the two strengths; allowed {ALLOWED_FAMILY_FAILURES}"
+        report.check(len(failing) <= ALLOWED_FAMILY_FAILURES, f"{text} ({rule}): {listed}")
+    return out
+
+
+def self_fusion(fn: Method, x: np.ndarray, task: str) -> tuple[float, float, float]:
+    """PSNR (peak 1) of fusing x with itself, the mean shift in 1/255 steps, and the output mean."""
+    y = fn([x, x], task)
+    return psnr(y, x), 255.0 * float(y.mean() - x.mean()), float(y.mean())
+
+
+def identity_section(args: argparse.Namespace, models: dict[str, Method], report: Report) -> dict:
+    """Photos fused with themselves (task mff and auto), acceptance (vi); and a dark night image."""
+    photos, out = identity_photos(args.data, args.max_side), {"photos": {}, "night": {}}
+    report.say("", f"### identity — {len(photos)} sharp, well-exposed photos fused with themselves", "")
+    head = "| photo | size | model | PSNR mff | shift mff ×255 | auto → | PSNR auto | shift auto ×255 |"
+    report.say(head, "|---|---|---|---:|---:|---|---:|---:|")
+    fails: dict[str, list[str]] = {m: [] for m in models}
+    for name, x in photos:
+        auto = guess_task([x, x])
+        for m, fn in models.items():
+            p, s, _ = self_fusion(fn, x, "mff")
+            pa, sa, _ = (p, s, None) if auto == "mff" else self_fusion(fn, x, auto)
+            out["photos"][f"{name} / {m}"] = {"mff": [p, s], "auto": [auto, pa, sa]}
+            if min(p, pa) < IDENTITY_PSNR or max(abs(s), abs(sa)) > IDENTITY_SHIFT:
+                fails[m].append(name)
+            size = "x".join(map(str, x.shape[:2][::-1]))
+            report.say(f"| {name} | {size} | {m} | {p:.2f} | {s:+.2f} | {auto} | {pa:.2f} | {sa:+.2f} |")
+    report.say("")
+    for m, bad in fails.items():
+        rule = f">= {IDENTITY_PSNR:.0f} dB and |shift| <= {IDENTITY_SHIFT:.0f}/255 (task mff and auto)"
+        text = f"identity {m}: {len(photos) - len(bad)}/{len(photos)} photos {rule}"
+        report.check(not bad, f"{text}; failing: {', '.join(bad) or 'none'}")
+    name, x = night_image(args.data, args.max_side)
+    report.say("", f"Dark night image ({name}, mean {x.mean():.3f}) fused with itself:")
+    for m, fn in models.items():
+        for task in ("mff", "mef", guess_task([x, x])):
+            p, s, mean = self_fusion(fn, x, task)
+            out["night"][f"{m} / {task}"] = [p, s, mean]
+            report.say(
+                f"- {m} task {task}: PSNR {p:.2f} dB, mean {x.mean():.3f} → {mean:.3f} (shift {s:+.1f}/255)"
+            )
+    return out
+
+
+def parse_args() -> argparse.Namespace:
+    """Command-line options; names are checked against the one list of each."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sections", default=",".join(SECTIONS), help="subset of " + ",".join(SECTIONS))
+    ap.add_argument("--tasks", default=",".join(TASKS), help="subset of vif,mef,mff")
+    ap.add_argument("--models", default="allfuse-reg,allfuse-fm")
+    ap.add_argument("--pairs", type=int, default=6, help="main: first N validation pairs per task (by name)")
+    ap.add_argument("--clean-pairs", type=int, default=0, help="clean: pairs per task, 0 = all")
+    ap.add_argument("--family-pairs", type=int, default=3, help="families: pairs per task and cell")
+    ap.add_argument("--families", default="all", help=f"subset of {','.join((*FAMILIES, MIX))}, or all")
+    ap.add_argument("--max-side", type=int, default=512, help="long side cap of the test images, px")
+    ap.add_argument("--data", type=Path, default=SHARED)
+    ap.add_argument("--brisque-baseline", type=Path, default=BRISQUE_BASELINE, help="JSON of an earlier run")
+    ap.add_argument("--out", type=Path, default=None, help="write markdown here and JSON beside it")
+    args = ap.parse_args()
+    args.sections = [s for s in args.sections.split(",") if s]
+    args.tasks = [t for t in args.tasks.split(",") if t]
+    args.families = [*FAMILIES, MIX] if args.families == "all" else [f for f in args.families.split(",") if f]
+    choices = [(args.sections, SECTIONS, "section"), (args.tasks, TASKS, "task")]
+    for given, valid, what in [*choices, (args.families, (*FAMILIES, MIX), "family")]:
+        bad = [g for g in given if g not in valid]
+        if bad:
+            ap.error(f"unknown {what}(s) {bad}; choose from {', '.join(valid)}")
+    return args
 
 
 def main() -> None:
-    """Run every task and print its table."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--limit", type=int, default=6, help="pairs per dataset")
-    ap.add_argument("--max-side", type=int, default=384, help="long side of the test images, px")
-    ap.add_argument("--models", default="allfuse-reg,allfuse-fm")
-    ap.add_argument("--ablations", action="store_true", help="also reg without refiner / tiling")
-    ap.add_argument(
-        "--work-side",
-        type=int,
-        default=None,
-        help="also reg with its latent path at this side (0 = full size)",
+    """Run the chosen sections, the acceptance summary, and write the outputs."""
+    args = parse_args()
+    if not (args.data / "splits.json").is_file():
+        raise SystemExit(
+            f"{args.data}/splits.json is absent: this benchmark needs the shared validation pairs"
+        )
+    command = "python bench/quality.py " + " ".join(sys.argv[1:])
+    baseline = json.loads(args.brisque_baseline.read_text()) if args.brisque_baseline.is_file() else None
+    report = Report()
+    report.say(
+        f"# Validation quality\n\n    {command}\n",
+        f"BRISQUE baseline: {args.brisque_baseline if baseline else 'none'}",
     )
-    ap.add_argument("--tasks", default=",".join(DATASETS), help="comma-separated subset of vif,mef,mff")
-    ap.add_argument("--out", type=Path, default=None, help="also write the tables here (and .json beside)")
-    args = ap.parse_args()
-    if not SHARED.is_dir():
-        raise SystemExit(f"{SHARED} is absent: this benchmark needs the shared benchmark pairs")
-    models = model_methods([m for m in args.models.split(",") if m], args.ablations, args.work_side)
-    report, results = [], {}
-    for task in (t for t in args.tasks.split(",") if t):
-        cases = make_cases(task, args.limit, args.max_side)
-        default = CLASSICAL_DEFAULT[task]
-        rows, secs = {}, {}
-        chains = {}
-        for r in RESTORATIONS:
-            chains[f"{r}+{default}"] = score(
-                lambda ims, t, m=f"{r}+{default}": baselines.fuse(m, ims, t), cases, task
-            )
-        best_chain = max(chains, key=lambda k: chains[k][0]["PSNR_ref"])
-        for name, fn in models.items():
-            rows[name], secs[name] = score(fn, cases, task)
-        rows[f"best chain: {best_chain}"], secs[f"best chain: {best_chain}"] = chains[best_chain]
-        rows[f"classical: {default}"], secs[f"classical: {default}"] = score(
-            lambda ims, t, m=default: baselines.fuse(m, ims, t), cases, task
-        )
-        report.append(
-            f"{len(cases)} degraded pairs, long side <= {args.max_side}px\n\n"
-            + table(task, rows, secs)
-            + few_step_gap(task, rows)
-        )
-        results[task] = {
-            "cases": len(cases),
-            "rows": rows,
-            "seconds": secs,
-            "chains": {k: v[0] for k, v in chains.items()},
-        }
-        print(report[-1], flush=True)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join(report))
-        args.out.with_suffix(".json").write_text(json.dumps(results, indent=2))
+    models = load_models([m for m in args.models.split(",") if m])
+    results: dict = {"command": command, "args": {k: str(v) for k, v in vars(args).items()}, "seconds": {}}
+    runners = {
+        "main": lambda: main_section(args, models, report, baseline),
+        "clean": lambda: clean_section(args, models, report, baseline),
+        "families": lambda: families_section(args, models, report),
+        "identity": lambda: identity_section(args, models, report),
+    }
+    for section in args.sections:
+        t0 = time.perf_counter()
+        results[section] = runners[section]()
+        results["seconds"][section] = time.perf_counter() - t0
+        report.say(f"\n_{section}: {results['seconds'][section]:.0f} s_")
+        write(args.out, report, results)
+    report.say("", "## Acceptance summary", "", *report.checks, "")
+    report.say("Seconds per section: " + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items()))
+    results["checks"] = report.checks
+    write(args.out, report, results)
+
+
+def write(out: Path | None, report: Report, results: dict) -> None:
+    """Markdown and JSON of everything so far (rewritten after each section)."""
+    if out is None:
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(report.lines) + "\n")
+    out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=float))
 
 
 if __name__ == "__main__":

@@ -139,7 +139,14 @@ def test_missing_partner_and_size_mismatch_name_the_file(tmp_path: Path) -> None
 
 
 def test_real_dataset_folders_pair_completely(shared_data: Path) -> None:
-    counts = {"ivif/TNO": 25, "ivif/RoadScene": 50, "ivif/MSRS": 16, "mef/MEFB": 49, "mff/Lytro": 20}
+    counts = {
+        "ivif/TNO": 25,
+        "ivif/RoadScene": 221,
+        "ivif/MSRS": 16,
+        "mef/MEFB": 98,
+        "mff/Lytro": 20,
+        "mff/MFI-WHU": 120,
+    }
     for rel, n in counts.items():
         scan = scan_pairs(shared_data / rel)
         assert len(scan.pairs) == n and not scan.problems

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from allfuse.data.kernels import finish, line_kernel
+from allfuse.data.kernels import disk_kernel, finish, line_kernel
 from allfuse.data.severity import Params, Spec, resolve
 from allfuse.data.weather import haze, rain, snow
 from allfuse.types import Image
@@ -24,9 +24,15 @@ INTERPOLATIONS = (cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_CUBIC)
 
 
 def gaussian_blur(image: Image, rng: np.random.Generator, spec: Spec = 2) -> tuple[Image, Params]:
-    """Isotropic Gaussian blur (defocus-like optics)."""
+    """Optical blur: an isotropic Gaussian, or (``kernel`` 1) a defocus disk of radius 2 sigma, whose
+    standard deviation is the same sigma but which erases mid frequencies harder and, through the side
+    lobes of its spectrum, leaves some fine texture ringing, as a real defocused lens does."""
     p = resolve("gaussian_blur", spec, rng)
-    out = cv2.GaussianBlur(np.asarray(image, np.float32), (0, 0), p["sigma"], borderType=cv2.BORDER_REFLECT)
+    x = np.asarray(image, np.float32)
+    if int(p["kernel"]) == 1:
+        out = cv2.filter2D(x, -1, disk_kernel(2.0 * p["sigma"]), borderType=cv2.BORDER_REFLECT)
+    else:
+        out = cv2.GaussianBlur(x, (0, 0), p["sigma"], borderType=cv2.BORDER_REFLECT)
     return finish(out), p
 
 

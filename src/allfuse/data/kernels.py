@@ -1,4 +1,4 @@
-"""Small shared helpers of the degradation ops: clipping and an anti-aliased line (motion) kernel."""
+"""Small shared helpers of the degradation ops: clipping, anti-aliased line (motion) and disk (defocus) kernels."""
 
 import cv2
 import numpy as np
@@ -22,5 +22,16 @@ def line_kernel(length: float, angle: float) -> np.ndarray:
     p0 = (round(c - dx * half), round(c - dy * half))
     p1 = (round(c + dx * half), round(c + dy * half))
     cv2.line(big, p0, p1, 255, thickness=scale, lineType=cv2.LINE_AA)
+    k = cv2.resize(big.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+    return k / max(float(k.sum()), 1e-8)
+
+
+def disk_kernel(radius: float) -> np.ndarray:
+    """Anti-aliased uniform disk of `radius` px (a defocused lens's point spread function), sum 1."""
+    size = 2 * int(np.ceil(radius)) + 1
+    scale = 8  # draw 8x larger then area-downsample: sub-pixel anti-aliasing
+    big = np.zeros((size * scale, size * scale), np.uint8)
+    c = (size * scale - 1) / 2.0
+    cv2.circle(big, (round(c), round(c)), max(1, round(radius * scale)), 255, -1, lineType=cv2.LINE_AA)
     k = cv2.resize(big.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
     return k / max(float(k.sum()), 1e-8)

@@ -35,6 +35,9 @@ class PipelineConfig:
     aspects: tuple[Aspect, ...] = ((16, 9), (4, 3), (1, 1))
     keep_aspect: bool = False  # True: output keeps the crop's aspect (short side a multiple of 8)
     min_scale: float = 0.6  # crop side as a fraction of the largest crop of that aspect
+    # Fraction of fusion samples whose two inputs are one source twice (target: that source), so a clean,
+    # well-exposed input learns to pass through unchanged instead of being pulled toward a teacher's look.
+    self_pairs: float = 0.0
     n_ops: tuple[int, ...] = (1, 2, 3)  # MMAIF: n in {1, 2, 3}
     n_weights: tuple[float, ...] | None = None  # uniform when None
     op_weights: Mapping[str, float] = field(default_factory=dict)  # relative; missing ops weigh 1, 0 drops
@@ -90,7 +93,11 @@ def sample_crop(h: int, w: int, rng: np.random.Generator, cfg: PipelineConfig) -
     ratio = max(a, b) / min(a, b)
     portrait = h > w
     ch, cw = (ratio, 1.0) if portrait else (1.0, ratio)  # crop shape in units of its short side
-    unit = min(h / ch, w / cw) * rng.uniform(cfg.min_scale, 1.0)
+    full = min(h / ch, w / cw)
+    # Never enlarge a crop past the source's own resolution when the source is large enough: an
+    # upscaled crop is blurred, target included, and would teach that blur is the norm.
+    lowest = max(cfg.min_scale, min(1.0, cfg.size / full))
+    unit = full * rng.uniform(lowest, 1.0)
     crop_h, crop_w = max(1, min(h, round(unit * ch))), max(1, min(w, round(unit * cw)))
     y = int(rng.integers(0, h - crop_h + 1))
     x = int(rng.integers(0, w - crop_w + 1))

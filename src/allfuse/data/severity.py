@@ -67,7 +67,10 @@ SEED = Param("seed", doc="random realization (noise, streak/flake positions)")
 
 # op -> parameter -> Param. Everything the pipeline samples comes from here.
 TABLE: dict[str, dict[str, Param]] = {
-    "gaussian_blur": {"sigma": Param("float", _lv((0.6, 1.2), (1.2, 2.0), (2.0, 3.2)), "std, px")},
+    "gaussian_blur": {
+        "sigma": Param("float", _lv((0.6, 1.2), (1.2, 2.0), (2.0, 3.2)), "std, px"),
+        "kernel": Param("choice", ((0, 1),) * 3, "0 Gaussian; 1 defocus disk of radius 2 sigma (same std)"),
+    },
     "motion_blur": {
         "length": Param("int", _lv((5, 9), (9, 15), (15, 23)), "line kernel length, px"),
         "angle": Param("float", ANY_ANGLE, "degrees"),

@@ -9,6 +9,7 @@ the GT is made on the clean pair, then only resized/cropped like the inputs). Pa
 
 from __future__ import annotations
 
+import json
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -102,8 +103,29 @@ def find_pair_folders(root: Path, max_depth: int = 3) -> list[Path]:
     return found
 
 
+SPLITS_FILE = "splits.json"  # {"val": {DATASET: [pair names]}}: pairs no training may draw
+
+
+def validation_pairs(root: str | os.PathLike) -> set[tuple[str, str]]:
+    """(dataset, pair name) of every validation pair named by the splits.json in `root` or in one of its
+    three nearest parents (a dataset folder inside the shared tree is covered too); empty without one."""
+    here = Path(root).resolve()
+    found = [d / SPLITS_FILE for d in (here, *here.parents[:3]) if (d / SPLITS_FILE).is_file()]
+    if not found:
+        return set()
+    path = found[0]
+    try:
+        val = json.loads(path.read_text()).get("val", {})
+        return {(str(ds), str(name)) for ds, names in val.items() for name in names}
+    except (ValueError, AttributeError, TypeError) as e:
+        raise ValueError(f"{path}: not a splits file ({{'val': {{DATASET: [names]}}}}): {e}") from None
+
+
 class PairPool:
-    """Fusion pairs found under folders, each with a task; loads clean pairs and teacher targets lazily."""
+    """Fusion pairs found under folders, each with a task; loads clean pairs and teacher targets lazily.
+
+    A root with a `splits.json` (see `validation_pairs`) keeps its validation pairs out of the pool unless
+    `include_validation`: models are scored on those scenes, so no training run may see them."""
 
     def __init__(
         self,
@@ -111,12 +133,17 @@ class PairPool:
         teacher: Teacher = classical_teacher,
         cache: int = 256,
         max_side: int | None = 1024,
+        include_validation: bool = False,
     ) -> None:
         """Scan every pair folder under `roots`; pairs whose task cannot be inferred keep task None."""
         self.pairs: list[Pair] = []
+        self.excluded: list[Pair] = []  # validation pairs left out
         for root in roots:
+            skip = set() if include_validation else validation_pairs(root)
             for folder in find_pair_folders(Path(root)):
-                self.pairs.extend(scan_pairs(folder).pairs)
+                for pair in scan_pairs(folder).pairs:
+                    held = (pair.dataset, pair.name) in skip
+                    (self.excluded if held else self.pairs).append(pair)
         self.teacher = teacher
         self.max_side = max_side
         self._cache = LRU(cache)

@@ -32,6 +32,8 @@ class DataConfig:
     # Degradations per sample: MMAIF draws n in {1, 2, 3}; adding 0 teaches clean inputs to pass through.
     n_ops: tuple[int, ...] = (1, 2, 3)
     n_weights: tuple[float, ...] | None = None  # relative weights of n_ops; uniform when None
+    min_scale: float = 0.6  # smallest crop side / largest crop of its aspect (data.pipeline.PipelineConfig)
+    self_pairs: float = 0.0  # fraction of fusion samples made of one source twice (PipelineConfig)
     length: int = 20_000  # samples per epoch; each epoch draws new degradations
     val_pairs: int = 8  # held-in synthetic samples scored with allfuse.metrics at each validation
     workers: int = 1  # DataLoader worker processes

@@ -79,7 +79,13 @@ def build_dataset(cfg: TrainConfig, seed: int) -> Dataset:
 
     mix = MixConfig(
         kinds=dict(cfg.data.kinds),
-        pipeline=PipelineConfig(size=cfg.data.size, n_ops=cfg.data.n_ops, n_weights=cfg.data.n_weights),
+        pipeline=PipelineConfig(
+            size=cfg.data.size,
+            n_ops=cfg.data.n_ops,
+            n_weights=cfg.data.n_weights,
+            min_scale=cfg.data.min_scale,
+            self_pairs=cfg.data.self_pairs,
+        ),
         prompt_style=cfg.data.prompt_style,
     )  # type: ignore[arg-type]
     data = [d for d in cfg.data.data if Path(d).exists()]

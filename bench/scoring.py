@@ -1,0 +1,143 @@
+"""Methods and scores of bench/quality.py: allfuse models, restore-then-fuse chains, plain classical fusion.
+
+Chains are every restoration x fusion of `allfuse.baselines` (5 x 7 = 35); each restoration of each
+input is computed once per case and reused by all seven fusions (the same result as
+`baselines.fuse("nlm+gff", ...)`, without restoring seven times).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from allfuse import baselines, metrics
+from allfuse.baselines.registry import FUSIONS, RESTORATIONS
+
+Method = Callable[[list[np.ndarray], str], np.ndarray]
+Row = dict[str, float]
+SOURCE_METRICS = ("Qabf", "VIF", "SF", "AG", "SSIM", "BRISQUE")  # against the clean sources
+TARGET_METRICS = ("PSNR_ref", "SSIM_ref")  # against the teacher fusion of the clean pair
+MAIN_METRICS = SOURCE_METRICS + TARGET_METRICS
+CHAINS = tuple(f"{r}+{f}" for r in RESTORATIONS for f in FUSIONS)
+PLAIN = tuple(FUSIONS)
+
+
+def load_models(names: Sequence[str]) -> dict[str, Method]:
+    """allfuse models by name: regression in one call, flow matching with midpoint-reuse at 5 steps."""
+    from allfuse.pipeline import FusionPipeline
+
+    out: dict[str, Method] = {}
+    for name in names:
+        try:
+            pipe = FusionPipeline.from_pretrained(name)
+        except FileNotFoundError as e:
+            print(f"skipping {name}: {e}", flush=True)
+            continue
+        if pipe.cfg.model.timestep:
+            out[name] = lambda ims, t, p=pipe: p(ims, task=t, sampler="midpoint_reuse", steps=5)
+        else:
+            out[name] = lambda ims, t, p=pipe: p(ims, task=t)
+    return out
+
+
+def run_models(models: dict[str, Method], images: list[np.ndarray], task: str) -> tuple[dict, Row]:
+    """Each model's fusion of the images, and its seconds."""
+    outputs, secs = {}, {}
+    for name, fn in models.items():
+        t0 = time.perf_counter()
+        outputs[name] = fn(images, task)
+        secs[name] = time.perf_counter() - t0
+    return outputs, secs
+
+
+def classical_outputs(images: list[np.ndarray], task: str, plain: bool = True) -> dict[str, np.ndarray]:
+    """Every restore-then-fuse chain (each restoration run once per input) and, if asked, plain fusions."""
+    out = {}
+    for r in RESTORATIONS:
+        restored = [baselines.restore(r, x) for x in images]
+        for f in FUSIONS:
+            out[f"{r}+{f}"] = baselines.fuse(f, restored, task)
+    if plain:
+        out.update({f: baselines.fuse(f, images, task) for f in FUSIONS})
+    return out
+
+
+def score(
+    outputs: dict[str, np.ndarray],
+    sources: list[np.ndarray],
+    names: Sequence[str],
+    target: np.ndarray | None = None,
+) -> dict[str, Row]:
+    """Metrics of each output against the clean sources (and the target, for *_ref metrics)."""
+    return {m: metrics.compute(x, sources, names=list(names), reference=target) for m, x in outputs.items()}
+
+
+def mean_rows(per_case: list[dict[str, Row]]) -> dict[str, Row]:
+    """Mean over cases of each method's metrics, ignoring non-finite values."""
+    acc: dict[str, dict[str, list[float]]] = {}
+    for case in per_case:
+        for method, row in case.items():
+            for k, v in row.items():
+                acc.setdefault(method, {}).setdefault(k, []).append(v)
+    return {
+        m: {k: float(np.mean([v for v in vs if math.isfinite(v)] or [math.nan])) for k, vs in row.items()}
+        for m, row in acc.items()
+    }
+
+
+def better(metric: str, a: float, b: float) -> bool:
+    """Whether value a beats value b on a metric (its direction from the metric registry)."""
+    return a > b if metrics.METRICS[metric].higher_is_better else a < b
+
+
+def best_of(rows: dict[str, Row], candidates: Sequence[str], metric: str) -> tuple[str, float]:
+    """The candidate with the best mean value of a metric, and that value."""
+    best = None
+    for name in candidates:
+        v = rows[name][metric]
+        if math.isfinite(v) and (best is None or better(metric, v, best[1])):
+            best = (name, v)
+    return best if best is not None else ("-", math.nan)
+
+
+def margin(metric: str, value: float, reference: float) -> float:
+    """Signed margin of a value over a reference, positive when the value is better."""
+    return value - reference if metrics.METRICS[metric].higher_is_better else reference - value
+
+
+def arrow(metric: str) -> str:
+    """↑ or ↓: the metric's good direction."""
+    return "↑" if metrics.METRICS[metric].higher_is_better else "↓"
+
+
+def fmt(v: float) -> str:
+    """A table cell: 4 significant digits, '-' when undefined."""
+    return f"{v:.4g}" if math.isfinite(v) else "-"
+
+
+def metric_table(rows: dict[str, Row], names: Sequence[str], secs: Row | None = None) -> list[str]:
+    """A markdown table: one row per method, one column per metric (and s/img when given)."""
+    head = "| method | " + " | ".join(f"{n} {arrow(n)}" for n in names) + (" | s/img |" if secs else " |")
+    lines = [head, "|---|" + "---:|" * (len(names) + (1 if secs else 0))]
+    for m, r in rows.items():
+        cells = " | ".join(fmt(r.get(n, math.nan)) for n in names)
+        lines.append(f"| {m} | {cells} |" + (f" {secs[m]:.2f} |" if secs and m in secs else ""))
+    return lines
+
+
+def best_table(rows: dict[str, Row], names: Sequence[str]) -> list[str]:
+    """Per metric: the best chain and the best plain classical fusion, with their values."""
+    lines = ["| metric | best chain | value | best plain classical | value |", "|---|---|---:|---|---:|"]
+    for n in names:
+        (c, cv), (p, pv) = best_of(rows, CHAINS, n), best_of(rows, PLAIN, n)
+        lines.append(f"| {n} {arrow(n)} | {c} | {cv:.4g} | {p} | {pv:.4g} |")
+    return lines
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB, peak 1."""
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)

@@ -1,0 +1,91 @@
+"""Validation pairs never reach training; self pairs and defocus blur of the synthesis pipeline."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from allfuse.data.degradations import gaussian_blur
+from allfuse.data.kernels import disk_kernel
+from allfuse.data.pipeline import PipelineConfig
+from allfuse.data.samples import Sources, make_sample
+from allfuse.data.sources import PairPool, validation_pairs
+from allfuse.train.config import load_train_config
+from allfuse.train.loop import build_dataset
+
+
+def _pair_folder(root: Path, names: list[str]) -> None:
+    rng = np.random.default_rng(0)
+    for sub in ("near", "far"):
+        (root / "mff" / "Set" / sub).mkdir(parents=True, exist_ok=True)
+        for n in names:
+            x = (rng.random((40, 48, 3)) * 255).astype(np.uint8)
+            PILImage.fromarray(x).save(root / "mff" / "Set" / sub / f"{n}.png")
+
+
+def test_pool_leaves_out_the_pairs_splits_json_names(tmp_path: Path) -> None:
+    _pair_folder(tmp_path, ["a", "b", "c"])
+    (tmp_path / "splits.json").write_text(json.dumps({"val": {"Set": ["b"]}}))
+    pool = PairPool([tmp_path])
+    assert sorted(p.name for p in pool.pairs) == ["a", "c"]
+    assert [p.name for p in pool.excluded] == ["b"]
+    assert [p.name for p in PairPool([tmp_path / "mff" / "Set"]).pairs] == ["a", "c"]  # from a parent
+    assert len(PairPool([tmp_path], include_validation=True).pairs) == 3
+
+
+def test_bad_splits_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "splits.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="splits.json"):
+        validation_pairs(tmp_path)
+
+
+def test_training_data_never_draws_a_validation_pair(shared_data: Path) -> None:
+    val = validation_pairs(shared_data)
+    assert len(val) == 75
+    pool = PairPool([shared_data], cache=0)
+    assert len(pool.excluded) == 75 and not {(p.dataset, p.name) for p in pool.pairs} & val
+    cfg = load_train_config("tiny-reg", [f"data.data=[{shared_data}]", "data.length=40"])
+    ds = build_dataset(cfg, seed=0)
+    drawn = set()
+    for i in range(40):
+        meta = ds.sample(i).meta
+        if "dataset" in meta:
+            drawn.add((meta["dataset"], meta["name"]))
+    assert drawn and not drawn & val
+
+
+def test_self_pairs_are_one_source_twice_with_it_as_target(tmp_path: Path) -> None:
+    _pair_folder(tmp_path, ["a"])
+    src = Sources(PairPool([tmp_path]), config=PipelineConfig(size=32, self_pairs=1.0, n_ops=(0,)))
+    s = make_sample("mff", src, 0, 3)
+    assert "self_pair" in s.meta
+    np.testing.assert_array_equal(s.degraded[0], s.degraded[1])
+    np.testing.assert_array_equal(s.target, s.clean[0])
+    src = Sources(PairPool([tmp_path]), config=PipelineConfig(size=32, n_ops=(0,)))
+    assert "self_pair" not in make_sample("mff", src, 0, 3).meta
+
+
+def test_defocus_disk_has_the_gaussian_std_and_erases_mid_frequencies_harder() -> None:
+    k = disk_kernel(4.0)
+    assert k.sum() == pytest.approx(1.0) and k.shape == (9, 9)
+    x = np.mgrid[-4:5, -4:5][1]
+    assert np.sqrt((k * x**2).sum()) == pytest.approx(2.0, rel=0.06)  # disk of radius r: std r / 2
+    img = np.zeros((64, 64), np.float32)
+    img[:, ::8] = 1.0  # stripes of period 8 px
+    gauss, _ = gaussian_blur(img, np.random.default_rng(0), {"sigma": 1.5, "kernel": 0})
+    disk, _ = gaussian_blur(img, np.random.default_rng(0), {"sigma": 1.5, "kernel": 1})
+    assert disk[8:-8, 8:-8].std() < gauss[8:-8, 8:-8].std()
+
+
+def test_crops_are_never_enlarged_when_the_source_is_large_enough() -> None:
+    from allfuse.data.pipeline import sample_crop
+
+    cfg = PipelineConfig(size=128, min_scale=0.1)
+    rng = np.random.default_rng(0)
+    boxes = [sample_crop(400, 600, rng, cfg) for _ in range(200)]
+    assert min(min(b.h, b.w) for b in boxes) >= 127  # rounding
+    assert max(min(b.h, b.w) for b in boxes) > 300  # still the whole range of scales
+    small = [sample_crop(100, 100, rng, cfg) for _ in range(20)]  # smaller than the output: largest crop
+    assert all(max(b.h, b.w) == 100 for b in small)
