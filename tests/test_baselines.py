@@ -243,6 +243,21 @@ def test_unknown_method_lists_valid_names():
         baselines.restore("gff", x)
 
 
+def test_integer_inputs_are_converted_by_their_range_and_mix_with_float():
+    x = texture(0, 16, 16)
+    u8 = np.round(x * 255).astype(np.uint8)
+    u16 = np.round(x * 65535).astype(np.uint16)
+    y = texture(1, 16, 16)
+    expected = baselines.fuse("gff", [u8 / 255.0, y])
+    np.testing.assert_allclose(baselines.fuse("gff", [u8, y]), expected, atol=1e-6)  # uint8 + float
+    np.testing.assert_allclose(baselines.fuse("gff", [u16, y]), baselines.fuse("gff", [x, y]), atol=1e-4)
+    np.testing.assert_array_equal(
+        baselines.fuse("average", [x[..., None], y]), baselines.fuse("average", [x, y])
+    )
+    mask = x > 0.5  # bool: 0 / 1
+    np.testing.assert_array_equal(baselines.fuse("max", [mask, mask]), mask.astype(np.float32))
+
+
 def test_size_mismatch_names_the_sizes():
     with pytest.raises(ValueError, match=r"64x64, 32x64"):
         baselines.fuse("average", [texture(0, 64, 64), texture(1, 32, 64)])
@@ -254,10 +269,14 @@ def test_bad_inputs_are_refused():
         baselines.fuse("gff", [x])
     with pytest.raises(ValueError, match="at least 2"):
         baselines.fuse("gff", np.stack([x, x]))
-    with pytest.raises(ValueError, match="dtype"):
-        baselines.fuse("average", [x, (x * 255).astype(np.uint8)])
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+    with pytest.raises(ValueError, match=r"^images\[1\]: float values must lie in \[0, 1\]"):
         baselines.fuse("average", [x, x * 255])
+    nan = x.copy()
+    nan[4:8, 4:8] = np.nan
+    with pytest.raises(ValueError, match=r"^images\[0\]: 16 NaN or infinite"):
+        baselines.fuse("gff", [nan, x])
+    with pytest.raises(ValueError, match=r"^images\[1\]: dtype int32 has no known range"):
+        baselines.fuse("gff", [x, x.astype(np.int32)])
     with pytest.raises(ValueError, match="restores one image"):
         baselines.fuse("nlm", [x, x])
     with pytest.raises(ValueError, match="unknown task"):

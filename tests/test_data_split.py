@@ -37,7 +37,7 @@ def test_pool_leaves_out_the_pairs_splits_json_names(tmp_path: Path) -> None:
 
 def test_bad_splits_file_is_named(tmp_path: Path) -> None:
     (tmp_path / "splits.json").write_text("[1, 2]")
-    with pytest.raises(ValueError, match="splits.json"):
+    with pytest.raises(ValueError, match=r"splits\.json"):
         validation_pairs(tmp_path)
 
 

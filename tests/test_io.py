@@ -1,6 +1,10 @@
 """allfuse.io: formats, modes, bit depths, orientation, channel policy, pairing and its errors."""
 
 import os
+import struct
+import tempfile
+import warnings
+import zlib
 from pathlib import Path
 
 import cv2
@@ -8,7 +12,16 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from allfuse.io import ImageError, find_pairs, read_image, scan_pairs, write_image
+from allfuse.io import (
+    MAX_PIXELS_ENV,
+    ImageError,
+    find_pairs,
+    image_size,
+    read_image,
+    remove_stale_temp_files,
+    scan_pairs,
+    write_image,
+)
 
 RNG = np.random.default_rng(0)
 RGB8 = RNG.integers(0, 256, (12, 20, 3), dtype=np.uint8)
@@ -100,6 +113,77 @@ def test_write_is_atomic_png_8_and_16_bit(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="NaN"):
         write_image(tmp_path / "n.png", np.full((2, 2), np.nan))
     assert not (tmp_path / "n.png").exists()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that claims width x height 8-bit gray pixels but holds only 100 bytes of them."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(bytes(100)))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_pixel_limit_is_checked_from_the_header_before_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big = tmp_path / "big.png"
+    big.write_bytes(png_header(10000, 10000))  # a decode would fail as truncated: the limit comes first
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pillow's DecompressionBombWarning must not surface either
+        monkeypatch.setenv(MAX_PIXELS_ENV, "50000000")
+        with pytest.raises(
+            ImageError, match=r"big\.png: 10000x10000 is 100 MP, more than the pixel limit of 50 MP"
+        ):
+            read_image(big)
+        with pytest.raises(ImageError, match="truncated"):
+            read_image(big, max_pixels=0)  # the argument wins over the environment; 0 = no limit
+        monkeypatch.delenv(MAX_PIXELS_ENV)
+        near = tmp_path / "near.png"
+        near.write_bytes(png_header(10000, 9000))  # 90 MP: under our default 100 MP, over Pillow's warning
+        with pytest.raises(ImageError, match="truncated"):
+            read_image(near)
+        with pytest.raises(ImageError, match=r"pixel limit of 1e-05 MP"):
+            read_image(near, max_pixels=10)
+    write_image(tmp_path / "ok.png", np.zeros((4, 4), np.float32))
+    for value in ("lots", "-5"):
+        monkeypatch.setenv(MAX_PIXELS_ENV, value)
+        with pytest.raises(ImageError, match=f"^{MAX_PIXELS_ENV}='?{value}'?: give"):
+            read_image(tmp_path / "ok.png")
+
+
+def test_a_decompression_bomb_header_is_a_one_line_error(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header(60000, 60000))  # 3600 MP: Pillow itself refuses it while opening
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(
+            ImageError, match=r"bomb\.png: the header says 3600 MP, more than the pixel limit of 100"
+        ):
+            read_image(bomb)
+        with pytest.raises(ImageError, match=r"bomb\.png: the header says 3600 MP, more than Pillow decodes"):
+            read_image(bomb, max_pixels=0)
+        with pytest.raises(ImageError, match=r"bomb\.png: the header says 3600 MP"):
+            image_size(bomb)
+
+
+def test_stale_temp_files_of_atomic_writes_are_removed(tmp_path: Path) -> None:
+    write_image(tmp_path / "a.png", np.zeros((2, 2), np.float32))
+    # what write_image leaves behind when its process is killed between writing and renaming
+    fd, stale = tempfile.mkstemp(prefix=".b.png.", suffix=".tmp", dir=tmp_path)
+    os.close(fd)
+    keep = [tmp_path / n for n in (".hidden", "c.tmp", ".c.png.tmp", ".c.png.TOOLONG12.tmp")]
+    for p in keep:
+        p.write_bytes(b"x")
+    assert remove_stale_temp_files(tmp_path) == [Path(stale)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.png", *(p.name for p in keep)])
+    assert remove_stale_temp_files(tmp_path / "absent") == []
 
 
 def _make_dataset(root: Path, a: str, b: str, names_a: list[str], names_b: list[str]) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from allfuse.models import FusionDiT
-from allfuse.pipeline import FusionPipeline, save_pretrained, work_size
+from allfuse.pipeline import FusionPipeline, check_prompt, save_pretrained, work_size
 from allfuse.train.config import load_train_config
 
 TINY = [
@@ -102,6 +102,85 @@ def test_bad_inputs_are_clear_errors(tiny_folder: Path, tmp_path: Path) -> None:
         pipe([x, x], task="pan")
     with pytest.raises(FileNotFoundError, match="no model here"):
         FusionPipeline.from_pretrained(tmp_path)
+
+
+def test_inputs_are_converted_or_refused_naming_the_input(tiny_folder: Path) -> None:
+    pipe = FusionPipeline.from_pretrained(tiny_folder)
+    rng = np.random.default_rng(2)
+    u8 = rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)
+    f = rng.random((24, 20), dtype=np.float32)
+    as_float = pipe([u8 / 255.0, f], task="vif")
+    np.testing.assert_allclose(pipe([u8, f], task="vif"), as_float, atol=1e-5)  # uint8 + float32 mix
+    u16 = (u8.astype(np.uint16) * 257)[..., 0]
+    np.testing.assert_allclose(
+        pipe([u16, f], task="mff"), pipe([u8[..., 0] / 255.0, f], task="mff"), atol=1e-5
+    )
+    np.testing.assert_array_equal(pipe([f[..., None], f], task="mff"), pipe([f, f], task="mff"))  # (H, W, 1)
+    assert pipe([f > 0.5, f], task="mff").shape == (24, 20)  # bool is 0 / 1
+    with pytest.raises(ValueError, match=r"^images\[0\]: float values must lie in \[0, 1\].*divide by 255"):
+        pipe([u8.astype(np.float32), f])  # 0-255 floats used to come out all white
+    nan = f.copy()
+    nan[3:5, 3:5] = np.nan
+    with pytest.raises(ValueError, match=r"^images\[1\]: 4 NaN or infinite"):
+        pipe([f, nan])  # one NaN patch used to make the whole output NaN
+    with pytest.raises(ValueError, match=r"^images\[1\]: 1 NaN or infinite"):
+        pipe([f, np.where(np.arange(f.size).reshape(f.shape) == 7, np.inf, f)])
+    with pytest.raises(ValueError, match=r"^images\[0\]: expected shape"):
+        pipe([np.zeros((24, 20, 4), np.float32), f])
+
+
+def test_sampler_options_are_checked(tiny_folder: Path) -> None:
+    pipe = FusionPipeline.from_pretrained(tiny_folder)
+    f = np.zeros((16, 16), np.float32)
+    with pytest.raises(ValueError, match="steps must be >= 1, got 0"):
+        pipe([f, f], steps=0)  # used to be ignored silently
+    with pytest.raises(
+        ValueError, match="unknown sampler 'bogus'; choose from euler, midpoint, midpoint_reuse"
+    ):
+        pipe([f, f], sampler="bogus")
+    with pytest.raises(ValueError, match="tile -1: give a window of at least 4 latents, or 0"):
+        pipe([f, f], tile=-1)
+    assert pipe([f, f], steps=1, sampler="euler", tile=0).shape == (16, 16)
+
+
+def test_a_damaged_model_folder_names_the_file(tiny_folder: Path, tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_folder, folder)
+    (folder / "config.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"m/config\.json: must hold a JSON object"):
+        FusionPipeline.from_pretrained(folder)
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"m/config\.json: not valid JSON"):
+        FusionPipeline.from_pretrained(folder)
+    (folder / "config.json").write_text('{"no_such_key": 1}')
+    with pytest.raises(ValueError, match=r"m/config\.json: unknown config key"):
+        FusionPipeline.from_pretrained(folder)
+    shutil.copy(tiny_folder / "config.json", folder / "config.json")
+    (folder / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
+    with pytest.raises(ValueError, match=r"m/model\.safetensors: not a readable safetensors file"):
+        FusionPipeline.from_pretrained(folder)
+    other = load_train_config(
+        "tiny-fm", [*TINY, "text_encoder=none", "model.prompt=false", "model.hidden=64"]
+    )
+    save_pretrained(FusionDiT(other.model), other, tmp_path / "wide")
+    shutil.copy(tmp_path / "wide" / "model.safetensors", folder / "model.safetensors")
+    with pytest.raises(ValueError, match=r"m/model\.safetensors: the weights do not fit the model's config"):
+        FusionPipeline.from_pretrained(folder)
+
+
+def test_prompt_checks(tmp_path: Path) -> None:
+    assert check_prompt(None) is None and check_prompt("remove the rain").instruction == "remove the rain"
+    for bad, message in (
+        ("", "prompt is empty"),
+        ("  ", "prompt is empty"),
+        ("caf\udce9", r"not valid UTF-8 text \(byte 0xe9 at character 3\)"),
+        ("[DANCE]. go", r"unknown task tag \[DANCE\]"),
+        ("[FUSION]. <WOBBLY>. fuse", "unknown subtag <WOBBLY>"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            check_prompt(bad)
 
 
 def test_prompts_are_wrapped_in_the_training_template() -> None:

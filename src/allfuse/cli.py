@@ -3,189 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
+from typing import NoReturn
 
 from allfuse.data.synth_cli import add_synth_parser
-from allfuse.io import ImageError, check_same_size, read_image, write_image
+from allfuse.fuse_cli import CliError, add_fuse_parser, check_writable_folder
+from allfuse.io import ImageError, max_pixels_limit
 from allfuse.tokenizer.train import add_train_tokenizer_parser
-from allfuse.types import TASKS
 
 
-class CliError(Exception):
-    """A user error: printed as one line, exit status 2."""
+class ArgumentParser(argparse.ArgumentParser):
+    """An argument parser whose errors are CliErrors: one line and exit status 2, without the usage dump."""
 
-
-def _add_fuse(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("fuse", help="fuse two or more images (a demo pair when none are given)")
-    p.add_argument("images", nargs="*", type=Path, help="source images, in order (e.g. IR VIS)")
-    p.add_argument(
-        "-o",
-        "--out",
-        type=Path,
-        default=None,
-        help="output PNG (default fused.png), or output folder with --data",
-    )
-    p.add_argument("--data", type=Path, default=None, help="batch mode: fuse every pair of a dataset folder")
-    p.add_argument(
-        "--model",
-        default=None,
-        help="allfuse-reg, allfuse-fm or a model folder (default: allfuse-reg once it ships)",
-    )
-    p.add_argument("--method", default=None, help="use a classical method instead of a model")
-    p.add_argument("--prompt", default=None, help="instruction for the model, e.g. 'remove the haze'")
-    p.add_argument("--task", default="auto", choices=["auto", *TASKS], help="fusion task (default: guess)")
-    p.add_argument("--steps", type=int, default=None, help="sampler steps (flow-matching models)")
-    p.add_argument("--sampler", default=None, help="euler, midpoint, midpoint_reuse, stochastic, bridge")
-    p.add_argument("--seed", type=int, default=0, help="sampler seed")
-    p.add_argument(
-        "--tile",
-        type=int,
-        default=None,
-        help="latent window of tiled inference (default: the training crop; 0 = whole image)",
-    )
-    p.add_argument(
-        "--work-side",
-        type=int,
-        default=None,
-        help="run the latent model at most at this long side, px, the refiner restoring full size "
-        "(faster); 0 = full size; default: the model's own (refiner.json)",
-    )
-    p.add_argument("--bits", type=int, default=8, choices=[8, 16], help="PNG bit depth")
-    p.set_defaults(func=cmd_fuse)
-
-
-Fuser = Callable[[list[np.ndarray], str], tuple[np.ndarray, str]]
-
-
-def make_fuser(args: argparse.Namespace) -> Fuser:
-    """(images, task) -> (fused, label): a model (--model, or the embedded default when it exists) or a
-    classical method (--method, or the best classical one for the task)."""
-    from allfuse import baselines
-    from allfuse.pipeline import EMBEDDED, FusionPipeline, check_work_side, resolve_model_folder
-    from allfuse.tasks import CLASSICAL_DEFAULT
-
-    if args.method and args.model:
-        raise CliError("give --model or --method, not both")
-    try:
-        check_work_side(args.work_side, full_size_ok=True)
-    except ValueError:
-        raise CliError(
-            f"--work-side {args.work_side}: give a long side of at least 16 px, or 0 = full size"
-        ) from None
-    model = args.model
-    if model is None and args.method is None:
-        try:
-            resolve_model_folder(EMBEDDED[0])
-            model = EMBEDDED[0]
-        except FileNotFoundError:
-            model = None  # no trained default yet: the best classical method
-    if model is not None:
-        try:
-            pipe = FusionPipeline.from_pretrained(model)
-        except (FileNotFoundError, ValueError) as e:
-            raise CliError(str(e)) from None
-
-        def run_model(images: list[np.ndarray], task: str) -> tuple[np.ndarray, str]:
-            out = pipe(
-                images,
-                prompt=args.prompt,
-                task=task,
-                steps=args.steps,
-                sampler=args.sampler,
-                seed=args.seed,
-                tile=args.tile,
-                work_side=args.work_side,
-            )
-            return out, model
-
-        return run_model
-    if args.prompt:
-        raise CliError("--prompt needs a model (--model); classical methods take no instructions")
-
-    def run_classical(images: list[np.ndarray], task: str) -> tuple[np.ndarray, str]:
-        method = args.method or CLASSICAL_DEFAULT[task]
-        return baselines.fuse(method, images, task), method
-
-    return run_classical
-
-
-def cmd_fuse(args: argparse.Namespace) -> int:
-    """Fuse the given images, or a demo pair synthesized from scikit-image data when none are given."""
-    from allfuse.demo import demo_pair
-    from allfuse.tasks import guess_task
-
-    if args.data is not None:
-        return _fuse_folder(args)
-    out: Path = args.out or Path("fused.png")
-    if args.images and len(args.images) < 2:
-        raise CliError("fuse needs at least two images (or none, for the demo pair)")
-    if args.images:  # inputs are checked before the (slow) model load
-        for p in args.images:
-            if p.resolve() == out.resolve():
-                raise CliError(f"{out}: output would overwrite an input image")
-        images = [read_image(p) for p in args.images]
-        check_same_size(list(args.images), images)
-        task = guess_task(images) if args.task == "auto" else args.task
-        fuser = make_fuser(args)
-    else:
-        task = "mff" if args.task == "auto" else args.task
-        images = demo_pair(task)
-        fuser = make_fuser(args)
-        for i, x in enumerate(images):
-            src = out.with_name(f"{out.stem}_demo_input{i + 1}.png")
-            write_image(src, x)
-            print(f"demo input {i + 1}: {src}")
-    fused, method = fuser(images, task)
-    write_image(out, fused, bits=args.bits)
-    h, w = fused.shape[:2]
-    print(f"fused {len(images)} images ({task}, {method}) -> {out} [{w}x{h}]")
-    return 0
-
-
-def _fuse_folder(args: argparse.Namespace) -> int:
-    """Batch mode: fuse each pair of a folder into OUT/<stem>.png; report bad pairs and go on."""
-    from tqdm import tqdm
-
-    from allfuse.io import scan_pairs
-    from allfuse.tasks import guess_task
-
-    if args.images:
-        raise CliError("give either images or --data, not both")
-    out_dir: Path = args.out or Path("fused")
-    fuser = make_fuser(args)
-    scan = scan_pairs(args.data)
-    problems = list(scan.problems)
-    done = 0
-    for pair in tqdm(scan.pairs, desc="fuse", unit="pair"):
-        target = out_dir / f"{pair.name}.png"
-        if any(target.resolve() == s.resolve() for s in pair.sources):
-            problems.append(f"{target}: output would overwrite an input image")
-            continue
-        try:
-            images, _ = pair.load()
-            task = (pair.task or guess_task(images)) if args.task == "auto" else args.task
-            fused, _ = fuser(images, task)
-            write_image(target, fused, bits=args.bits)
-            done += 1
-        except (ImageError, ValueError) as e:
-            problems.append(str(e))
-    for p in problems:
-        print(f"problem: {p}", file=sys.stderr)
-    print(f"fused {done}/{len(scan.pairs)} pairs -> {out_dir} ({len(problems)} problems)")
-    return 0 if done or not problems else 2
+    def error(self, message: str) -> NoReturn:
+        """Raise instead of printing the usage and exiting."""
+        raise CliError(f"{message} (see {self.prog} --help)")
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="score methods on dataset folders and write tables, JSON and HTML")
     p.add_argument("--data", required=True, help="dataset folder(s), comma-separated")
-    p.add_argument("--methods", required=True, help="comma-separated method names")
+    p.add_argument(
+        "--methods",
+        required=True,
+        help="comma-separated: classical methods and chains (gff, nlm+gff), models (allfuse-reg, "
+        "allfuse-fm, a model folder)",
+    )
     p.add_argument("--metrics", default="all", help="'all' or comma-separated metric names")
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--limit", type=int, default=None, help="at most N pairs per dataset")
+    p.add_argument("--limit", type=int, default=None, help="at most N >= 1 pairs per dataset")
     p.add_argument("--format", default="md,csv,json,html", help="any of md,csv,json,html")
     p.add_argument("--keep", type=int, default=4, help="pairs per dataset shown in the HTML grid")
     p.set_defaults(func=cmd_eval)
@@ -193,17 +42,24 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate methods x datasets x metrics and write the requested report formats."""
-    from allfuse.evaluate import baseline_fn, evaluate, resolve_metric_names
+    from allfuse.evaluate import evaluate, method_fns, resolve_metric_names
     from allfuse.report import parse_formats, write_report
 
+    if args.limit is not None and args.limit < 1:
+        raise CliError(f"--limit {args.limit}: give at least 1 pair per dataset")
+    if args.out.exists() and not args.out.is_dir():
+        raise CliError(f"--out {args.out}: is a file; give the report folder")
+    check_writable_folder(args.out, f"--out {args.out}")
+    max_pixels_limit()  # a bad $ALLFUSE_MAX_PIXELS is one error now, not one per pair
+    method_names = [m for m in (s.strip() for s in args.methods.split(",")) if m]
+    if not method_names:
+        raise CliError("--methods is empty")
     try:
         formats = parse_formats(args.format)
         names = resolve_metric_names(args.metrics)
-        methods = {m: baseline_fn(m) for m in (s.strip() for s in args.methods.split(",")) if m}
-    except ValueError as e:
+        methods = method_fns(method_names)  # every name checked before any model loads; each loads once
+    except (OSError, ValueError) as e:
         raise CliError(str(e)) from None
-    if not methods:
-        raise CliError("--methods is empty")
     dirs = [d.strip() for d in args.data.split(",") if d.strip()]
     result = evaluate(dirs, methods, names, limit=args.limit, keep_samples=args.keep)
     for path in write_report(result, args.out, formats):
@@ -436,9 +292,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="allfuse", description=__doc__)
+    parser = ArgumentParser(prog="allfuse", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_fuse(sub)
+    add_fuse_parser(sub)
     _add_eval(sub)
     add_synth_parser(sub)
     _add_train(sub)
@@ -450,8 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `allfuse` console script."""
-    args = build_parser().parse_args(argv)
+    # Pillow logs some damaged-file details before raising; the error we print says what matters, once.
+    pil_log = logging.getLogger("PIL")
+    if not pil_log.handlers:
+        pil_log.addHandler(logging.NullHandler())
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except (CliError, ImageError) as e:
         print(f"allfuse: error: {e}", file=sys.stderr)

@@ -47,6 +47,33 @@ def baseline_fn(method: str) -> FuseFn:
     return lambda images, task: baselines.fuse(method, images, task)
 
 
+def method_fns(names: Sequence[str]) -> dict[str, FuseFn]:
+    """FuseFns by name: classical methods and chains, and models (allfuse-reg, allfuse-fm or a model
+    folder), each model loaded once. Every name is checked before any model loads."""
+    from allfuse.baselines.registry import valid_names
+    from allfuse.pipeline import EMBEDDED, read_model_config, resolve_model_folder
+
+    models = [n for n in names if n in EMBEDDED or (n not in baselines.METHODS and Path(n).is_dir())]
+    for name in names:
+        if name in models:
+            read_model_config(resolve_model_folder(name))  # no model there, or a bad config.json
+        elif name in baselines.METHODS or "+" in name:
+            baseline_fn(name)
+        else:
+            raise ValueError(
+                f"unknown method {name!r}; {valid_names()}; models: {', '.join(EMBEDDED)} or a model folder"
+            )
+    return {n: model_fn(n) if n in models else baseline_fn(n) for n in dict.fromkeys(names)}
+
+
+def model_fn(name: str) -> FuseFn:
+    """Load a model (an embedded name or a model folder) once and wrap it as a FuseFn with its defaults."""
+    from allfuse.pipeline import FusionPipeline
+
+    pipe = FusionPipeline.from_pretrained(name)
+    return lambda images, task: pipe(images, task=task or "auto")
+
+
 def resolve_metric_names(spec: str | Sequence[str]) -> list[str] | None:
     """Turn 'all' or a comma list into metric names (None = every available metric)."""
     if isinstance(spec, str):

@@ -15,7 +15,9 @@ EXIF orientation is applied, so a phone JPEG comes back the way it is displayed.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -33,34 +35,106 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
 class ImageError(ValueError):
-    """A file that cannot be used as an image, or a pair that does not fit together."""
+    """A file that cannot be used as an image, a pair that does not fit together, or a bad pixel limit."""
 
 
 # --------------------------------------------------------------------------------------------- reading
 
 
-def read_image(path: str | os.PathLike, channels: Channels = "auto") -> Image:
-    """Read an image file into float32 [0, 1], (H, W) or (H, W, 3), following the channel policy."""
+def read_image(path: str | os.PathLike, channels: Channels = "auto", max_pixels: int | None = None) -> Image:
+    """Read an image file into float32 [0, 1], (H, W) or (H, W, 3), following the channel policy.
+
+    max_pixels: refuse images with more pixels, checked from the header before anything is decoded;
+    None = `ALLFUSE_MAX_PIXELS` from the environment, else 100 MP; 0 = no limit of ours."""
     path = Path(path)
+    limit = max_pixels_limit(max_pixels)
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
     try:
-        with PILImage.open(path) as im:
-            im.load()  # forces a full decode: truncated files fail here, not later
-            x = _pil_to_float(path, im)
+        with warnings.catch_warnings():
+            # Pillow warns above its own guard (89 MP), where our limit is the one that applies, and about
+            # damaged tags it skips: neither is something a user can act on.
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            warnings.filterwarnings("ignore", module=r"PIL\.")
+            with PILImage.open(path) as im:  # reads the header only
+                check_pixels(path, im.size, limit)
+                deep = any(";16" in str(t.args) for t in im.tile)  # 16-bit samples, from the header
+                im.load()  # forces a full decode: truncated files fail here, not later
+                x = _pil_to_float(path, im, deep)
+    except ImageError:
+        raise
+    except PILImage.DecompressionBombError as e:  # above twice Pillow's guard: refused while opening
+        raise _bomb_error(path, e, limit) from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not a readable image (unknown or corrupt format)") from None
     except (OSError, SyntaxError) as e:
-        raise ImageError(f"{path}: unreadable or truncated image ({e})") from None
+        raise ImageError(f"{path}: unreadable or truncated image ({_one_line(e)})") from None
+    except Exception as e:  # a damaged header can fail a decoder in many ways (struct.error, ValueError, ...)
+        raise ImageError(f"{path}: unreadable image ({type(e).__name__}: {_one_line(e)})") from None
     return _apply_channel_policy(x, channels)
 
 
-def _pil_to_float(path: Path, im: PILImage.Image) -> np.ndarray:
-    """Decode an opened PIL image to float32 [0, 1], EXIF-oriented, without losing 16-bit precision."""
-    if im.mode in ("RGB", "RGBA") and im.format in ("PNG", "TIFF"):
-        deep = _read_16bit_colour(path)  # PIL silently reduces 16-bit colour to 8 bits
-        if deep is not None:
-            return deep
+# --------------------------------------------------------------------------------------------- pixel limit
+
+DEFAULT_MAX_PIXELS = 100_000_000
+MAX_PIXELS_ENV = "ALLFUSE_MAX_PIXELS"
+
+
+def max_pixels_limit(max_pixels: int | None = None) -> int:
+    """The pixel limit in force: `max_pixels` when given, else $ALLFUSE_MAX_PIXELS, else 100 MP; 0 = none."""
+    if max_pixels is None:
+        raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+        if not raw:
+            return DEFAULT_MAX_PIXELS
+        try:
+            max_pixels = int(raw)
+        except ValueError:
+            raise ImageError(
+                f"{MAX_PIXELS_ENV}={raw!r}: give a whole number of pixels (0 = no limit)"
+            ) from None
+        where = MAX_PIXELS_ENV
+    else:
+        where = "max_pixels"
+    if max_pixels < 0:
+        raise ImageError(f"{where}={max_pixels}: give a number of pixels >= 0 (0 = no limit)")
+    return max_pixels
+
+
+def check_pixels(path: Path, size: tuple[int, int], limit: int) -> None:
+    """Raise ImageError when a (width, height) has more pixels than `limit` (0 = no limit)."""
+    w, h = size
+    if limit and w * h > limit:
+        raise ImageError(
+            f"{path}: {w}x{h} is {w * h / 1e6:.4g} MP, more than the pixel limit of {limit / 1e6:.4g} MP "
+            f"(raise it with --max-pixels or {MAX_PIXELS_ENV})"
+        )
+
+
+def _bomb_error(path: Path, e: Exception, limit: int) -> ImageError:
+    """Pillow's DecompressionBombError as our one-line error, with the pixel count its header gives."""
+    m = re.search(r"\((\d+) pixels\)", str(e))
+    size = f"{int(m.group(1)) / 1e6:.4g} MP" if m else "too many pixels"
+    if limit and m and int(m.group(1)) > limit:
+        return ImageError(
+            f"{path}: the header says {size}, more than the pixel limit of {limit / 1e6:.4g} MP "
+            f"(raise it with --max-pixels or {MAX_PIXELS_ENV})"
+        )
+    cap = 2 * (PILImage.MAX_IMAGE_PIXELS or 0)
+    return ImageError(f"{path}: the header says {size}, more than Pillow decodes ({cap / 1e6:.4g} MP)")
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception's message on one line."""
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _pil_to_float(path: Path, im: PILImage.Image, deep: bool = False) -> np.ndarray:
+    """Decode an opened PIL image to float32 [0, 1], EXIF-oriented, without losing 16-bit precision
+    (deep: the file stores 16-bit samples)."""
+    if deep and im.mode in ("RGB", "RGBA") and im.format in ("PNG", "TIFF"):
+        colour = _read_16bit_colour(path)  # PIL silently reduces 16-bit colour to 8 bits
+        if colour is not None:
+            return colour
     im = ImageOps.exif_transpose(im)
     mode = im.mode
     if mode in ("1", "L", "P", "PA", "LA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
@@ -106,13 +180,18 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """Return (width, height) of an image file as displayed (EXIF orientation applied), reading the header."""
     path = Path(path)
     try:
-        with PILImage.open(path) as im:
-            w, h = im.size
-            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
-                w, h = h, w
-            return w, h
-    except (OSError, UnidentifiedImageError) as e:
-        raise ImageError(f"{path}: not a readable image ({e})") from None
+        with warnings.catch_warnings():  # as in read_image
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            warnings.filterwarnings("ignore", module=r"PIL\.")
+            with PILImage.open(path) as im:
+                w, h = im.size
+                if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                    w, h = h, w
+                return w, h
+    except PILImage.DecompressionBombError as e:
+        raise _bomb_error(path, e, 0) from None
+    except Exception as e:  # unreadable, unknown format, or a damaged header
+        raise ImageError(f"{path}: not a readable image ({_one_line(e)})") from None
 
 
 # --------------------------------------------------------------------------------------------- writing
@@ -141,6 +220,10 @@ def write_image(path: str | os.PathLike, x: np.ndarray, bits: Literal[8, 16] = 8
     return path
 
 
+# The temp file of an atomic write: ".NAME.XXXXXXXX.tmp" beside NAME (tempfile.mkstemp's random part).
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write bytes to a temp file beside `path`, fsync, then rename over it: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -155,6 +238,19 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temp files that atomic writes into `folder` left behind when their process was killed
+    (only files named as `_atomic_write_bytes` names them); return them. Not while another process writes
+    there."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in sorted(folder.iterdir()) if p.is_file() and _TEMP_NAME.match(p.name)]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def umask_mode(directory: bool = False) -> int:
@@ -225,10 +321,12 @@ class Pair:
     dataset: str
     reference: Path | None = None
 
-    def load(self, channels: Channels = "auto") -> tuple[list[Image], Image | None]:
-        """Read the sources (and the reference), checking that all sizes agree."""
-        images = [read_image(p, channels) for p in self.sources]
-        ref = read_image(self.reference, channels) if self.reference else None
+    def load(
+        self, channels: Channels = "auto", max_pixels: int | None = None
+    ) -> tuple[list[Image], Image | None]:
+        """Read the sources (and the reference), checking that all sizes agree (max_pixels: read_image)."""
+        images = [read_image(p, channels, max_pixels) for p in self.sources]
+        ref = read_image(self.reference, channels, max_pixels) if self.reference else None
         check_same_size(
             list(self.sources) + ([self.reference] if ref is not None else []),
             images + ([ref] if ref is not None else []),

@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import torch
@@ -22,8 +23,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from allfuse.color import is_color, to_gray
-from allfuse.config import SamplerConfig, override
-from allfuse.data.prompts import FUSION_SUBTAG, fill, parse_prompt, phrases, tagged_prompt
+from allfuse.config import SamplerConfig, SamplerKind, override
+from allfuse.data.prompts import FUSION_SUBTAG, ParsedPrompt, fill, parse_prompt, phrases, tagged_prompt
+from allfuse.inputs import check_images
 from allfuse.io import atomic_write_safetensors, atomic_write_text
 from allfuse.models import FusionDiT
 from allfuse.models.refine import Refiner, RefinerConfig
@@ -36,6 +38,8 @@ from allfuse.types import TASKS, Image, Task
 
 MODELS_DIR = Path(__file__).parent / "weights"
 EMBEDDED = ("allfuse-reg", "allfuse-fm")
+SAMPLERS: tuple[str, ...] = get_args(SamplerKind)
+MIN_TILE = 4  # smallest latent window of tiled inference (allfuse.sampling.tiling)
 
 
 def resolve_model_folder(name_or_path: str | os.PathLike) -> Path:
@@ -80,10 +84,10 @@ class FusionPipeline:
         from allfuse.tokenizer import load_tokenizer
 
         folder = resolve_model_folder(name_or_path)
-        cfg = config_from_dict(json.loads((folder / "config.json").read_text()))
+        cfg = read_model_config(folder)
         model = FusionDiT(cfg.model)
         weights = folder / "ema.safetensors"
-        model.load_state_dict(load_file(weights if weights.exists() else folder / "model.safetensors"))
+        load_weights(model, weights if weights.exists() else folder / "model.safetensors")
         tok = load_tokenizer(cfg.tokenizer, precision="bf16" if cfg.bf16 else "fp32")
         if tok.channels != cfg.model.latent_channels:
             raise ValueError(
@@ -101,9 +105,7 @@ class FusionPipeline:
 
     def build_prompt(self, prompt: str | None, task: Task) -> str:
         """The prompt the model was trained on: tagged DiTFuse form, or the bare instruction."""
-        if prompt is not None and not prompt.strip():
-            raise ValueError("prompt is empty: give an instruction or leave it out")
-        parsed = parse_prompt(prompt) if prompt else None  # raises on unknown [TAGS] / <SUBTAGS>
+        parsed = check_prompt(prompt)
         instruction = (
             parsed.instruction if parsed else fill(phrases("tasks", task)[0], 2, np.random.default_rng(0))
         )
@@ -126,24 +128,25 @@ class FusionPipeline:
         refine: bool = True,
         work_side: int | None = None,
     ) -> Image:
-        """Fuse >= 2 same-size float [0, 1] images; gray output when every input is gray.
+        """Fuse >= 2 same-size images; gray output when every input is gray.
 
-        tile: latent window of tiled inference (allfuse.sampling.tiling); None = the training crop size,
-        0 = the whole image in one window. refine: apply the pixel-space refiner when the model has one.
+        images: float in [0, 1], uint8, uint16 or bool (converted by their range), (H, W), (H, W, 1) or
+        (H, W, 3); anything else is refused with a ValueError naming the input (allfuse.inputs).
+        steps (>= 1), sampler: of a flow-matching model's sampler (None = the model's own); a regression
+        model makes one forward pass and ignores them.
+        tile: latent window of tiled inference (allfuse.sampling.tiling), >= 4; None = the training crop
+        size, 0 = the whole image in one window. refine: apply the pixel-space refiner when the model has one.
         work_side: run the latent path (encode, DiT, decode) on inputs area-downscaled to this long side
         and bring the result back to full size, bicubic, then through the refiner, which sees the
         full-size inputs (guided upsampling; module doc of allfuse.models.refine). None = the model's
         default (`self.work_side`, from refiner.json; full size when it has none or refine=False),
         0 = full size."""
-        if len(images) < 2:
-            raise ValueError(f"need at least 2 images, got {len(images)}")
-        sizes = {im.shape[:2] for im in images}
-        if len(sizes) != 1:
-            raise ValueError(f"images differ in size: {sorted(sizes)}")
+        images = check_images(images)
         if task == "auto":
             task = guess_task(images)
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose auto or one of {', '.join(TASKS)}")
+        check_sampling(steps, sampler, tile)
         check_work_side(work_side, full_size_ok=True)
         if work_side is None:  # the model's default needs its refiner to restore full-size detail
             work_side = self.work_side if refine and self.refiner is not None else None
@@ -155,7 +158,8 @@ class FusionPipeline:
         tokens = mask = None
         if self.text is not None:
             tokens, mask = self.text.encode([self.build_prompt(prompt, task)])  # type: ignore[arg-type]
-        scfg = override(self.cfg.sampler, **{k: v for k, v in (("steps", steps), ("method", sampler)) if v})
+        changes = {k: v for k, v in (("steps", steps), ("method", sampler)) if v is not None}
+        scfg = override(self.cfg.sampler, **changes)
         window = self.default_tile() if tile is None else tile
         model = TiledModel(self.model, window) if window else self.model
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.bf16):
@@ -176,6 +180,29 @@ class FusionPipeline:
     def sampler_config(self) -> SamplerConfig:
         """The sampler used when no steps/sampler are given."""
         return self.cfg.sampler
+
+
+def check_prompt(prompt: str | None) -> ParsedPrompt | None:
+    """Refuse an empty prompt, one that is not valid UTF-8 text, or unknown [TAGS] / <SUBTAGS>; parse it."""
+    if prompt is None:
+        return None
+    if not prompt.strip():
+        raise ValueError("prompt is empty: give an instruction or leave it out")
+    bad = next((i for i, ch in enumerate(prompt) if "\ud800" <= ch <= "\udfff"), None)
+    if bad is not None:  # a command line's undecodable bytes arrive as lone surrogates (PEP 383)
+        byte = f"byte 0x{ord(prompt[bad]) - 0xDC00:02x}" if prompt[bad] >= "\udc80" else "a surrogate"
+        raise ValueError(f"prompt is not valid UTF-8 text ({byte} at character {bad})")
+    return parse_prompt(prompt)
+
+
+def check_sampling(steps: int | None, sampler: str | None, tile: int | None) -> None:
+    """Refuse sampler steps < 1, an unknown sampler, and a tile window that is neither 0 nor >= 4 latents."""
+    if steps is not None and steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if sampler is not None and sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
+    if tile is not None and tile != 0 and tile < MIN_TILE:
+        raise ValueError(f"tile {tile}: give a window of at least {MIN_TILE} latents, or 0 = the whole image")
 
 
 def check_work_side(work_side: int | None, full_size_ok: bool = False) -> None:
@@ -248,8 +275,12 @@ def load_refiner(folder: Path) -> Refiner | None:
     """The refiner of a model folder, or None when it has none."""
     if not (folder / REFINER_WEIGHTS).is_file():
         return None
-    net = Refiner(RefinerConfig.from_dict(refiner_meta(folder)["refiner"]))
-    net.load_state_dict({k: v.float() for k, v in load_file(folder / REFINER_WEIGHTS).items()})
+    try:
+        rcfg = RefinerConfig.from_dict(refiner_meta(folder)["refiner"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{folder / REFINER_CONFIG}: not a refiner config ({_message(e)})") from None
+    net = Refiner(rcfg)
+    load_weights(net, folder / REFINER_WEIGHTS)
     return net
 
 
@@ -257,4 +288,43 @@ def refiner_meta(folder: Path) -> dict:
     """refiner.json of a model folder ({} when it has none): the refiner config, its default work_side, and
     how it was trained."""
     path = folder / REFINER_CONFIG
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_json_object(path) if path.is_file() else {}
+
+
+def read_model_config(folder: Path) -> TrainConfig:
+    """config.json of a model folder as a TrainConfig; every error names the file."""
+    path = folder / "config.json"
+    values = read_json_object(path)
+    try:
+        return config_from_dict(values)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: {_message(e)}") from None
+
+
+def read_json_object(path: Path) -> dict:
+    """A JSON file that must hold an object; invalid JSON or another value is a ValueError naming the file."""
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:  # invalid JSON, or bytes that are not UTF-8
+        raise ValueError(f"{path}: not valid JSON ({_message(e)})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: must hold a JSON object {{...}}, got {type(values).__name__}")
+    return values
+
+
+def load_weights(net: torch.nn.Module, path: Path) -> None:
+    """Load a safetensors file into a network; a damaged file or weights of another shape name the file."""
+    try:
+        state = load_file(path)
+    except Exception as e:  # safetensors raises its own SafetensorError (not an OSError) on a damaged file
+        raise ValueError(f"{path}: not a readable safetensors file ({_message(e)})") from None
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: the weights do not fit the model's config ({_message(e)[:300]})") from None
+
+
+def _message(e: BaseException) -> str:
+    """An exception's message on one line (a KeyError's without its quotes)."""
+    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    return " ".join(text.split()) or type(e).__name__

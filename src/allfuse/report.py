@@ -7,13 +7,17 @@ import html
 import io
 import json
 import math
+import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from allfuse import metrics
 from allfuse.evaluate import EvalResult
 from allfuse.io import atomic_write_text, write_image
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 Format = Literal["md", "csv", "json", "html"]
 FORMATS: tuple[Format, ...] = ("md", "csv", "json", "html")
@@ -108,7 +112,16 @@ def to_markdown(result: EvalResult) -> str:
     return "\n".join(lines)
 
 
-def _bar_plot(result: EvalResult, name: str, path: Path) -> None:
+def bar_limits(values: Iterable[float]) -> tuple[float, float]:
+    """y-axis limits of a bar plot: from 0 (or below the lowest bar, when one is negative) to above the
+    highest, so every bar shows its full length; non-finite values are left out."""
+    finite = [v for v in values if math.isfinite(v)]
+    lo, hi = min([0.0, *finite]), max([0.0, *finite])
+    pad = 0.05 * (hi - lo) or 1.0
+    return (lo - pad if lo < 0 else 0.0), (hi + pad if hi > 0 or lo == 0 else 0.0)
+
+
+def bar_figure(result: EvalResult, name: str) -> Figure:
     """Grouped bars: datasets on x, one bar per method, for one metric."""
     import matplotlib
 
@@ -118,13 +131,25 @@ def _bar_plot(result: EvalResult, name: str, path: Path) -> None:
     datasets = list(result.means)
     n = max(1, len(result.methods))
     fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(datasets), 2.8), dpi=90)
+    every = []
     for i, method in enumerate(result.methods):
         vals = [result.means[ds].get(method, {}).get(name, math.nan) for ds in datasets]
+        vals = [v if math.isfinite(v) else math.nan for v in vals]
+        every += vals
         ax.bar([j + (i - (n - 1) / 2) * 0.8 / n for j in range(len(datasets))], vals, 0.8 / n, label=method)
+    ax.set_ylim(*bar_limits(every))
     ax.set_xticks(range(len(datasets)), datasets)
     ax.set_title(f"{name} {_arrow(name)}")
     ax.legend(fontsize=7)
     fig.tight_layout()
+    return fig
+
+
+def _bar_plot(result: EvalResult, name: str, path: Path) -> None:
+    """Write the bar plot of one metric as PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = bar_figure(result, name)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
@@ -178,7 +203,7 @@ def _grid_html(result: EvalResult, dataset: str, out: Path) -> str:
             write_image(out / rel, src)
             cells.append(f"<td><img src='{html.escape(rel)}'><br>input {i + 1}</td>")
         for method, fused in s.outputs.items():
-            rel = f"img/{dataset}/{s.name}_{method.replace('+', '_')}.png"
+            rel = f"img/{dataset}/{s.name}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', method)}.png"  # a folder path
             write_image(out / rel, fused)
             cells.append(f"<td><img src='{html.escape(rel)}'><br>{html.escape(method)}</td>")
         rows.append(f"<tr><th>{html.escape(s.name)}</th>{''.join(cells)}</tr>")

@@ -13,8 +13,8 @@ from allfuse.baselines.gff import fuse_gff
 from allfuse.baselines.pyramid import fuse_laplacian
 from allfuse.baselines.restoration import deblur_rl, deblur_wiener, dehaze_dcp, denoise_nlm, upsample_sharpen
 from allfuse.baselines.simple import fuse_average, fuse_max
-from allfuse.baselines.sources import check_sources
 from allfuse.baselines.wavelet import fuse_dwt
+from allfuse.inputs import check_images
 from allfuse.types import TASKS, Image, Task
 
 Kind = Literal["fusion", "restoration", "chain"]
@@ -61,7 +61,7 @@ def run_chain(
     restorations: tuple[str, ...], fusion: str, images: Sequence[np.ndarray], task: Task | None = None
 ) -> Image:
     """Restore every source with each restoration in turn, then fuse them."""
-    xs = check_sources(images)
+    xs = check_images(images)
     for name in restorations:
         xs = [RESTORATIONS[name].fn(x) for x in xs]
     return FUSIONS[fusion].fn(xs, task)
@@ -103,7 +103,10 @@ def get_method(name: str) -> Baseline:
 
 
 def fuse(method: str, images: Sequence[np.ndarray], task: Task | None = None) -> Image:
-    """Fuse >= 2 same-size float [0, 1] images with a classical method or chain; RGB if any input is."""
+    """Fuse >= 2 same-size images with a classical method or chain; RGB if any input is.
+
+    Images are float in [0, 1], uint8, uint16 or bool (converted by their range), (H, W), (H, W, 1) or
+    (H, W, 3); anything else is refused with a ValueError naming the input (allfuse.inputs)."""
     if task is not None and task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)} or None")
     baseline = get_method(method)
@@ -111,7 +114,7 @@ def fuse(method: str, images: Sequence[np.ndarray], task: Task | None = None) ->
         raise ValueError(
             f"{method!r} restores one image: call restore({method!r}, image), or chain it: {method}+gff"
         )
-    return baseline.fn(check_sources(images), task)
+    return baseline.fn(check_images(images), task)
 
 
 def restore(method: str, image: np.ndarray) -> Image:

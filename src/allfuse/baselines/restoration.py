@@ -9,8 +9,8 @@ import numpy as np
 from skimage.restoration import denoise_nl_means, estimate_sigma, richardson_lucy, wiener
 
 from allfuse.baselines.guided import guided_filter
-from allfuse.baselines.sources import check_image
 from allfuse.color import to_gray
+from allfuse.inputs import check_image
 from allfuse.types import Image
 
 # Deblurring assumes a Gaussian PSF of this sigma (px): the mild defocus of the benchmark degradations.

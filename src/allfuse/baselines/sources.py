@@ -1,4 +1,4 @@
-"""Validate fusion inputs and route colour: what each classical method fuses, and how chroma comes back.
+"""How the classical methods route colour: what each one fuses, and how chroma comes back.
 
 Two routes, chosen per method:
 
@@ -19,10 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from allfuse.color import is_color, rgb_to_ycbcr, to_gray, ycbcr_to_rgb
+from allfuse.inputs import check_images
 from allfuse.types import Image
-
-# How far outside [0, 1] an input may stray (float round-off from earlier processing) before we refuse it.
-_RANGE_TOL = 1e-3
 
 
 @dataclass(frozen=True)
@@ -34,36 +32,9 @@ class Stack:
     chroma: np.ndarray | None  # (K, H, W, 2) Cb/Cr of the K colour sources on the luma route, else None
 
 
-def check_image(x: np.ndarray, where: str = "image") -> Image:
-    """Return x as float32 (H, W) or (H, W, 3) after checking dtype, shape and [0, 1] range."""
-    x = np.asarray(x)
-    if not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"{where}: expected float images in [0, 1], got dtype {x.dtype}")
-    if x.ndim == 3 and x.shape[2] == 1:
-        x = x[..., 0]
-    if not (x.ndim == 2 or (x.ndim == 3 and x.shape[2] == 3)):
-        raise ValueError(f"{where}: expected shape (H, W) or (H, W, 3), got {x.shape}")
-    if x.size == 0 or x.min() < -_RANGE_TOL or x.max() > 1.0 + _RANGE_TOL:
-        raise ValueError(f"{where}: values must lie in [0, 1] (got [{x.min():.3g}, {x.max():.3g}])")
-    return np.clip(x, 0.0, 1.0).astype(np.float32, copy=False)
-
-
-def check_sources(images: Sequence[np.ndarray]) -> list[Image]:
-    """Validate a fusion input list: at least two images, all float in [0, 1], all the same H x W."""
-    if isinstance(images, np.ndarray) or len(images) < 2:
-        n = "an array" if isinstance(images, np.ndarray) else f"{len(images)} image(s)"
-        raise ValueError(f"fusion needs a sequence of at least 2 images, got {n}")
-    xs = [check_image(x, f"image {i}") for i, x in enumerate(images)]
-    sizes = [x.shape[:2] for x in xs]
-    if len(set(sizes)) > 1:
-        listed = ", ".join(f"{h}x{w}" for h, w in sizes)
-        raise ValueError(f"all images must share one size (H x W), got {listed}")
-    return xs
-
-
 def stack_sources(images: Sequence[np.ndarray], rgb_route: bool) -> Stack:
-    """Validate images and stack them for fusion; rgb_route=True fuses RGB when every input is colour."""
-    xs = check_sources(images)
+    """Check images (allfuse.inputs) and stack them; rgb_route=True fuses RGB when every input is colour."""
+    xs = check_images(images)
     colour = [is_color(x) for x in xs]
     luma = np.stack([to_gray(x) for x in xs])  # (N, H, W)
     if rgb_route and all(colour):

@@ -1,4 +1,4 @@
-"""Small shared helpers of the degradation ops: clipping, anti-aliased line (motion) and disk (defocus) kernels."""
+"""Small shared helpers of the degradation ops: clipping, anti-aliased line (motion) and disk kernels."""
 
 import cv2
 import numpy as np

@@ -131,7 +131,7 @@ class PairPool:
         self,
         roots: Sequence[str | os.PathLike],
         teacher: Teacher = classical_teacher,
-        cache: int = 256,
+        cache: int = 1024,  # every shared pair: an evicted pair is decoded and teacher-fused again
         max_side: int | None = 1024,
         include_validation: bool = False,
     ) -> None:

@@ -1,0 +1,328 @@
+"""`allfuse fuse`: fuse images into one PNG, or every pair of a dataset folder into a folder (batch).
+
+Every user error is a `CliError`: one line, exit status 2. The checks run cheapest first, so a mistake is
+reported before any model loads: the flags, the prompt, the output path, the input files (pixel limit,
+sizes), the model folder's config.json; only then do the weights load and the fusion run. In batch mode a
+problem with one pair is reported and the others go on; the exit status is 1 when any pair failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import get_args
+
+import numpy as np
+
+from allfuse.config import SamplerKind
+from allfuse.io import ImageError, Pair, check_same_size, max_pixels_limit, read_image, write_image
+from allfuse.types import TASKS
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def add_fuse_parser(sub: argparse._SubParsersAction) -> None:
+    """The `fuse` subcommand and its flags."""
+    p = sub.add_parser("fuse", help="fuse two or more images (a demo pair when none are given)")
+    p.add_argument("images", nargs="*", type=Path, help="source images, in order (e.g. IR VIS)")
+    p.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        default=None,
+        help="output PNG (default fused.png), or output folder with --data",
+    )
+    p.add_argument("--data", type=Path, default=None, help="batch mode: fuse every pair of a dataset folder")
+    p.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="batch mode: leave pairs whose output PNG exists (resumes an interrupted run)",
+    )
+    p.add_argument("--model", default=None, help="allfuse-reg (default), allfuse-fm or a model folder")
+    p.add_argument("--method", default=None, help="use a classical method instead of a model")
+    p.add_argument("--prompt", default=None, help="instruction for the model, e.g. 'remove the haze'")
+    p.add_argument("--task", default="auto", choices=["auto", *TASKS], help="fusion task (default: guess)")
+    p.add_argument("--steps", type=int, default=None, help="sampler steps (flow-matching models), >= 1")
+    p.add_argument("--sampler", default=None, choices=get_args(SamplerKind), help="flow-matching sampler")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed")
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="latent window of tiled inference, >= 4 (default: the training crop; 0 = whole image)",
+    )
+    p.add_argument(
+        "--work-side",
+        type=int,
+        default=None,
+        help="run the latent model at most at this long side, px, the refiner restoring full size "
+        "(faster); 0 = full size; default: the model's own (refiner.json)",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        help="refuse larger inputs, checked before decoding (default: $ALLFUSE_MAX_PIXELS or 100000000; "
+        "0 = no limit)",
+    )
+    p.add_argument("--bits", type=int, default=8, choices=[8, 16], help="PNG bit depth")
+    p.set_defaults(func=cmd_fuse)
+
+
+# --------------------------------------------------------------------------------------------- checks
+
+
+def check_fuse_args(args: argparse.Namespace) -> None:
+    """Every check that needs neither the images nor the model; resolves args.max_pixels."""
+    from allfuse.pipeline import MIN_TILE, check_prompt, check_work_side
+
+    if args.method and args.model:
+        raise CliError("give --model or --method, not both")
+    if args.data is not None and args.images:
+        raise CliError("give either images or --data, not both")
+    if args.skip_existing and args.data is None:
+        raise CliError("--skip-existing resumes a batch: give it with --data")
+    if args.images and len(args.images) < 2:
+        raise CliError("fuse needs at least two images (or none, for the demo pair)")
+    if args.steps is not None and args.steps < 1:
+        raise CliError(f"--steps {args.steps}: give at least 1 sampler step")
+    if args.tile is not None and args.tile != 0 and args.tile < MIN_TILE:
+        raise CliError(
+            f"--tile {args.tile}: give a window of at least {MIN_TILE} latents, or 0 = the whole image"
+        )
+    try:
+        check_work_side(args.work_side, full_size_ok=True)
+    except ValueError:
+        raise CliError(
+            f"--work-side {args.work_side}: give a long side of at least 16 px, or 0 = full size"
+        ) from None
+    if args.max_pixels is not None and args.max_pixels < 0:
+        raise CliError(f"--max-pixels {args.max_pixels}: give a number of pixels >= 0 (0 = no limit)")
+    args.max_pixels = max_pixels_limit(args.max_pixels)  # a bad $ALLFUSE_MAX_PIXELS is an ImageError
+    if args.prompt is not None:
+        if args.method:
+            raise CliError("--prompt needs a model (--model); classical methods take no instructions")
+        try:
+            check_prompt(args.prompt)
+        except ValueError as e:
+            raise CliError(f"--prompt {args.prompt!r}: {e}") from None
+
+
+def check_output_file(out: Path, inputs: Sequence[Path]) -> None:
+    """-o must name a .png file (not a folder, not an input) in a folder this process can write."""
+    if out.is_dir():
+        raise CliError(f"-o {out}: is a folder; give a file name such as {out / 'fused.png'}")
+    if out.suffix.lower() != ".png":
+        raise CliError(f"-o {out}: the output must be a .png file")
+    if any(p.resolve() == out.resolve() for p in inputs):
+        raise CliError(f"-o {out}: the output would overwrite an input image")
+    check_writable_folder(out.parent, f"-o {out}")
+
+
+def check_writable_folder(folder: Path, label: str) -> None:
+    """The folder, or the nearest existing folder it would be created in, must be writable."""
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CliError(f"{label}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CliError(f"{label}: the folder {existing} is not writable")
+
+
+# --------------------------------------------------------------------------------------------- fusers
+
+Fuser = Callable[[list[np.ndarray], str], tuple[np.ndarray, str]]
+MODEL_ONLY = (
+    ("--steps", "steps"),
+    ("--sampler", "sampler"),
+    ("--tile", "tile"),
+    ("--work-side", "work_side"),
+)
+
+
+def make_fuser(args: argparse.Namespace) -> Fuser:
+    """(images, task) -> (fused, label): a model (--model, else the embedded default) or a classical
+    method (--method, or the best classical one for the task when no model is installed)."""
+    from allfuse.pipeline import EMBEDDED, resolve_model_folder
+
+    model = args.model
+    if model is None and args.method is None:
+        try:
+            resolve_model_folder(EMBEDDED[0])
+            model = EMBEDDED[0]
+        except FileNotFoundError:
+            model = None  # no trained default installed: the best classical method
+    return _model_fuser(args, model) if model is not None else _classical_fuser(args)
+
+
+def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
+    """Check the sampler flags against the model folder's config.json, then load the model."""
+    from allfuse.config import override
+    from allfuse.pipeline import FusionPipeline, read_model_config, resolve_model_folder
+
+    try:
+        cfg = read_model_config(resolve_model_folder(model))
+    except (OSError, ValueError) as e:
+        raise CliError(str(e)) from None
+    given = [flag for flag, key in MODEL_ONLY[:2] if getattr(args, key) is not None]
+    if given and not cfg.model.timestep:
+        raise CliError(
+            f"{' and '.join(given)}: {model} is a regression model (one forward pass, no sampler); "
+            "steps and samplers apply to flow-matching models such as allfuse-fm"
+        )
+    changes = {k: v for k, v in (("steps", args.steps), ("method", args.sampler)) if v is not None}
+    try:
+        override(cfg.sampler, **changes)
+    except ValueError as e:
+        raise CliError(f"--sampler {args.sampler}: {e}") from None
+    try:
+        pipe = FusionPipeline.from_pretrained(model)
+    except (OSError, ValueError) as e:
+        raise CliError(str(e)) from None
+
+    def run_model(images: list[np.ndarray], task: str) -> tuple[np.ndarray, str]:
+        out = pipe(
+            images,
+            prompt=args.prompt,
+            task=task,
+            steps=args.steps,
+            sampler=args.sampler,
+            seed=args.seed,
+            tile=args.tile,
+            work_side=args.work_side,
+        )
+        return out, model
+
+    return run_model
+
+
+def _classical_fuser(args: argparse.Namespace) -> Fuser:
+    """A classical method; flags that only a model understands are refused."""
+    from allfuse import baselines
+    from allfuse.tasks import CLASSICAL_DEFAULT
+
+    if args.prompt is not None:
+        raise CliError("--prompt needs a model (--model); classical methods take no instructions")
+    for flag, key in MODEL_ONLY:
+        if getattr(args, key) is not None:
+            raise CliError(f"{flag} applies to models (--model), not to classical methods")
+    if args.method:
+        try:
+            kind = baselines.get_method(args.method).kind
+        except ValueError as e:
+            raise CliError(f"--method {args.method}: {e}") from None
+        if kind == "restoration":
+            raise CliError(f"--method {args.method} restores one image: chain it with a fusion, e.g. nlm+gff")
+
+    def run_classical(images: list[np.ndarray], task: str) -> tuple[np.ndarray, str]:
+        method = args.method or CLASSICAL_DEFAULT[task]
+        return baselines.fuse(method, images, task), method
+
+    return run_classical
+
+
+# --------------------------------------------------------------------------------------------- commands
+
+
+def cmd_fuse(args: argparse.Namespace) -> int:
+    """Fuse the given images, or a demo pair synthesized from scikit-image data when none are given."""
+    from allfuse.demo import demo_pair
+    from allfuse.tasks import guess_task
+
+    check_fuse_args(args)
+    if args.data is not None:
+        return fuse_folder(args)
+    out: Path = args.out or Path("fused.png")
+    check_output_file(out, args.images)
+    if args.images:  # inputs are checked before the (slow) model load
+        images = [read_image(p, max_pixels=args.max_pixels) for p in args.images]
+        check_same_size(list(args.images), images)
+        task = guess_task(images) if args.task == "auto" else args.task
+        fuser = make_fuser(args)
+    else:
+        task = "mff" if args.task == "auto" else args.task
+        images = demo_pair(task)
+        fuser = make_fuser(args)
+        for i, x in enumerate(images):
+            src = out.with_name(f"{out.stem}_demo_input{i + 1}.png")
+            _write(src, x, 8)
+            print(f"demo input {i + 1}: {src}")
+    try:
+        fused, method = fuser(images, task)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    _write(out, fused, args.bits)
+    h, w = fused.shape[:2]
+    print(f"fused {len(images)} images ({task}, {method}) -> {out} [{w}x{h}]")
+    return 0
+
+
+def _write(path: Path, x: np.ndarray, bits: int) -> None:
+    """write_image, with a failure to write as a one-line CliError."""
+    try:
+        write_image(path, x, bits=bits)  # type: ignore[arg-type]
+    except OSError as e:
+        raise CliError(f"{path}: cannot write ({e.strerror or e})") from None
+
+
+def fuse_folder(args: argparse.Namespace) -> int:
+    """Batch mode: fuse each pair of a folder into OUT/<stem>.png; report bad pairs and go on."""
+    from tqdm import tqdm
+
+    from allfuse.io import remove_stale_temp_files, scan_pairs
+
+    out_dir: Path = args.out or Path("fused")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CliError(f"-o {out_dir}: is a file; with --data, -o names the output folder")
+    check_writable_folder(out_dir, f"-o {out_dir}")
+    scan = scan_pairs(args.data)
+    if not scan.pairs and not scan.problems:
+        raise CliError(f"--data {args.data}: no pairs to fuse")
+    stale = remove_stale_temp_files(out_dir)
+    if stale:
+        print(f"removed {len(stale)} unfinished file(s) of an interrupted run from {out_dir}")
+    todo = [(p, out_dir / f"{p.name}.png") for p in scan.pairs]
+    if args.skip_existing:
+        todo = [(p, t) for p, t in todo if not t.is_file()]
+    skipped = len(scan.pairs) - len(todo)
+    fuser = make_fuser(args) if todo else None  # nothing to do: no model load
+    failed = []
+    for pair, target in tqdm(todo, desc="fuse", unit="pair"):
+        problem = _fuse_pair(pair, target, fuser, args)  # type: ignore[arg-type]
+        if problem:
+            failed.append(problem)
+    for problem in [*scan.problems, *failed]:
+        print(f"problem: {problem}", file=sys.stderr)
+    summary = [f"fused {len(todo) - len(failed)} of {len(scan.pairs)} pairs -> {out_dir}"]
+    summary += [f"{skipped} skipped (already fused)"] if skipped else []
+    summary += [f"{len(failed)} failed"] if failed else []
+    summary += [f"{len(scan.problems)} file(s) without a partner"] if scan.problems else []
+    print("; ".join(summary))
+    return 1 if failed or scan.problems else 0
+
+
+def _fuse_pair(pair: Pair, target: Path, fuser: Fuser, args: argparse.Namespace) -> str | None:
+    """Fuse one pair into `target`; its problem as one line, or None."""
+    from allfuse.tasks import guess_task
+
+    if any(target.resolve() == s.resolve() for s in pair.sources):
+        return f"{target}: output would overwrite an input image"
+    try:
+        images = [read_image(p, max_pixels=args.max_pixels) for p in pair.sources]
+        check_same_size(list(pair.sources), images)
+        task = (pair.task or guess_task(images)) if args.task == "auto" else args.task
+        fused, _ = fuser(images, task)
+        write_image(target, fused, bits=args.bits)
+    except (ImageError, ValueError) as e:
+        return str(e)
+    except OSError as e:
+        return f"{target}: cannot write ({e.strerror or e})"
+    except Exception as e:  # one pair must never end the batch
+        return f"{pair.sources[0]}: fusion failed ({type(e).__name__}: {e})"
+    return None
