@@ -5,21 +5,18 @@ Every family here is a different formula (or parameter range) from `allfuse.data
 import `allfuse.data`. Images are float32 in [0, 1], (H, W) or (H, W, 3); every function is pure and
 takes an explicit seed or rng.
 
-| family        | here (bench)                                        | training (allfuse.data)            |
-|---------------|-----------------------------------------------------|------------------------------------|
-| noise         | read + shot noise in linear light (gamma 2.2),      | Gaussian + Poisson on display      |
-|               | chroma-correlated                                   | values                             |
-| gauss_blur    | anisotropic (elliptic) Gaussian, rotated            | isotropic, sigma 0.6-3.2           |
-| defocus       | anti-aliased disk (pillbox) PSF                     | none                               |
-| motion        | curved random-trajectory PSF                        | straight line kernel 5-23 px       |
-| haze          | depth = vertical gradient + smoothed luminance,     | heuristic depth, uniform beta,     |
-|               | non-uniform beta, blue-tinted airlight 0.75-0.95    | gray airlight 0.7-1.0              |
-| low_light     | gain in linear light + sensor noise + 8-bit         | gain and gamma on display values   |
-| over_exposure | gain in linear light + tanh highlight shoulder      | gain and gamma, hard clip          |
-| jpeg          | OpenCV, separate luma/chroma quality, 4:2:0         | one quality 10-80                  |
-| ir_stripes    | row + column fixed pattern, column gain, drift      | per-column offsets + noise         |
-| weather       | anti-aliased rain segments or snow discs, alpha-    | motion-blurred seeds, screen blend |
-|               | over with a veil (one family)                       |                                    |
+| family        | here (bench)                                                | training (allfuse.data)      |
+|---------------|-------------------------------------------------------------|------------------------------|
+| noise         | read + shot noise in linear light (gamma 2.2), chroma-correlated | Gaussian + Poisson      |
+| gauss_blur    | anisotropic (elliptic) Gaussian, rotated                    | isotropic, sigma 0.6-3.2     |
+| defocus       | polygonal aperture (5-8 blades) with a bright rim           | uniform round disk           |
+| motion        | curved random-trajectory PSF                                | straight line, 5-23 px       |
+| haze          | depth: height + smoothed luminance; non-uniform beta; blue A | heuristic depth, uniform    |
+| low_light     | gain in linear light + sensor noise + 8-bit quantization    | gain and gamma               |
+| over_exposure | gain in linear light + tanh highlight shoulder              | gain and gamma, hard clip    |
+| jpeg          | OpenCV, separate luma/chroma quality, 4:2:0                 | one quality 10-80            |
+| ir_stripes    | row + column fixed pattern, column gain, slow drift         | per-column offsets + noise   |
+| weather       | rain segments or snow discs (one family), alpha-over, veil  | blurred seeds, screen blend  |
 
 Routing follows a real capture (`targets`): for VIF (sources: IR, visible) haze, weather, low light and
 over-exposure hit the visible image only, IR stripes the IR image only; everything else, and every
@@ -126,13 +123,20 @@ def elliptic_kernel(major: float, minor: float, angle: float) -> np.ndarray:
     return k / k.sum()
 
 
-def disk_kernel(radius: float, supersample: int = 8) -> np.ndarray:
-    """Pillbox (defocus) PSF of a given radius, anti-aliased by supersampling."""
+def aperture_kernel(
+    radius: float, blades: int, rotation: float, rim: float, supersample: int = 8
+) -> np.ndarray:
+    """Defocus PSF of a real lens: a regular polygon (the iris blades) of circumradius `radius`, brighter
+    towards its edge by (1 + rim (r / radius)^2) as with over-corrected spherical aberration;
+    anti-aliased by supersampling."""
     r = int(np.ceil(radius))
     n = (2 * r + 1) * supersample
     c = (np.arange(n) + 0.5) / supersample - (r + 0.5)
-    inside = (c[None, :] ** 2 + c[:, None] ** 2 <= radius**2).astype(np.float64)
-    k = inside.reshape(2 * r + 1, supersample, 2 * r + 1, supersample).mean(axis=(1, 3))
+    xx, yy = np.meshgrid(c, c)
+    normals = rotation + (2 * np.arange(blades) + 1) * np.pi / blades
+    reach = np.max([xx * np.cos(a) + yy * np.sin(a) for a in normals], axis=0)
+    weight = (reach <= radius * np.cos(np.pi / blades)) * (1.0 + rim * (xx**2 + yy**2) / radius**2)
+    k = weight.reshape(2 * r + 1, supersample, 2 * r + 1, supersample).mean(axis=(1, 3))
     return k / k.sum()
 
 
@@ -183,8 +187,11 @@ def draw_gauss_blur(strength: Strength, rng: np.random.Generator, images: Sequen
 
 
 def draw_defocus(strength: Strength, rng: np.random.Generator, images: Sequence[np.ndarray]) -> Params:
-    """A disk PSF radius."""
-    return {"kernel": disk_kernel(pick(strength, {"mild": (2.0, 3.0), "strong": (4.5, 6.0)}, rng))}
+    """A polygonal-aperture PSF: radius, number of blades, rotation, rim brightening."""
+    radius = pick(strength, {"mild": (2.2, 3.2), "strong": (4.8, 6.5)}, rng)
+    blades = int(rng.integers(5, 9))
+    rim = float(rng.uniform(0.5, 1.5))
+    return {"kernel": aperture_kernel(radius, blades, float(rng.uniform(0.0, np.pi)), rim)}
 
 
 def draw_motion(strength: Strength, rng: np.random.Generator, images: Sequence[np.ndarray]) -> Params:

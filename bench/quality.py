@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -131,8 +132,9 @@ def main_checks(task: str, result: dict, models: dict[str, Method], report: Repo
             text = f"main {task} {model} {metric} {rows[model][metric]:.4f} vs best chain {name} {value:.4f}"
             report.check(m > 0, f"{text} (margin {m:+.4f})")
         for metric in ("SF", "AG"):
-            ratio = rows[model][metric] / ref[metric]
-            text = f"main {task} {model} {metric} {rows[model][metric]:.3f} vs teacher on clean {ref[metric]:.3f}"
+            v = rows[model][metric]
+            ratio = v / ref[metric]
+            text = f"main {task} {model} {metric} {v:.3f} vs teacher on clean {ref[metric]:.3f}"
             limit = f"allowed ±{100 * SHARPNESS_TOLERANCE:.0f} %"
             ok = abs(ratio - 1) <= SHARPNESS_TOLERANCE
             report.check(ok, f"{text} ({100 * (ratio - 1):+.1f} %, {limit})")
@@ -256,8 +258,9 @@ def identity_section(args: argparse.Namespace, models: dict[str, Method], report
         report.check(not bad, f"{text}; failing: {', '.join(bad) or 'none'}")
     name, x = night_image(args.data, args.max_side)
     report.say("", f"Dark night image ({name}, mean {x.mean():.3f}) fused with itself:")
+    report.say(f"(task auto picks {guess_task([x, x])} for a photo fused with itself)")
     for m, fn in models.items():
-        for task in ("mff", "mef", guess_task([x, x])):
+        for task in ("mff", "mef"):
             p, s, mean = self_fusion(fn, x, task)
             out["night"][f"{m} / {task}"] = [p, s, mean]
             report.say(
@@ -292,6 +295,17 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def baseline_note(args: argparse.Namespace, baseline: dict | None) -> str:
+    """Which BRISQUE baseline is used, and the settings it was run with where they differ from ours."""
+    if baseline is None:
+        return "BRISQUE baseline: none"
+    keys = ("pairs", "clean_pairs", "max_side")
+    then, now = baseline["args"], {k: str(v) for k, v in vars(args).items()}
+    differ = [f"{k} {then.get(k)} (now {now[k]})" for k in keys if then.get(k) != now[k]]
+    note = f"; it ran with different settings: {', '.join(differ)}" if differ else ""
+    return f"BRISQUE baseline: {args.brisque_baseline}{note}"
+
+
 def main() -> None:
     """Run the chosen sections, the acceptance summary, and write the outputs."""
     args = parse_args()
@@ -299,13 +313,15 @@ def main() -> None:
         raise SystemExit(
             f"{args.data}/splits.json is absent: this benchmark needs the shared validation pairs"
         )
-    command = "python bench/quality.py " + " ".join(sys.argv[1:])
+    threads = os.environ.get("OMP_NUM_THREADS")
+    command = (
+        (f"OMP_NUM_THREADS={threads} " if threads else "")
+        + "python bench/quality.py "
+        + " ".join(sys.argv[1:])
+    )
     baseline = json.loads(args.brisque_baseline.read_text()) if args.brisque_baseline.is_file() else None
     report = Report()
-    report.say(
-        f"# Validation quality\n\n    {command}\n",
-        f"BRISQUE baseline: {args.brisque_baseline if baseline else 'none'}",
-    )
+    report.say(f"# Validation quality\n\n    {command}\n", baseline_note(args, baseline))
     models = load_models([m for m in args.models.split(",") if m])
     results: dict = {"command": command, "args": {k: str(v) for k, v in vars(args).items()}, "seconds": {}}
     runners = {
