@@ -287,3 +287,20 @@ def test_refiner_run_starts_from_a_shipped_refiner_widened_to_two_bands(
     got = _latest_weights(tmp_path / "run")
     want = widen_state_dict(one.state_dict(), one.cfg, two_cfg)
     torch.testing.assert_close(got["tail.0.weight"], want["tail.0.weight"], rtol=0, atol=1e-6)
+
+
+def test_data_overrides_reach_the_refiner_dataset(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from allfuse.train.config import TrainConfig
+    from allfuse.train.refine import RefineTrainConfig, _dataset
+
+    fusion = SimpleNamespace(cfg=TrainConfig())
+    cfg = RefineTrainConfig(
+        model="x", data_overrides={"n_ops": [0, 1], "n_weights": [1, 0], "self_pairs": 0.5, "data": []}
+    )
+    ds = _dataset(fusion, cfg, seed=0)  # type: ignore[arg-type]
+    p = ds.sources.config
+    assert p.n_ops == (0, 1) and p.n_weights == (1, 0) and p.self_pairs == 0.5 and p.size == cfg.size
+    with pytest.raises(KeyError, match=r"data\.bogus"):
+        _dataset(fusion, RefineTrainConfig(model="x", data_overrides={"bogus": 1}), seed=0)  # type: ignore[arg-type]

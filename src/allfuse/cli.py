@@ -169,6 +169,13 @@ def _add_train_refiner(sub: argparse._SubParsersAction) -> None:
         help="training task mix, e.g. vif=2,mef=1,mff=1,m3=0.5 (default: the DiT's own data.kinds)",
     )
     p.add_argument(
+        "--data-override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change a field of the DiT's data config for this run, e.g. n_weights=[3,2,2,2] (repeatable)",
+    )
+    p.add_argument(
         "--work-every",
         type=int,
         default=0,
@@ -196,6 +203,25 @@ def _kinds(text: str) -> dict[str, float]:
         raise CliError(f"--kinds {text!r}: give kind=weight pairs, e.g. vif=2,mef=1,mff=1") from None
 
 
+def _data_overrides(items: list[str]) -> dict[str, object]:
+    """['n_weights=[3,2,2,2]'] -> {'n_weights': [3, 2, 2, 2]} (YAML values); a clear error otherwise."""
+    import yaml
+
+    from allfuse.train.config import DataConfig, build_config
+
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"--data-override {item!r}: give KEY=VALUE, e.g. n_weights=[3,2,2,2]")
+        out[key.strip()] = yaml.safe_load(text)
+    try:
+        build_config(DataConfig, dict(out), prefix="data.")
+    except (KeyError, ValueError, TypeError) as e:
+        raise CliError(f"--data-override: {e}") from None
+    return out
+
+
 def cmd_train_refiner(args: argparse.Namespace) -> int:
     """Train (or resume) a refiner run."""
     from allfuse.models.refine import RefinerConfig
@@ -219,6 +245,7 @@ def cmd_train_refiner(args: argparse.Namespace) -> int:
             texture_kinds=tuple(k.strip() for k in args.texture_kinds.split(",")),
             init_from=args.init_from,
             kinds=_kinds(args.kinds) if args.kinds else None,
+            data_overrides=_data_overrides(args.data_override),
             work_every=args.work_every,
             size=args.size,
             max_steps=args.steps,

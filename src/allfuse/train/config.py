@@ -8,6 +8,7 @@ Unknown keys are errors, values are parsed as YAML scalars (`true`, `2e-4`, `[a,
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,8 +95,12 @@ def _parse_value(text: str) -> Any:
 def _coerce(tp: Any, value: Any, key: str) -> Any:
     """Turn a YAML value into the field's type (tuples from lists, floats from ints)."""
     origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType) and value is not None:  # Optional[X]: coerce as X
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return _coerce(args[0], value, key)
     if dataclasses.is_dataclass(tp) and isinstance(value, dict):
-        return _build(tp, value, prefix=f"{key}.")
+        return build_config(tp, value, prefix=f"{key}.")
     if origin is tuple and isinstance(value, list | tuple):
         return tuple(value)
     if tp is float and isinstance(value, int | str):
@@ -106,7 +111,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     return value
 
 
-def _build(cls: type, values: dict[str, Any], prefix: str = "", base: Any = None) -> Any:
+def build_config(cls: type, values: dict[str, Any], prefix: str = "", base: Any = None) -> Any:
     """Dataclass `cls` from a nested mapping, starting from `base` (or the defaults)."""
     base = base if base is not None else cls()
     hints = typing.get_type_hints(cls)
@@ -117,7 +122,7 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "", base: Any = None
     changes = {}
     for k, v in values.items():
         if dataclasses.is_dataclass(hints[k]) and isinstance(v, dict):
-            changes[k] = _build(hints[k], v, f"{prefix}{k}.", getattr(base, k))
+            changes[k] = build_config(hints[k], v, f"{prefix}{k}.", getattr(base, k))
         else:
             changes[k] = _coerce(hints[k], v, prefix + k)
     return dataclasses.replace(base, **changes)
@@ -145,12 +150,12 @@ def load_train_config(config: str = "tiny-reg", overrides: list[str] | None = No
     elif Path(config).is_file():
         values = yaml.safe_load(Path(config).read_text()) or {}
         preset = values.pop("preset", "tiny-reg")
-        cfg = _build(TrainConfig, values, base=TRAIN_PRESETS[preset])
+        cfg = build_config(TrainConfig, values, base=TRAIN_PRESETS[preset])
     else:
         raise KeyError(
             f"unknown training config {config!r}: a preset ({', '.join(TRAIN_PRESETS)}) or a YAML file"
         )
-    return _build(TrainConfig, _nest(overrides or []), base=cfg)
+    return build_config(TrainConfig, _nest(overrides or []), base=cfg)
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -160,4 +165,4 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:
     """Inverse of config_to_dict (used when a checkpoint is resumed or loaded for inference)."""
-    return _build(TrainConfig, values)
+    return build_config(TrainConfig, values)

@@ -47,7 +47,7 @@ from allfuse.sampling import sample_latent
 from allfuse.sampling.tiling import TiledModel
 from allfuse.tokenizer.losses import ssim
 from allfuse.train import checkpoint as ckpt
-from allfuse.train.config import TrainConfig, config_from_dict
+from allfuse.train.config import DataConfig, TrainConfig, build_config, config_from_dict
 from allfuse.train.ema import EMA
 from allfuse.train.loop import EpochDataset, Frozen, ScalarLog, StepSampler, build_dataset, step_generator
 from allfuse.train.optim import CautiousAdamW, optimizer_step, warmup_cosine
@@ -81,6 +81,8 @@ class RefineTrainConfig:
     texture_kinds: tuple[str, ...] = TEXTURE_KINDS  # the sample kinds it applies to
     init_from: str | None = None  # model folder whose refiner starts this run (widened to `refiner`)
     kinds: dict[str, float] | None = None  # task mix of the training data; None = the DiT's own
+    # Fields of the DiT's DataConfig to change for this run, e.g. {"n_weights": [3, 2, 2, 2]}.
+    data_overrides: dict[str, object] = field(default_factory=dict)
     work_every: int = 0  # every k-th step trains guided upsampling (module doc); 0 = never
     seed: int = 1
     threads: int = 0
@@ -189,6 +191,8 @@ def _dataset(fusion: FrozenFusion, cfg: RefineTrainConfig, seed: int, factor: in
     data = dataclasses.replace(fusion.cfg.data, size=cfg.size * factor)
     if cfg.kinds is not None:
         data = dataclasses.replace(data, kinds=dict(cfg.kinds))
+    if cfg.data_overrides:
+        data = build_config(DataConfig, dict(cfg.data_overrides), prefix="data.", base=data)
     return build_dataset(dataclasses.replace(fusion.cfg, data=data), seed)
 
 
