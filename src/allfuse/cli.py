@@ -317,6 +317,52 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="the web demo in your browser (needs: pip install 'allfuse[web]')")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument(
+        "--model", default=None, help="model listed first and loaded at start (default allfuse-reg)"
+    )
+    p.add_argument("--device", default=None, help="where the models run: cpu (default), cuda, mps, ...")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        help="refuse larger uploads (default as for fuse; 0 = no limit)",
+    )
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the web demo until interrupted."""
+    from allfuse.devices import parse_device
+
+    if not 0 < args.port < 65536:
+        raise CliError(f"--port {args.port}: give a port in 1..65535")
+    if args.device is not None:
+        try:
+            parse_device(args.device)
+        except ValueError as e:
+            raise CliError(f"--{e}") from None
+    if args.max_pixels is not None and args.max_pixels < 0:
+        raise CliError(f"--max-pixels {args.max_pixels}: give a number of pixels >= 0 (0 = no limit)")
+    max_pixels = max_pixels_limit(args.max_pixels)
+    try:
+        from allfuse.web.app import serve
+    except ImportError as e:
+        raise CliError(f"allfuse serve needs the web extra ({e}): pip install 'allfuse[web]'") from None
+    from allfuse.web.backend import DemoError
+
+    try:
+        serve(args.host, args.port, args.model, args.device, max_pixels)
+    except DemoError as e:
+        raise CliError(str(e)) from None
+    except OSError as e:  # the port is taken, or the address is not this machine's
+        raise CliError(f"cannot serve on {args.host}:{args.port} ({e})") from None
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = ArgumentParser(prog="allfuse", description=__doc__)
@@ -328,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_tokenizer_parser(sub)
     _add_train_refiner(sub)
     _add_export(sub)
+    _add_serve(sub)
     return parser
 
 

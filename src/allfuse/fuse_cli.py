@@ -64,6 +64,18 @@ def add_fuse_parser(sub: argparse._SubParsersAction) -> None:
         "(faster); 0 = full size; default: the model's own (refiner.json)",
     )
     p.add_argument(
+        "--tile-pixels",
+        type=int,
+        default=None,
+        help="images of more pixels run the model on overlapping tiles, in bounded memory "
+        "(default 1048576 = 1024x1024; 0 = never)",
+    )
+    p.add_argument(
+        "--device",
+        default=None,
+        help="where the model runs: cpu (default), cuda, cuda:1, mps, ...",
+    )
+    p.add_argument(
         "--max-pixels",
         type=int,
         default=None,
@@ -79,7 +91,9 @@ def add_fuse_parser(sub: argparse._SubParsersAction) -> None:
 
 def check_fuse_args(args: argparse.Namespace) -> None:
     """Every check that needs neither the images nor the model; resolves args.max_pixels."""
+    from allfuse.devices import parse_device
     from allfuse.pipeline import MIN_TILE, check_prompt, check_work_side
+    from allfuse.tiled import check_tile_pixels
 
     if args.method and args.model:
         raise CliError("give --model or --method, not both")
@@ -101,6 +115,15 @@ def check_fuse_args(args: argparse.Namespace) -> None:
         raise CliError(
             f"--work-side {args.work_side}: give a long side of at least 16 px, or 0 = full size"
         ) from None
+    try:
+        check_tile_pixels(args.tile_pixels)
+    except ValueError as e:
+        raise CliError(f"--{e}".replace("tile_pixels", "tile-pixels", 1)) from None
+    if args.device is not None:
+        try:
+            parse_device(args.device)
+        except ValueError as e:
+            raise CliError(f"--{e}") from None
     if args.max_pixels is not None and args.max_pixels < 0:
         raise CliError(f"--max-pixels {args.max_pixels}: give a number of pixels >= 0 (0 = no limit)")
     args.max_pixels = max_pixels_limit(args.max_pixels)  # a bad $ALLFUSE_MAX_PIXELS is an ImageError
@@ -143,6 +166,8 @@ MODEL_ONLY = (
     ("--sampler", "sampler"),
     ("--tile", "tile"),
     ("--work-side", "work_side"),
+    ("--tile-pixels", "tile_pixels"),
+    ("--device", "device"),
 )
 
 
@@ -182,7 +207,7 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
     except ValueError as e:
         raise CliError(f"--sampler {args.sampler}: {e}") from None
     try:
-        pipe = FusionPipeline.from_pretrained(model)
+        pipe = FusionPipeline.from_pretrained(model, device=args.device)
     except (OSError, ValueError) as e:
         raise CliError(str(e)) from None
 
@@ -196,6 +221,7 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
             seed=args.seed,
             tile=args.tile,
             work_side=args.work_side,
+            tile_pixels=args.tile_pixels,
         )
         return out, model
 

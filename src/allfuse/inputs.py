@@ -42,7 +42,9 @@ def check_image(x: np.ndarray, where: str = "image") -> Image:
     if lo < -RANGE_TOL or hi > 1.0 + RANGE_TOL:
         scale = "; 0-255 data: divide by 255 or pass uint8" if 1.0 < hi <= 255.5 and lo > -0.5 else ""
         raise ValueError(f"{where}: float values must lie in [0, 1], got [{lo:.4g}, {hi:.4g}]{scale}")
-    return np.clip(a, 0.0, 1.0).astype(np.float32, copy=False)
+    if lo < 0.0 or hi > 1.0:
+        a = np.clip(a, 0.0, 1.0)
+    return a.astype(np.float32, copy=False)  # float32 in range: the array itself, no copy of a large image
 
 
 def _to_float(a: np.ndarray, where: str) -> np.ndarray:

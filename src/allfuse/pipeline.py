@@ -6,11 +6,17 @@
 
 A model folder holds `model.safetensors` (the EMA weights) and `config.json` (the training config that made
 it); a training run folder or checkpoint folder works too. Output size = input size, always.
+
+Any number >= 2 of inputs: more than the model's slots are fused in steps (allfuse.stacks). Any size:
+images of more than `tile_pixels` pixels run the path on overlapping tiles, in bounded memory
+(allfuse.tiled). Any device: `from_pretrained(..., device=)` or `.to(device)`; the text encoder, run once
+per call on a short prompt, stays on the CPU.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -25,13 +31,16 @@ from safetensors.torch import load_file
 from allfuse.color import is_color, to_gray
 from allfuse.config import SamplerConfig, SamplerKind, override
 from allfuse.data.prompts import FUSION_SUBTAG, ParsedPrompt, fill, parse_prompt, phrases, tagged_prompt
+from allfuse.devices import autocast, parse_device
 from allfuse.inputs import check_images
 from allfuse.io import atomic_write_safetensors, atomic_write_text
 from allfuse.models import FusionDiT
 from allfuse.models.refine import Refiner, RefinerConfig
 from allfuse.sampling import sample_latent
 from allfuse.sampling.tiling import TiledModel
+from allfuse.stacks import STACK_ORDER, fuse_stack
 from allfuse.tasks import guess_task
+from allfuse.tiled import DEFAULT_TILE_PIXELS, LatentFn, check_tile_pixels, fuse_large
 from allfuse.train.checkpoint import latest_checkpoint
 from allfuse.train.config import TrainConfig, config_from_dict
 from allfuse.types import TASKS, Image, Task
@@ -78,11 +87,15 @@ class FusionPipeline:
         self.work_side = work_side  # default of __call__'s work_side (the model folder's refiner.json)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike = "allfuse-reg") -> FusionPipeline:
-        """Load an embedded model ("allfuse-reg", "allfuse-fm") or a local folder; nothing is downloaded."""
+    def from_pretrained(
+        cls, name_or_path: str | os.PathLike = "allfuse-reg", device: str | torch.device | None = None
+    ) -> FusionPipeline:
+        """Load an embedded model ("allfuse-reg", "allfuse-fm") or a local folder, on `device` (default
+        CPU; "cuda", "cuda:1", "mps", ...); nothing is downloaded."""
         from allfuse.text import load_text_encoder
         from allfuse.tokenizer import load_tokenizer
 
+        target = parse_device(device) if device is not None else None
         folder = resolve_model_folder(name_or_path)
         cfg = read_model_config(folder)
         model = FusionDiT(cfg.model)
@@ -101,7 +114,29 @@ class FusionPipeline:
             raise ValueError(
                 f"{folder / REFINER_CONFIG}: work_side must be an integer >= 16, got {work_side!r}"
             )
-        return cls(model, cfg, tok, text, str(name_or_path), refiner, work_side)
+        pipe = cls(model, cfg, tok, text, str(name_or_path), refiner, work_side)
+        return pipe.to(target) if target is not None else pipe
+
+    @property
+    def device(self) -> torch.device:
+        """Where the DiT, the refiner and the tokenizer run."""
+        return next(self.model.parameters()).device
+
+    def to(self, device: str | torch.device) -> FusionPipeline:
+        """Move the DiT, the refiner and the tokenizer's networks to `device`; returns self."""
+        device = torch.device(device)
+        self.model.to(device)
+        if self.refiner is not None:
+            self.refiner.to(device)
+        for part in vars(self.tok).values():  # a tokenizer's networks (KL-VAE, TAEF2, diffusers VAE)
+            if isinstance(part, torch.nn.Module):
+                part.to(device)
+        return self
+
+    def slots(self, refine: bool = True) -> int:
+        """How many inputs one fusion step takes: the DiT's condition slots (and the refiner's inputs)."""
+        n = self.cfg.model.max_inputs
+        return min(n, self.refiner.cfg.max_inputs) if refine and self.refiner is not None else n
 
     def build_prompt(self, prompt: str | None, task: Task) -> str:
         """The prompt the model was trained on: tagged DiTFuse form, or the bare instruction."""
@@ -127,11 +162,14 @@ class FusionPipeline:
         tile: int | None = None,
         refine: bool = True,
         work_side: int | None = None,
+        tile_pixels: int | None = None,
     ) -> Image:
         """Fuse >= 2 same-size images; gray output when every input is gray.
 
         images: float in [0, 1], uint8, uint16 or bool (converted by their range), (H, W), (H, W, 1) or
-        (H, W, 3); anything else is refused with a ValueError naming the input (allfuse.inputs).
+        (H, W, 3); anything else is refused with a ValueError naming the input (allfuse.inputs). More
+        images than the model's slots (`slots()`, 2 for the shipped models) are fused in steps: in input
+        order for MEF (sort a bracket by exposure), as a balanced tree otherwise (allfuse.stacks).
         steps (>= 1), sampler: of a flow-matching model's sampler (None = the model's own); a regression
         model makes one forward pass and ignores them.
         tile: latent window of tiled inference (allfuse.sampling.tiling), >= 4; None = the training crop
@@ -140,38 +178,63 @@ class FusionPipeline:
         and bring the result back to full size, bicubic, then through the refiner, which sees the
         full-size inputs (guided upsampling; module doc of allfuse.models.refine). None = the model's
         default (`self.work_side`, from refiner.json; full size when it has none or refine=False),
-        0 = full size."""
+        0 = full size.
+        tile_pixels: images of more pixels run encoder, decoder and refiner on overlapping tiles of at
+        most this many pixels, in bounded memory (allfuse.tiled); None = 1024 x 1024, 0 = never."""
         images = check_images(images)
+        colour = any(is_color(im) for im in images)
         if task == "auto":
             task = guess_task(images)
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose auto or one of {', '.join(TASKS)}")
         check_sampling(steps, sampler, tile)
         check_work_side(work_side, full_size_ok=True)
+        check_tile_pixels(tile_pixels)
         if work_side is None:  # the model's default needs its refiner to restore full-size detail
             work_side = self.work_side if refine and self.refiner is not None else None
-        x = [_to_tensor(im) for im in images]  # each (1, 3, H, W)
-        h, w = images[0].shape[:2]
-        work = work_size((h, w), work_side or None)
-        xw = x if work == (h, w) else [F.interpolate(t, size=work, mode="area") for t in x]
-        conds = [self.tok.encode(t).clone() for t in xw]
         tokens = mask = None
         if self.text is not None:
             tokens, mask = self.text.encode([self.build_prompt(prompt, task)])  # type: ignore[arg-type]
+            tokens, mask = tokens.to(self.device), mask.to(self.device)
         changes = {k: v for k, v in (("steps", steps), ("method", sampler)) if v is not None}
         scfg = override(self.cfg.sampler, **changes)
         window = self.default_tile() if tile is None else tile
         model = TiledModel(self.model, window) if window else self.model
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.bf16):
-            z = sample_latent(model, conds, tokens, mask, scfg, torch.Generator().manual_seed(seed)).x
-        dec = self.tok.decode(z.float(), cond=xw, size=work)
+
+        def latent(conds: list[torch.Tensor], bf16: bool = self.cfg.bf16) -> torch.Tensor:  # (1, C, h, w)
+            with autocast(self.device, bf16):
+                z = sample_latent(model, conds, tokens, mask, scfg, torch.Generator().manual_seed(seed)).x
+            return z.float()
+
+        def fuse(xs: list[Image]) -> Image:  # one step: 2..slots images -> (H, W, 3)
+            h, w = xs[0].shape[:2]
+            work = work_size((h, w), work_side or None)
+            limit = DEFAULT_TILE_PIXELS if tile_pixels is None else tile_pixels
+            if limit and h * w > limit:
+                refiner = self.refiner if refine else None
+                # a large latent path on the CPU runs the DiT in fp32: oneDNN keeps a compiled bf16 kernel
+                # per matrix shape, and the MoE's expert batches take a new shape at almost every window
+                fp32 = self.device.type == "cpu" and work[0] * work[1] > limit
+                run = functools.partial(latent, bf16=self.cfg.bf16 and not fp32)
+                return fuse_large(self.tok, run, refiner, xs, work, limit, self.device)
+            return self.fuse_whole(xs, latent, work, refine)
+
+        out = fuse_stack(fuse, images, self.slots(refine), STACK_ORDER[task])  # type: ignore[index]
+        return out if colour else to_gray(out)
+
+    def fuse_whole(self, images: list[Image], latent: LatentFn, work: tuple[int, int], refine: bool) -> Image:
+        """The whole path on whole images: (H, W, 3) float32; `latent` runs the DiT and its sampler."""
+        x = [_to_tensor(im).to(self.device) for im in images]  # each (1, 3, H, W)
+        h, w = images[0].shape[:2]
+        xw = x if work == (h, w) else [F.interpolate(t, size=work, mode="area") for t in x]
+        z = latent([self.tok.encode(t).clone() for t in xw])
+        dec = self.tok.decode(z, cond=xw, size=work)
         if work != (h, w):
             dec = F.interpolate(dec, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
         if refine and self.refiner is not None:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with autocast(self.device):
                 dec = self.refiner(dec, x).float().clamp(0, 1)
-        out = dec[0].permute(1, 2, 0).numpy().astype(np.float32)
-        return out if any(is_color(im) for im in images) else to_gray(out)
+        return dec[0].permute(1, 2, 0).cpu().numpy().astype(np.float32)
 
     def default_tile(self) -> int:
         """Latent window matching the training crops (data.size px), where the model's positions are known."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from allfuse.config import ObjectiveConfig
@@ -19,6 +20,16 @@ class LatentBatch:
     prompt: Tensor | None = None  # (B, L, D_text) prompt token embeddings
     prompt_mask: Tensor | None = None  # (B, L) bool, True = real token
     sources: list[Tensor] | None = None  # N x (B, 1 or 3, H, W) in [0, 1], H = 8 h
+
+    def to(self, device: torch.device | str) -> LatentBatch:
+        """The batch with every tensor on `device` (the same tensors when they are there already)."""
+        return LatentBatch(
+            [c.to(device) for c in self.conds],
+            self.target.to(device),
+            None if self.prompt is None else self.prompt.to(device),
+            None if self.prompt_mask is None else self.prompt_mask.to(device),
+            None if self.sources is None else [s.to(device) for s in self.sources],
+        )
 
 
 def finish_loss(

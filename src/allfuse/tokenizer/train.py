@@ -122,7 +122,7 @@ def tokenizer_loss(
     model: KLVAE, x: torch.Tensor, cfg: TrainTokenizerConfig, gen: torch.Generator
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The training loss on a batch (B, 3, H, W) and its parts."""
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
         y, mean, logvar = model(x, generator=gen)
     y = y.float()
     l1 = (y - x).abs().mean()
@@ -141,7 +141,7 @@ def evaluate(model: KLVAE, crops: torch.Tensor, bf16: bool, batch: int = 8) -> d
     ps, ss = [], []
     for i in range(0, len(crops), batch):
         x = crops[i : i + batch].contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
             y = model.decoder(model.moments(x)[0]).float()
         ps.append(psnr(y, x))
         ss.append(ssim(y.clamp(0, 1), x))

@@ -49,6 +49,6 @@ def all_mean(value: float, info: DistInfo) -> float:
     """Mean of a scalar over ranks (for logging)."""
     if info.world == 1:
         return value
-    t = torch.tensor([value], dtype=torch.float64)
+    t = torch.tensor([value], dtype=torch.float64, device=info.device)  # NCCL reduces GPU tensors only
     tdist.all_reduce(t)
     return float(t.item()) / info.world

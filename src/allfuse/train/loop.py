@@ -126,7 +126,7 @@ class Frozen:
 
     def decode_for_loss(self, z: torch.Tensor) -> torch.Tensor:
         """Differentiable decode (frozen weights) for the auxiliary pixel loss, MMAIF Eq. (9)."""
-        return self.tok.decode_train(z)
+        return self.tok.decode_train(z).to(z.device)  # the tokenizer may sit on another device
 
 
 def train(cfg: TrainConfig, resume: bool = True, until: int | None = None) -> Path:
@@ -177,11 +177,11 @@ def train(cfg: TrainConfig, resume: bool = True, until: int | None = None) -> Pa
         model.train()
         logs: dict[str, float] = {}
         for micro in range(cfg.grad_accum):
-            lb = frozen.latents(next(batches))
+            lb = frozen.latents(next(batches)).to(info.device)
             gen = step_generator(cfg.seed, step, info.rank, micro)
             sync = micro == cfg.grad_accum - 1 or info.world == 1
             ctx = net.no_sync() if not sync else contextlib.nullcontext()  # type: ignore[union-attr]
-            with ctx, torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            with ctx, torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 loss, part = compute_loss(net, lb, cfg.objective, frozen.decode_for_loss, gen)
             with ctx:
                 (loss / cfg.grad_accum).backward()

@@ -179,7 +179,7 @@ class FrozenFusion:
                 **{k: F.interpolate(batch[k], size=small, mode="area") for k in ("a", "b", "target")},
             }
         lb = self.frozen.latents(batch)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.bf16):
+        with torch.autocast(lb.conds[0].device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
             z = sample_latent(self.tiled, lb.conds, lb.prompt, lb.prompt_mask, self.cfg.sampler, generator).x
         dec = self.frozen.tok.decode(z.float())
         if factor > 1:
@@ -224,7 +224,7 @@ def train_refiner(cfg: RefineTrainConfig, until: int | None = None) -> Path:
         batch = next(work_batches if factor > 1 else batches)  # type: ignore[arg-type]
         gen = step_generator(cfg.seed, step, 0, 0)
         dec = fusion.decoded(batch, gen, factor)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast(dec.device.type, dtype=torch.bfloat16):
             pred = net(dec, [batch["a"], batch["b"]])
         loss, logs = refine_loss(
             pred.float(),
@@ -301,7 +301,7 @@ def validate_refiner(
             item = ds[i]
             batch = {k: (v[None] if isinstance(v, torch.Tensor) else [v]) for k, v in item.items()}
             dec = fusion.decoded(batch, torch.Generator().manual_seed(i), factor)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast(dec.device.type, dtype=torch.bfloat16):
                 ref = net(dec, [batch["a"], batch["b"]]).float().clamp(0, 1)
             for name, x in ((f"psnr_decoded{tag}", dec), (f"psnr_refined{tag}", ref)):
                 mse = (x - batch["target"]).pow(2).mean().item()

@@ -41,8 +41,8 @@ def validate(
         s = ds.sample(i)  # type: ignore[attr-defined]
         item = ds[i]
         batch = {k: (v[None] if isinstance(v, torch.Tensor) else [v]) for k, v in item.items()}
-        lb = frozen.latents(batch)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        lb = frozen.latents(batch).to(next(model.parameters()).device)
+        with torch.autocast(lb.conds[0].device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             z = sample_latent(
                 model, lb.conds, lb.prompt, lb.prompt_mask, cfg.sampler, torch.Generator().manual_seed(i)
             ).x
