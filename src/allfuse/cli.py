@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from allfuse.data.synth_cli import add_synth_parser
-from allfuse.fuse_cli import CliError, add_fuse_parser, check_writable_folder
+from allfuse.fuse_cli import CliError, add_fuse_parser, check_device_and_pixels, check_writable_folder
 from allfuse.io import ImageError, max_pixels_limit
 from allfuse.tokenizer.train import add_train_tokenizer_parser
 
@@ -336,18 +336,10 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the web demo until interrupted."""
-    from allfuse.devices import parse_device
 
     if not 0 < args.port < 65536:
         raise CliError(f"--port {args.port}: give a port in 1..65535")
-    if args.device is not None:
-        try:
-            parse_device(args.device)
-        except ValueError as e:
-            raise CliError(f"--{e}") from None
-    if args.max_pixels is not None and args.max_pixels < 0:
-        raise CliError(f"--max-pixels {args.max_pixels}: give a number of pixels >= 0 (0 = no limit)")
-    max_pixels = max_pixels_limit(args.max_pixels)
+    max_pixels = check_device_and_pixels(args)
     try:
         from allfuse.web.app import serve
     except ImportError as e:

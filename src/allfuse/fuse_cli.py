@@ -91,7 +91,6 @@ def add_fuse_parser(sub: argparse._SubParsersAction) -> None:
 
 def check_fuse_args(args: argparse.Namespace) -> None:
     """Every check that needs neither the images nor the model; resolves args.max_pixels."""
-    from allfuse.devices import parse_device
     from allfuse.pipeline import MIN_TILE, check_prompt, check_work_side
     from allfuse.tiled import check_tile_pixels
 
@@ -119,14 +118,7 @@ def check_fuse_args(args: argparse.Namespace) -> None:
         check_tile_pixels(args.tile_pixels)
     except ValueError as e:
         raise CliError(f"--{e}".replace("tile_pixels", "tile-pixels", 1)) from None
-    if args.device is not None:
-        try:
-            parse_device(args.device)
-        except ValueError as e:
-            raise CliError(f"--{e}") from None
-    if args.max_pixels is not None and args.max_pixels < 0:
-        raise CliError(f"--max-pixels {args.max_pixels}: give a number of pixels >= 0 (0 = no limit)")
-    args.max_pixels = max_pixels_limit(args.max_pixels)  # a bad $ALLFUSE_MAX_PIXELS is an ImageError
+    args.max_pixels = check_device_and_pixels(args)
     if args.prompt is not None:
         if args.method:
             raise CliError("--prompt needs a model (--model); classical methods take no instructions")
@@ -352,3 +344,18 @@ def _fuse_pair(pair: Pair, target: Path, fuser: Fuser, args: argparse.Namespace)
     except Exception as e:  # one pair must never end the batch
         return f"{pair.sources[0]}: fusion failed ({type(e).__name__}: {e})"
     return None
+
+
+def check_device_and_pixels(args: argparse.Namespace) -> int:
+    """Check --device and --max-pixels (fuse, serve) before any model loads; returns the pixel limit in
+    force (a bad $ALLFUSE_MAX_PIXELS is an ImageError)."""
+    from allfuse.devices import parse_device
+
+    if args.device is not None:
+        try:
+            parse_device(args.device)
+        except ValueError as e:
+            raise CliError(f"--{e}") from None
+    if args.max_pixels is not None and args.max_pixels < 0:
+        raise CliError(f"--max-pixels {args.max_pixels}: give a number of pixels >= 0 (0 = no limit)")
+    return max_pixels_limit(args.max_pixels)
