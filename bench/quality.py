@@ -300,10 +300,24 @@ def baseline_note(args: argparse.Namespace, baseline: dict | None) -> str:
     if baseline is None:
         return "BRISQUE baseline: none"
     keys = ("pairs", "clean_pairs", "max_side")
-    then, now = baseline["args"], {k: str(v) for k, v in vars(args).items()}
+    then, now = baseline["args"], shown_args(args)
     differ = [f"{k} {then.get(k)} (now {now[k]})" for k in keys if then.get(k) != now[k]]
     note = f"; it ran with different settings: {', '.join(differ)}" if differ else ""
-    return f"BRISQUE baseline: {args.brisque_baseline}{note}"
+    return f"BRISQUE baseline: {shown_path(args.brisque_baseline)}{note}"
+
+
+def shown_path(path: str | Path) -> str:
+    """A path as reports show it: relative to the repository (or its parent, for ../shared); never the
+    machine's absolute path."""
+    p, repo = Path(path).resolve(), Path(__file__).resolve().parents[1]
+    if p.is_relative_to(repo):
+        return str(p.relative_to(repo))
+    return str(Path("..") / p.relative_to(repo.parent)) if p.is_relative_to(repo.parent) else p.name
+
+
+def shown_args(args: argparse.Namespace) -> dict[str, str]:
+    """The run's options as strings, paths shown by `shown_path`."""
+    return {k: shown_path(v) if isinstance(v, Path) else str(v) for k, v in vars(args).items()}
 
 
 def main() -> None:
@@ -323,7 +337,7 @@ def main() -> None:
     report = Report()
     report.say(f"# Validation quality\n\n    {command}\n", baseline_note(args, baseline))
     models = load_models([m for m in args.models.split(",") if m])
-    results: dict = {"command": command, "args": {k: str(v) for k, v in vars(args).items()}, "seconds": {}}
+    results: dict = {"command": command, "args": shown_args(args), "seconds": {}}
     runners = {
         "main": lambda: main_section(args, models, report, baseline),
         "clean": lambda: clean_section(args, models, report, baseline),
