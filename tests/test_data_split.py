@@ -89,3 +89,12 @@ def test_crops_are_never_enlarged_when_the_source_is_large_enough() -> None:
     assert max(min(b.h, b.w) for b in boxes) > 300  # still the whole range of scales
     small = [sample_crop(100, 100, rng, cfg) for _ in range(20)]  # smaller than the output: largest crop
     assert all(max(b.h, b.w) == 100 for b in small)
+
+
+def test_op_weights_reach_the_pipeline_and_typos_are_refused() -> None:
+    cfg = load_train_config("tiny-reg", ["data.op_weights={haze: 3, rain: 0}", "data.data=[]"])
+    assert build_dataset(cfg, seed=0).sources.config.op_weights == {"haze": 3, "rain": 0}
+    with pytest.raises(ValueError, match="hze"):
+        PipelineConfig(op_weights={"hze": 2.0})
+    with pytest.raises(ValueError, match=">= 0"):
+        PipelineConfig(op_weights={"haze": -1.0})

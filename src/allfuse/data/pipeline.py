@@ -20,7 +20,7 @@ import numpy as np
 
 from allfuse.data.degradations import apply_op
 from allfuse.data.depth import DepthProvider, get_depth_provider
-from allfuse.data.severity import EXCLUSIVE, LEVELS, ORDER, TASK_OPS, WEATHER_OPS, sample_params
+from allfuse.data.severity import EXCLUSIVE, LEVELS, OP_NAMES, ORDER, TASK_OPS, WEATHER_OPS, sample_params
 from allfuse.types import Image
 
 Aspect = tuple[int, int]
@@ -43,6 +43,14 @@ class PipelineConfig:
     op_weights: Mapping[str, float] = field(default_factory=dict)  # relative; missing ops weigh 1, 0 drops
     levels: tuple[int, ...] = LEVELS
     depth: str = "heuristic"  # depth provider spec for haze (see depth.get_depth_provider)
+
+    def __post_init__(self) -> None:
+        """Refuse unknown op names and negative weights in op_weights (a typo would silently do nothing)."""
+        bad = sorted(set(self.op_weights) - set(OP_NAMES))
+        if bad:
+            raise ValueError(f"op_weights: unknown degradation(s) {bad}; choose from {', '.join(OP_NAMES)}")
+        if any(w < 0 for w in self.op_weights.values()):
+            raise ValueError(f"op_weights must be >= 0: {dict(self.op_weights)}")
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ class DataConfig:
     n_weights: tuple[float, ...] | None = None  # relative weights of n_ops; uniform when None
     min_scale: float = 0.6  # smallest crop side / largest crop of its aspect (data.pipeline.PipelineConfig)
     self_pairs: float = 0.0  # fraction of fusion samples made of one source twice (PipelineConfig)
+    # Relative weight of each degradation op (data.severity.OP_NAMES); a missing op weighs 1, 0 drops it.
+    op_weights: dict[str, float] = field(default_factory=dict)
     length: int = 20_000  # samples per epoch; each epoch draws new degradations
     val_pairs: int = 8  # held-in synthetic samples scored with allfuse.metrics at each validation
     workers: int = 1  # DataLoader worker processes

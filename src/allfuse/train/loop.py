@@ -85,6 +85,7 @@ def build_dataset(cfg: TrainConfig, seed: int) -> Dataset:
             n_weights=cfg.data.n_weights,
             min_scale=cfg.data.min_scale,
             self_pairs=cfg.data.self_pairs,
+            op_weights=dict(cfg.data.op_weights),
         ),
         prompt_style=cfg.data.prompt_style,
     )  # type: ignore[arg-type]
