@@ -154,9 +154,6 @@ def test_a_damaged_model_folder_names_the_file(tiny_folder: Path, tmp_path: Path
     (folder / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"m/config\.json: not valid JSON"):
         FusionPipeline.from_pretrained(folder)
-    (folder / "config.json").write_text('{"no_such_key": 1}')
-    with pytest.raises(ValueError, match=r"m/config\.json: unknown config key"):
-        FusionPipeline.from_pretrained(folder)
     shutil.copy(tiny_folder / "config.json", folder / "config.json")
     (folder / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
     with pytest.raises(ValueError, match=r"m/model\.safetensors: not a readable safetensors file"):
@@ -194,3 +191,18 @@ def test_prompts_are_wrapped_in_the_training_template() -> None:
     assert pipe.build_prompt("[CONTROL]. <LIGHT+>. brighter", "mef").startswith("[CONTROL]. <LIGHT+>.")
     with pytest.raises(ValueError, match="unknown task tag"):
         pipe.build_prompt("[DANCE]. go", "vif")
+
+
+def test_a_folder_from_newer_code_loads_with_a_warning(tiny_folder: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_folder, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["format_version"], cfg["model"]["future_switch"] = 2, True
+    (folder / "config.json").write_text(json.dumps(cfg))
+    want = r"config\.json: ignoring .*'model\.future_switch', 'format_version'"
+    with pytest.warns(UserWarning, match=want):
+        pipe = FusionPipeline.from_pretrained(folder)
+    assert pipe.cfg == FusionPipeline.from_pretrained(tiny_folder).cfg

@@ -19,6 +19,8 @@ import dataclasses
 import functools
 import json
 import os
+import typing
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import get_args
@@ -355,13 +357,32 @@ def refiner_meta(folder: Path) -> dict:
 
 
 def read_model_config(folder: Path) -> TrainConfig:
-    """config.json of a model folder as a TrainConfig; every error names the file."""
+    """config.json of a model folder as a TrainConfig; every error names the file. Keys this version does
+    not know (a folder written by newer code) are ignored with a warning, as diffusers does."""
     path = folder / "config.json"
-    values = read_json_object(path)
+    values, unknown = known_fields(TrainConfig, read_json_object(path))
+    if unknown:
+        warnings.warn(f"{path}: ignoring config keys this version does not know: {unknown}", stacklevel=2)
     try:
         return config_from_dict(values)
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: {_message(e)}") from None
+
+
+def known_fields(cls: type, values: dict, prefix: str = "") -> tuple[dict, list[str]]:
+    """`values` without the keys that dataclass `cls` (nested dataclasses too) does not have, and those
+    keys, dotted."""
+    hints = typing.get_type_hints(cls)
+    kept, unknown = {}, []
+    for key, value in values.items():
+        if key not in hints:
+            unknown.append(prefix + key)
+        elif dataclasses.is_dataclass(hints[key]) and isinstance(value, dict):
+            kept[key], more = known_fields(hints[key], value, f"{prefix}{key}.")
+            unknown += more
+        else:
+            kept[key] = value
+    return kept, unknown
 
 
 def read_json_object(path: Path) -> dict:
