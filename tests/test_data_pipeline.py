@@ -31,7 +31,8 @@ def test_sample_ops_task_sets_and_exclusivity():
             assert all(not g <= set(names) for g in EXCLUSIVE)
             assert all(lvl in (1, 2, 3) for _, lvl in ops)
     assert "ir_stripes" in TASK_OPS["vif"] and "ir_stripes" not in TASK_OPS["mef"]
-    assert "high_exposure" in TASK_OPS["mff"] and "high_exposure" not in TASK_OPS["vif"]
+    assert "high_exposure" in TASK_OPS["mff"] and "high_exposure" in TASK_OPS["vif"]
+    assert "high_exposure" not in TASK_OPS["mef"]
     only_blur = PipelineConfig(op_weights={o: 0 for o in OP_NAMES[1:]})
     assert [o for o, _ in sample_ops("vif", rng, only_blur)] == [OP_NAMES[0]]  # 0 weight drops an op
 
@@ -46,6 +47,9 @@ def test_vif_weather_on_visible_and_ir_gets_mild_blur():
         assert not np.array_equal(out[0], ir) and not np.array_equal(out[1], vi)
     out, rec = degrade_pair([ir, vi], "vif", [("ir_stripes", 2)], np.random.default_rng(0))
     assert rec[0]["images"] == [0] and np.array_equal(out[1], vi)
+    for op in ("low_exposure", "high_exposure"):  # exposure is the visible camera's
+        out, rec = degrade_pair([ir, vi], "vif", [(op, 2)], np.random.default_rng(0))
+        assert rec[0]["images"] == [1] and np.array_equal(out[0], ir)
 
 
 def test_shared_params_independent_noise():

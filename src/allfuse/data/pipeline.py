@@ -1,7 +1,7 @@
 """Task-aware degradation of an image pair (MMAIF Sect. 3.1): crop geometry, op sampling, routing.
 
 Pair order follows `allfuse.io.LAYOUTS`: VIF (ir, vi), MEF (under, over), MFF (near, far). Routing:
-  * VIF: weather (rain, haze, snow) and low exposure go on the visible image, while the IR image of the
+  * VIF: weather (rain, haze, snow) and low or high exposure go on the visible image, while the IR image of the
     pair gets a mild Gaussian blur instead of the weather; IR stripes go on the IR image; low contrast on
     one image picked at random; every other op on both.
   * MFF: low or high exposure on one image or both (picked at random); everything else on both.
@@ -132,7 +132,7 @@ def sample_ops(task: str, rng: np.random.Generator, cfg: PipelineConfig) -> list
 def route(task: str, op: str, rng: np.random.Generator) -> tuple[int, ...]:
     """Which images of the pair an op goes on (see module docstring)."""
     if task == "vif":
-        if op in WEATHER_OPS or op == "low_exposure":
+        if op in WEATHER_OPS or op in ("low_exposure", "high_exposure"):
             return (1,)
         if op == "ir_stripes":
             return (0,)
