@@ -6,16 +6,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from allfuse.config import ModelConfig, ObjectiveConfig
+from allfuse.flow import sample_time
 from allfuse.models import build_model
 from allfuse.models.dit import DiTOutput
-from allfuse.objectives import (
-    LatentBatch,
-    compute_loss,
-    flow_loss,
-    fusion_pixel_loss,
-    sample_time,
-    sobel_magnitude,
-)
+from allfuse.objectives import LatentBatch, compute_loss, flow_loss, fusion_pixel_loss
+from allfuse.ops import sobel_magnitude
 
 MICRO = dict(latent_channels=4, hidden=32, depth=2, heads=2, expert_hidden=16, lora_rank=8, text_dim=8)
 

@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import load_file
 from test_train_loop import TINY
 
-from allfuse.models.refine import MIX_PRIOR, Refiner, RefinerConfig, gaussian_blur, widen_state_dict
+from allfuse.models.refine import MIX_PRIOR, Refiner, RefinerConfig, widen_state_dict
+from allfuse.ops import gaussian_blur
 from allfuse.train.config import load_train_config
 from allfuse.train.loop import train
 from allfuse.train.refine import RefineTrainConfig, train_refiner

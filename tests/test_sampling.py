@@ -6,17 +6,9 @@ import pytest
 import torch
 
 from allfuse.config import ModelConfig, SamplerConfig
+from allfuse.flow import prior_latent
 from allfuse.models import build_model
-from allfuse.sampling import (
-    bridge,
-    euler,
-    midpoint,
-    midpoint_reuse,
-    prior_latent,
-    sample_latent,
-    solve,
-    stochastic,
-)
+from allfuse.sampling import bridge, euler, midpoint, midpoint_reuse, sample_latent, solve, stochastic
 
 
 def field(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

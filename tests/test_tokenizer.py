@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from allfuse.ops import ssim
 from allfuse.tokenizer import LatentCache, Tokenizer, load_tokenizer
 from allfuse.tokenizer.klvae import VAETokenizer, fit_latent_stats, load_vae, save_vae
 from allfuse.tokenizer.load import DEFAULT_WEIGHTS
-from allfuse.tokenizer.losses import psnr, ssim
+from allfuse.tokenizer.losses import psnr
 from allfuse.tokenizer.pixel import PixelUnshuffleTokenizer
 from allfuse.tokenizer.train import TrainTokenizerConfig, add_train_tokenizer_parser, lr_at, train_tokenizer
 from allfuse.tokenizer.vae import KLVAE, VAEConfig

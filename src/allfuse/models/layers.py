@@ -4,6 +4,7 @@ LoRA-factorised adaLN and the timestep embedder. The MoE lives in `moe.py`."""
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -112,29 +113,62 @@ class LayerNorm2d(nn.Module):
         return rearrange(self.norm(rearrange(x, "b c h w -> b h w c")), "b h w c -> b c h w")
 
 
+class NAFNames(NamedTuple):
+    """State-dict names of a NAFBlock's spatial half. The DiT and the refiner were trained under different
+    names for the same parts and their shipped weights keep them, so the names are a parameter."""
+
+    norm: str
+    conv_in: str
+    conv_dw: str
+    conv_out: str
+
+
+DIT_NAF_NAMES = NAFNames("norm", "conv_in", "conv_dw", "conv_out")
+
+
 class NAFBlock(nn.Module):
-    """The spatial half of a NAFNet block [5]: LN, 1x1, depthwise 3x3, SimpleGate, SCA, 1x1; beta init 0.
+    """A NAFNet block [5] (Chen et al., ECCV 2022, Fig. 3c) on (B, C, H, W):
+    x + beta * conv_out(SCA(SimpleGate(conv_dw(conv_in(LN x))))), then with `ffn`
+    x + gamma * ffn2(SimpleGate(ffn1(LN2 x))); beta and gamma start at 0, so the block starts as the identity.
 
-    MMAIF puts it before each attention for a convolutional inductive bias; the MoE already is the channel
-    mixer, so NAFNet's own FFN half is left out (it would add 3 d^2 per layer, see config.py)."""
+    MMAIF puts the spatial half before each attention for a convolutional inductive bias; the MoE already is
+    the channel mixer, so the DiT leaves the FFN half out (it would add 3 d^2 per layer, see config.py). The
+    refiner uses the whole block (expand 2, LayerNorm eps 1e-5, its own `names`)."""
 
-    def __init__(self, channels: int, expand: int = 1) -> None:
+    def __init__(
+        self,
+        channels: int,
+        expand: int = 1,
+        ffn: bool = False,
+        eps: float = 1e-6,
+        names: NAFNames = DIT_NAF_NAMES,
+    ) -> None:
         super().__init__()
         width = channels * expand
-        self.norm = LayerNorm2d(channels)
-        self.conv_in = nn.Conv2d(channels, width, 1)
-        self.conv_dw = nn.Conv2d(width, width, 3, padding=1, groups=width)
+        self.names = names
+        # Registration order fixes parameter order (optimizer state) and init order (seeded weights).
+        self.add_module(names.norm, LayerNorm2d(channels, eps))
+        self.norm2 = LayerNorm2d(channels, eps) if ffn else None
+        self.add_module(names.conv_in, nn.Conv2d(channels, width, 1))
+        self.add_module(names.conv_dw, nn.Conv2d(width, width, 3, padding=1, groups=width))
         self.sca = nn.Conv2d(width // 2, width // 2, 1)  # simplified channel attention
-        self.conv_out = nn.Conv2d(width // 2, channels, 1)
+        self.add_module(names.conv_out, nn.Conv2d(width // 2, channels, 1))
+        self.ffn1 = nn.Conv2d(channels, 2 * channels, 1) if ffn else None
+        self.ffn2 = nn.Conv2d(channels, channels, 1) if ffn else None
         self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))  # zero: identity at init
+        self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1)) if ffn else None
 
     def forward(self, x: Tensor) -> Tensor:
         """x (B, C, H, W) -> (B, C, H, W)."""
-        y = self.conv_dw(self.conv_in(self.norm(x)))
-        a, b = y.chunk(2, dim=1)
+        norm, conv_in, conv_dw, conv_out = (getattr(self, name) for name in self.names)
+        a, b = conv_dw(conv_in(norm(x))).chunk(2, dim=1)
         y = a * b  # SimpleGate
         y = y * self.sca(y.mean(dim=(2, 3), keepdim=True))
-        return x + self.beta * self.conv_out(y)
+        x = x + self.beta * conv_out(y)
+        if self.gamma is None:
+            return x
+        a, b = self.ffn1(self.norm2(x)).chunk(2, dim=1)
+        return x + self.gamma * self.ffn2(a * b)
 
 
 class Modulation(nn.Module):

@@ -48,11 +48,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import cv2
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from allfuse.models.layers import NAFBlock, NAFNames
+from allfuse.ops import gaussian_blur
 
 
 @dataclass(frozen=True)
@@ -89,39 +90,13 @@ class RefinerConfig:
 MIX_PRIOR = 3.0  # initial logit of the decoded fusion (inputs 0): softmax weight 0.91 with two inputs
 
 
-class LayerNorm2d(nn.Module):
-    """LayerNorm over channels of a (B, C, H, W) map."""
-
-    def __init__(self, c: int) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(c)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+# The refiner's blocks are NAFNet's whole block (module doc), under the names its weights were saved with.
+REFINER_NAF_NAMES = NAFNames("norm1", "pw1", "dw", "pw2")
 
 
-class NAFBlock(nn.Module):
-    """NAFNet block: x + beta * SCA(SG(dw(pw(LN x)))) then + gamma * pw(SG(pw(LN x)))."""
-
-    def __init__(self, c: int) -> None:
-        super().__init__()
-        self.norm1, self.norm2 = LayerNorm2d(c), LayerNorm2d(c)
-        self.pw1 = nn.Conv2d(c, 2 * c, 1)
-        self.dw = nn.Conv2d(2 * c, 2 * c, 3, padding=1, groups=2 * c)
-        self.sca = nn.Conv2d(c, c, 1)
-        self.pw2 = nn.Conv2d(c, c, 1)
-        self.ffn1 = nn.Conv2d(c, 2 * c, 1)
-        self.ffn2 = nn.Conv2d(c, c, 1)
-        self.beta = nn.Parameter(torch.zeros(1, c, 1, 1))
-        self.gamma = nn.Parameter(torch.zeros(1, c, 1, 1))
-
-    def forward(self, x: Tensor) -> Tensor:
-        a, b = self.dw(self.pw1(self.norm1(x))).chunk(2, dim=1)
-        y = a * b  # SimpleGate
-        y = y * self.sca(y.mean(dim=(2, 3), keepdim=True))  # simplified channel attention
-        x = x + self.beta * self.pw2(y)
-        a, b = self.ffn1(self.norm2(x)).chunk(2, dim=1)
-        return x + self.gamma * self.ffn2(a * b)
+def refiner_block(width: int) -> NAFBlock:
+    """One NAFNet block of the refiner U-Net: expand 2, the gated FFN half, LayerNorm eps 1e-5."""
+    return NAFBlock(width, expand=2, ffn=True, eps=1e-5, names=REFINER_NAF_NAMES)
 
 
 class Refiner(nn.Module):
@@ -137,13 +112,14 @@ class Refiner(nn.Module):
         )
         widths = [c * 2**i for i in range(len(cfg.blocks))]
         self.enc = nn.ModuleList(
-            nn.Sequential(*(NAFBlock(w) for _ in range(n))) for w, n in zip(widths, cfg.blocks, strict=True)
+            nn.Sequential(*(refiner_block(w) for _ in range(n)))
+            for w, n in zip(widths, cfg.blocks, strict=True)
         )
         self.down = nn.ModuleList(nn.Conv2d(w, 2 * w, 2, stride=2) for w in widths[:-1])
         self.up = nn.ModuleList(
             nn.Sequential(nn.Conv2d(2 * w, 4 * w, 1), nn.PixelShuffle(2)) for w in widths[:-1]
         )  # 2w -> 4w channels -> (w, 2H, 2W)
-        self.dec = nn.ModuleList(NAFBlock(w) for w in widths[:-1])
+        self.dec = nn.ModuleList(refiner_block(w) for w in widths[:-1])
         # residual RGB (+ blend logits per band) (+ detail gain logit)
         out_ch = 3 + (cfg.bands * (1 + cfg.max_inputs) if cfg.mix else 0) + (1 if cfg.detail_gain else 0)
         self.tail = nn.Sequential(nn.Conv2d(c, out_ch * s * s, 3, padding=1), nn.PixelShuffle(s))
@@ -185,29 +161,6 @@ class Refiner(nn.Module):
         if self.cfg.detail_gain:  # g = M ** tanh(t) (module doc)
             detail = detail * torch.exp(math.log(self.cfg.detail_gain) * torch.tanh(y[:, -1:]))
         return (weights[:, 0] * base).sum(dim=1) + detail + y[:, :3]
-
-
-def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian low-pass of (B, C, H, W), edge-replicated, radius 3 sigma, in float32.
-
-    The sources never need its gradient (they are data), so on the CPU it runs in OpenCV, ~10x faster than
-    a depthwise convolution here (bf16 under autocast included); the torch path (GPU, or a gradient) gives
-    the same numbers (a test)."""
-    r = max(1, round(3 * sigma))
-    if x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad):
-        planes = x.detach().float().flatten(0, 1).numpy()
-        out = np.empty_like(planes)
-        for i, plane in enumerate(planes):
-            out[i] = cv2.GaussianBlur(plane, (2 * r + 1, 2 * r + 1), sigma, borderType=cv2.BORDER_REPLICATE)
-        return torch.from_numpy(out).view(x.shape)
-    x = x.float()
-    t = torch.arange(-r, r + 1, dtype=torch.float32, device=x.device)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    c = x.shape[1]
-    x = F.pad(x, (r, r, r, r), mode="replicate")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 WIDENED = ("bands", "band_sigma", "detail_gain")  # what widen_state_dict may change

@@ -7,8 +7,8 @@ from torch import Tensor, nn
 
 from allfuse.config import ObjectiveConfig
 from allfuse.objectives.batch import LatentBatch
-from allfuse.objectives.flow import flow_loss, sample_time
-from allfuse.objectives.pixel import Decoder, fusion_pixel_loss, sobel_magnitude
+from allfuse.objectives.flow import flow_loss
+from allfuse.objectives.pixel import Decoder, fusion_pixel_loss
 from allfuse.objectives.regression import regression_loss
 
 __all__ = [
@@ -18,8 +18,6 @@ __all__ = [
     "flow_loss",
     "fusion_pixel_loss",
     "regression_loss",
-    "sample_time",
-    "sobel_magnitude",
 ]
 
 

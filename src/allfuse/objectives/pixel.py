@@ -5,25 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from allfuse.config import AuxMode
+from allfuse.ops import sobel_magnitude
 
 Decoder = Callable[[Tensor], Tensor]  # decode(z (B, C, h, w)) -> image (B, 3, H, W)
-
-
-def sobel_xy(x: Tensor) -> Tensor:
-    """(d/dx, d/dy) of every channel with 3x3 Sobel kernels and replicate padding: (B, C, 2, H, W)."""
-    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=x.device, dtype=x.dtype)
-    kernels = torch.stack([kx, kx.T])[:, None].repeat(x.shape[1], 1, 1, 1)  # (2C, 1, 3, 3)
-    g = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernels, groups=x.shape[1])  # (B, 2C, H, W)
-    return g.reshape(x.shape[0], x.shape[1], 2, *x.shape[-2:])
-
-
-def sobel_magnitude(x: Tensor) -> Tensor:
-    """|d/dx| + |d/dy| of every channel with 3x3 Sobel kernels and replicate padding, (B, C, H, W)."""
-    return sobel_xy(x).abs().sum(dim=2)
 
 
 def texture_loss(fused: Tensor, sources: Sequence[Tensor], weights: Tensor | None = None) -> Tensor:

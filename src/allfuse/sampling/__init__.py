@@ -1,4 +1,5 @@
-"""Samplers: solvers of a velocity function, the prior p0, and the model-facing `sample_latent` entry."""
+"""Samplers: solvers of a velocity function and the model-facing `sample_latent` entry; the time convention,
+the prior p0 and the velocity <-> data conversions are `allfuse.flow`'s, shared with the objective."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from allfuse.config import PriorKind, SamplerConfig
+from allfuse.config import SamplerConfig
+from allfuse.flow import predicts_data, prior_latent, velocity_from_data
 from allfuse.sampling.solvers import (
     CountingVelocity,
     Sample,
@@ -16,7 +18,6 @@ from allfuse.sampling.solvers import (
     euler,
     midpoint,
     midpoint_reuse,
-    randn_like,
     stochastic,
     time_grid,
 )
@@ -29,46 +30,12 @@ __all__ = [
     "euler",
     "midpoint",
     "midpoint_reuse",
-    "predicts_data",
-    "prior_latent",
     "sample_latent",
     "solve",
     "stochastic",
     "time_grid",
     "velocity_fn",
-    "velocity_from_data",
 ]
-
-# x-prediction: 1 - t is clipped here so v = (Z1 - Z_t) / (1 - t) stays finite near the data end (JiT's 0.05).
-T_GAP_MIN = 0.05
-
-
-def predicts_data(model: nn.Module) -> bool:
-    """True for an x-prediction flow model (ModelConfig.predict = "data"); DDP-wrapped models too."""
-    cfg = getattr(getattr(model, "module", model), "cfg", None)
-    return getattr(cfg, "predict", "velocity") == "data"
-
-
-def velocity_from_data(z1: Tensor, x: Tensor, t: Tensor | float) -> Tensor:
-    """Velocity of the straight path through x at time t towards a predicted clean latent z1:
-    v = (Z1 - Z_t) / (1 - t), from Z_t = (1 - t) Z0 + t Z1 and v = Z1 - Z0 (MMAIF Eq. 2)."""
-    t = torch.as_tensor(t, device=x.device, dtype=torch.float32)
-    gap = (1 - t).clamp_min(T_GAP_MIN)
-    gap = gap.view(-1, *([1] * (x.dim() - 1))) if gap.dim() else gap
-    return (z1.float() - x.float()) / gap
-
-
-def prior_latent(
-    kind: PriorKind, conds: Sequence[Tensor], generator: torch.Generator | None = None
-) -> Tensor:
-    """p0 (MMAIF Tab. 6 j-l): N(0, I) noise, the first or second input latent, or the inputs' mean."""
-    if kind == "gaussian":
-        return randn_like(conds[0], generator)
-    if kind == "first":
-        return conds[0]
-    if kind == "second":
-        return conds[1]
-    return torch.stack(list(conds)).mean(dim=0)
 
 
 def solve(cfg: SamplerConfig, v: VelocityFn, x0: Tensor, generator: torch.Generator | None = None) -> Sample:

@@ -1,6 +1,6 @@
 """Flow samplers as plain functions of a velocity function v(x, t) (MMAIF Sect. 3.4.2, Algorithm 1).
 
-Time convention (shared with allfuse.objectives.flow): t = 0 is the prior p0, t = 1 the data,
+Time convention (`allfuse.flow`, shared with the objective): t = 0 is the prior p0, t = 1 the data,
 Z_t = (1 - t) Z0 + t Z1 and v = dZ/dt = Z1 - Z0. Every solver returns the sample and its count of
 velocity (network) calls.
 """
@@ -14,6 +14,8 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+from allfuse.flow import data_from_start, gaussian_score, randn_like
 
 VelocityFn = Callable[[Tensor, Tensor], Tensor]  # v(x (B, ...), t (B,)) -> (B, ...)
 
@@ -35,12 +37,6 @@ class CountingVelocity:
         """Evaluate v at state x and scalar time t."""
         self.calls += 1
         return self.v(x, torch.full((x.shape[0],), float(t), device=x.device))
-
-
-def randn_like(ref: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Standard normal noise shaped like ref, drawn on the generator's device, moved to ref's device."""
-    device = generator.device if generator is not None else ref.device
-    return torch.randn(ref.shape, generator=generator, device=device, dtype=ref.dtype).to(ref.device)
 
 
 def time_grid(steps: int, t0: float = 0.0, t1: float = 1.0) -> list[float]:
@@ -86,11 +82,6 @@ def midpoint_reuse(v: VelocityFn, x: Tensor, steps: int) -> Sample:
     return Sample(x, f.calls)
 
 
-def gaussian_score(x: Tensor, vel: Tensor, t: float) -> Tensor:
-    """Score of p_t for a N(0, I) prior from the velocity: (t v - x) / ((1 - t)^2 + t (1 - t))."""
-    return (t * vel - x) / ((1 - t) ** 2 + t * (1 - t))
-
-
 def stochastic(
     v: VelocityFn,
     x: Tensor,
@@ -131,7 +122,7 @@ def bridge(
     f, ts = CountingVelocity(v), time_grid(steps)
     x = prior
     for t, t_next in pairwise(ts):
-        x1_hat = prior + f(x, t)
+        x1_hat = data_from_start(prior, f(x, t))
         frac = (t_next - t) / (1 - t)
         std = sigma * math.sqrt(max((t_next - t) * (1 - t_next) / (1 - t), 0.0))
         eps = randn_like(x, generator)

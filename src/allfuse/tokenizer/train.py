@@ -26,9 +26,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from allfuse.io import atomic_write_text
+from allfuse.ops import ssim
 from allfuse.tokenizer.data import CropSampler, heldout_crops, training_images
 from allfuse.tokenizer.klvae import fit_latent_stats, save_vae
-from allfuse.tokenizer.losses import gradient_l1, kl_per_element, psnr, ssim
+from allfuse.tokenizer.losses import gradient_l1, kl_per_element, psnr
 from allfuse.tokenizer.vae import KLVAE, VAEConfig
 
 

@@ -42,10 +42,10 @@ from tqdm import tqdm
 from allfuse.data.samples import SAMPLE_KINDS
 from allfuse.models import FusionDiT
 from allfuse.models.refine import Refiner, RefinerConfig, widen_state_dict
-from allfuse.objectives.pixel import sobel_magnitude, sobel_xy, texture_loss
+from allfuse.objectives.pixel import texture_loss
+from allfuse.ops import sobel_magnitude, sobel_xy, ssim
 from allfuse.sampling import sample_latent
 from allfuse.sampling.tiling import TiledModel
-from allfuse.tokenizer.losses import ssim
 from allfuse.train import checkpoint as ckpt
 from allfuse.train.config import DataConfig, TrainConfig, build_config, config_from_dict
 from allfuse.train.ema import EMA
