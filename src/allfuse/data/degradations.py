@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from allfuse.data.kernels import disk_kernel, finish, line_kernel
-from allfuse.data.severity import Params, Spec, resolve
+from allfuse.data.severity import Params, Spec, resolve, resolve_seeded
 from allfuse.data.weather import haze, rain, snow
 from allfuse.types import Image
 
@@ -62,8 +62,7 @@ def noise(image: Image, rng: np.random.Generator, spec: Spec = 2) -> tuple[Image
     The shot noise uses its Gaussian limit, variance x / peak (the Poisson-Gaussian sensor model of Foi
     et al. 2008; accurate for the table's peak >= 80): one normal draw of variance x / peak + sigma^2.
     """
-    p = resolve("noise", spec, rng)
-    gen = np.random.default_rng(int(p["seed"]))
+    p, gen = resolve_seeded("noise", spec, rng)
     x = np.clip(np.asarray(image, np.float32), 0.0, 1.0)
     std = np.sqrt(x / np.float32(p["peak"]) + np.float32(p["sigma"] ** 2))
     return finish(x + std * gen.standard_normal(x.shape, dtype=np.float32)), p
@@ -103,8 +102,7 @@ def low_contrast(image: Image, rng: np.random.Generator, spec: Spec = 2) -> tupl
 
 def ir_stripes(image: Image, rng: np.random.Generator, spec: Spec = 2) -> tuple[Image, Params]:
     """IR fixed-pattern noise: a random offset per column (non-uniform detector gain) plus Gaussian noise."""
-    p = resolve("ir_stripes", spec, rng)
-    gen = np.random.default_rng(int(p["seed"]))
+    p, gen = resolve_seeded("ir_stripes", spec, rng)
     x = np.asarray(image, np.float64)
     h, w = x.shape[:2]
     cols = gen.normal(0.0, p["stripe"], size=w)

@@ -169,6 +169,13 @@ def resolve(op: str, spec: Spec, rng: np.random.Generator) -> Params:
     return sample_params(op, int(spec), rng)
 
 
+def resolve_seeded(op: str, spec: Spec, rng: np.random.Generator) -> tuple[Params, np.random.Generator]:
+    """`resolve` for an op with a "seed" parameter, plus the generator of its random realization, seeded
+    from that parameter so the op replays from its params alone."""
+    p = resolve(op, spec, rng)
+    return p, np.random.default_rng(int(p["seed"]))
+
+
 def tasks_of(op: str) -> list[str]:
     """The fusion tasks whose degradation set contains `op`."""
     return [t for t, ops in TASK_OPS.items() if op in ops]

@@ -9,7 +9,7 @@ import numpy as np
 
 from allfuse.data.depth import HeuristicDepth
 from allfuse.data.kernels import finish, line_kernel
-from allfuse.data.severity import Params, Spec, resolve
+from allfuse.data.severity import Params, Spec, resolve, resolve_seeded
 from allfuse.types import Image
 
 
@@ -37,12 +37,10 @@ def streak_layer(
 
 def rain(image: Image, rng: np.random.Generator, spec: Spec = 2) -> tuple[Image, Params]:
     """Rain: a near layer of long streaks and a far layer of finer ones, screen-blended, slight veil."""
-    p = resolve("rain", spec, rng)
-    gen = np.random.default_rng(int(p["seed"]))
+    p, gen = resolve_seeded("rain", spec, rng)
     x = np.asarray(image, np.float32)
     h, w = x.shape[:2]
-    side = min(h, w)
-    length = max(3.0, p["length"] * side)
+    length = max(3.0, p["length"] * min(h, w))
     near = streak_layer((h, w), gen, p["density"] * 0.4, length, p["angle"])
     far = streak_layer((h, w), gen, p["density"], length * 0.5, p["angle"]) * 0.6
     veiled = x * (1.0 - 0.1 * p["alpha"]) + 0.1 * p["alpha"] * 0.8  # rain scatters a little light
@@ -88,8 +86,7 @@ def flake_layer(
 
 def snow(image: Image, rng: np.random.Generator, spec: Spec = 2) -> tuple[Image, Params]:
     """Snow: three layers (few large near flakes, many small far ones), fall motion, whitening veil."""
-    p = resolve("snow", spec, rng)
-    gen = np.random.default_rng(int(p["seed"]))
+    p, gen = resolve_seeded("snow", spec, rng)
     x = np.asarray(image, np.float32)
     h, w = x.shape[:2]
     side = min(h, w)
