@@ -1,4 +1,7 @@
-"""Write evaluation results as CSV, Markdown tables, JSON and an HTML report with grids and plots."""
+"""Write evaluation results as CSV, Markdown tables, JSON and an HTML report with grids and plots.
+
+The report's bar plots are SVG written here (no plotting library).
+"""
 
 from __future__ import annotations
 
@@ -8,16 +11,13 @@ import io
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from allfuse import metrics
 from allfuse.evaluate import EvalResult
 from allfuse.io import atomic_write_text, write_image
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 Format = Literal["md", "csv", "json", "html"]
 FORMATS: tuple[Format, ...] = ("md", "csv", "json", "html")
@@ -121,44 +121,96 @@ def bar_limits(values: Iterable[float]) -> tuple[float, float]:
     return (lo - pad if lo < 0 else 0.0), (hi + pad if hi > 0 or lo == 0 else 0.0)
 
 
-def bar_figure(result: EvalResult, name: str) -> Figure:
-    """Grouped bars: datasets on x, one bar per method, for one metric."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    datasets = list(result.means)
-    n = max(1, len(result.methods))
-    fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(datasets), 2.8), dpi=90)
-    every = []
-    for i, method in enumerate(result.methods):
-        vals = [result.means[ds].get(method, {}).get(name, math.nan) for ds in datasets]
-        vals = [v if math.isfinite(v) else math.nan for v in vals]
-        every += vals
-        ax.bar([j + (i - (n - 1) / 2) * 0.8 / n for j in range(len(datasets))], vals, 0.8 / n, label=method)
-    ax.set_ylim(*bar_limits(every))
-    ax.set_xticks(range(len(datasets)), datasets)
-    ax.set_title(f"{name} {_arrow(name)}")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+# SVG bar-plot geometry in px, and matplotlib's "tab10" colours (one per method, cycling).
+PLOT_TOP, PLOT_HEIGHT, PLOT_LEFT, GROUP_WIDTH = 30, 180, 56, 110
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
 
-def _bar_plot(result: EvalResult, name: str, path: Path) -> None:
-    """Write the bar plot of one metric as PNG."""
-    import matplotlib.pyplot as plt
+def axis_ticks(lo: float, hi: float, most: int = 6) -> list[float]:
+    """Round tick values in [lo, hi], 1, 2 or 5 times a power of ten apart: the finest with <= `most`."""
+    mag = 10.0 ** math.floor(math.log10((hi - lo) / most))
+    steps = (m * mag for m in (1, 2, 5, 10, 20))  # 20 * mag > 2 (hi - lo) / most: never too many
+    grids = ([k * s for k in range(math.ceil(lo / s - 1e-9), math.floor(hi / s + 1e-9) + 1)] for s in steps)
+    return next(g for g in grids if len(g) <= most)
 
-    fig = bar_figure(result, name)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(buf.getvalue())
+
+def _y_scale(lo: float, hi: float) -> Callable[[float], float]:
+    """Map a value to its SVG y coordinate: hi at the top of the plot, lo at its bottom."""
+    return lambda v: PLOT_TOP + (hi - v) / (hi - lo) * PLOT_HEIGHT
+
+
+def _text(x: float, y: float, text: str, anchor: str = "start") -> str:
+    """An SVG text element, escaped."""
+    return f"<text x='{x:.1f}' y='{y:.1f}' text-anchor='{anchor}'>{html.escape(text)}</text>"
+
+
+def _svg_axes(lo: float, hi: float, datasets: list[str]) -> list[str]:
+    """Plot frame, horizontal grid lines with their values, dataset names under their groups."""
+    y_of, right = _y_scale(lo, hi), PLOT_LEFT + GROUP_WIDTH * max(1, len(datasets))
+    parts = [
+        f"<rect class='plot' x='{PLOT_LEFT}' y='{PLOT_TOP}' width='{right - PLOT_LEFT}' "
+        f"height='{PLOT_HEIGHT}' fill='none' stroke='#999'/>"
+    ]
+    for t in axis_ticks(lo, hi):
+        parts.append(
+            f"<line x1='{PLOT_LEFT}' x2='{right}' y1='{y_of(t):.2f}' y2='{y_of(t):.2f}' stroke='#ddd'/>"
+        )
+        parts.append(_text(PLOT_LEFT - 4, y_of(t) + 4, _fmt(t), "end"))
+    for j, ds in enumerate(datasets):
+        parts.append(_text(PLOT_LEFT + (j + 0.5) * GROUP_WIDTH, PLOT_TOP + PLOT_HEIGHT + 16, ds, "middle"))
+    zero = y_of(0.0)
+    parts.append(
+        f"<line class='zero' x1='{PLOT_LEFT}' x2='{right}' y1='{zero:.2f}' y2='{zero:.2f}' stroke='#333'/>"
+    )
+    return parts
+
+
+def _svg_bars(
+    values: list[list[float]], methods: list[str], datasets: list[str], lo: float, hi: float
+) -> list[str]:
+    """One bar per finite value (methods x datasets), from 0 to the value, with a tooltip."""
+    y_of, width = _y_scale(lo, hi), 0.8 * GROUP_WIDTH / max(1, len(methods))
+    parts = []
+    for i, (method, row) in enumerate(zip(methods, values, strict=True)):
+        for j, (ds, v) in enumerate(zip(datasets, row, strict=True)):
+            if not math.isfinite(v):
+                continue
+            top, bottom = sorted((y_of(v), y_of(0.0)))
+            x = PLOT_LEFT + (j + 0.1) * GROUP_WIDTH + i * width
+            parts.append(
+                f"<rect class='bar' x='{x:.2f}' y='{top:.2f}' width='{width:.2f}' height='{bottom - top:.2f}'"
+                f" fill='{COLORS[i % len(COLORS)]}' data-value='{float(v)!r}'>"
+                f"<title>{html.escape(f'{method}, {ds}: {_fmt(v)}')}</title></rect>"
+            )
+    return parts
+
+
+def bar_svg(result: EvalResult, name: str) -> str:
+    """Grouped bars as SVG for one metric: datasets on x, one bar per method, the y axis from 0."""
+    datasets, methods = list(result.means), result.methods
+    values = [[result.means[ds].get(m, {}).get(name, math.nan) for ds in datasets] for m in methods]
+    lo, hi = bar_limits(v for row in values for v in row)
+    plot_width = GROUP_WIDTH * max(1, len(datasets))
+    legend_x = PLOT_LEFT + plot_width + 12
+    width = legend_x + 24 + 7 * max((len(m) for m in methods), default=0)
+    parts = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{PLOT_TOP + PLOT_HEIGHT + 26}'"
+        f" font-family='sans-serif' font-size='11' role='img' aria-label='{html.escape(name)} per method'>",
+        _text(PLOT_LEFT + plot_width / 2, 18, f"{name} {_arrow(name)}", "middle"),
+        *_svg_axes(lo, hi, datasets),
+        *_svg_bars(values, methods, datasets, lo, hi),
+    ]
+    for i, method in enumerate(methods):
+        y = PLOT_TOP + 14 * i
+        parts.append(
+            f"<rect x='{legend_x}' y='{y}' width='10' height='10' fill='{COLORS[i % len(COLORS)]}'/>"
+        )
+        parts.append(_text(legend_x + 14, y + 9, method))
+    return "\n".join([*parts, "</svg>", ""])
 
 
 def write_html(result: EvalResult, out: Path) -> Path:
-    """A self-contained report folder: report.html, img/ grids (inputs | each method), plots/ per metric."""
+    """A self-contained report folder: report.html, img/ grids (inputs | each method), plots/*.svg."""
     parts = [
         "<!doctype html><meta charset='utf-8'><title>allfuse evaluation</title>",
         "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
@@ -174,18 +226,19 @@ def write_html(result: EvalResult, out: Path) -> Path:
         )
         best = {n: _best({m: d.get(n, math.nan) for m, d in by_method.items()}, n) for n in names}
         for method, d in by_method.items():
+            values = [d.get(n, math.nan) for n in names]
             cells = "".join(
-                f"<td>{'<b>' if d.get(n, math.nan) == best[n] else ''}{_fmt(d.get(n, math.nan))}</td>"
-                for n in names
+                f"<td><b>{_fmt(v)}</b></td>" if v == best[n] else f"<td>{_fmt(v)}</td>"
+                for n, v in zip(names, values, strict=True)
             )
             parts.append(f"<tr><th>{html.escape(method)}</th>{cells}</tr>")
         parts.append("</table>")
         parts.append(_grid_html(result, ds, out))
     parts.append("<h2>Metrics</h2>")
     for name in result.metric_names:
-        rel = f"plots/{name}.png"
-        _bar_plot(result, name, out / rel)
-        parts.append(f"<img src='{rel}' alt='{html.escape(name)}' style='max-width:420px'>")
+        rel = f"plots/{name}.svg"
+        atomic_write_text(out / rel, bar_svg(result, name))
+        parts.append(f"<img src='{html.escape(rel)}' alt='{html.escape(name)}' style='max-width:100%'>")
     if result.problems:
         parts.append(
             "<h2>Problems</h2><ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in result.problems) + "</ul>"
