@@ -17,7 +17,7 @@ import torch
 
 from allfuse import FusionPipeline
 from allfuse.demo import demo_pair
-from allfuse.pipeline import MODELS_DIR
+from allfuse.model_folder import MODELS_DIR
 
 OUT = Path(__file__).parent / "data" / "reference_outputs.npz"
 CASES = (("allfuse-reg", "mff"), ("allfuse-fm", "mef"))  # (model, demo pair): one of each kind

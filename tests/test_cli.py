@@ -94,5 +94,5 @@ def test_eval_writes_every_format(tmp_path: Path) -> None:
     md = (out / "results.md").read_text()
     assert "| Method | EN ↑ | SF ↑ | Qabf ↑ |" in md and "**" in md
     html = (out / "report.html").read_text()
-    assert "plots/SF.png" in html and (out / "plots" / "SF.png").stat().st_size > 0
+    assert "plots/SF.svg" in html and (out / "plots" / "SF.svg").stat().st_size > 0
     assert "img/toy/p1_laplacian.png" in html and (out / "img/toy/p1_laplacian.png").exists()

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from allfuse.demo import _near_mask, _scene, demo_pair
-from allfuse.pipeline import EMBEDDED, FusionPipeline, resolve_model_folder
+from allfuse.model_folder import EMBEDDED, resolve_model_folder
+from allfuse.pipeline import FusionPipeline
 
 
 def _sharpness(x: np.ndarray, region: np.ndarray) -> float:

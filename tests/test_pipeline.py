@@ -181,7 +181,8 @@ def test_prompt_checks(tmp_path: Path) -> None:
 
 
 def test_prompts_are_wrapped_in_the_training_template() -> None:
-    cfg = load_train_config("tiny-reg", [*TINY, "text_encoder=none"])
+    kinds = "data.kinds={vif: 1, mef: 1, mff: 1, control: 1}"  # trained on [CONTROL] too
+    cfg = load_train_config("tiny-reg", [*TINY, "text_encoder=none", kinds])
     pipe = FusionPipeline(FusionDiT(cfg.model), cfg, None, None, "t")
     p = pipe.build_prompt("remove the rain", "vif")
     assert p.startswith("[FUSION]. <MULTI-MODALITIES>. This is the first image") and p.endswith(
@@ -193,6 +194,18 @@ def test_prompts_are_wrapped_in_the_training_template() -> None:
         pipe.build_prompt("[DANCE]. go", "vif")
 
 
+def test_a_tag_the_model_was_not_trained_on_is_refused() -> None:
+    cfg = load_train_config("tiny-reg", [*TINY, "text_encoder=none"])  # fusion kinds only
+    pipe = FusionPipeline(FusionDiT(cfg.model), cfg, None, None, "fusion-only")
+    assert pipe.build_prompt("[FUSION]. <MULTI-FOCUS>. fuse", "mff").startswith("[FUSION]. <MULTI-FOCUS>.")
+    for prompt, named in (
+        ("[CONTROL]. <LIGHT+>. brighter", r"\[CONTROL\], <LIGHT\+>"),
+        ("[SEG]. the car", r"\[SEG\]"),
+    ):
+        with pytest.raises(ValueError, match=f"fusion-only was not trained for {named} .*it knows: FUSION"):
+            pipe.build_prompt(prompt, "vif")
+
+
 def test_a_folder_from_newer_code_loads_with_a_warning(tiny_folder: Path, tmp_path: Path) -> None:
     import json
     import shutil
@@ -200,9 +213,27 @@ def test_a_folder_from_newer_code_loads_with_a_warning(tiny_folder: Path, tmp_pa
     folder = tmp_path / "m"
     shutil.copytree(tiny_folder, folder)
     cfg = json.loads((folder / "config.json").read_text())
-    cfg["format_version"], cfg["model"]["future_switch"] = 2, True
+    cfg["future_key"], cfg["model"]["future_switch"] = 1, True
     (folder / "config.json").write_text(json.dumps(cfg))
-    want = r"config\.json: ignoring .*'model\.future_switch', 'format_version'"
+    want = r"config\.json: ignoring .*'model\.future_switch', 'future_key'"
     with pytest.warns(UserWarning, match=want):
         pipe = FusionPipeline.from_pretrained(folder)
     assert pipe.cfg == FusionPipeline.from_pretrained(tiny_folder).cfg
+    cfg["format_version"] = 2
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.warns(UserWarning, match="format_version 2 is newer"):
+        FusionPipeline.from_pretrained(folder)
+
+
+def test_a_tokenizer_other_than_the_trained_one_is_refused(tiny_folder: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_folder, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    assert cfg["format_version"] == 1 and len(cfg["tokenizer"]["fingerprint"]) == 16
+    cfg["tokenizer"]["fingerprint"] = "0123456789abcdef"
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="its tokenizer has fingerprint 0123456789abcdef, the one installed"):
+        FusionPipeline.from_pretrained(folder)

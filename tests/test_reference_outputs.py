@@ -9,7 +9,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-import make_reference_outputs as ref  # noqa: E402
+import make_reference_outputs as ref
 
 
 def test_shipped_models_give_the_reference_outputs():

@@ -110,7 +110,7 @@ def test_gaussian_blur_keeps_constants_and_removes_fine_detail() -> None:
 
 
 def test_xy_gradient_loss_sees_edge_orientation_that_magnitude_misses() -> None:
-    from allfuse.train.refine import refine_loss
+    from allfuse.objectives.refine import refine_loss
 
     step = (torch.arange(16) >= 8).float().expand(1, 3, 16, 16)  # a dark-to-bright vertical edge
     flipped = 1 - step  # the same edge strength, opposite direction
@@ -190,7 +190,7 @@ def test_refiner_resumes_exactly_and_ships_in_the_model_folder(dit_folder: Path,
 def test_guided_upsampling_steps_resume_exactly_and_validate_on_both_paths(
     dit_folder: Path, tmp_path: Path
 ) -> None:
-    from allfuse.train.refine import WORK_FACTOR, FrozenFusion
+    from allfuse.train.refine_data import WORK_FACTOR, FrozenFusion
 
     def cfg(out: Path) -> RefineTrainConfig:  # steps 1 and 3 run the latent path at half size
         return dataclasses.replace(_cfg(dit_folder, out), work_every=2, batch_size=4)
@@ -218,25 +218,28 @@ def test_guided_upsampling_steps_resume_exactly_and_validate_on_both_paths(
 def test_train_refiner_command(dit_folder: Path, tmp_path: Path) -> None:
     from allfuse.cli import main
 
-    args = ["--steps", "2", "--size", "32", "--batch", "2", "--width", "8", "--workers", "0"]
+    args = ["max_steps=2", "size=32", "batch_size=2", "refiner.width=8", "workers=0"]
     assert main(["train-refiner", str(dit_folder), str(tmp_path / "run"), *args]) == 0
     assert (tmp_path / "run" / "step_00000002" / "ema.safetensors").is_file()
     assert main(["train-refiner", str(tmp_path / "no-model"), str(tmp_path / "run2"), *args]) == 2
-    no_mix = ["--no-mix", "--bands", "2"]  # two bands need the mix head
+    no_mix = ["refiner.mix=false", "refiner.bands=2"]  # two bands need the mix head
     assert main(["train-refiner", str(dit_folder), str(tmp_path / "run3"), *args, *no_mix]) == 2
-    for kinds in ("vif", "vif=2,pan=1"):  # not kind=weight; an unknown kind
-        assert main(["train-refiner", str(dit_folder), str(tmp_path / "run4"), *args, "--kinds", kinds]) == 2
-    assert main(["train-refiner", str(dit_folder), str(tmp_path / "run5"), *args, "--work-every", "-1"]) == 2
-    assert main(["train-refiner", str(dit_folder), str(tmp_path / "run6"), *args, "--detail-gain", "2"]) == 2
-    tex = ["--bands", "2", "--detail-gain", "2", "--texture-weight", "1", "--texture-kinds", "vif,mff,m3"]
+    for kinds in ("kinds=vif", "kinds={vif: 2, pan: 1}"):  # not kind: weight; an unknown kind
+        assert main(["train-refiner", str(dit_folder), str(tmp_path / "run4"), *args, kinds]) == 2
+    assert main(["train-refiner", str(dit_folder), str(tmp_path / "run5"), *args, "work_every=-1"]) == 2
+    assert (
+        main(["train-refiner", str(dit_folder), str(tmp_path / "run6"), *args, "refiner.detail_gain=2"]) == 2
+    )
+    tex = ["refiner.bands=2", "refiner.detail_gain=2", "texture_weight=1", "texture_kinds=[vif, mff, m3]"]
     assert main(["train-refiner", str(dit_folder), str(tmp_path / "run7"), *args, *tex]) == 0
+    assert main(["train-refiner", str(dit_folder), str(tmp_path / "run8"), *args, "bogus_key=1"]) == 2
     log = (tmp_path / "run7" / "log.csv").read_text().splitlines()
     assert "texture" in log[0].split(",") and len(log) == 2  # batches carry the clean sources
 
 
 def test_texture_term_needs_clean_sources_and_skips_control_and_seg() -> None:
     from allfuse.data.samples import SAMPLE_KINDS
-    from allfuse.train.refine import refine_loss, texture_mask
+    from allfuse.objectives.refine import refine_loss, texture_mask
 
     out, target = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
     with pytest.raises(ValueError, match="clean sources"):
@@ -264,7 +267,7 @@ def test_texture_term_needs_clean_sources_and_skips_control_and_seg() -> None:
 def test_refiner_run_starts_from_a_shipped_refiner_widened_to_two_bands(
     dit_folder: Path, tmp_path: Path
 ) -> None:
-    from allfuse.pipeline import load_refiner, save_refiner
+    from allfuse.model_folder import load_refiner, save_refiner
     from allfuse.train.refine import initial_refiner_state
 
     model = tmp_path / "model"
@@ -294,14 +297,15 @@ def test_data_overrides_reach_the_refiner_dataset(tmp_path) -> None:
     from types import SimpleNamespace
 
     from allfuse.train.config import TrainConfig
-    from allfuse.train.refine import RefineTrainConfig, _dataset
+    from allfuse.train.refine import RefineTrainConfig
+    from allfuse.train.refine_data import refiner_dataset
 
     fusion = SimpleNamespace(cfg=TrainConfig())
     cfg = RefineTrainConfig(
         model="x", data_overrides={"n_ops": [0, 1], "n_weights": [1, 0], "self_pairs": 0.5, "data": []}
     )
-    ds = _dataset(fusion, cfg, seed=0)  # type: ignore[arg-type]
+    ds = refiner_dataset(fusion, cfg, seed=0)  # type: ignore[arg-type]
     p = ds.sources.config
     assert p.n_ops == (0, 1) and p.n_weights == (1, 0) and p.self_pairs == 0.5 and p.size == cfg.size
     with pytest.raises(KeyError, match=r"data\.bogus"):
-        _dataset(fusion, RefineTrainConfig(model="x", data_overrides={"bogus": 1}), seed=0)  # type: ignore[arg-type]
+        refiner_dataset(fusion, RefineTrainConfig(model="x", data_overrides={"bogus": 1}), seed=0)  # type: ignore[arg-type]

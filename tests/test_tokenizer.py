@@ -16,8 +16,8 @@ from allfuse.tokenizer.klvae import VAETokenizer, fit_latent_stats, load_vae, sa
 from allfuse.tokenizer.load import DEFAULT_WEIGHTS
 from allfuse.tokenizer.losses import psnr
 from allfuse.tokenizer.pixel import PixelUnshuffleTokenizer
-from allfuse.tokenizer.train import TrainTokenizerConfig, add_train_tokenizer_parser, lr_at, train_tokenizer
 from allfuse.tokenizer.vae import KLVAE, VAEConfig
+from allfuse.train.tokenizer import TrainTokenizerConfig, add_train_tokenizer_parser, lr_at, train_tokenizer
 
 TINY = VAEConfig(latent_channels=4, widths=(12, 24, 48), enc_blocks=(1, 1, 1), dec_blocks=(1, 1, 1))
 

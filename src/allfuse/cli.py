@@ -12,7 +12,7 @@ from typing import NoReturn
 from allfuse.data.synth_cli import add_synth_parser
 from allfuse.fuse_cli import CliError, add_fuse_parser, check_device_and_pixels, check_writable_folder
 from allfuse.io import ImageError, max_pixels_limit
-from allfuse.tokenizer.train import add_train_tokenizer_parser
+from allfuse.train.tokenizer import add_train_tokenizer_parser
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -82,12 +82,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="shorthand for max_steps=N")
     p.add_argument("--out", default=None, help="shorthand for out_dir=DIR")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in the run folder")
-    p.add_argument(
-        "--until",
-        type=int,
-        default=None,
-        help="stop (checkpointed) at this step of the schedule; run again to continue",
-    )
+    p.add_argument("--until", type=int, default=None, help="stop (checkpointed) at step N; rerun to go on")
     p.set_defaults(func=cmd_train)
 
 
@@ -111,152 +106,38 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _add_train_refiner(sub: argparse._SubParsersAction) -> None:
+    from allfuse.config import describe_fields
+    from allfuse.train.refine import RefineTrainConfig
+
+    keys = "\n".join("  " + line for line in describe_fields(RefineTrainConfig(model="MODEL")))
     p = sub.add_parser(
         "train-refiner",
         help="train the pixel-space refiner behind a trained model (resumes from OUT)",
+        description="Train the refiner behind a frozen DiT. Settings are key=value overrides, dotted for "
+        "nested fields, as for `allfuse train` (e.g. refiner.bands=2 max_steps=5000 "
+        "data_overrides.n_weights=[3,2,2,2]).",
+        epilog=f"keys and defaults:\n{keys}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model", help="allfuse-reg, allfuse-fm or a model folder: the frozen DiT")
     p.add_argument("out", type=Path, help="run folder (checkpoints, log.csv, val.jsonl)")
-    p.add_argument("--steps", type=int, default=2000, help="total schedule length")
+    p.add_argument("overrides", nargs="*", help="key=value settings (listed below)")
+    p.add_argument("--config", default=None, help="a YAML file of the same keys, applied before overrides")
     p.add_argument("--until", type=int, default=None, help="stop (checkpointed) at this step")
-    p.add_argument("--size", type=int, default=128, help="training crop size, px")
-    p.add_argument("--batch", type=int, default=8, help="batch size")
-    p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
-    p.add_argument("--width", type=int, default=32, help="refiner base width")
-    p.add_argument("--blocks", default="1,2,2", help="NAF blocks per U-Net level, finest first")
-    p.add_argument(
-        "--mix",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="predict per-pixel blend weights over the decoded fusion and the inputs (models/refine.py)",
-    )
-    p.add_argument(
-        "--bands", type=int, default=1, choices=(1, 2), help="with --mix: 2 = separate base / detail blends"
-    )
-    p.add_argument(
-        "--detail-gain",
-        type=float,
-        default=0.0,
-        help="with --bands 2: also predict a per-pixel gain in [1/M, M] on the detail band (0 = off)",
-    )
-    p.add_argument("--grad-weight", type=float, default=1.0, help="weight of the gradient L1 term")
-    p.add_argument(
-        "--grad-mode",
-        choices=("magnitude", "xy"),
-        default="magnitude",
-        help="gradient term on Sobel magnitudes (MMAIF Eq. 9) or on signed (d/dx, d/dy), orientation too",
-    )
-    p.add_argument("--ssim-weight", type=float, default=0.0, help="weight of a (1 - SSIM) term")
-    p.add_argument(
-        "--texture-weight",
-        type=float,
-        default=0.0,
-        help="weight of SwinFusion's texture loss: |grad R| against the strongest clean-source gradient",
-    )
-    p.add_argument(
-        "--texture-kinds",
-        default="vif,mef,mff,m3",
-        help="sample kinds the texture loss applies to (some of vif, mef, mff, m3)",
-    )
-    p.add_argument(
-        "--init-from",
-        default=None,
-        help="model folder (or embedded name) whose refiner starts it, widened to --bands / --detail-gain",
-    )
-    p.add_argument(
-        "--kinds",
-        default=None,
-        help="training task mix, e.g. vif=2,mef=1,mff=1,m3=0.5 (default: the DiT's own data.kinds)",
-    )
-    p.add_argument(
-        "--data-override",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="change a field of the DiT's data config for this run, e.g. n_weights=[3,2,2,2] (repeatable)",
-    )
-    p.add_argument(
-        "--work-every",
-        type=int,
-        default=0,
-        help="every K-th step trains guided upsampling behind a half-size latent path (fuse --work-side)",
-    )
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
-    p.add_argument("--workers", type=int, default=1, help="data loader processes")
     p.set_defaults(func=cmd_train_refiner)
-
-
-def _int_tuple(text: str, flag: str) -> tuple[int, ...]:
-    """'1,2,2' -> (1, 2, 2); a clear error otherwise."""
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise CliError(f"{flag} {text!r}: give comma-separated integers, e.g. 1,2,2") from None
-
-
-def _kinds(text: str) -> dict[str, float]:
-    """'vif=2,mef=1' -> {'vif': 2.0, 'mef': 1.0}; a clear error otherwise."""
-    try:
-        pairs = [item.split("=") for item in text.split(",")]
-        return {k.strip(): float(v) for k, v in pairs}
-    except ValueError:
-        raise CliError(f"--kinds {text!r}: give kind=weight pairs, e.g. vif=2,mef=1,mff=1") from None
-
-
-def _data_overrides(items: list[str]) -> dict[str, object]:
-    """['n_weights=[3,2,2,2]'] -> {'n_weights': [3, 2, 2, 2]} (YAML values); a clear error otherwise."""
-    import yaml
-
-    from allfuse.train.config import DataConfig, build_config
-
-    out: dict[str, object] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise CliError(f"--data-override {item!r}: give KEY=VALUE, e.g. n_weights=[3,2,2,2]")
-        out[key.strip()] = yaml.safe_load(text)
-    try:
-        build_config(DataConfig, dict(out), prefix="data.")
-    except (KeyError, ValueError, TypeError) as e:
-        raise CliError(f"--data-override: {e}") from None
-    return out
 
 
 def cmd_train_refiner(args: argparse.Namespace) -> int:
     """Train (or resume) a refiner run."""
-    from allfuse.models.refine import RefinerConfig
+    from allfuse.config import load_config
     from allfuse.train.refine import RefineTrainConfig, train_refiner
 
     try:
-        cfg = RefineTrainConfig(
-            model=args.model,
-            out_dir=str(args.out),
-            refiner=RefinerConfig(
-                width=args.width,
-                blocks=_int_tuple(args.blocks, "--blocks"),
-                mix=args.mix,
-                bands=args.bands,
-                detail_gain=args.detail_gain,
-            ),
-            grad_weight=args.grad_weight,
-            grad_mode=args.grad_mode,
-            ssim_weight=args.ssim_weight,
-            texture_weight=args.texture_weight,
-            texture_kinds=tuple(k.strip() for k in args.texture_kinds.split(",")),
-            init_from=args.init_from,
-            kinds=_kinds(args.kinds) if args.kinds else None,
-            data_overrides=_data_overrides(args.data_override),
-            work_every=args.work_every,
-            size=args.size,
-            max_steps=args.steps,
-            batch_size=args.batch,
-            lr=args.lr,
-            threads=args.threads,
-            workers=args.workers,
-        )
+        base = RefineTrainConfig(model=args.model, out_dir=str(args.out))
+        cfg = load_config(RefineTrainConfig, base, args.config, args.overrides)
         out = train_refiner(cfg, until=args.until)
-    except (FileNotFoundError, ValueError) as e:
-        raise CliError(str(e)) from None
+    except (FileNotFoundError, KeyError, TypeError, ValueError) as e:
+        raise CliError(str(e).strip("'\"")) from None
     print(f"run folder: {out}")
     return 0
 
@@ -267,12 +148,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out", type=Path, help="model folder to write (model.safetensors + config.json)")
     p.add_argument("--weights", choices=["ema", "raw"], default="ema", help="EMA (inference) or raw weights")
     p.add_argument("--dtype", choices=["fp16", "fp32"], default="fp16", help="stored precision")
-    p.add_argument(
-        "--work-side",
-        type=int,
-        default=None,
-        help="refiner runs: the model's default latent-path long side, px (fuse --work-side)",
-    )
+    p.add_argument("--work-side", type=int, help="refiner runs: the model's default fuse --work-side, px")
     p.set_defaults(func=cmd_export)
 
 
@@ -281,8 +157,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     added to an existing model folder."""
     import torch
 
+    from allfuse.model_folder import save_pretrained, save_refiner
     from allfuse.models import FusionDiT
-    from allfuse.pipeline import save_pretrained, save_refiner
     from allfuse.train.checkpoint import load_checkpoint
     from allfuse.train.config import config_from_dict
 
@@ -325,12 +201,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "--model", default=None, help="model listed first and loaded at start (default allfuse-reg)"
     )
     p.add_argument("--device", default=None, help="where the models run: cpu (default), cuda, mps, ...")
-    p.add_argument(
-        "--max-pixels",
-        type=int,
-        default=None,
-        help="refuse larger uploads (default as for fuse; 0 = no limit)",
-    )
+    p.add_argument("--max-pixels", type=int, help="refuse larger uploads (default as for fuse; 0 = no limit)")
     p.set_defaults(func=cmd_serve)
 
 

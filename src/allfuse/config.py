@@ -17,9 +17,15 @@ A full NAFNet block (dw expand 2 plus its own FFN, 7 d^2) would overshoot to ~30
 from __future__ import annotations
 
 import dataclasses
+import json
+import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
+
+import yaml
 
 # One Literal per choice; everything that validates or lists a choice reads it from here.
 PriorKind = Literal["gaussian", "first", "second", "mean"]
@@ -162,3 +168,107 @@ class SamplerConfig:
             raise ValueError("the bridge sampler starts from a latent prior (first/second/mean)")
         if self.method == "stochastic" and self.g > 0 and self.prior != "gaussian":
             raise ValueError("the stochastic sampler's score term assumes a Gaussian prior")
+
+
+# Reading a config tree from nested mappings (JSON, YAML, dotted `key=value` overrides).
+
+
+def _parse_value(text: str) -> Any:
+    """A CLI override value as a YAML scalar or flow sequence."""
+    return yaml.safe_load(text)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    """Turn a YAML value into the field's type (tuples from lists, floats from ints)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType) and value is not None:  # Optional[X]: coerce as X
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return _coerce(args[0], value, key)
+    if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+        return build_config(tp, value, prefix=f"{key}.")
+    if origin is tuple and isinstance(value, list | tuple):
+        args = typing.get_args(tp)
+        item = args[0] if len(args) == 2 and args[1] is Ellipsis else None  # tuple[X, ...]: coerce as X
+        return tuple(_coerce(item, v, key) if item is not None else v for v in value)
+    if tp is float and isinstance(value, int | str):
+        try:
+            return float(value)  # YAML 1.1 reads "3e-3" (no dot) as a string
+        except ValueError:
+            raise ValueError(f"{key}: expected a number, got {value!r}") from None
+    return value
+
+
+def build_config(cls: type, values: dict[str, Any], prefix: str = "", base: Any = None) -> Any:
+    """Dataclass `cls` from a nested mapping, starting from `base` (or the defaults)."""
+    base = base if base is not None else cls()
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise KeyError(f"unknown config key(s) {[prefix + k for k in unknown]}; valid: {sorted(names)}")
+    changes = {}
+    for k, v in values.items():
+        if dataclasses.is_dataclass(hints[k]) and isinstance(v, dict):
+            changes[k] = build_config(hints[k], v, f"{prefix}{k}.", getattr(base, k))
+        else:
+            changes[k] = _coerce(hints[k], v, prefix + k)
+    return dataclasses.replace(base, **changes)
+
+
+def nest_overrides(overrides: list[str]) -> dict[str, Any]:
+    """['a.b=1', 'c=x'] -> {'a': {'b': 1}, 'c': 'x'}."""
+    out: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not key=value")
+        key, text = item.split("=", 1)
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = _parse_value(text)
+    return out
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a dataclass tree (tuples become lists)."""
+    return dataclasses.asdict(cfg)
+
+
+def known_fields(cls: type, values: dict, prefix: str = "") -> tuple[dict, list[str]]:
+    """`values` without the keys that dataclass `cls` (nested dataclasses too) does not have, and those
+    keys, dotted: a config written by newer code is read with what this version knows."""
+    hints = typing.get_type_hints(cls)
+    kept, unknown = {}, []
+    for key, value in values.items():
+        if key not in hints:
+            unknown.append(prefix + key)
+        elif dataclasses.is_dataclass(hints[key]) and isinstance(value, dict):
+            kept[key], more = known_fields(hints[key], value, f"{prefix}{key}.")
+            unknown += more
+        else:
+            kept[key] = value
+    return kept, unknown
+
+
+def load_config(cls: type[C], base: C, config_file: str | None = None, overrides: Sequence[str] = ()) -> C:
+    """`base`, then the keys of a YAML file, then dotted `key=value` overrides; unknown keys are errors."""
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such config file")
+        base = build_config(cls, yaml.safe_load(path.read_text()) or {}, base=base)
+    return build_config(cls, nest_overrides(list(overrides)), base=base)
+
+
+def describe_fields(cfg: Any, prefix: str = "") -> list[str]:
+    """`key = value` for every field of a dataclass tree, dotted: the keys an override can set."""
+    lines = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            lines += describe_fields(value, f"{prefix}{f.name}.")
+        else:
+            lines.append(f"{prefix}{f.name} = {json.dumps(value, default=str)}")
+    return lines

@@ -51,7 +51,7 @@ def method_fns(names: Sequence[str]) -> dict[str, FuseFn]:
     """FuseFns by name: classical methods and chains, and models (allfuse-reg, allfuse-fm or a model
     folder), each model loaded once. Every name is checked before any model loads."""
     from allfuse.baselines.registry import valid_names
-    from allfuse.pipeline import EMBEDDED, read_model_config, resolve_model_folder
+    from allfuse.model_folder import EMBEDDED, read_model_config, resolve_model_folder
 
     models = [n for n in names if n in EMBEDDED or (n not in baselines.METHODS and Path(n).is_dir())]
     for name in names:

@@ -166,7 +166,7 @@ MODEL_ONLY = (
 def make_fuser(args: argparse.Namespace) -> Fuser:
     """(images, task) -> (fused, label): a model (--model, else the embedded default) or a classical
     method (--method, or the best classical one for the task when no model is installed)."""
-    from allfuse.pipeline import EMBEDDED, resolve_model_folder
+    from allfuse.model_folder import EMBEDDED, resolve_model_folder
 
     model = args.model
     if model is None and args.method is None:
@@ -181,10 +181,12 @@ def make_fuser(args: argparse.Namespace) -> Fuser:
 def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
     """Check the sampler flags against the model folder's config.json, then load the model."""
     from allfuse.config import override
-    from allfuse.pipeline import FusionPipeline, read_model_config, resolve_model_folder
+    from allfuse.model_folder import read_model_config, resolve_model_folder
+    from allfuse.pipeline import FusionPipeline, check_prompt, check_tags
 
     try:
         cfg = read_model_config(resolve_model_folder(model))
+        check_tags(check_prompt(args.prompt), cfg.tags, model)
     except (OSError, ValueError) as e:
         raise CliError(str(e)) from None
     given = [flag for flag, key in MODEL_ONLY[:2] if getattr(args, key) is not None]

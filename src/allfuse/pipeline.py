@@ -4,8 +4,9 @@
     pipe = FusionPipeline.from_pretrained("allfuse-reg")      # or "allfuse-fm", or a local folder
     fused = pipe([ir, vis], prompt="remove the noise and fuse")  # float32 [0, 1], the input size
 
-A model folder holds `model.safetensors` (the EMA weights) and `config.json` (the training config that made
-it); a training run folder or checkpoint folder works too. Output size = input size, always.
+A model folder (allfuse.model_folder) holds `model.safetensors` (the EMA weights), `config.json` (the
+inference config) and, optionally, a pixel-space refiner; a training run or checkpoint folder works too.
+Output size = input size, always.
 
 Any number >= 2 of inputs: more than the model's slots are fused in steps (allfuse.stacks). Any size:
 images of more than `tile_pixels` pixels run the path on overlapping tiles, in bounded memory
@@ -15,54 +16,45 @@ per call on a short prompt, stays on the CPU.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import json
 import os
-import typing
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
 from allfuse.color import is_color, to_gray
-from allfuse.config import SamplerConfig, SamplerKind, override
+from allfuse.config import SamplerConfig, SamplerKind, config_to_dict, override
 from allfuse.data.prompts import FUSION_SUBTAG, ParsedPrompt, fill, parse_prompt, phrases, tagged_prompt
 from allfuse.devices import autocast, parse_device
 from allfuse.inputs import check_images
-from allfuse.io import atomic_write_safetensors, atomic_write_text
+from allfuse.model_folder import (
+    REFINER_CONFIG,
+    InferenceConfig,
+    check_fingerprint,
+    inference_from_training,
+    load_refiner,
+    load_weights,
+    read_model_config,
+    refiner_meta,
+    resolve_model_folder,
+    save_pretrained,
+    save_refiner,
+)
 from allfuse.models import FusionDiT
-from allfuse.models.refine import Refiner, RefinerConfig
+from allfuse.models.refine import Refiner
 from allfuse.sampling import sample_latent
 from allfuse.sampling.tiling import TiledModel
 from allfuse.stacks import STACK_ORDER, fuse_stack
 from allfuse.tasks import guess_task
 from allfuse.tiled import DEFAULT_TILE_PIXELS, LatentFn, check_tile_pixels, fuse_large
-from allfuse.train.checkpoint import latest_checkpoint
-from allfuse.train.config import TrainConfig, config_from_dict
 from allfuse.types import TASKS, Image, Task
 
-MODELS_DIR = Path(__file__).parent / "weights"
-EMBEDDED = ("allfuse-reg", "allfuse-fm")
 SAMPLERS: tuple[str, ...] = get_args(SamplerKind)
 MIN_TILE = 4  # smallest latent window of tiled inference (allfuse.sampling.tiling)
-
-
-def resolve_model_folder(name_or_path: str | os.PathLike) -> Path:
-    """An embedded model name, a model folder, a run folder (its latest checkpoint) or a checkpoint."""
-    name = str(name_or_path)
-    path = MODELS_DIR / name if name in EMBEDDED else Path(name)
-    if (path / "latest.json").exists():
-        path = latest_checkpoint(path)  # type: ignore[assignment]
-    if not (path / "model.safetensors").is_file() or not (path / "config.json").is_file():
-        hint = " (it ships once it has been trained: see the README)" if name in EMBEDDED else ""
-        raise FileNotFoundError(f"{path}: no model here (needs model.safetensors + config.json){hint}")
-    return path
 
 
 class FusionPipeline:
@@ -71,13 +63,15 @@ class FusionPipeline:
     def __init__(
         self,
         model: FusionDiT,
-        cfg: TrainConfig,
+        cfg: Any,  # InferenceConfig, or a training config
         tokenizer,
         text_encoder,
         name: str,
         refiner: Refiner | None = None,
         work_side: int | None = None,
     ) -> None:
+        if not isinstance(cfg, InferenceConfig):  # a training config: the part inference needs
+            cfg = inference_from_training(config_to_dict(cfg))
         self.model, self.cfg, self.tok, self.text, self.name = (
             model.eval(),
             cfg,
@@ -109,7 +103,15 @@ class FusionPipeline:
                 f"{folder}: tokenizer {cfg.tokenizer!r} has {tok.channels} channels, the model "
                 f"expects {cfg.model.latent_channels}"
             )
+        if cfg.tokenizer_fingerprint:
+            from allfuse.tokenizer.load import tokenizer_fingerprint
+
+            check_fingerprint(
+                folder, "tokenizer", cfg.tokenizer_fingerprint, tokenizer_fingerprint(cfg.tokenizer)
+            )
         text = load_text_encoder(cfg.text_encoder) if cfg.model.prompt else None
+        if text is not None:
+            check_fingerprint(folder, "text_encoder", cfg.text_encoder_fingerprint, text.id)
         refiner = load_refiner(folder)
         work_side = refiner_meta(folder).get("work_side") if refiner is not None else None
         if work_side is not None and (not isinstance(work_side, int) or work_side < 16):
@@ -118,6 +120,13 @@ class FusionPipeline:
             )
         pipe = cls(model, cfg, tok, text, str(name_or_path), refiner, work_side)
         return pipe.to(target) if target is not None else pipe
+
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        """Write this pipeline as a model folder (DiT, config, refiner) that from_pretrained loads back."""
+        folder = save_pretrained(self.model, self.cfg, folder)
+        if self.refiner is not None:
+            save_refiner(self.refiner, folder, work_side=self.work_side)
+        return folder
 
     @property
     def device(self) -> torch.device:
@@ -141,12 +150,14 @@ class FusionPipeline:
         return min(n, self.refiner.cfg.max_inputs) if refine and self.refiner is not None else n
 
     def build_prompt(self, prompt: str | None, task: Task) -> str:
-        """The prompt the model was trained on: tagged DiTFuse form, or the bare instruction."""
+        """The prompt the model was trained on: tagged DiTFuse form, or the bare instruction. Tags the model
+        was not trained on are refused (check_tags)."""
         parsed = check_prompt(prompt)
+        check_tags(parsed, self.cfg.tags, self.name)
         instruction = (
             parsed.instruction if parsed else fill(phrases("tasks", task)[0], 2, np.random.default_rng(0))
         )
-        if self.cfg.data.prompt_style != "tagged":
+        if self.cfg.prompt_style != "tagged":
             return instruction
         if parsed and parsed.task:
             return prompt  # type: ignore[return-value]  # already tagged by the user
@@ -240,7 +251,7 @@ class FusionPipeline:
 
     def default_tile(self) -> int:
         """Latent window matching the training crops (data.size px), where the model's positions are known."""
-        return max(4, self.cfg.data.size // self.tok.downsample)
+        return max(4, self.cfg.crop_size // self.tok.downsample)
 
     def sampler_config(self) -> SamplerConfig:
         """The sampler used when no steps/sampler are given."""
@@ -258,6 +269,20 @@ def check_prompt(prompt: str | None) -> ParsedPrompt | None:
         byte = f"byte 0x{ord(prompt[bad]) - 0xDC00:02x}" if prompt[bad] >= "\udc80" else "a surrogate"
         raise ValueError(f"prompt is not valid UTF-8 text ({byte} at character {bad})")
     return parse_prompt(prompt)
+
+
+def check_tags(parsed: ParsedPrompt | None, tags: Sequence[str], model: str) -> None:
+    """Refuse a prompt whose [TAG] or <SUBTAG> the model was not trained on, naming what it knows: a model
+    must never silently ignore an instruction it cannot follow (e.g. [CONTROL] to a fusion-only model)."""
+    if parsed is None:
+        return
+    missing = [t for t in (parsed.task, *parsed.subtags) if t and t not in tags]
+    if missing:
+        asked = ", ".join(f"[{t}]" if t == parsed.task else f"<{t}>" for t in missing)
+        raise ValueError(
+            f"{model} was not trained for {asked} (it knows: {', '.join(tags)}); "
+            "no shipped model does brightness/contrast control or segmentation yet"
+        )
 
 
 def check_sampling(steps: int | None, sampler: str | None, tile: int | None) -> None:
@@ -294,121 +319,3 @@ def _to_tensor(im: Image) -> torch.Tensor:
     if a.ndim == 2:
         a = np.repeat(a[..., None], 3, axis=2)
     return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]
-
-
-def save_pretrained(
-    model: FusionDiT, cfg: TrainConfig, folder: str | os.PathLike, dtype: torch.dtype = torch.float32
-) -> Path:
-    """Write an inference folder: model.safetensors (in `dtype`: fp16 halves a shipped model) + config,
-    each file atomically."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {
-        k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()
-    }
-    atomic_write_safetensors(folder / "model.safetensors", state)
-    atomic_write_text(folder / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
-    return folder
-
-
-REFINER_WEIGHTS, REFINER_CONFIG = "refiner.safetensors", "refiner.json"
-
-
-def save_refiner(
-    net: Refiner,
-    folder: str | os.PathLike,
-    dtype: torch.dtype = torch.float32,
-    info: dict | None = None,
-    work_side: int | None = None,
-) -> Path:
-    """Add a trained refiner to an existing model folder (refiner.safetensors + refiner.json); work_side
-    becomes the pipeline's default latent-path side (FusionPipeline.__call__). Written atomically."""
-    check_work_side(work_side)
-    folder = resolve_model_folder(folder)
-    state = {k: v.to(dtype).contiguous() for k, v in net.state_dict().items()}
-    atomic_write_safetensors(folder / REFINER_WEIGHTS, state)
-    meta = {
-        "refiner": net.cfg.to_dict(),
-        **({"work_side": work_side} if work_side else {}),
-        "training": info or {},
-    }
-    atomic_write_text(folder / REFINER_CONFIG, json.dumps(meta, indent=2, default=str))
-    return folder
-
-
-def load_refiner(folder: Path) -> Refiner | None:
-    """The refiner of a model folder, or None when it has none."""
-    if not (folder / REFINER_WEIGHTS).is_file():
-        return None
-    try:
-        rcfg = RefinerConfig.from_dict(refiner_meta(folder)["refiner"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{folder / REFINER_CONFIG}: not a refiner config ({_message(e)})") from None
-    net = Refiner(rcfg)
-    load_weights(net, folder / REFINER_WEIGHTS)
-    return net
-
-
-def refiner_meta(folder: Path) -> dict:
-    """refiner.json of a model folder ({} when it has none): the refiner config, its default work_side, and
-    how it was trained."""
-    path = folder / REFINER_CONFIG
-    return read_json_object(path) if path.is_file() else {}
-
-
-def read_model_config(folder: Path) -> TrainConfig:
-    """config.json of a model folder as a TrainConfig; every error names the file. Keys this version does
-    not know (a folder written by newer code) are ignored with a warning, as diffusers does."""
-    path = folder / "config.json"
-    values, unknown = known_fields(TrainConfig, read_json_object(path))
-    if unknown:
-        warnings.warn(f"{path}: ignoring config keys this version does not know: {unknown}", stacklevel=2)
-    try:
-        return config_from_dict(values)
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{path}: {_message(e)}") from None
-
-
-def known_fields(cls: type, values: dict, prefix: str = "") -> tuple[dict, list[str]]:
-    """`values` without the keys that dataclass `cls` (nested dataclasses too) does not have, and those
-    keys, dotted."""
-    hints = typing.get_type_hints(cls)
-    kept, unknown = {}, []
-    for key, value in values.items():
-        if key not in hints:
-            unknown.append(prefix + key)
-        elif dataclasses.is_dataclass(hints[key]) and isinstance(value, dict):
-            kept[key], more = known_fields(hints[key], value, f"{prefix}{key}.")
-            unknown += more
-        else:
-            kept[key] = value
-    return kept, unknown
-
-
-def read_json_object(path: Path) -> dict:
-    """A JSON file that must hold an object; invalid JSON or another value is a ValueError naming the file."""
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as e:  # invalid JSON, or bytes that are not UTF-8
-        raise ValueError(f"{path}: not valid JSON ({_message(e)})") from None
-    if not isinstance(values, dict):
-        raise ValueError(f"{path}: must hold a JSON object {{...}}, got {type(values).__name__}")
-    return values
-
-
-def load_weights(net: torch.nn.Module, path: Path) -> None:
-    """Load a safetensors file into a network; a damaged file or weights of another shape name the file."""
-    try:
-        state = load_file(path)
-    except Exception as e:  # safetensors raises its own SafetensorError (not an OSError) on a damaged file
-        raise ValueError(f"{path}: not a readable safetensors file ({_message(e)})") from None
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as e:
-        raise ValueError(f"{path}: the weights do not fit the model's config ({_message(e)[:300]})") from None
-
-
-def _message(e: BaseException) -> str:
-    """An exception's message on one line (a KeyError's without its quotes)."""
-    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-    return " ".join(text.split()) or type(e).__name__

@@ -1,9 +1,9 @@
 """Task-aware degradation of an image pair (MMAIF Sect. 3.1): crop geometry, op sampling, routing.
 
 Pair order follows `allfuse.io.LAYOUTS`: VIF (ir, vi), MEF (under, over), MFF (near, far). Routing:
-  * VIF: weather (rain, haze, snow) and low or high exposure go on the visible image, while the IR image of the
-    pair gets a mild Gaussian blur instead of the weather; IR stripes go on the IR image; low contrast on
-    one image picked at random; every other op on both.
+  * VIF: weather (rain, haze, snow) and low or high exposure go on the visible image, while the IR image
+    of the pair gets a mild Gaussian blur instead of the weather; IR stripes go on the IR image; low
+    contrast on one image picked at random; every other op on both.
   * MFF: low or high exposure on one image or both (picked at random); everything else on both.
   * MEF: every op on both.
 Ops applied to both images share parameters (one scene, one camera); random realizations of sensor noise

@@ -1,8 +1,8 @@
 """No-reference quality: BRISQUE and NIQE, offline, from models vendored in allfuse/metrics/data.
 
-The models are plain float64 arrays (.npz, read without pickle); data/vendor.py rebuilds them from
-the original PyPI releases and data/NOTICE.txt gives their origins and licences. Lower is better for
-all three scores.
+The models are plain float64 arrays (.npz, read without pickle); the repository's
+tools/vendor_iqa_models.py rebuilds them from the original PyPI releases and data/NOTICE.txt gives their
+origins and licences. Lower is better for all three scores.
 
 - BRISQUE: the pre-trained epsilon-SVR of the `brisque` package (0.2.0; models/svm.txt and the
   feature scaling of models/normalize.pickle). The model was fitted on that package's own feature

@@ -26,8 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from allfuse.io import atomic_write_text, umask_mode
-
-LATEST = "latest.json"
+from allfuse.model_folder import LATEST, latest_checkpoint
 
 
 @dataclass
@@ -132,14 +131,6 @@ def _prune(run_dir: Path, keep: int) -> None:
     for p in steps[:-keep] if keep > 0 else []:
         if p.name != latest:
             shutil.rmtree(p, ignore_errors=True)
-
-
-def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
-    """The checkpoint folder latest.json points to, or None for a fresh run."""
-    pointer = Path(run_dir) / LATEST
-    if not pointer.exists():
-        return None
-    return Path(run_dir) / json.loads(pointer.read_text())["path"]
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:

@@ -34,30 +34,26 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from safetensors.torch import load_file
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from allfuse.data.samples import SAMPLE_KINDS
-from allfuse.models import FusionDiT
+from allfuse.model_folder import load_refiner, resolve_model_folder
 from allfuse.models.refine import Refiner, RefinerConfig, widen_state_dict
-from allfuse.objectives.pixel import texture_loss
-from allfuse.ops import sobel_magnitude, sobel_xy, ssim
-from allfuse.sampling import sample_latent
-from allfuse.sampling.tiling import TiledModel
+from allfuse.objectives.refine import GRAD_MODES, TEXTURE_KINDS, refine_loss, texture_mask
 from allfuse.train import checkpoint as ckpt
-from allfuse.train.config import DataConfig, TrainConfig, build_config, config_from_dict
+from allfuse.train.data import step_generator
 from allfuse.train.ema import EMA
-from allfuse.train.loop import EpochDataset, Frozen, ScalarLog, StepSampler, build_dataset, step_generator
+from allfuse.train.log import ScalarLog
 from allfuse.train.optim import CautiousAdamW, optimizer_step, warmup_cosine
+from allfuse.train.refine_data import (
+    WORK_FACTOR,
+    FrozenFusion,
+    refiner_batches,
+    refiner_dataset,
+    work_batch_size,
+)
 
 VAL_SEED_OFFSET = 7_919  # validation samples come from a stream the training never draws
-WORK_FACTOR = 2  # guided-upsampling steps: crop side / latent-path side
-GRAD_MODES = {"magnitude": sobel_magnitude, "xy": sobel_xy}
-# Kinds whose output should hold the clean sources' edges: fusion, and M3 (its clean pair is the image
-# twice). Not control / seg, whose targets change the image on purpose.
-TEXTURE_KINDS = ("vif", "mef", "mff", "m3")
 
 
 @dataclass(frozen=True)
@@ -66,7 +62,7 @@ class RefineTrainConfig:
 
     model: str  # model folder (or embedded name) of the frozen DiT
     out_dir: str = "runs/refiner"
-    refiner: RefinerConfig = field(default_factory=RefinerConfig)
+    refiner: RefinerConfig = field(default_factory=lambda: RefinerConfig(mix=True))
     size: int = 128  # crop size, px (the DiT's window)
     max_steps: int = 2000
     batch_size: int = 8
@@ -101,6 +97,17 @@ class RefineTrainConfig:
             raise ValueError(f"texture_kinds must be some of {TEXTURE_KINDS}, got {self.texture_kinds}")
         if self.grad_mode not in GRAD_MODES:
             raise ValueError(f"grad_mode must be one of {', '.join(GRAD_MODES)}, got {self.grad_mode!r}")
+        if self.kinds is not None:
+            if not isinstance(self.kinds, dict) or not all(
+                isinstance(w, int | float) for w in self.kinds.values()
+            ):
+                raise ValueError(
+                    f"kinds must map sample kinds to weights, e.g. {{vif: 2, mef: 1}}, got {self.kinds!r}"
+                )
+            if not set(self.kinds) <= set(SAMPLE_KINDS):
+                raise ValueError(
+                    f"kinds: unknown {sorted(set(self.kinds) - set(SAMPLE_KINDS))}; choose from {SAMPLE_KINDS}"
+                )
 
     def to_dict(self) -> dict:
         """JSON-ready form (stored in checkpoints as {"kind": "refiner", ...})."""
@@ -113,87 +120,6 @@ class RefineTrainConfig:
         refiner = RefinerConfig.from_dict(values.get("refiner", {}))
         kinds = tuple(values.get("texture_kinds", TEXTURE_KINDS))
         return cls(**{**values, "refiner": refiner, "texture_kinds": kinds})
-
-
-def refine_loss(
-    out: torch.Tensor,
-    target: torch.Tensor,
-    grad_weight: float,
-    grad_mode: str = "magnitude",
-    ssim_weight: float = 0.0,
-    texture_weight: float = 0.0,
-    clean: tuple[torch.Tensor, torch.Tensor] | None = None,
-    texture_mask: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, dict]:
-    """L1 + gradient L1 (+ SSIM) against the fusion target, + the texture loss against the clean sources
-    `clean` on the samples `texture_mask` (B,) selects (module doc)."""
-    l1 = (out - target).abs().mean()
-    grad_of = GRAD_MODES[grad_mode]
-    grad = (grad_of(out) - grad_of(target)).abs().mean()
-    loss = l1 + grad_weight * grad
-    logs = {"l1": l1.item(), "grad": grad.item()}
-    if ssim_weight:
-        s = ssim(out, target).mean()
-        loss = loss + ssim_weight * (1 - s)
-        logs["ssim"] = s.item()
-    if texture_weight:
-        if clean is None:
-            raise ValueError("texture_weight needs the clean sources")
-        tex = texture_loss(out, clean, texture_mask)
-        loss = loss + texture_weight * tex
-        logs["texture"] = tex.item()
-    return loss, {"loss": loss.item(), **logs}
-
-
-def texture_mask(task_id: torch.Tensor, kinds: tuple[str, ...] = TEXTURE_KINDS) -> torch.Tensor:
-    """1.0 for the samples of `kinds`, else 0.0, (B,)."""
-    ids = torch.tensor([SAMPLE_KINDS.index(k) for k in kinds])
-    return torch.isin(task_id, ids).float()
-
-
-class FrozenFusion:
-    """The frozen DiT + tokenizer + text encoder of a model folder: batches -> decoded fusion."""
-
-    def __init__(self, model: str) -> None:
-        from allfuse.pipeline import resolve_model_folder
-
-        folder = resolve_model_folder(model)
-        self.cfg: TrainConfig = config_from_dict(json.loads((folder / "config.json").read_text()))
-        self.frozen = Frozen(self.cfg)
-        self.dit = FusionDiT(self.cfg.model)
-        self.dit.load_state_dict({k: v.float() for k, v in load_file(folder / "model.safetensors").items()})
-        self.dit.eval().requires_grad_(False)
-        # crops larger than the DiT's training window run tiled, exactly as the pipeline does at inference
-        self.tiled = TiledModel(self.dit, max(4, self.cfg.data.size // self.frozen.tok.downsample))
-
-    @torch.no_grad()
-    def decoded(self, batch: dict, generator: torch.Generator, factor: int = 1) -> torch.Tensor:
-        """(B, 3, H, W) decoded fusion of a batch of degraded pairs; with factor > 1 the latent path runs
-        on the inputs area-downscaled by it and the result is upscaled bicubic, as FusionPipeline's
-        work_side does."""
-        size = batch["a"].shape[-2:]
-        if factor > 1:
-            small = tuple(s // factor for s in size)
-            batch = {
-                **batch,
-                **{k: F.interpolate(batch[k], size=small, mode="area") for k in ("a", "b", "target")},
-            }
-        lb = self.frozen.latents(batch)
-        with torch.autocast(lb.conds[0].device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
-            z = sample_latent(self.tiled, lb.conds, lb.prompt, lb.prompt_mask, self.cfg.sampler, generator).x
-        dec = self.frozen.tok.decode(z.float())
-        if factor > 1:
-            dec = F.interpolate(dec, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
-        return dec
-
-
-def _dataset(fusion: FrozenFusion, cfg: RefineTrainConfig, seed: int, factor: int = 1):
-    data = dataclasses.replace(fusion.cfg.data, size=cfg.size * factor)
-    if cfg.kinds is not None:
-        data = dataclasses.replace(data, kinds=dict(cfg.kinds))
-    if cfg.data_overrides:
-        data = build_config(DataConfig, dict(cfg.data_overrides), prefix="data.", base=data)
-    return build_dataset(dataclasses.replace(fusion.cfg, data=data), seed)
 
 
 def train_refiner(cfg: RefineTrainConfig, until: int | None = None) -> Path:
@@ -212,8 +138,8 @@ def train_refiner(cfg: RefineTrainConfig, until: int | None = None) -> Path:
     step = ckpt.resume(out, net, ema, opt, sched)
     k = cfg.work_every
     n_work = step // k if k else 0  # guided-upsampling steps already taken: steps k-1, 2k-1, ...
-    batches = _batches(fusion, cfg, 1, cfg.batch_size, step - n_work)
-    work_batches = _batches(fusion, cfg, WORK_FACTOR, _work_batch(cfg), n_work) if k else None
+    batches = refiner_batches(fusion, cfg, 1, cfg.batch_size, step - n_work)
+    work_batches = refiner_batches(fusion, cfg, WORK_FACTOR, work_batch_size(cfg), n_work) if k else None
     logger = ScalarLog(out / "log.csv")
     bar = tqdm(total=cfg.max_steps, initial=step, desc="refiner", dynamic_ncols=True)
     t0, t_step = time.perf_counter(), step
@@ -253,28 +179,9 @@ def train_refiner(cfg: RefineTrainConfig, until: int | None = None) -> Path:
     return out
 
 
-def _work_batch(cfg: RefineTrainConfig) -> int:
-    return max(1, cfg.batch_size // WORK_FACTOR**2)
-
-
-def _batches(fusion: FrozenFusion, cfg: RefineTrainConfig, factor: int, batch: int, start: int):
-    """Endless batches of crops of factor * size px, from micro-batch `start` on (exact resume)."""
-    base = _dataset(fusion, cfg, cfg.seed + (factor - 1) * 104_729, factor)  # own stream per crop size
-    loader = DataLoader(
-        EpochDataset(base, len(base)),
-        batch_size=batch,
-        sampler=StepSampler(len(base), batch, 0, 1, cfg.seed, start),
-        num_workers=cfg.workers,
-        persistent_workers=cfg.workers > 0,
-    )
-    return iter(loader)
-
-
 def initial_refiner_state(folder: str, cfg: RefinerConfig) -> dict[str, torch.Tensor]:
     """Weights of the refiner shipped in a model folder, for a run of config `cfg`: the same architecture,
     or its exact widening (two bands, a detail gain; models/refine.py); else an error naming both configs."""
-    from allfuse.pipeline import load_refiner, resolve_model_folder
-
     src = load_refiner(resolve_model_folder(folder))
     if src is None:
         raise FileNotFoundError(f"{folder}: has no refiner to start from")
@@ -295,7 +202,7 @@ def validate_refiner(
     net.eval()
     rows: dict[str, list[float]] = {}
     for factor in (1, WORK_FACTOR) if cfg.work_every else (1,):
-        ds = _dataset(fusion, cfg, cfg.seed + VAL_SEED_OFFSET, factor)
+        ds = refiner_dataset(fusion, cfg, cfg.seed + VAL_SEED_OFFSET, factor)
         tag = "_work" if factor > 1 else ""
         for i in range(cfg.val_samples):
             item = ds[i]

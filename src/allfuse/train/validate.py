@@ -15,7 +15,7 @@ from allfuse.sampling import sample_latent
 
 if TYPE_CHECKING:
     from allfuse.train.config import TrainConfig
-    from allfuse.train.loop import Frozen
+    from allfuse.train.data import Frozen
 
 VAL_SEED_OFFSET = 1_000_003  # the validation stream never overlaps the training stream
 VAL_METRICS = ["SF", "AG", "Qabf", "SSIM", "PSNR_ref", "SSIM_ref"]
@@ -31,7 +31,7 @@ def validate(
     model: torch.nn.Module, frozen: Frozen, cfg: TrainConfig, step: int, out: Path
 ) -> dict[str, float]:
     """Fuse cfg.data.val_pairs fixed samples; metrics against the clean sources and the target."""
-    from allfuse.train.loop import build_dataset
+    from allfuse.train.data import build_dataset
 
     ds = build_dataset(cfg, cfg.seed + VAL_SEED_OFFSET)
     model.eval()

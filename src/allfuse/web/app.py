@@ -117,7 +117,7 @@ def build_demo(backend: DemoBackend) -> gr.Blocks:
 
 def available_models(names: list[str]) -> list[str]:
     """The embedded models that are installed (a missing one is left out of the menu)."""
-    from allfuse.pipeline import resolve_model_folder
+    from allfuse.model_folder import resolve_model_folder
 
     out = []
     for name in names:
@@ -138,7 +138,7 @@ def serve(
 ) -> None:
     """Serve the demo until interrupted; `model` (a name or folder) is loaded now and listed first."""
     from allfuse.baselines import FUSIONS
-    from allfuse.pipeline import EMBEDDED
+    from allfuse.model_folder import EMBEDDED
 
     models = available_models(list(EMBEDDED))
     if model is not None:

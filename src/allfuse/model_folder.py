@@ -1,0 +1,276 @@
+"""Model folders: what `FusionPipeline.from_pretrained` reads and `save_pretrained` / `allfuse export` write.
+
+A model folder (the layout diffusers uses: a config beside safetensors weights) holds
+  config.json          the INFERENCE config: class, format version, network, sampler, training crop size,
+                       prompt style, tokenizer and text encoder (each with a fingerprint checked on load),
+                       the task tags the model was trained on, and the refiner files when it has one
+  model.safetensors    the DiT weights (EMA)
+  refiner.json         the refiner's config and its default latent-path side (when it has a refiner)
+  refiner.safetensors  the refiner weights
+  training.json        how it was trained (the training configs; informative, never needed to run it)
+  MODEL_CARD.md        what it does well and where it fails (shipped models)
+Keys this version does not know are ignored with a warning, so a folder written by newer code loads.
+A training run folder or checkpoint folder works too: its config.json is the training config, from which
+the inference config is derived (without fingerprints).
+
+Both inference (allfuse.pipeline) and training (allfuse.train) import this module; it imports neither.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from allfuse.config import ModelConfig, SamplerConfig, build_config, config_to_dict, known_fields
+from allfuse.data.prompts import CONTROL_TAGS, task_tags
+from allfuse.io import atomic_write_safetensors, atomic_write_text
+from allfuse.models.refine import Refiner, RefinerConfig
+
+MODELS_DIR = Path(__file__).parent / "weights"
+EMBEDDED = ("allfuse-reg", "allfuse-fm")
+CLASS_NAME, FORMAT_VERSION = "FusionPipeline", 1
+CONFIG, WEIGHTS, TRAINING = "config.json", "model.safetensors", "training.json"
+REFINER_WEIGHTS, REFINER_CONFIG = "refiner.safetensors", "refiner.json"
+LATEST = "latest.json"  # a training run folder's pointer to its newest checkpoint (allfuse.train.checkpoint)
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """Everything needed to run a model folder's DiT (config.json); the refiner has its own (refiner.json)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)  # the default of a flow model's sampling
+    crop_size: int = 128  # training crops, px: the default latent window of tiled inference
+    prompt_style: str = "tagged"  # "tagged" (DiTFuse template) or "natural" (MMAIF instruction)
+    bf16: bool = True  # autocast bf16 for the DiT and the tokenizer
+    tokenizer: str = "default"  # allfuse.tokenizer.load_tokenizer name or path
+    tokenizer_fingerprint: str = ""  # allfuse.tokenizer.load.tokenizer_fingerprint; "" = not checked
+    text_encoder: str = "default"  # allfuse.text.load_text_encoder name or path; "none" = no prompt
+    text_encoder_fingerprint: str = ""  # the encoder's id (allfuse.text.encoder.folder_id); "" = not checked
+    tags: tuple[str, ...] = ("FUSION", "MULTI-MODALITIES", "MULTI-EXPOSURE", "MULTI-FOCUS")  # DiTFuse tags
+
+
+def inference_from_training(train: Mapping[str, Any]) -> InferenceConfig:
+    """The inference config of a training config (a dict of allfuse.train.config.TrainConfig's fields)."""
+    data = train.get("data", {})
+    kinds = [k for k, w in data.get("kinds", {"vif": 1, "mef": 1, "mff": 1}).items() if w > 0]
+    tags: list[str] = []
+    for kind in kinds:
+        found = ["CONTROL", *CONTROL_TAGS] if kind == "control" else [t for t in task_tags(kind) if t]
+        tags += [t for t in found if t not in tags]
+    values = {
+        "model": train.get("model", {}),
+        "sampler": train.get("sampler", {}),
+        "crop_size": data.get("size", 128),
+        "prompt_style": data.get("prompt_style", "tagged"),
+        "bf16": train.get("bf16", True),
+        "tokenizer": train.get("tokenizer", "default"),
+        "text_encoder": train.get("text_encoder", "default"),
+        "tags": tags,
+    }
+    return build_config(InferenceConfig, known_fields(InferenceConfig, values)[0])
+
+
+def resolve_model_folder(name_or_path: str | os.PathLike) -> Path:
+    """An embedded model name, a model folder, a run folder (its latest checkpoint) or a checkpoint."""
+    name = str(name_or_path)
+    path = MODELS_DIR / name if name in EMBEDDED else Path(name)
+    if (path / LATEST).exists():
+        path = latest_checkpoint(path)  # type: ignore[assignment]
+    if not (path / WEIGHTS).is_file() or not (path / CONFIG).is_file():
+        raise FileNotFoundError(f"{path}: no model here (needs {WEIGHTS} + {CONFIG})")
+    return path
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint folder a run's latest.json points to, or None for a fresh run."""
+    pointer = Path(run_dir) / LATEST
+    if not pointer.exists():
+        return None
+    return Path(run_dir) / json.loads(pointer.read_text())["path"]
+
+
+def read_model_config(folder: Path) -> InferenceConfig:
+    """config.json of a model folder (or the training config of a checkpoint) as an InferenceConfig; every
+    error names the file; unknown keys are ignored with a warning, as diffusers does."""
+    path = folder / CONFIG
+    raw = read_json_object(path)
+    if "format_version" not in raw:  # a training checkpoint: derive the inference config
+        try:
+            return inference_from_training(raw)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ValueError(f"{path}: {_message(e)}") from None
+    if not isinstance(raw["format_version"], int) or raw["format_version"] > FORMAT_VERSION:
+        warnings.warn(
+            f"{path}: format_version {raw['format_version']!r} is newer than this allfuse's", stacklevel=2
+        )
+    values = {k: v for k, v in raw.items() if k not in ("_class_name", "format_version", "refiner")}
+    for part in ("tokenizer", "text_encoder"):
+        if isinstance(values.get(part), dict):
+            entry = values.pop(part)
+            values[part], values[f"{part}_fingerprint"] = (
+                entry.get("name", "default"),
+                entry.get("fingerprint", ""),
+            )
+    kept, unknown = known_fields(InferenceConfig, values)
+    if unknown:
+        warnings.warn(f"{path}: ignoring config keys this version does not know: {unknown}", stacklevel=2)
+    try:
+        return build_config(InferenceConfig, kept)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: {_message(e)}") from None
+
+
+def config_json(cfg: InferenceConfig, refiner: bool) -> dict[str, Any]:
+    """The config.json form of an inference config (tokenizer and text encoder as name + fingerprint)."""
+    values = config_to_dict(cfg)
+    out: dict[str, Any] = {"_class_name": CLASS_NAME, "format_version": FORMAT_VERSION}
+    for key, value in values.items():
+        if key in ("tokenizer", "text_encoder"):
+            out[key] = {"name": value, "fingerprint": values[f"{key}_fingerprint"]}
+        elif not key.endswith("_fingerprint"):
+            out[key] = value
+    out["refiner"] = {"config": REFINER_CONFIG, "weights": REFINER_WEIGHTS} if refiner else None
+    return out
+
+
+def fingerprints(cfg: InferenceConfig) -> InferenceConfig:
+    """`cfg` with the fingerprints of its tokenizer and text encoder as installed here."""
+    from allfuse.text import load_text_encoder
+    from allfuse.tokenizer.load import tokenizer_fingerprint
+
+    text = (
+        "" if cfg.text_encoder == "none" or not cfg.model.prompt else load_text_encoder(cfg.text_encoder).id
+    )
+    return dataclasses.replace(
+        cfg, tokenizer_fingerprint=tokenizer_fingerprint(cfg.tokenizer), text_encoder_fingerprint=text
+    )
+
+
+def check_fingerprint(folder: Path, part: str, expected: str, actual: str) -> None:
+    """Refuse a tokenizer or text encoder other than the one the model was trained with."""
+    if expected and expected != actual:
+        raise ValueError(
+            f"{folder / CONFIG}: its {part} has fingerprint {expected}, the one installed here {actual}: "
+            f"the model was trained with another {part} and would give wrong images (reinstall the allfuse "
+            f"version that wrote this folder, or point {part!r} at the right files)"
+        )
+
+
+def save_pretrained(
+    model: torch.nn.Module, cfg: Any, folder: str | os.PathLike, dtype: torch.dtype = torch.float32
+) -> Path:
+    """Write a model folder: model.safetensors (in `dtype`: fp16 halves a shipped model), config.json and,
+    when `cfg` is a training config, training.json; each file atomically. Fingerprints are recorded."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    training = config_to_dict(cfg) if hasattr(cfg, "objective") else None  # a TrainConfig
+    icfg = cfg if isinstance(cfg, InferenceConfig) else inference_from_training(training or {})
+    state = {
+        k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()
+    }
+    atomic_write_safetensors(folder / WEIGHTS, state)
+    has_refiner = (folder / REFINER_WEIGHTS).is_file()
+    atomic_write_text(folder / CONFIG, json.dumps(config_json(fingerprints(icfg), has_refiner), indent=2))
+    if training is not None:
+        record = read_training(folder) if (folder / TRAINING).is_file() else {}
+        write_training(folder, {**record, "dit": training})
+    return folder
+
+
+def save_refiner(
+    net: Refiner,
+    folder: str | os.PathLike,
+    dtype: torch.dtype = torch.float32,
+    info: dict | None = None,
+    work_side: int | None = None,
+) -> Path:
+    """Add a trained refiner to an existing model folder (refiner.safetensors + refiner.json; how it was
+    trained goes to training.json); work_side becomes the pipeline's default latent-path side. Atomic."""
+    if work_side is not None and work_side < 16:
+        raise ValueError(f"work_side {work_side} px is too small (>= 16)")
+    folder = resolve_model_folder(folder)
+    state = {k: v.to(dtype).contiguous() for k, v in net.state_dict().items()}
+    atomic_write_safetensors(folder / REFINER_WEIGHTS, state)
+    meta = {"refiner": net.cfg.to_dict(), **({"work_side": work_side} if work_side else {})}
+    atomic_write_text(folder / REFINER_CONFIG, json.dumps(meta, indent=2))
+    raw = read_json_object(folder / CONFIG)
+    if "format_version" in raw:
+        raw["refiner"] = {"config": REFINER_CONFIG, "weights": REFINER_WEIGHTS}
+        atomic_write_text(folder / CONFIG, json.dumps(raw, indent=2))
+    record = read_training(folder) if (folder / TRAINING).is_file() else {}
+    write_training(folder, {**record, "refiner": info or {}})
+    return folder
+
+
+def load_refiner(folder: Path) -> Refiner | None:
+    """The refiner of a model folder, or None when it has none."""
+    if not (folder / REFINER_WEIGHTS).is_file():
+        return None
+    try:
+        rcfg = RefinerConfig.from_dict(refiner_meta(folder)["refiner"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{folder / REFINER_CONFIG}: not a refiner config ({_message(e)})") from None
+    net = Refiner(rcfg)
+    load_weights(net, folder / REFINER_WEIGHTS)
+    return net
+
+
+def refiner_meta(folder: Path) -> dict:
+    """refiner.json of a model folder ({} when it has none): the refiner config and its default work_side."""
+    path = folder / REFINER_CONFIG
+    return read_json_object(path) if path.is_file() else {}
+
+
+def read_training(folder: Path) -> dict[str, Any]:
+    """How a model folder was trained: training.json ({"dit": TrainConfig dict, "refiner": ...}); for a
+    checkpoint, whose config.json is the training config, {"dit": that}."""
+    if (folder / TRAINING).is_file():
+        return read_json_object(folder / TRAINING)
+    raw = read_json_object(folder / CONFIG)
+    if "format_version" in raw:
+        raise FileNotFoundError(f"{folder}: no {TRAINING} (how this model was trained is not recorded)")
+    return {"dit": raw}
+
+
+def write_training(folder: Path, record: dict[str, Any]) -> None:
+    """training.json, atomically."""
+    atomic_write_text(folder / TRAINING, json.dumps(record, indent=2, default=str))
+
+
+def read_json_object(path: Path) -> dict:
+    """A JSON file that must hold an object; invalid JSON or another value is a ValueError naming the file."""
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:  # invalid JSON, or bytes that are not UTF-8
+        raise ValueError(f"{path}: not valid JSON ({_message(e)})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: must hold a JSON object {{...}}, got {type(values).__name__}")
+    return values
+
+
+def load_weights(net: torch.nn.Module, path: Path) -> None:
+    """Load a safetensors file into a network; a damaged file or weights of another shape name the file."""
+    try:
+        state = load_file(path)
+    except Exception as e:  # safetensors raises its own SafetensorError (not an OSError) on a damaged file
+        raise ValueError(f"{path}: not a readable safetensors file ({_message(e)})") from None
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: the weights do not fit the model's config ({_message(e)[:300]})") from None
+
+
+def _message(e: BaseException) -> str:
+    """An exception's message on one line (a KeyError's without its quotes)."""
+    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    return " ".join(text.split()) or type(e).__name__

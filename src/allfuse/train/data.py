@@ -1,0 +1,105 @@
+"""Training data shared by the DiT loop (train.loop) and the refiner loop (train.refine): the endless
+synthesis stream, its exactly resumable sampler, per-step random streams, and the frozen tokenizer and text
+encoder that turn batches into latents."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from allfuse.objectives import LatentBatch
+from allfuse.train.config import TrainConfig
+
+
+class EpochDataset(Dataset):
+    """Index k of an endless stream = item k % n of epoch k // n (each epoch draws new degradations)."""
+
+    def __init__(self, ds: Dataset, n: int) -> None:
+        self.ds, self.n = ds, n
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, k: int) -> dict:
+        self.ds.set_epoch(k // self.n)  # type: ignore[attr-defined]  # per worker copy: deterministic
+        return self.ds[k % self.n]
+
+
+class StepSampler(Sampler[int]):
+    """Sample indices for micro-batches start, start+1, ...: a fresh permutation per epoch, the global
+    batch split across ranks. A pure function of (seed, micro-batch), so a resumed run sees the same data."""
+
+    def __init__(self, n: int, batch: int, rank: int, world: int, seed: int, start: int) -> None:
+        self.n, self.batch, self.rank, self.world, self.seed, self.start = n, batch, rank, world, seed, start
+
+    def __iter__(self) -> Iterator[int]:
+        micro, perms = self.start, {}
+        while True:
+            first = (micro * self.world + self.rank) * self.batch  # position in the endless stream
+            for pos in range(first, first + self.batch):
+                epoch = pos // self.n
+                if epoch not in perms:
+                    perms = {
+                        epoch: torch.randperm(
+                            self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+                        )
+                    }
+                yield epoch * self.n + int(perms[epoch][pos % self.n])
+            micro += 1
+
+
+def step_generator(seed: int, step: int, rank: int, micro: int) -> torch.Generator:
+    """The random stream of one micro-batch (flow times, noise): independent of how the run was split."""
+    return torch.Generator().manual_seed(((seed * 1_000_003 + step) * 1009 + rank) * 17 + micro)
+
+
+def build_dataset(cfg: TrainConfig, seed: int) -> Dataset:
+    """The on-the-fly synthesis dataset of cfg.data (allfuse.data.datasets.SynthDataset)."""
+    from allfuse.data.datasets import MixConfig, SynthDataset
+
+    mix = MixConfig(
+        kinds=dict(cfg.data.kinds), pipeline=cfg.data.pipeline(), prompt_style=cfg.data.prompt_style
+    )  # type: ignore[arg-type]
+    data = [d for d in cfg.data.data if Path(d).exists()]
+    return SynthDataset(data=data, mix=mix, length=cfg.data.length, seed=seed)
+
+
+class Frozen:
+    """The frozen tokenizer and text encoder: batches of images/prompts -> a LatentBatch."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        from allfuse.text import load_text_encoder
+        from allfuse.tokenizer import load_tokenizer
+
+        self.tok = load_tokenizer(cfg.tokenizer, precision="bf16" if cfg.bf16 else "fp32")
+        self.text = (
+            None
+            if cfg.text_encoder == "none" or not cfg.model.prompt
+            else load_text_encoder(cfg.text_encoder)
+        )
+
+    def model_config(self, cfg: TrainConfig):
+        """The network config matched to the tokenizer's channels and the text encoder's width."""
+        m = dataclasses.replace(cfg.model, latent_channels=self.tok.channels, prompt=self.text is not None)
+        if self.text is not None:
+            m = dataclasses.replace(m, text_dim=self.text.dim)
+        return m
+
+    @torch.no_grad()
+    def latents(self, batch: dict) -> LatentBatch:
+        """Encode degraded inputs and target; embed prompts; keep the target image for the pixel loss."""
+        # .clone(): the tokenizer encodes in inference mode; autograd may save these tensors
+        conds = [self.tok.encode(batch["a"]).clone(), self.tok.encode(batch["b"]).clone()]
+        prompt = mask = None
+        if self.text is not None:
+            prompt, mask = (t.clone() for t in self.text.encode(list(batch["prompt"])))
+        target = self.tok.encode(batch["target"]).clone()
+        return LatentBatch(conds, target, prompt, mask, sources=[batch["target"]])
+
+    def decode_for_loss(self, z: torch.Tensor) -> torch.Tensor:
+        """Differentiable decode (frozen weights) for the auxiliary pixel loss, MMAIF Eq. (9)."""
+        return self.tok.decode_train(z).to(z.device)  # the tokenizer may sit on another device

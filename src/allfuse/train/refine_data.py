@@ -1,0 +1,86 @@
+"""The refiner's training data (train.refine): degraded pairs synthesized as the DiT's training did, run
+through the frozen DiT and decoder, so the refiner learns on the decoded fusion it will see at inference."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch.utils.data import DataLoader
+
+from allfuse.config import build_config
+from allfuse.model_folder import read_training, resolve_model_folder
+from allfuse.models import FusionDiT
+from allfuse.sampling import sample_latent
+from allfuse.sampling.tiling import TiledModel
+from allfuse.train.config import DataConfig, TrainConfig, config_from_dict
+from allfuse.train.data import EpochDataset, Frozen, StepSampler, build_dataset
+
+if TYPE_CHECKING:
+    from allfuse.train.refine import RefineTrainConfig
+
+WORK_FACTOR = 2  # guided-upsampling steps: crop side / latent-path side
+
+
+class FrozenFusion:
+    """The frozen DiT + tokenizer + text encoder of a model folder: batches -> decoded fusion."""
+
+    def __init__(self, model: str) -> None:
+        folder = resolve_model_folder(model)
+        self.cfg: TrainConfig = config_from_dict(read_training(folder)["dit"])
+        self.frozen = Frozen(self.cfg)
+        self.dit = FusionDiT(self.cfg.model)
+        self.dit.load_state_dict({k: v.float() for k, v in load_file(folder / "model.safetensors").items()})
+        self.dit.eval().requires_grad_(False)
+        # crops larger than the DiT's training window run tiled, exactly as the pipeline does at inference
+        self.tiled = TiledModel(self.dit, max(4, self.cfg.data.size // self.frozen.tok.downsample))
+
+    @torch.no_grad()
+    def decoded(self, batch: dict, generator: torch.Generator, factor: int = 1) -> torch.Tensor:
+        """(B, 3, H, W) decoded fusion of a batch of degraded pairs; with factor > 1 the latent path runs
+        on the inputs area-downscaled by it and the result is upscaled bicubic, as FusionPipeline's
+        work_side does."""
+        size = batch["a"].shape[-2:]
+        if factor > 1:
+            small = tuple(s // factor for s in size)
+            batch = {
+                **batch,
+                **{k: F.interpolate(batch[k], size=small, mode="area") for k in ("a", "b", "target")},
+            }
+        lb = self.frozen.latents(batch)
+        with torch.autocast(lb.conds[0].device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
+            z = sample_latent(self.tiled, lb.conds, lb.prompt, lb.prompt_mask, self.cfg.sampler, generator).x
+        dec = self.frozen.tok.decode(z.float())
+        if factor > 1:
+            dec = F.interpolate(dec, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+        return dec
+
+
+def refiner_dataset(fusion: FrozenFusion, cfg: RefineTrainConfig, seed: int, factor: int = 1):
+    data = dataclasses.replace(fusion.cfg.data, size=cfg.size * factor)
+    if cfg.kinds is not None:
+        data = dataclasses.replace(data, kinds=dict(cfg.kinds))
+    if cfg.data_overrides:
+        data = build_config(DataConfig, dict(cfg.data_overrides), prefix="data.", base=data)
+    return build_dataset(dataclasses.replace(fusion.cfg, data=data), seed)
+
+
+def work_batch_size(cfg: RefineTrainConfig) -> int:
+    """Crops per guided-upsampling step: the pixel count of a normal step."""
+    return max(1, cfg.batch_size // WORK_FACTOR**2)
+
+
+def refiner_batches(fusion: FrozenFusion, cfg: RefineTrainConfig, factor: int, batch: int, start: int):
+    """Endless batches of crops of factor * size px, from micro-batch `start` on (exact resume)."""
+    base = refiner_dataset(fusion, cfg, cfg.seed + (factor - 1) * 104_729, factor)  # a stream per size
+    loader = DataLoader(
+        EpochDataset(base, len(base)),
+        batch_size=batch,
+        sampler=StepSampler(len(base), batch, 0, 1, cfg.seed, start),
+        num_workers=cfg.workers,
+        persistent_workers=cfg.workers > 0,
+    )
+    return iter(loader)
