@@ -19,9 +19,10 @@ from pathlib import Path
 
 import torch
 
+from allfuse.ops import ssim
 from allfuse.tokenizer import load_tokenizer
 from allfuse.tokenizer.data import heldout_crops
-from allfuse.tokenizer.losses import psnr, ssim
+from allfuse.tokenizer.losses import psnr
 
 REPO = Path(__file__).resolve().parents[1]
 

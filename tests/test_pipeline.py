@@ -232,7 +232,7 @@ def test_a_tokenizer_other_than_the_trained_one_is_refused(tiny_folder: Path, tm
     folder = tmp_path / "m"
     shutil.copytree(tiny_folder, folder)
     cfg = json.loads((folder / "config.json").read_text())
-    assert cfg["format_version"] == 1 and len(cfg["tokenizer"]["fingerprint"]) == 16
+    assert cfg["format_version"] == 1 and cfg["tokenizer"]["fingerprint"]
     cfg["tokenizer"]["fingerprint"] = "0123456789abcdef"
     (folder / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="its tokenizer has fingerprint 0123456789abcdef, the one installed"):

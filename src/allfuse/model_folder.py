@@ -53,7 +53,7 @@ class InferenceConfig:
     prompt_style: str = "tagged"  # "tagged" (DiTFuse template) or "natural" (MMAIF instruction)
     bf16: bool = True  # autocast bf16 for the DiT and the tokenizer
     tokenizer: str = "default"  # allfuse.tokenizer.load_tokenizer name or path
-    tokenizer_fingerprint: str = ""  # allfuse.tokenizer.load.tokenizer_fingerprint; "" = not checked
+    tokenizer_fingerprint: str = ""  # Tokenizer.fingerprint() of the tokenizer; "" = not checked
     text_encoder: str = "default"  # allfuse.text.load_text_encoder name or path; "none" = no prompt
     text_encoder_fingerprint: str = ""  # the encoder's id (allfuse.text.encoder.folder_id); "" = not checked
     tags: tuple[str, ...] = ("FUSION", "MULTI-MODALITIES", "MULTI-EXPOSURE", "MULTI-FOCUS")  # DiTFuse tags
@@ -144,16 +144,15 @@ def config_json(cfg: InferenceConfig, refiner: bool) -> dict[str, Any]:
 
 
 def fingerprints(cfg: InferenceConfig) -> InferenceConfig:
-    """`cfg` with the fingerprints of its tokenizer and text encoder as installed here."""
+    """`cfg` with the fingerprints of its tokenizer (Tokenizer.fingerprint: weights, config, precision) and
+    text encoder (its id: weights and settings) as installed here."""
     from allfuse.text import load_text_encoder
-    from allfuse.tokenizer.load import tokenizer_fingerprint
+    from allfuse.tokenizer import load_tokenizer
 
-    text = (
-        "" if cfg.text_encoder == "none" or not cfg.model.prompt else load_text_encoder(cfg.text_encoder).id
-    )
-    return dataclasses.replace(
-        cfg, tokenizer_fingerprint=tokenizer_fingerprint(cfg.tokenizer), text_encoder_fingerprint=text
-    )
+    tok = load_tokenizer(cfg.tokenizer, precision="bf16" if cfg.bf16 else "fp32").fingerprint()
+    prompt = cfg.model.prompt and cfg.text_encoder != "none"
+    text = load_text_encoder(cfg.text_encoder).id if prompt else ""
+    return dataclasses.replace(cfg, tokenizer_fingerprint=tok, text_encoder_fingerprint=text)
 
 
 def check_fingerprint(folder: Path, part: str, expected: str, actual: str) -> None:

@@ -103,12 +103,7 @@ class FusionPipeline:
                 f"{folder}: tokenizer {cfg.tokenizer!r} has {tok.channels} channels, the model "
                 f"expects {cfg.model.latent_channels}"
             )
-        if cfg.tokenizer_fingerprint:
-            from allfuse.tokenizer.load import tokenizer_fingerprint
-
-            check_fingerprint(
-                folder, "tokenizer", cfg.tokenizer_fingerprint, tokenizer_fingerprint(cfg.tokenizer)
-            )
+        check_fingerprint(folder, "tokenizer", cfg.tokenizer_fingerprint, tok.fingerprint())
         text = load_text_encoder(cfg.text_encoder) if cfg.model.prompt else None
         if text is not None:
             check_fingerprint(folder, "text_encoder", cfg.text_encoder_fingerprint, text.id)

@@ -37,7 +37,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from allfuse.devices import autocast
-from allfuse.models.refine import NAFBlock, Refiner
+from allfuse.models.layers import NAFBlock
+from allfuse.models.refine import Refiner
 from allfuse.sampling.tiling import ramp, window_starts
 
 DEFAULT_TILE_PIXELS = 1024 * 1024  # above this many pixels a stage runs tiled

@@ -58,6 +58,23 @@ def pad_to_multiple(x: torch.Tensor, f: int) -> torch.Tensor:
     return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
+class CroppedDecode:
+    """`decode` for tokenizers whose `decode_train` is the whole decoder: crop to the output size, clip."""
+
+    downsample: int
+
+    def decode_train(self, z: torch.Tensor) -> torch.Tensor:  # provided by the tokenizer
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    def decode(
+        self, z: torch.Tensor, cond: Sequence[torch.Tensor] | None = None, size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """(B, channels, h, w) -> (B, 3, H, W) in [0, 1], cropped to `size` (or cond[0]'s size)."""
+        h, w = target_size(z, self.downsample, cond, size)
+        return self.decode_train(z)[..., :h, :w].clamp(0, 1).contiguous()
+
+
 def target_size(
     z: torch.Tensor, f: int, cond: Sequence[torch.Tensor] | None, size: tuple[int, int] | None
 ) -> tuple[int, int]:

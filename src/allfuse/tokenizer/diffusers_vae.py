@@ -9,15 +9,14 @@ normalised with the folder's own ``shift_factor`` / ``scaling_factor`` (z = (mea
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from allfuse.tokenizer.base import Precision, autocast, check_image_batch, pad_to_multiple, target_size
+from allfuse.tokenizer.base import CroppedDecode, Precision, autocast, check_image_batch, pad_to_multiple
 
 
-class DiffusersVAETokenizer:
+class DiffusersVAETokenizer(CroppedDecode):
     """Wraps diffusers.AutoencoderKL; imported lazily so diffusers stays an optional extra."""
 
     def __init__(self, folder: str | Path, precision: Precision = "fp32"):
@@ -44,14 +43,6 @@ class DiffusersVAETokenizer:
         with autocast(self.precision, x.device):
             mean = self.vae.encode(x).latent_dist.mean
         return (mean.float() - self.shift) * self.scale
-
-    @torch.inference_mode()
-    def decode(
-        self, z: torch.Tensor, cond: Sequence[torch.Tensor] | None = None, size: tuple[int, int] | None = None
-    ) -> torch.Tensor:
-        """Normalised latents -> images in [0, 1], cropped to `size` (or cond[0]'s size)."""
-        h, w = target_size(z, self.downsample, cond, size)
-        return self.decode_train(z)[..., :h, :w].clamp(0, 1).contiguous()
 
     def decode_train(self, z: torch.Tensor) -> torch.Tensor:
         """Differentiable, unclipped decode (frozen weights) for pixel losses."""

@@ -16,11 +16,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from allfuse.io import atomic_write_text
-from allfuse.tokenizer.base import Precision, autocast, check_image_batch, pad_to_multiple, target_size
+from allfuse.tokenizer.base import CroppedDecode, Precision, autocast, check_image_batch, pad_to_multiple
 from allfuse.tokenizer.vae import KLVAE, VAEConfig
 
 
-class VAETokenizer:
+class VAETokenizer(CroppedDecode):
     """Tokenizer over a KLVAE: encode = normalised posterior mean; decode ignores `cond` (for now)."""
 
     def __init__(self, model: KLVAE, precision: Precision = "bf16", name: str = "klvae"):
@@ -46,14 +46,6 @@ class VAETokenizer:
         with autocast(self.precision, self.device):
             mean, _ = self.model.moments(x.contiguous(memory_format=torch.channels_last))
         return ((mean.float() - self.shift.to(mean.device)) * self.scale.to(mean.device)).contiguous()
-
-    @torch.inference_mode()
-    def decode(
-        self, z: torch.Tensor, cond: Sequence[torch.Tensor] | None = None, size: tuple[int, int] | None = None
-    ) -> torch.Tensor:
-        """Normalised latents (B, c, h, w) -> images (B, 3, H, W) in [0, 1] (cropped to `size`)."""
-        h, w = target_size(z, self.downsample, cond, size)
-        return self.decode_train(z)[..., :h, :w].clamp(0, 1).contiguous()
 
     def decode_train(self, z: torch.Tensor) -> torch.Tensor:
         """Differentiable decode (frozen weights, gradients reach z), unclipped: for pixel losses."""

@@ -12,7 +12,6 @@ Nothing is ever downloaded.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -72,25 +71,3 @@ def _is_klvae_json(path: Path) -> bool:
         return json.loads(path.read_text()).get("kind") == "klvae"
     except (OSError, ValueError):
         return False
-
-
-def tokenizer_fingerprint(name_or_path: str | Path = "default") -> str:
-    """sha256 (16 hex) of the weight files behind a tokenizer name or path, so a model folder can check
-    that it is loaded with the autoencoder its latents were trained in (parameter-free: its name)."""
-    name = str(name_or_path)
-    if name == "default":
-        files = [DEFAULT_WEIGHTS]
-    elif re.fullmatch(r"pixel-unshuffle(?:-f(\d+))?", name):
-        files = []
-    else:
-        path = Path(name_or_path)
-        if path.suffix == ".safetensors":
-            files = [path]
-        elif path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".pth", ".bin"))
-        else:
-            raise FileNotFoundError(f"{name}: not a tokenizer name (default, pixel-unshuffle) nor a path")
-    h = hashlib.sha256(name.encode() if not files else b"")
-    for p in files:
-        h.update(p.name.encode() + b"\0" + p.read_bytes())
-    return h.hexdigest()[:16]

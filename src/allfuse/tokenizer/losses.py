@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import torch
 
-from allfuse.ops import ssim as ssim  # re-exported only for bench/tokenizer.py's import
-
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """PSNR in dB per image (B,), data range 1; x is clipped to [0, 1] first (as a saved image would be)."""

@@ -6,17 +6,15 @@ from [0, 1] to about [-1.7, 1.7] (x - 0.5) * 3.46, i.e. unit variance for unifor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 
-from allfuse.tokenizer.base import check_image_batch, pad_to_multiple, target_size
+from allfuse.tokenizer.base import CroppedDecode, check_image_batch, pad_to_multiple
 
 UNIT_SCALE = 12**0.5  # 1 / std of U(0, 1)
 
 
-class PixelUnshuffleTokenizer:
+class PixelUnshuffleTokenizer(CroppedDecode):
     """Exact, parameter-free tokenizer: (B, 3, H, W) <-> (B, 3 f^2, H/f, W/f)."""
 
     def __init__(self, downsample: int = 8):
@@ -30,13 +28,6 @@ class PixelUnshuffleTokenizer:
         return (
             F.pixel_unshuffle(pad_to_multiple(x.float(), self.downsample), self.downsample) - 0.5
         ) * UNIT_SCALE
-
-    def decode(
-        self, z: torch.Tensor, cond: Sequence[torch.Tensor] | None = None, size: tuple[int, int] | None = None
-    ) -> torch.Tensor:
-        """Depth-to-space, cropped to `size` (or cond[0]'s size), clipped to [0, 1]."""
-        h, w = target_size(z, self.downsample, cond, size)
-        return self.decode_train(z)[..., :h, :w].clamp(0, 1).contiguous()
 
     def decode_train(self, z: torch.Tensor) -> torch.Tensor:
         """Differentiable, unclipped depth-to-space (for pixel losses)."""

@@ -11,14 +11,13 @@ the folder that holds the two .pth files.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from allfuse.tokenizer.base import Precision, autocast, check_image_batch, pad_to_multiple, target_size
+from allfuse.tokenizer.base import CroppedDecode, Precision, autocast, check_image_batch, pad_to_multiple
 from allfuse.tokenizer.klvae import fingerprint_module
 
 STATS_FILE = Path(__file__).parent / "weights" / "taef2_latent_stats.json"
@@ -81,7 +80,7 @@ def taef2_decoder(latent_channels: int = 32) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class TAEF2Tokenizer:
+class TAEF2Tokenizer(CroppedDecode):
     """TAEF2 as a Tokenizer; latents normalised per channel (stats in weights/taef2_latent_stats.json)."""
 
     downsample = 8
@@ -112,14 +111,6 @@ class TAEF2Tokenizer:
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) [0, 1] -> normalised latents (B, 32, ceil(H/8), ceil(W/8))."""
         return (self.encode_raw(x) - self.shift) * self.scale
-
-    @torch.inference_mode()
-    def decode(
-        self, z: torch.Tensor, cond: Sequence[torch.Tensor] | None = None, size: tuple[int, int] | None = None
-    ) -> torch.Tensor:
-        """Normalised latents -> images in [0, 1], cropped to `size` (or cond[0]'s size)."""
-        h, w = target_size(z, 8, cond, size)
-        return self.decode_train(z)[..., :h, :w].clamp(0, 1).contiguous()
 
     def decode_train(self, z: torch.Tensor) -> torch.Tensor:
         """Differentiable, unclipped decode (frozen weights) for pixel losses."""

@@ -56,6 +56,15 @@ from allfuse.train.refine_data import (
 VAL_SEED_OFFSET = 7_919  # validation samples come from a stream the training never draws
 
 
+def check_kinds(kinds: object) -> None:
+    """A task mix must map known sample kinds to numeric weights ({vif: 2, mef: 1})."""
+    if not isinstance(kinds, dict) or not all(isinstance(w, int | float) for w in kinds.values()):
+        raise ValueError(f"kinds must map sample kinds to weights, e.g. {{vif: 2, mef: 1}}, got {kinds!r}")
+    unknown = sorted(set(kinds) - set(SAMPLE_KINDS))
+    if unknown:
+        raise ValueError(f"kinds: unknown {unknown}; choose from {', '.join(SAMPLE_KINDS)}")
+
+
 @dataclass(frozen=True)
 class RefineTrainConfig:
     """A refiner run: which DiT it serves and how it is trained."""
@@ -98,16 +107,7 @@ class RefineTrainConfig:
         if self.grad_mode not in GRAD_MODES:
             raise ValueError(f"grad_mode must be one of {', '.join(GRAD_MODES)}, got {self.grad_mode!r}")
         if self.kinds is not None:
-            if not isinstance(self.kinds, dict) or not all(
-                isinstance(w, int | float) for w in self.kinds.values()
-            ):
-                raise ValueError(
-                    f"kinds must map sample kinds to weights, e.g. {{vif: 2, mef: 1}}, got {self.kinds!r}"
-                )
-            if not set(self.kinds) <= set(SAMPLE_KINDS):
-                raise ValueError(
-                    f"kinds: unknown {sorted(set(self.kinds) - set(SAMPLE_KINDS))}; choose from {SAMPLE_KINDS}"
-                )
+            check_kinds(self.kinds)
 
     def to_dict(self) -> dict:
         """JSON-ready form (stored in checkpoints as {"kind": "refiner", ...})."""
