@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from allfuse.data.sources import validation_pairs
 from allfuse.io import read_image, scan_pairs
 
 DATASETS = ("ivif/TNO", "ivif/RoadScene", "ivif/MSRS", "mef/MEFB", "mff/Lytro", "mff/MFI-WHU")
@@ -46,14 +47,18 @@ def skimage_dir() -> Path:
 
 
 def split_dataset(root: Path, dataset: str) -> tuple[list[ImageEntry], list[ImageEntry]]:
-    """(train, heldout) images of one dataset folder by the every-5th-pair rule."""
+    """(train, heldout) images of one dataset folder by the every-5th-pair rule; the validation pairs a
+    splits.json names (allfuse.data.sources.validation_pairs) never go to train."""
     folder = root / dataset
     if not folder.is_dir():
         return [], []
     pairs = sorted(scan_pairs(folder).pairs, key=lambda p: p.name)
+    validation = validation_pairs(root)
     train, held = [], []
     for i, pair in enumerate(pairs):
         out = held if i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1 else train
+        if out is train and (pair.dataset, pair.name) in validation:
+            continue
         for src, role in zip(pair.sources, _roles(dataset), strict=True):
             colour = dataset not in GRAY_DATASETS and role != "ir"
             out.append(ImageEntry(Path(src), colour, dataset))

@@ -1,6 +1,6 @@
 """Second training stage: the pixel-space refiner (allfuse.models.refine) behind a frozen trained DiT.
 
-    allfuse train-refiner MODEL_FOLDER RUN_DIR [--steps N --size PX --batch B ...]
+    allfuse train-refiner MODEL_FOLDER RUN_DIR [max_steps=N size=PX batch_size=B refiner.bands=2 ...]
     allfuse export RUN_DIR MODEL_FOLDER          # adds refiner.safetensors + refiner.json to the folder
 
 Each step synthesizes degraded pairs exactly as the DiT's training did (same data config), runs the
