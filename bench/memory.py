@@ -20,12 +20,13 @@ import argparse
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import machine_line
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -44,18 +45,6 @@ def child(a: str, b: str, out: str, flags: dict[str, int]) -> None:
     t3 = time.perf_counter()
     write_image(out, fused)
     print(json.dumps({"load": t1 - t0, "read": t2 - t1, "fuse": t3 - t2, "write": time.perf_counter() - t3}))
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux), else the machine type."""
-    try:
-        return next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        return platform.machine()
 
 
 def size_of(megapixels: float) -> tuple[int, int]:
@@ -115,8 +104,7 @@ def main() -> None:
     }
     threads = os.environ.get("OMP_NUM_THREADS", "all cores")
     lines = [
-        f"Machine: {cpu_name()}, {os.cpu_count()} cores, "
-        f"OMP_NUM_THREADS={threads}; {time.strftime('%Y-%m-%d')}.",
+        machine_line(),
         f"Command: `OMP_NUM_THREADS={threads} python bench/memory.py --sizes {args.sizes} "
         f"--untiled {args.untiled}`. Model allfuse-reg, the multi-focus demo pair resized (4:3).",
         "Peak RSS of the whole process (Python, torch, models, both decoded inputs, output); seconds: "

@@ -1,6 +1,7 @@
 """Reconstruction quality and speed of the tokenizers, like MMAIF Tab. 1.
 
     python bench/tokenizer.py [--ours PATH] [--taef2 DIR] [--data ../shared/data] [--json out.json]
+        [--out bench/results/tokenizer.md]
 
 Crops: the centre 256x256 of every held-out colour image that is at least 256 px on both sides (every 5th
 pair of each dataset in shared/data, excluded from training, plus scikit-image's astronaut, chelsea,
@@ -14,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import torch
+from machine import machine_line
 
 from allfuse.ops import ssim
 from allfuse.tokenizer import load_tokenizer
@@ -60,6 +63,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    ap.add_argument("--out", type=Path, default=None, help="also write the table as markdown")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -75,13 +79,20 @@ def main() -> None:
         tok = load_tokenizer(where, precision=precision)  # type: ignore[arg-type]
         r = {"tokenizer": label, "precision": precision, "f": tok.downsample, "z": tok.channels}
         rows.append({**r, **score(tok, crops)})
-    print(f"| {'tokenizer':<16} | prec | f | z   | PSNR (dB) | SSIM   | enc+dec s/MP | params |")
-    print("|------------------|------|---|-----|-----------|--------|--------------|--------|")
+    lines = [
+        f"| {'tokenizer':<16} | prec | f | z   | PSNR (dB) | SSIM   | enc+dec s/MP | params |",
+        "|------------------|------|---|-----|-----------|--------|--------------|--------|",
+    ]
     for r in rows:
-        print(
+        lines.append(
             f"| {r['tokenizer']:<16} | {r['precision']} | {r['f']} | {r['z']:<3} | {r['psnr']:9.2f} "
             f"| {r['ssim']:.4f} | {r['s_per_mp']:12.3f} | {r['params'] / 1e6:5.2f}M |"
         )
+    print("\n".join(lines))
+    if args.out:
+        command = "python bench/tokenizer.py " + " ".join(sys.argv[1:])
+        head = [machine_line(), f"Command: `{command}`.", f"{len(names)} held-out 256x256 crops.", ""]
+        args.out.write_text("\n".join(head + lines) + "\n")
     if args.json:
         args.json.write_text(json.dumps({"crops": names, "rows": rows}, indent=2) + "\n")
 

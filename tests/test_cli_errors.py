@@ -51,6 +51,9 @@ BEFORE_THE_MODEL = [
     (["--prompt", "caf\udce9"], "not valid UTF-8 text (byte 0xe9 at character 3)"),  # undecodable argv byte
     (["--prompt", "[DANCE]. go"], "unknown task tag [DANCE]"),
     (["--prompt", "[FUSION]. <WOBBLY>. fuse"], "unknown subtag <WOBBLY>"),
+    # a tag the model was not trained on is refused, never silently ignored (DiTFuse tags)
+    (["--prompt", "[CONTROL]. <LIGHT+>. brighter"], "allfuse-reg was not trained for [CONTROL], <LIGHT+>"),
+    (["--model", "allfuse-fm", "--prompt", "[SEG]. the car"], "allfuse-fm was not trained for [SEG] (it"),
     (["--steps", "-3"], "--steps -3: give at least 1"),
     (["--steps", "0"], "--steps 0: give at least 1"),  # used to be ignored silently
     (["--steps", "many"], "argument --steps: invalid int value: 'many'"),

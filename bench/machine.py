@@ -1,0 +1,25 @@
+"""The machine line every bench report starts with: CPU model, cores, threads, date."""
+
+import os
+import platform
+import time
+from pathlib import Path
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else the machine type."""
+    try:
+        return next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        return platform.machine()
+
+
+def machine_line() -> str:
+    """'Machine: <CPU>, N cores, OMP_NUM_THREADS=T; YYYY-MM-DD.'"""
+    threads = os.environ.get("OMP_NUM_THREADS", "all cores")
+    day = time.strftime("%Y-%m-%d")
+    return f"Machine: {cpu_name()}, {os.cpu_count()} cores, OMP_NUM_THREADS={threads}; {day}."
