@@ -3,11 +3,11 @@
     python bench/tokenizer.py [--ours PATH] [--taef2 DIR] [--data ../shared/data] [--json out.json]
         [--out bench/results/tokenizer.md]
 
-Crops: the centre 256x256 of every held-out colour image that is at least 256 px on both sides (every 5th
-pair of each dataset in shared/data, excluded from training, plus scikit-image's astronaut, chelsea,
-coffee, rocket and motorcycle_left; see allfuse/tokenizer/data.py). PSNR and SSIM are computed in float
-on [0, 1] RGB (SSIM: Gaussian 11x11, sigma 1.5, per channel, averaged), reconstructions clipped to [0, 1].
-Speed: wall seconds of encode + decode over all crops (batches of 8), divided by their megapixels, after
+Crops: the centre 256x256 of every held-out colour image that is at least 256 px on both sides (the
+validation pairs of shared/data/splits.json, which no training run reads, plus scikit-image's astronaut,
+chelsea, coffee, rocket and motorcycle_left; see allfuse/tokenizer/data.py). PSNR and SSIM are computed in
+float on [0, 1] RGB (SSIM: Gaussian 11x11, sigma 1.5, per channel, averaged), reconstructions clipped to [0,
+1]. Speed: wall seconds of encode + decode over all crops (batches of 8), divided by their megapixels, after
 one warm-up batch; it depends on the load of this shared CPU, so it is a figure, never a test.
 """
 

@@ -38,15 +38,16 @@ def test_pool_leaves_out_the_pairs_splits_json_names(tmp_path: Path) -> None:
 def test_tokenizer_training_leaves_out_the_validation_pairs(tmp_path: Path) -> None:
     from allfuse.tokenizer.data import split_dataset
 
-    names = [f"p{i}" for i in range(10)]  # the every-5th rule holds out p4 and p9
+    names = [f"p{i}" for i in range(10)]
     _pair_folder(tmp_path, names)
 
-    def train_names() -> set[str]:
-        return {e.path.stem for e in split_dataset(tmp_path, "mff/Set")[0]}
+    def split() -> tuple[set[str], set[str]]:
+        train, held = split_dataset(tmp_path, "mff/Set")
+        return {e.path.stem for e in train}, {e.path.stem for e in held}
 
-    assert train_names() == set(names) - {"p4", "p9"}
+    assert split() == (set(names) - {"p4", "p9"}, {"p4", "p9"})  # no splits.json: every 5th pair
     (tmp_path / "splits.json").write_text(json.dumps({"val": {"Set": ["p0", "p4"]}}))
-    assert train_names() == set(names) - {"p0", "p4", "p9"}
+    assert split() == (set(names) - {"p0", "p4"}, {"p0", "p4"})  # the validation pairs
 
 
 def test_bad_splits_file_is_named(tmp_path: Path) -> None:

@@ -1,9 +1,10 @@
 """Training and held-out images for the tokenizer, and random crops from them.
 
-Held-out rule (documented in the model card and fixed here, in one place): in every dataset folder of
-``shared/data`` the pairs are sorted by name and every 5th pair (index 4, 9, 14, ...) is held out — both
-of its images. Of scikit-image's bundled colour images, ``HELDOUT_SKIMAGE`` are held out. Held-out images
-are never read by training; ``bench/tokenizer.py`` scores centre 256x256 crops of them.
+Held-out rule (fixed here, in one place): the validation pairs that ``shared/data/splits.json`` names
+(no model of this project trains on them) are held out, both of their images; in a data folder without a
+splits.json, the pairs are sorted by name and every 5th pair (index 4, 9, 14, ...) is. Of scikit-image's
+bundled colour images, ``HELDOUT_SKIMAGE`` are held out. Held-out images are never read by training;
+``bench/tokenizer.py`` scores centre 256x256 crops of them.
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ def skimage_dir() -> Path:
 
 
 def split_dataset(root: Path, dataset: str) -> tuple[list[ImageEntry], list[ImageEntry]]:
-    """(train, heldout) images of one dataset folder by the every-5th-pair rule; the validation pairs a
-    splits.json names (allfuse.data.sources.validation_pairs) never go to train."""
+    """(train, heldout) images of one dataset folder. Held out: the validation pairs a splits.json names
+    (allfuse.data.sources.validation_pairs), which no model trains on; without one, every 5th pair."""
     folder = root / dataset
     if not folder.is_dir():
         return [], []
@@ -56,9 +57,10 @@ def split_dataset(root: Path, dataset: str) -> tuple[list[ImageEntry], list[Imag
     validation = validation_pairs(root)
     train, held = [], []
     for i, pair in enumerate(pairs):
-        out = held if i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1 else train
-        if out is train and (pair.dataset, pair.name) in validation:
-            continue
+        if validation:
+            out = held if (pair.dataset, pair.name) in validation else train
+        else:
+            out = held if i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1 else train
         for src, role in zip(pair.sources, _roles(dataset), strict=True):
             colour = dataset not in GRAY_DATASETS and role != "ir"
             out.append(ImageEntry(Path(src), colour, dataset))
@@ -84,7 +86,7 @@ def training_images(data_root: Path | None) -> list[ImageEntry]:
 
 
 def heldout_images(data_root: Path | None) -> list[ImageEntry]:
-    """Held-out colour images (benchmark material): every 5th pair's colour images + HELDOUT_SKIMAGE."""
+    """Held-out colour images (benchmark material): the held-out pairs' colour images + HELDOUT_SKIMAGE."""
     out: list[ImageEntry] = []
     if data_root is not None:
         for ds in DATASETS:
