@@ -1,7 +1,7 @@
 """End-to-end seconds per fused image at 512² and 1024²: allfuse-reg, allfuse-fm (5 steps), the
 restore-then-fuse chains. Inputs are the demo pair resized (content does not change the cost).
 
-    python bench/latency.py [--sizes 512,1024] [--repeats 2] [--work-side 512]
+    python bench/latency.py [--sizes 512,1024] [--repeats 2] [--work-side 512] [--out FILE.md]
 
 Each model runs with its defaults (a model folder may set a default work side: refiner.json). With
 --work-side N, reg also runs with its latent path at that long side (FusionPipeline's work_side: the
@@ -12,12 +12,15 @@ that costs in quality.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from machine import machine_line
 
 from allfuse import baselines
 from allfuse.demo import demo_pair
@@ -49,6 +52,7 @@ def main() -> None:
         default=None,
         help="also reg with its latent path at this side (0 = full size)",
     )
+    ap.add_argument("--out", type=Path, default=None, help="also write the table as markdown")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     task = "mff"
@@ -70,16 +74,23 @@ def main() -> None:
     methods[default] = lambda ims: baselines.fuse(default, ims, task)
     for r in CHAINS:
         methods[f"{r}+{default}"] = lambda ims, m=f"{r}+{default}": baselines.fuse(m, ims, task)
-    print(f"torch threads: {torch.get_num_threads()}, task {task}, best of {args.repeats} after a warm-up")
-    print("| method | " + " | ".join(f"{s}² s/img" for s in sizes) + " |")
-    print("|---|" + "---:|" * len(sizes))
+    lines = [
+        f"torch threads: {torch.get_num_threads()}, task {task}, best of {args.repeats} after a warm-up",
+        "| method | " + " | ".join(f"{s}² s/img" for s in sizes) + " |",
+        "|---|" + "---:|" * len(sizes),
+    ]
+    print("\n".join(lines))
     pairs = {
         s: [np.clip(cv2.resize(x, (s, s), interpolation=cv2.INTER_CUBIC), 0, 1) for x in demo_pair(task)]
         for s in sizes
     }
     for name, fn in methods.items():
         cells = [f"{best_time(lambda s=s, f=fn: f(pairs[s]), args.repeats):.3f}" for s in sizes]
-        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        print(lines[-1], flush=True)
+    if args.out:
+        command = "python bench/latency.py " + " ".join(sys.argv[1:])
+        args.out.write_text("\n".join([machine_line(), f"Command: `{command}`.", "", *lines]) + "\n")
 
 
 if __name__ == "__main__":
