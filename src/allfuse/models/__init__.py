@@ -6,8 +6,9 @@ from typing import Any
 
 from allfuse.config import PRESETS, ModelConfig, model_config
 from allfuse.models.dit import DiTOutput, FusionDiT
+from allfuse.models.joint import JointConfig, JointDiT
 
-__all__ = ["PRESETS", "DiTOutput", "FusionDiT", "ModelConfig", "build_model"]
+__all__ = ["PRESETS", "DiTOutput", "FusionDiT", "JointConfig", "JointDiT", "ModelConfig", "build_model"]
 
 
 def build_model(cfg_or_preset_name: str | ModelConfig, **overrides: Any) -> FusionDiT:

@@ -91,14 +91,24 @@ class Attention(nn.Module):
         self, x: Tensor, rope: Rope | None, mask: Tensor | None, v_prev: Tensor | None
     ) -> tuple[Tensor, Tensor]:
         """x (B, S, D), rope (S, Dh/2) x 2, mask (B, 1, 1, S) bool -> (out (B, S, D), v (B, H, S, Dh))."""
+        q, k, v = self.project(x, rope, v_prev)
+        return self.attend(q, k, v, mask), v
+
+    # project and attend are apart so a caller can attend to keys/values it kept (the joint DiT's cache).
+    def project(self, x: Tensor, rope: Rope | None, v_prev: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """x (B, S, D) -> q, k, v (B, H, S, Dh): RoPE on q and k, the value residual on v."""
         q, k, v = rearrange(self.qkv(x), "b s (three h d) -> three b h s d", three=3, h=self.heads)
         # MMAIF Eq. (6): V_l = (1 - eta) W_V X + eta V_{l-1}
         if self.eta is not None and v_prev is not None:
             v = torch.lerp(v, v_prev.to(v.dtype), self.eta.to(v.dtype))
         if rope is not None:
             q, k = apply_rope(q, rope), apply_rope(k, rope)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, S, Dh)
-        return self.proj(rearrange(out, "b h s d -> b s (h d)")), v
+        return q, k, v
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+        """q (B, H, Sq, Dh), k and v (B, H, Sk, Dh), mask broadcastable to (B, H, Sq, Sk) -> (B, Sq, D)."""
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, Sq, Dh)
+        return self.proj(rearrange(out, "b h s d -> b s (h d)"))
 
 
 class LayerNorm2d(nn.Module):

@@ -1,0 +1,500 @@
+"""JointDiT: DiTFuse's joint text + image sequence DiT (Li et al., DiTFuse Sect. III-A) over VAE latents.
+
+One token sequence per sample, DiTFuse Sect. III-A2 / SPEC Sect. 7:
+
+    [ null t_1..t_L | <img> input 1 </img> | ... | <img> input N </img> | timestep | noisy target ]
+      segment 0       segment 1                    segment N               N + 1      N + 2
+
+DiTFuse's hybrid mask (Sect. III-A3): causal ACROSS segments (a token sees its own segment and the
+earlier ones), bidirectional INSIDE a segment (an image, the text); the target sees everything. So the
+condition (text + inputs) never sees the timestep or the target: its keys and values do not depend on
+x_t or t. `encode_condition` runs it through the layers once and keeps every layer's K and V; each
+sampling step then runs only the timestep + target tokens against them (`forward_cached`), as a
+decoder-only language model keeps the cache of its prompt.
+
+Positions: 2D RoPE (MMAIF Sect. 3.3.2, `layers.rope_2d_angles`) on image tokens with ONE grid for every
+input and the target, so a pixel location lines up across images; text, boundary and timestep tokens are
+not rotated (MiniLM's embeddings already carry word order). Roles: learned segment embeddings (text,
+input slot k plus a shared "input", timestep, target) and <img> / </img> boundary tokens. adaLN
+(LoRA-factorised, MMAIF Eq. 7) is conditioned per segment: condition segments on their segment embedding
+only (independent of t, or the cache would not hold), timestep and target on segment + timestep embedding.
+Classifier-free guidance: a learned null token is always the first text token, so "no text" masks the
+others; "no images" puts a learned null token at every position of every input image.
+
+The network knows nothing about noise: the flow-matching loss and the guided sampler below are plain
+functions on `allfuse.flow`'s convention (t = 0 prior, t = 1 data, v = Z1 - Z0).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from allfuse.config import ObjectiveConfig, Prediction, _validate_literals, build_config, known_fields
+from allfuse.flow import interpolate, randn_like, sample_time, velocity_from_data, velocity_target
+from allfuse.models.dit import FinalLayer
+from allfuse.models.layers import Attention, Modulation, Rope, TimestepEmbedder, modulate, rope_2d_angles
+from allfuse.models.moe import GLU
+from allfuse.sampling.solvers import VelocityFn, euler
+
+
+@dataclass(frozen=True)
+class JointConfig:
+    """JointDiT hyper-parameters; field names shared with ModelConfig mean the same thing."""
+
+    latent_channels: int = 16  # z of the f=8 tokenizer
+    patch_size: int = 2
+    hidden: int = 256
+    depth: int = 8
+    heads: int = 4
+    ffn_hidden: int = 768  # SwiGLU width (3 x hidden)
+    max_inputs: int = 4  # input images with their own slot embedding; 1..max_inputs per call
+    text_dim: int = 384  # all-MiniLM-L6-v2 token embeddings
+    rope_base: float = 2000.0
+    value_residual: bool = True  # MMAIF Eq. (6)
+    lora_adaln: bool = True  # MMAIF Eq. (7): adaLN through rank lora_rank
+    lora_rank: int = 64
+    predict: Prediction = "velocity"  # or "data": Z1, from which v = (Z1 - Z_t) / (1 - t)
+
+    def __post_init__(self) -> None:
+        _validate_literals(self)
+        if self.hidden % self.heads or (self.hidden // self.heads) % 4:
+            raise ValueError("hidden / heads must be a multiple of 4 (2D RoPE: two axes x complex pairs)")
+        if self.max_inputs < 1:
+            raise ValueError("max_inputs must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the fields."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], strict: bool = True) -> JointConfig:
+        """From `to_dict`'s form; unknown keys are errors, or warnings with strict=False (a model folder
+        written by newer code)."""
+        if not strict:
+            values, unknown = known_fields(cls, values)
+            if unknown:
+                warnings.warn(
+                    f"ignoring JointConfig keys this version does not know: {unknown}", stacklevel=2
+                )
+        return build_config(cls, values)
+
+
+JOINT_PRESETS: dict[str, JointConfig] = {
+    # 8.1M parameters; 2 CPU cores train it at 128-256 px crops.
+    "tiny": JointConfig(),
+}
+
+
+class ConditionCache(NamedTuple):
+    """Every layer's keys and values of the condition tokens, which no later token changes."""
+
+    keys: list[Tensor]  # depth x (B, H, Sc, Dh), RoPE applied
+    values: list[Tensor]  # depth x (B, H, Sc, Dh), value residual applied
+    valid: Tensor  # (B, Sc) bool: False on padded or dropped text tokens
+    grid: tuple[int, int]  # token grid (h, w) of every image
+
+
+class Tokens(NamedTuple):
+    """Embedded tokens of some segments and what the blocks need to run them."""
+
+    x: Tensor  # (B, S, D)
+    c: Tensor  # (B, G, D) adaLN condition of each of the G segments
+    seg: Tensor  # (S,) long: each token's segment, 0..G-1
+    angles: Tensor  # (S, Dh/2) RoPE angles (0 = not rotated)
+    valid: Tensor  # (B, S) bool: which tokens may be attended to
+
+
+def patchify(z: Tensor, p: int) -> Tensor:
+    """Latent (B, C, H, W) -> patch tokens (B, H/p * W/p, p*p*C), row-major."""
+    return rearrange(z, "b c (h p) (w q) -> b (h w) (p q c)", p=p, q=p)
+
+
+def segment_mask(q_seg: Tensor, k_seg: Tensor, k_valid: Tensor) -> Tensor:
+    """DiTFuse Sect. III-A3: query i may see key j iff seg(j) <= seg(i) and j is valid -> (B, 1, Sq, Sk)."""
+    causal = k_seg[None, :] <= q_seg[:, None]  # (Sq, Sk): bidirectional inside, causal across
+    return causal[None, None] & k_valid[:, None, None, :]
+
+
+def attention_bias(mask: Tensor, ref: Tensor) -> Tensor:
+    """A boolean mask as an additive one (0 / -inf) in the dtype attention runs in (autocast's, else ref's),
+    made once per forward: SDPA would convert a boolean mask in every layer (16 % of a cached step on CPU)."""
+    dev = ref.device.type
+    dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else ref.dtype
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, float("-inf"))
+
+
+def rope_tables(angles: Tensor, ref: Tensor) -> Rope:
+    """(cos, sin) of RoPE angles on ref's device."""
+    return angles.cos().to(ref.device), angles.sin().to(ref.device)
+
+
+class JointEmbed(nn.Module):
+    """Tokens, roles and positions of the joint sequence (DiTFuse Sect. III-A2)."""
+
+    def __init__(self, cfg: JointConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d, patch = cfg.hidden, cfg.patch_size**2 * cfg.latent_channels
+        self.text_proj = nn.Sequential(nn.LayerNorm(cfg.text_dim), nn.Linear(cfg.text_dim, d))
+        self.cond_embed = nn.Linear(patch, d)  # clean input latents
+        self.x_embed = nn.Linear(patch, d)  # the noisy target
+        self.t_embed = TimestepEmbedder(d)
+        # Roles: segment embeddings (added to tokens, and the adaLN condition), boundaries, null tokens.
+        self.seg_text, self.seg_input = nn.Parameter(torch.zeros(d)), nn.Parameter(torch.zeros(d))
+        self.seg_slot = nn.Parameter(torch.zeros(cfg.max_inputs, d))
+        self.seg_time, self.seg_target = nn.Parameter(torch.zeros(d)), nn.Parameter(torch.zeros(d))
+        self.img_open, self.img_close = nn.Parameter(torch.zeros(d)), nn.Parameter(torch.zeros(d))
+        self.null_text, self.null_image = nn.Parameter(torch.zeros(d)), nn.Parameter(torch.zeros(d))
+        for param in self.parameters(recurse=False):  # the role vectors above
+            nn.init.normal_(param, std=0.02)
+
+    def grid_angles(self, h: int, w: int) -> Tensor:
+        """RoPE angles (h*w, Dh/2) of one image grid, shared by every input and the target."""
+        return rope_2d_angles(h, w, self.cfg.hidden // self.cfg.heads, self.cfg.rope_base)
+
+    def condition(
+        self,
+        conds: list[Tensor],  # N x (B, C, H, W)
+        text: Tensor | None,  # (B, L, text_dim)
+        text_mask: Tensor | None,  # (B, L) bool, True = real token
+        drop_text: Tensor | None,  # (B,) bool
+        drop_image: Tensor | None,  # (B,) bool
+    ) -> Tokens:
+        """[null t_1..t_L | <img> input 1 </img> | ... ] with segments 0..N."""
+        b, d, p = conds[0].shape[0], self.cfg.hidden, self.cfg.patch_size
+        h, w = conds[0].shape[-2] // p, conds[0].shape[-1] // p
+        dtype = self.cond_embed.weight.dtype
+        parts, c, seg, angles, valid = [self.null_text.to(dtype).expand(b, 1, d)], [self.seg_text], [], [], []
+        n_text = 1
+        keep = torch.ones(b, 1, dtype=torch.bool, device=conds[0].device)
+        if text is not None:
+            n_text += text.shape[1]
+            real = text.new_ones(text.shape[:2], dtype=torch.bool) if text_mask is None else text_mask.bool()
+            if drop_text is not None:
+                real = real & ~drop_text[:, None]
+            parts.append(self.text_proj(text.to(dtype)))
+            keep = torch.cat([keep, real], dim=1)
+        seg.append(torch.zeros(n_text, dtype=torch.long))
+        angles.append(torch.zeros(n_text, self.cfg.hidden // self.cfg.heads // 2))
+        valid.append(keep)
+        grid = self.grid_angles(h, w)
+        for k, z in enumerate(conds):
+            tok = self.cond_embed(patchify(z.to(dtype), p))  # (B, h*w, D)
+            if drop_image is not None:
+                tok = torch.where(drop_image[:, None, None], self.null_image.to(tok.dtype), tok)
+            ends = [e.to(tok.dtype).expand(b, 1, d) for e in (self.img_open, self.img_close)]
+            parts.append(torch.cat([ends[0], tok, ends[1]], dim=1))
+            c.append(self.seg_input + self.seg_slot[k])
+            seg.append(torch.full((h * w + 2,), k + 1, dtype=torch.long))
+            angles.append(
+                torch.cat([grid.new_zeros(1, grid.shape[1]), grid, grid.new_zeros(1, grid.shape[1])])
+            )
+            valid.append(keep.new_ones(b, h * w + 2))
+        cc = torch.stack(c).to(dtype)  # (N + 1, D)
+        seg_t = torch.cat(seg).to(conds[0].device)
+        x = torch.cat(parts, dim=1) + cc[seg_t]  # segment embeddings
+        return Tokens(x, cc.expand(b, -1, -1), seg_t, torch.cat(angles), torch.cat(valid, dim=1))
+
+    def target(self, x_t: Tensor, t: Tensor) -> Tokens:
+        """[timestep | noisy target] with segments 0 and 1 (N + 1 and N + 2 of the whole sequence)."""
+        b, p = x_t.shape[0], self.cfg.patch_size
+        h, w = x_t.shape[-2] // p, x_t.shape[-1] // p
+        t_emb = self.t_embed(torch.as_tensor(t, device=x_t.device).float().expand(b))  # (B, D)
+        c = torch.stack([t_emb + self.seg_time, t_emb + self.seg_target], dim=1)  # (B, 2, D)
+        tok = self.x_embed(patchify(x_t.to(t_emb.dtype), p)) + self.seg_target  # (B, h*w, D)
+        x = torch.cat([c[:, :1], tok], dim=1)  # the timestep token is its embedding + role
+        seg = torch.cat([torch.zeros(1, dtype=torch.long), torch.ones(h * w, dtype=torch.long)])
+        grid = self.grid_angles(h, w)
+        angles = torch.cat([grid.new_zeros(1, grid.shape[1]), grid])
+        return Tokens(x, c, seg.to(x_t.device), angles, x.new_ones(b, h * w + 1, dtype=torch.bool))
+
+
+class JointBlock(nn.Module):
+    """Pre-norm DiT block: per-segment adaLN-Zero (DiT Eq. 4, rank-factorised as MMAIF Eq. 7), attention
+    that may also read kept keys/values, a SwiGLU FFN."""
+
+    def __init__(self, cfg: JointConfig, first: bool) -> None:
+        super().__init__()
+        d = cfg.hidden
+        self.norm1 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(d, cfg.heads, cfg.value_residual and not first)  # no V_{l-1} in layer 1
+        self.norm2 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.ffn = GLU(d, cfg.ffn_hidden)
+        self.mod = Modulation(d, 6, cfg.lora_rank if cfg.lora_adaln else None)
+
+    def forward(
+        self,
+        x: Tensor,  # (B, S, D)
+        tok: Tokens,  # c (B, G, D), seg (S,)
+        rope: Rope,  # (S, Dh/2) x 2
+        mask: Tensor,  # (B, 1, S, Sk) bool or additive
+        v_prev: Tensor | None,  # (B, H, S, Dh)
+        past: tuple[Tensor, Tensor] | None = None,  # kept (K, V), each (B, H, Sk - S, Dh)
+        kv_only: bool = False,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """-> (x, k, v) of these S tokens; with kv_only the keys and values alone (x unchanged)."""
+        mods = [m[:, tok.seg] for m in self.mod(tok.c)]  # 6 x (B, S, D): per-segment -> per-token
+        shift1, scale1, gate1, shift2, scale2, gate2 = mods
+        q, k, v = self.attn.project(modulate(self.norm1(x), shift1, scale1), rope, v_prev)
+        if kv_only:
+            return x, k, v
+        keys, values = (k, v) if past is None else (torch.cat([past[0], k], 2), torch.cat([past[1], v], 2))
+        x = x + gate1 * self.attn.attend(q, keys, values, mask)
+        x = x + gate2 * self.ffn(modulate(self.norm2(x), shift2, scale2))
+        return x, k, v
+
+
+class JointDiT(nn.Module):
+    """`forward(conds, text, text_mask, x_t, t) -> (B, C, H, W)`, the velocity (or Z1) of the target;
+    `encode_condition` + `forward_cached` compute the same with the condition run once."""
+
+    def __init__(self, cfg: JointConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = JointEmbed(cfg)
+        self.blocks = nn.ModuleList(JointBlock(cfg, first=i == 0) for i in range(cfg.depth))
+        self.final = FinalLayer(cfg)  # type: ignore[arg-type]  # reads the fields JointConfig shares
+        self.initialize()
+
+    def initialize(self) -> None:
+        """DiT init: xavier linears, zero biases, zero adaLN and output projections (identity blocks)."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            if isinstance(m, Modulation):
+                m.zero_init()
+        nn.init.zeros_(self.final.linear.weight)
+        nn.init.zeros_(self.final.linear.bias)
+
+    def num_params(self) -> int:
+        """Parameter count."""
+        return sum(q.numel() for q in self.parameters())
+
+    def check_inputs(self, conds: Sequence[Tensor] | Tensor, x_t: Tensor | None = None) -> list[Tensor]:
+        """N x (B, C, H, W) (from a list or a (B, N, C, H, W) tensor), checked against the config and x_t."""
+        conds = list(conds.unbind(1) if isinstance(conds, Tensor) else conds)
+        if not 1 <= len(conds) <= self.cfg.max_inputs:
+            raise ValueError(f"got {len(conds)} input latents; this model takes 1..{self.cfg.max_inputs}")
+        shape = (x_t if x_t is not None else conds[0]).shape
+        if any(z.shape != shape for z in conds) or shape[1] != self.cfg.latent_channels:
+            raise ValueError(f"inputs and target must all be (B, {self.cfg.latent_channels}, H, W) alike")
+        if shape[-2] % self.cfg.patch_size or shape[-1] % self.cfg.patch_size:
+            raise ValueError(f"latent sides must be multiples of the patch size {self.cfg.patch_size}")
+        return conds
+
+    def hidden_states(
+        self,
+        conds: Sequence[Tensor] | Tensor,  # N x (B, C, H, W) or (B, N, C, H, W)
+        text: Tensor | None,  # (B, L, text_dim)
+        text_mask: Tensor | None,  # (B, L) bool, True = real token
+        x_t: Tensor,  # (B, C, H, W)
+        t: Tensor | float,  # (B,) or scalar
+        drop_text: Tensor | None = None,  # (B,) bool: CFG "no text"
+        drop_image: Tensor | None = None,  # (B,) bool: CFG "no images"
+    ) -> tuple[Tensor, Tokens]:
+        """The whole sequence in one pass, no cache -> (last hidden states (B, S, D), its Tokens)."""
+        cond = self.embed.condition(self.check_inputs(conds, x_t), text, text_mask, drop_text, drop_image)
+        tgt = self.embed.target(x_t, t)
+        g = cond.c.shape[1]  # condition segments; the target's come after them
+        tok = Tokens(
+            torch.cat([cond.x, tgt.x], 1),
+            torch.cat([cond.c, tgt.c], 1),
+            torch.cat([cond.seg, tgt.seg + g]),
+            torch.cat([cond.angles, tgt.angles]),
+            torch.cat([cond.valid, tgt.valid], 1),
+        )
+        x, _, _ = self.run_blocks(tok, segment_mask(tok.seg, tok.seg, tok.valid))
+        return x, tok
+
+    def forward(
+        self,
+        conds: Sequence[Tensor] | Tensor,
+        text: Tensor | None,
+        text_mask: Tensor | None,
+        x_t: Tensor,
+        t: Tensor | float,
+        drop_text: Tensor | None = None,
+        drop_image: Tensor | None = None,
+    ) -> Tensor:
+        """Velocity (or Z1 with predict="data") of the target, (B, C, H, W); arguments as `hidden_states`."""
+        x, tok = self.hidden_states(conds, text, text_mask, x_t, t, drop_text, drop_image)
+        n_target = x_t.shape[-2] * x_t.shape[-1] // self.cfg.patch_size**2
+        return self.output(x[:, -n_target:], tok.c[:, -1:], x_t.shape[-2])
+
+    @torch.no_grad()
+    def encode_condition(
+        self,
+        conds: Sequence[Tensor] | Tensor,
+        text: Tensor | None,
+        text_mask: Tensor | None,
+        drop_text: Tensor | None = None,
+        drop_image: Tensor | None = None,
+    ) -> ConditionCache:
+        """Run text + inputs through every layer once and keep each layer's K and V (no gradients)."""
+        conds = self.check_inputs(conds)
+        tok = self.embed.condition(conds, text, text_mask, drop_text, drop_image)
+        _, keys, values = self.run_blocks(tok, segment_mask(tok.seg, tok.seg, tok.valid), kv_only_last=True)
+        p = self.cfg.patch_size
+        grid = (conds[0].shape[-2] // p, conds[0].shape[-1] // p)
+        return ConditionCache(keys, values, tok.valid, grid)
+
+    def forward_cached(self, cache: ConditionCache, x_t: Tensor, t: Tensor | float) -> Tensor:
+        """As `forward`, running only the timestep + target tokens against the kept condition K/V."""
+        p = self.cfg.patch_size
+        if (x_t.shape[-2] // p, x_t.shape[-1] // p) != cache.grid or x_t.shape[0] != cache.valid.shape[0]:
+            raise ValueError("x_t does not match the batch or size of the cached condition")
+        tok = self.embed.target(x_t, t)
+        seg_all = torch.full((cache.valid.shape[1],), -1, dtype=torch.long, device=x_t.device)
+        # Every condition key is visible to the timestep and target (segment -1 here: "earlier").
+        mask = segment_mask(tok.seg, torch.cat([seg_all, tok.seg]), torch.cat([cache.valid, tok.valid], 1))
+        x, _, _ = self.run_blocks(tok, mask, cache)
+        return self.output(x[:, 1:], tok.c[:, 1:], x_t.shape[-2])
+
+    def run_blocks(
+        self, tok: Tokens, mask: Tensor, cache: ConditionCache | None = None, kv_only_last: bool = False
+    ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """The block stack over tok, attending to a cache's K/V too -> (x, every layer's k and v).
+        kv_only_last: the last layer's outputs are never read (the condition's): compute its K, V only."""
+        bias, rope = attention_bias(mask, tok.x), rope_tables(tok.angles, tok.x)
+        x, v_prev, keys, values = tok.x, None, [], []
+        for i, block in enumerate(self.blocks):
+            past = None if cache is None else (cache.keys[i], cache.values[i])
+            x, k, v = block(x, tok, rope, bias, v_prev, past, kv_only_last and i == len(self.blocks) - 1)
+            keys.append(k)
+            values.append(v)
+            v_prev = v if self.cfg.value_residual else None
+        return x, keys, values
+
+    def output(self, x: Tensor, c: Tensor, height: int) -> Tensor:
+        """Target states (B, h*w, D) and their adaLN condition (B, 1, D) -> final layer -> (B, C, H, W)."""
+        p = self.cfg.patch_size
+        out = self.final(x, c)  # (B, h*w, p*p*C)
+        return rearrange(out, "b (h w) (p q c) -> b c (h p) (w q)", h=height // p, p=p, q=p)
+
+
+# Flow-matching glue on allfuse.flow's convention (t = 0 prior, t = 1 data, Z_t = (1 - t) Z0 + t Z1,
+# v = Z1 - Z0). Plain functions of the model: they belong with the objectives and samplers once wired.
+
+
+def guidance_dropout(
+    b: int, p_text: float, p_image: float, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """Per-sample CFG dropout (drop_text, drop_image), each (B,) bool, from one uniform draw: with p_image
+    the images AND the text go (the unconditional branch), with p_text the text alone (the image branch).
+    These are the two branches the sampler asks for (InstructPix2Pix Sect. 3.4 drops text only, image only
+    and both; image-only dropout feeds no branch of Eq. (3), so it is left out)."""
+    device = generator.device if generator is not None else None
+    u = torch.rand(b, generator=generator, device=device)
+    drop_image = u < p_image
+    return drop_image | (u < p_image + p_text), drop_image
+
+
+def velocity_of(model: JointDiT, out: Tensor, x_t: Tensor, t: Tensor | float) -> Tensor:
+    """The model's output as a velocity: as is, or (Z1~ - Z_t) / (1 - t) for predict="data"."""
+    return velocity_from_data(out, x_t, t).to(out.dtype) if model.cfg.predict == "data" else out
+
+
+def joint_flow_loss(
+    model: JointDiT,
+    conds: Sequence[Tensor],  # N x (B, C, H, W) input latents
+    text: Tensor | None,  # (B, L, text_dim)
+    text_mask: Tensor | None,  # (B, L) bool
+    target: Tensor,  # (B, C, H, W) Z1, the latent to generate
+    cfg: ObjectiveConfig | None = None,  # time sampling (logit-normal by default)
+    p_text: float = 0.1,
+    p_image: float = 0.1,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """DiTFuse Eq. (4)-(5) = MMAIF Eq. (2)/(11) from Gaussian noise: |v(Z_t, t, c) - (Z1 - Z0)|^2 with
+    t ~ logit-normal and CFG condition dropout (`guidance_dropout`)."""
+    cfg = cfg or ObjectiveConfig()
+    b = target.shape[0]
+    t = sample_time(cfg, b, generator).to(target.device)  # (B,)
+    z0 = randn_like(target, generator)  # p0 = N(0, I)
+    zt = interpolate(z0, target, t)  # Z_t = (1 - t) Z0 + t Z1
+    drop_text, drop_image = (d.to(target.device) for d in guidance_dropout(b, p_text, p_image, generator))
+    out = model(conds, text, text_mask, zt, t, drop_text, drop_image)
+    return (velocity_of(model, out.float(), zt, t) - velocity_target(z0, target)).pow(2).mean()
+
+
+def combine_guidance(
+    v_full: Tensor, v_image: Tensor, v_uncond: Tensor, cfg_text: float, cfg_image: float
+) -> Tensor:
+    """InstructPix2Pix Eq. (3) (Brooks et al. 2023) on velocities:
+    v = v(0, 0) + s_I (v(I, 0) - v(0, 0)) + s_T (v(I, T) - v(I, 0)); s = 1 is v(I, T) (Ho & Salimans 2022)."""
+    return v_uncond + cfg_image * (v_image - v_uncond) + cfg_text * (v_full - v_image)
+
+
+def guidance_branches(
+    conds: Sequence[Tensor], text: Tensor | None, text_mask: Tensor | None
+) -> tuple[list[Tensor], Tensor | None, Tensor | None, Tensor, Tensor]:
+    """The three CFG branches stacked on the batch, (full, no text, no text and no images) -> conds, text,
+    text_mask (3B, ...) and their drop_text, drop_image flags (3B,)."""
+    b, device = conds[0].shape[0], conds[0].device
+    three = [z.repeat(3, 1, 1, 1) for z in conds]
+    text3 = None if text is None else text.repeat(3, 1, 1)
+    mask3 = None if text_mask is None else text_mask.repeat(3, 1)
+    flags = torch.tensor([[0, 0], [1, 0], [1, 1]], dtype=torch.bool, device=device).repeat_interleave(b, 0)
+    return three, text3, mask3, flags[:, 0], flags[:, 1]
+
+
+def guided_velocity(
+    model: JointDiT, cache3: ConditionCache, x: Tensor, t: Tensor, cfg_text: float, cfg_image: float
+) -> Tensor:
+    """Guided velocity at x (B, C, H, W): ONE forward of the 3 branches cached from `guidance_branches`."""
+    x3, t3 = x.repeat(3, 1, 1, 1), torch.as_tensor(t, device=x.device).expand(x.shape[0]).repeat(3)
+    v_full, v_image, v_uncond = velocity_of(model, model.forward_cached(cache3, x3, t3), x3, t3).chunk(3)
+    return combine_guidance(v_full, v_image, v_uncond, cfg_text, cfg_image)
+
+
+def joint_velocity_fn(
+    model: JointDiT,
+    conds: Sequence[Tensor],
+    text: Tensor | None,
+    text_mask: Tensor | None,
+    cfg_text: float = 1.0,
+    cfg_image: float = 1.0,
+    cache: bool = True,
+) -> VelocityFn:
+    """v(x, t) for the solvers of allfuse.sampling: with the condition cached once (cache=True) or the whole
+    sequence at every call; three CFG branches in one batch unless both scales are 1."""
+    guided = (cfg_text, cfg_image) != (1.0, 1.0)
+    args = guidance_branches(conds, text, text_mask) if guided else (list(conds), text, text_mask, None, None)
+    kept = model.encode_condition(*args) if cache else None
+
+    def v(x: Tensor, t: Tensor) -> Tensor:
+        if kept is not None and guided:
+            return guided_velocity(model, kept, x, t, cfg_text, cfg_image)
+        xs, ts = (x.repeat(3, 1, 1, 1), t.repeat(3)) if guided else (x, t)
+        out = model.forward_cached(kept, xs, ts) if kept is not None else model(*args[:3], xs, ts, *args[3:])
+        vel = velocity_of(model, out, xs, ts)
+        return combine_guidance(*vel.chunk(3), cfg_text, cfg_image) if guided else vel
+
+    return v
+
+
+@torch.no_grad()
+def sample_joint(
+    model: JointDiT,
+    conds: Sequence[Tensor],
+    text: Tensor | None,
+    text_mask: Tensor | None,
+    steps: int = 8,
+    cfg_text: float = 1.0,
+    cfg_image: float = 1.0,
+    cache: bool = True,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Euler from Z0 ~ N(0, I) at t = 0 to the generated latent at t = 1 (DiTFuse samples with Euler)."""
+    v = joint_velocity_fn(model, conds, text, text_mask, cfg_text, cfg_image, cache)
+    return euler(v, randn_like(conds[0], generator), steps).x
