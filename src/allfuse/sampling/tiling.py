@@ -1,11 +1,12 @@
 """Tiled inference: run a FusionDiT on overlapping latent windows the size it was trained on, blend.
 
 Our CPU-trained models see 128 px crops (16 x 16 latents, 8 x 8 tokens); on a full image their token grid
-would be many times larger than any they learned positions for, and quality drops sharply (try
-`tile=0`). Fusion is local, and training only ever showed local crops, so we cut the latent into windows of the training size with an
-eighth overlap, run them as one batch per chunk, and blend the outputs with a linear ramp across each
-overlap (MultiDiffusion, Bar-Tal et al. 2023, averages overlapping denoiser outputs the same way). The
-wrapper is a drop-in model: every solver step is tiled, so flow sampling stays consistent across windows.
+would be many times larger than any they learned positions for, and quality drops sharply (try `tile=0`).
+Fusion is local, and training only ever showed local crops, so we cut the latent into windows of the
+training size with an eighth overlap, run them as one batch per chunk, and blend the outputs with a linear
+ramp across each overlap (MultiDiffusion, Bar-Tal et al. 2023, averages overlapping denoiser outputs the
+same way). The wrapper is a drop-in model: every solver step is tiled, so flow sampling stays consistent
+across windows.
 Overlap is a cost/seam trade: with 16-latent windows at 1024 px, overlap 4 runs 121 windows, overlap 2
 runs 81; the default is the smaller one, which moved the bench's scores negligibly.
 """
