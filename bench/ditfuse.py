@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 from machine import machine_line
 
-from allfuse.models.joint import JOINT_PRESETS, JointDiT, sample_joint
+from allfuse.models.joint import JOINT_PRESETS, JointDiT
+from allfuse.sampling.joint import sample_joint
 
 PROMPT_TOKENS = 20
 GUIDANCE = (2.0, 1.6)  # DiTFuse's public code: text 2.0, image 1.6

@@ -5,17 +5,9 @@ import json
 import pytest
 import torch
 
-from allfuse.models.joint import (
-    JOINT_PRESETS,
-    JointConfig,
-    JointDiT,
-    combine_guidance,
-    guidance_branches,
-    guidance_dropout,
-    guided_velocity,
-    joint_flow_loss,
-    sample_joint,
-)
+from allfuse.models.joint import JOINT_PRESETS, JointConfig, JointDiT
+from allfuse.objectives.joint import guidance_dropout, joint_flow_loss
+from allfuse.sampling.joint import combine_guidance, guidance_branches, guided_velocity, sample_joint
 
 MICRO = JointConfig(
     latent_channels=4, hidden=32, depth=2, heads=2, ffn_hidden=64, max_inputs=3, text_dim=8, lora_rank=8

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from allfuse.models.joint import JointConfig, JointDiT, joint_flow_loss
+from allfuse.models.joint import JointConfig, JointDiT
 from allfuse.models.lora import (
     LoRALinear,
     add_lora,
@@ -14,6 +14,7 @@ from allfuse.models.lora import (
     lora_state_dict,
     merge_lora,
 )
+from allfuse.objectives.joint import joint_flow_loss
 
 MICRO = JointConfig(latent_channels=4, hidden=32, depth=2, heads=2, ffn_hidden=64, text_dim=8, lora_rank=8)
 

@@ -170,6 +170,25 @@ class SamplerConfig:
             raise ValueError("the stochastic sampler's score term assumes a Gaussian prior")
 
 
+@dataclass(frozen=True)
+class GuidanceConfig:
+    """Classifier-free guidance of the joint DiT with separate text and image conditions (InstructPix2Pix
+    Eq. 3, the three branches DiTFuse's code samples with): how often training drops the conditions, and
+    the scales sampling uses unless a caller gives its own. Scales of 1 are plain conditional sampling."""
+
+    drop_text: float = 0.1  # training: P(the text is dropped, the images kept); DiTFuse's code: 0.1
+    drop_image: float = 0.1  # training: P(images and text are dropped: the unconditional branch)
+    text: float = 2.0  # sampling: s_T (DiTFuse's code: 2.0)
+    image: float = 1.6  # sampling: s_I (DiTFuse's code: 1.6)
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.drop_text and 0 <= self.drop_image and self.drop_text + self.drop_image <= 1):
+            raise ValueError(
+                f"guidance dropout needs 0 <= drop_text, drop_image and a sum <= 1, got "
+                f"{self.drop_text}, {self.drop_image}"
+            )
+
+
 # Reading a config tree from nested mappings (JSON, YAML, dotted `key=value` overrides).
 
 

@@ -100,3 +100,8 @@ def predicts_data(model: nn.Module) -> bool:
     """True for an x-prediction flow model (ModelConfig.predict = "data"); DDP-wrapped models too."""
     cfg = getattr(getattr(model, "module", model), "cfg", None)
     return getattr(cfg, "predict", "velocity") == "data"
+
+
+def as_velocity(model: nn.Module, out: Tensor, x: Tensor, t: Tensor | float) -> Tensor:
+    """A network's output as a velocity: as is, or (Z1~ - Z_t) / (1 - t) for an x-prediction model."""
+    return velocity_from_data(out, x, t).to(out.dtype) if predicts_data(model) else out

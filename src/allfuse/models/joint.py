@@ -21,8 +21,8 @@ only (independent of t, or the cache would not hold), timestep and target on seg
 Classifier-free guidance: a learned null token is always the first text token, so "no text" masks the
 others; "no images" puts a learned null token at every position of every input image.
 
-The network knows nothing about noise: the flow-matching loss and the guided sampler below are plain
-functions on `allfuse.flow`'s convention (t = 0 prior, t = 1 data, v = Z1 - Z0).
+The network knows nothing about noise: the flow-matching loss with guidance dropout is in
+`allfuse.objectives.joint`, the cached, guided sampler in `allfuse.sampling.joint`.
 """
 
 from __future__ import annotations
@@ -37,12 +37,10 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from allfuse.config import ObjectiveConfig, Prediction, _validate_literals, build_config, known_fields
-from allfuse.flow import interpolate, randn_like, sample_time, velocity_from_data, velocity_target
+from allfuse.config import Prediction, _validate_literals, build_config, known_fields
 from allfuse.models.dit import FinalLayer
 from allfuse.models.layers import Attention, Modulation, Rope, TimestepEmbedder, modulate, rope_2d_angles
 from allfuse.models.moe import GLU
-from allfuse.sampling.solvers import VelocityFn, euler
 
 
 @dataclass(frozen=True)
@@ -380,121 +378,3 @@ class JointDiT(nn.Module):
         p = self.cfg.patch_size
         out = self.final(x, c)  # (B, h*w, p*p*C)
         return rearrange(out, "b (h w) (p q c) -> b c (h p) (w q)", h=height // p, p=p, q=p)
-
-
-# Flow-matching glue on allfuse.flow's convention (t = 0 prior, t = 1 data, Z_t = (1 - t) Z0 + t Z1,
-# v = Z1 - Z0). Plain functions of the model: they belong with the objectives and samplers once wired.
-
-
-def guidance_dropout(
-    b: int, p_text: float, p_image: float, generator: torch.Generator | None = None
-) -> tuple[Tensor, Tensor]:
-    """Per-sample CFG dropout (drop_text, drop_image), each (B,) bool, from one uniform draw: with p_image
-    the images AND the text go (the unconditional branch), with p_text the text alone (the image branch).
-    These are the two branches the sampler asks for (InstructPix2Pix Sect. 3.4 drops text only, image only
-    and both; image-only dropout feeds no branch of Eq. (3), so it is left out)."""
-    device = generator.device if generator is not None else None
-    u = torch.rand(b, generator=generator, device=device)
-    drop_image = u < p_image
-    return drop_image | (u < p_image + p_text), drop_image
-
-
-def velocity_of(model: JointDiT, out: Tensor, x_t: Tensor, t: Tensor | float) -> Tensor:
-    """The model's output as a velocity: as is, or (Z1~ - Z_t) / (1 - t) for predict="data"."""
-    return velocity_from_data(out, x_t, t).to(out.dtype) if model.cfg.predict == "data" else out
-
-
-def joint_flow_loss(
-    model: JointDiT,
-    conds: Sequence[Tensor],  # N x (B, C, H, W) input latents
-    text: Tensor | None,  # (B, L, text_dim)
-    text_mask: Tensor | None,  # (B, L) bool
-    target: Tensor,  # (B, C, H, W) Z1, the latent to generate
-    cfg: ObjectiveConfig | None = None,  # time sampling (logit-normal by default)
-    p_text: float = 0.1,
-    p_image: float = 0.1,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """DiTFuse Eq. (4)-(5) = MMAIF Eq. (2)/(11) from Gaussian noise: |v(Z_t, t, c) - (Z1 - Z0)|^2 with
-    t ~ logit-normal and CFG condition dropout (`guidance_dropout`)."""
-    cfg = cfg or ObjectiveConfig()
-    b = target.shape[0]
-    t = sample_time(cfg, b, generator).to(target.device)  # (B,)
-    z0 = randn_like(target, generator)  # p0 = N(0, I)
-    zt = interpolate(z0, target, t)  # Z_t = (1 - t) Z0 + t Z1
-    drop_text, drop_image = (d.to(target.device) for d in guidance_dropout(b, p_text, p_image, generator))
-    out = model(conds, text, text_mask, zt, t, drop_text, drop_image)
-    return (velocity_of(model, out.float(), zt, t) - velocity_target(z0, target)).pow(2).mean()
-
-
-def combine_guidance(
-    v_full: Tensor, v_image: Tensor, v_uncond: Tensor, cfg_text: float, cfg_image: float
-) -> Tensor:
-    """InstructPix2Pix Eq. (3) (Brooks et al. 2023) on velocities:
-    v = v(0, 0) + s_I (v(I, 0) - v(0, 0)) + s_T (v(I, T) - v(I, 0)); s = 1 is v(I, T) (Ho & Salimans 2022)."""
-    return v_uncond + cfg_image * (v_image - v_uncond) + cfg_text * (v_full - v_image)
-
-
-def guidance_branches(
-    conds: Sequence[Tensor], text: Tensor | None, text_mask: Tensor | None
-) -> tuple[list[Tensor], Tensor | None, Tensor | None, Tensor, Tensor]:
-    """The three CFG branches stacked on the batch, (full, no text, no text and no images) -> conds, text,
-    text_mask (3B, ...) and their drop_text, drop_image flags (3B,)."""
-    b, device = conds[0].shape[0], conds[0].device
-    three = [z.repeat(3, 1, 1, 1) for z in conds]
-    text3 = None if text is None else text.repeat(3, 1, 1)
-    mask3 = None if text_mask is None else text_mask.repeat(3, 1)
-    flags = torch.tensor([[0, 0], [1, 0], [1, 1]], dtype=torch.bool, device=device).repeat_interleave(b, 0)
-    return three, text3, mask3, flags[:, 0], flags[:, 1]
-
-
-def guided_velocity(
-    model: JointDiT, cache3: ConditionCache, x: Tensor, t: Tensor, cfg_text: float, cfg_image: float
-) -> Tensor:
-    """Guided velocity at x (B, C, H, W): ONE forward of the 3 branches cached from `guidance_branches`."""
-    x3, t3 = x.repeat(3, 1, 1, 1), torch.as_tensor(t, device=x.device).expand(x.shape[0]).repeat(3)
-    v_full, v_image, v_uncond = velocity_of(model, model.forward_cached(cache3, x3, t3), x3, t3).chunk(3)
-    return combine_guidance(v_full, v_image, v_uncond, cfg_text, cfg_image)
-
-
-def joint_velocity_fn(
-    model: JointDiT,
-    conds: Sequence[Tensor],
-    text: Tensor | None,
-    text_mask: Tensor | None,
-    cfg_text: float = 1.0,
-    cfg_image: float = 1.0,
-    cache: bool = True,
-) -> VelocityFn:
-    """v(x, t) for the solvers of allfuse.sampling: with the condition cached once (cache=True) or the whole
-    sequence at every call; three CFG branches in one batch unless both scales are 1."""
-    guided = (cfg_text, cfg_image) != (1.0, 1.0)
-    args = guidance_branches(conds, text, text_mask) if guided else (list(conds), text, text_mask, None, None)
-    kept = model.encode_condition(*args) if cache else None
-
-    def v(x: Tensor, t: Tensor) -> Tensor:
-        if kept is not None and guided:
-            return guided_velocity(model, kept, x, t, cfg_text, cfg_image)
-        xs, ts = (x.repeat(3, 1, 1, 1), t.repeat(3)) if guided else (x, t)
-        out = model.forward_cached(kept, xs, ts) if kept is not None else model(*args[:3], xs, ts, *args[3:])
-        vel = velocity_of(model, out, xs, ts)
-        return combine_guidance(*vel.chunk(3), cfg_text, cfg_image) if guided else vel
-
-    return v
-
-
-@torch.no_grad()
-def sample_joint(
-    model: JointDiT,
-    conds: Sequence[Tensor],
-    text: Tensor | None,
-    text_mask: Tensor | None,
-    steps: int = 8,
-    cfg_text: float = 1.0,
-    cfg_image: float = 1.0,
-    cache: bool = True,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Euler from Z0 ~ N(0, I) at t = 0 to the generated latent at t = 1 (DiTFuse samples with Euler)."""
-    v = joint_velocity_fn(model, conds, text, text_mask, cfg_text, cfg_image, cache)
-    return euler(v, randn_like(conds[0], generator), steps).x

@@ -1,0 +1,164 @@
+"""Sampling the joint DiT (DiTFuse, allfuse.models.joint): guided velocity functions for the solvers.
+
+The condition (text + input images) of the joint sequence never sees the timestep or the target, so its
+keys and values are computed once per image (`JointDiT.encode_condition`) and every solver step runs only
+the timestep + target tokens against them (`forward_cached`). Classifier-free guidance with separate text
+and image scales (InstructPix2Pix Eq. 3) stacks its three branches on the batch: one forward per step.
+Large latents run on overlapping windows of the training size, each with its own cache, blended with the
+linear ramps of FusionDiT's tiled inference (allfuse.sampling.tiling) at every step.
+Time convention: `allfuse.flow`'s (t = 0 noise, t = 1 data).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from allfuse.config import SamplerConfig
+from allfuse.flow import as_velocity, randn_like
+from allfuse.models.joint import ConditionCache, JointDiT
+from allfuse.sampling import Sample, solve
+from allfuse.sampling.solvers import VelocityFn, euler
+from allfuse.sampling.tiling import ramp, window_starts
+
+CACHE_BUDGET = 1 << 30  # bytes of condition keys/values kept across steps; above it, no cache
+
+
+def combine_guidance(
+    v_full: Tensor, v_image: Tensor, v_uncond: Tensor, cfg_text: float, cfg_image: float
+) -> Tensor:
+    """InstructPix2Pix Eq. (3) (Brooks et al. 2023) on velocities:
+    v = v(0, 0) + s_I (v(I, 0) - v(0, 0)) + s_T (v(I, T) - v(I, 0)); s = 1 is v(I, T) (Ho & Salimans 2022)."""
+    return v_uncond + cfg_image * (v_image - v_uncond) + cfg_text * (v_full - v_image)
+
+
+def guidance_branches(
+    conds: Sequence[Tensor], text: Tensor | None, text_mask: Tensor | None
+) -> tuple[list[Tensor], Tensor | None, Tensor | None, Tensor, Tensor]:
+    """The three CFG branches stacked on the batch, (full, no text, no text and no images) -> conds, text,
+    text_mask (3B, ...) and their drop_text, drop_image flags (3B,)."""
+    b, device = conds[0].shape[0], conds[0].device
+    three = [z.repeat(3, 1, 1, 1) for z in conds]
+    text3 = None if text is None else text.repeat(3, 1, 1)
+    mask3 = None if text_mask is None else text_mask.repeat(3, 1)
+    flags = torch.tensor([[0, 0], [1, 0], [1, 1]], dtype=torch.bool, device=device).repeat_interleave(b, 0)
+    return three, text3, mask3, flags[:, 0], flags[:, 1]
+
+
+def guided_velocity(
+    model: JointDiT, cache3: ConditionCache, x: Tensor, t: Tensor, cfg_text: float, cfg_image: float
+) -> Tensor:
+    """Guided velocity at x (B, C, H, W): ONE forward of the 3 branches cached from `guidance_branches`."""
+    x3, t3 = x.repeat(3, 1, 1, 1), torch.as_tensor(t, device=x.device).expand(x.shape[0]).repeat(3)
+    v_full, v_image, v_uncond = as_velocity(model, model.forward_cached(cache3, x3, t3), x3, t3).chunk(3)
+    return combine_guidance(v_full, v_image, v_uncond, cfg_text, cfg_image)
+
+
+def joint_velocity_fn(
+    model: JointDiT,
+    conds: Sequence[Tensor],
+    text: Tensor | None,
+    text_mask: Tensor | None,
+    cfg_text: float = 1.0,
+    cfg_image: float = 1.0,
+    cache: bool = True,
+) -> VelocityFn:
+    """v(x, t) for the solvers of allfuse.sampling: with the condition cached once (cache=True) or the whole
+    sequence at every call; three CFG branches in one batch unless both scales are 1."""
+    guided = (cfg_text, cfg_image) != (1.0, 1.0)
+    args = guidance_branches(conds, text, text_mask) if guided else (list(conds), text, text_mask, None, None)
+    kept = model.encode_condition(*args) if cache else None
+
+    def v(x: Tensor, t: Tensor) -> Tensor:
+        if kept is not None and guided:
+            return guided_velocity(model, kept, x, t, cfg_text, cfg_image)
+        xs, ts = (x.repeat(3, 1, 1, 1), t.repeat(3)) if guided else (x, t)
+        out = model.forward_cached(kept, xs, ts) if kept is not None else model(*args[:3], xs, ts, *args[3:])
+        vel = as_velocity(model, out, xs, ts)
+        return combine_guidance(*vel.chunk(3), cfg_text, cfg_image) if guided else vel
+
+    return v
+
+
+def cache_bytes(model: JointDiT, conds: Sequence[Tensor], text: Tensor | None, branches: int) -> int:
+    """Bytes the condition keys and values of one window take over every layer (float32 upper bound)."""
+    tokens = (conds[0].shape[-2] // model.cfg.patch_size) * (conds[0].shape[-1] // model.cfg.patch_size)
+    seq = 1 + (0 if text is None else text.shape[1]) + len(conds) * (tokens + 2)
+    return 2 * model.cfg.depth * branches * conds[0].shape[0] * seq * model.cfg.hidden * 4
+
+
+def windowed_velocity_fn(
+    model: JointDiT,
+    conds: Sequence[Tensor],  # N x (B, C, H, W)
+    text: Tensor | None,
+    text_mask: Tensor | None,
+    cfg_text: float = 1.0,
+    cfg_image: float = 1.0,
+    window: int = 0,  # latent window side; 0 = the whole latent in one window
+    overlap: int | None = None,  # latents shared by neighbouring windows; None = window // 8
+) -> VelocityFn:
+    """`joint_velocity_fn` on overlapping windows blended with linear ramps (allfuse.sampling.tiling), each
+    window's condition cached, unless all the caches together would exceed CACHE_BUDGET."""
+    hh, ww = conds[0].shape[-2:]
+    if not window or (hh <= window and ww <= window):
+        branches = 1 if (cfg_text, cfg_image) == (1.0, 1.0) else 3
+        cache = cache_bytes(model, conds, text, branches) <= CACHE_BUDGET
+        return joint_velocity_fn(model, conds, text, text_mask, cfg_text, cfg_image, cache)
+    overlap = max(1, window // 8) if overlap is None else overlap
+    kh, kw = min(window, hh), min(window, ww)
+    spots = [(i, j) for i in window_starts(hh, kh, overlap) for j in window_starts(ww, kw, overlap)]
+    crops = [[z[..., i : i + kh, j : j + kw] for z in conds] for i, j in spots]
+    branches = 1 if (cfg_text, cfg_image) == (1.0, 1.0) else 3
+    cache = len(spots) * cache_bytes(model, crops[0], text, branches) <= CACHE_BUDGET
+    fns = [joint_velocity_fn(model, c, text, text_mask, cfg_text, cfg_image, cache) for c in crops]
+    weight = (ramp(kh, overlap)[:, None] * ramp(kw, overlap)[None, :]).to(conds[0].device)  # (kh, kw)
+    norm = torch.zeros(hh, ww, device=conds[0].device)
+    for i, j in spots:
+        norm[i : i + kh, j : j + kw] += weight
+
+    def v(x: Tensor, t: Tensor) -> Tensor:
+        out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+        for (i, j), fn in zip(spots, fns, strict=True):
+            out[..., i : i + kh, j : j + kw] += fn(x[..., i : i + kh, j : j + kw], t).float() * weight
+        return (out / norm).to(x.dtype)
+
+    return v
+
+
+@torch.no_grad()
+def sample_guided(
+    model: JointDiT,
+    conds: Sequence[Tensor],
+    text: Tensor | None,
+    text_mask: Tensor | None,
+    cfg: SamplerConfig,
+    cfg_text: float = 1.0,
+    cfg_image: float = 1.0,
+    generator: torch.Generator | None = None,
+    window: int = 0,
+) -> Sample:
+    """The generated latent: cfg's solver (Euler, midpoint, ...) from Z0 ~ N(0, I) at t = 0 to t = 1 with
+    the guided, cached (and, for latents larger than `window`, windowed) velocity."""
+    if cfg.prior != "gaussian" or cfg.method == "bridge":
+        raise ValueError("the joint DiT samples from Gaussian noise: no latent prior, no bridge sampler")
+    v = windowed_velocity_fn(model, conds, text, text_mask, cfg_text, cfg_image, window)
+    return solve(cfg, v, randn_like(conds[0], generator), generator)
+
+
+@torch.no_grad()
+def sample_joint(
+    model: JointDiT,
+    conds: Sequence[Tensor],
+    text: Tensor | None,
+    text_mask: Tensor | None,
+    steps: int = 8,
+    cfg_text: float = 1.0,
+    cfg_image: float = 1.0,
+    cache: bool = True,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Euler from Z0 ~ N(0, I) at t = 0 to the generated latent at t = 1 (DiTFuse samples with Euler)."""
+    v = joint_velocity_fn(model, conds, text, text_mask, cfg_text, cfg_image, cache)
+    return euler(v, randn_like(conds[0], generator), steps).x
