@@ -73,9 +73,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train", help="train a FusionDiT (torchrun --nproc_per_node=N -m allfuse train ... for DDP)"
+        "train",
+        help="train a FusionDiT or a JointDiT (torchrun --nproc_per_node=N -m allfuse train ... for DDP)",
     )
-    p.add_argument("--config", default="tiny-reg", help="a preset (tiny-reg, tiny-fm) or a YAML file")
+    p.add_argument(
+        "--config",
+        default="tiny-reg",
+        help="a preset (tiny-reg, tiny-fm, tiny-ditfuse, tiny-ditfuse-lora init_from=RUN) or a YAML file",
+    )
     p.add_argument(
         "overrides", nargs="*", help="key=value overrides, dotted for nested fields (model.depth=4)"
     )
@@ -88,7 +93,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train (or resume) a model from a preset/YAML config plus overrides."""
-    from allfuse.train.config import load_train_config
+    from allfuse.train.config import check_runnable, load_train_config
     from allfuse.train.loop import train
 
     overrides = list(args.overrides)
@@ -98,6 +103,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"out_dir={args.out}")
     try:
         cfg = load_train_config(args.config, overrides)
+        check_runnable(cfg)
     except (KeyError, ValueError) as e:
         raise CliError(str(e).strip("'\"")) from None
     out = train(cfg, resume=not args.fresh, until=args.until)
@@ -158,9 +164,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
     from allfuse.model_folder import save_pretrained, save_refiner
-    from allfuse.models import FusionDiT
     from allfuse.train.checkpoint import load_checkpoint
     from allfuse.train.config import config_from_dict
+    from allfuse.train.network import trained_network
 
     try:
         saved = load_checkpoint(args.run)
@@ -186,11 +192,25 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.work_side is not None:
         raise CliError("--work-side belongs to a refiner run's export (the refiner restores full size)")
     cfg = config_from_dict(saved.config)
-    model = FusionDiT(cfg.model)
-    model.load_state_dict(weights)
+    model = trained_network(cfg, weights)  # LoRA adapters merged: the folder holds plain weights
     folder = save_pretrained(model, cfg, args.out, dtype=dtype)
-    print(f"exported step {step} ({args.weights}, {args.dtype}) of {saved.path} -> {folder}")
+    if cfg.arch == "joint" and cfg.init_from:
+        record_base(folder, cfg.init_from)
+    merged = f", LoRA rank {cfg.lora.rank} merged" if cfg.arch == "joint" and cfg.lora.rank else ""
+    print(f"exported step {step} ({args.weights}, {args.dtype}{merged}) of {saved.path} -> {folder}")
     return 0
+
+
+def record_base(folder: Path, base: str) -> None:
+    """Add how the base model of a fine-tuned run was trained to the folder's training.json ("base")."""
+    from allfuse.model_folder import read_training, resolve_model_folder, write_training
+
+    try:
+        record = read_training(resolve_model_folder(base))
+    except (FileNotFoundError, ValueError) as e:
+        print(f"note: how the base model was trained is not recorded ({e})")
+        return
+    write_training(folder, {**read_training(folder), "base": record})
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:

@@ -34,6 +34,7 @@ TimeSampling = Literal["uniform", "logit_normal"]
 AuxMode = Literal["sum", "max"]
 SamplerKind = Literal["euler", "midpoint", "midpoint_reuse", "stochastic", "bridge"]
 Prediction = Literal["velocity", "data"]
+Arch = Literal["fusion", "joint"]  # FusionDiT (MMAIF, allfuse.models.dit) or JointDiT (DiTFuse, models.joint)
 
 C = TypeVar("C")
 

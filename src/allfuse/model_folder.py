@@ -1,7 +1,9 @@
 """Model folders: what `FusionPipeline.from_pretrained` reads and `save_pretrained` / `allfuse export` write.
 
 A model folder (the layout diffusers uses: a config beside safetensors weights) holds
-  config.json          the INFERENCE config: class, format version, network, sampler, training crop size,
+  config.json          the INFERENCE config: the pipeline class that runs it (`_class_name`: FusionPipeline
+                       for a FusionDiT, JointPipeline for a JointDiT), format version, network, sampler
+                       (and, for a JointDiT, its guidance scales), training crop size,
                        prompt style, tokenizer and text encoder (each with a fingerprint checked on load),
                        the task tags the model was trained on, and the refiner files when it has one
   model.safetensors    the DiT weights (EMA)
@@ -30,14 +32,25 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from allfuse.config import ModelConfig, SamplerConfig, build_config, config_to_dict, known_fields
+from allfuse.config import (
+    Arch,
+    GuidanceConfig,
+    ModelConfig,
+    SamplerConfig,
+    build_config,
+    config_to_dict,
+    known_fields,
+)
 from allfuse.data.prompts import CONTROL_TAGS, task_tags
 from allfuse.io import atomic_write_safetensors, atomic_write_text
+from allfuse.models.joint import JointConfig
 from allfuse.models.refine import Refiner, RefinerConfig
 
 MODELS_DIR = Path(__file__).parent / "weights"
 EMBEDDED = ("allfuse-reg", "allfuse-fm")
 CLASS_NAME, FORMAT_VERSION = "FusionPipeline", 1
+# config.json's `_class_name`: the pipeline class that runs the folder, by network (TrainConfig.arch).
+PIPELINE_CLASS: dict[str, Arch] = {"FusionPipeline": "fusion", "JointPipeline": "joint"}
 CONFIG, WEIGHTS, TRAINING = "config.json", "model.safetensors", "training.json"
 REFINER_WEIGHTS, REFINER_CONFIG = "refiner.safetensors", "refiner.json"
 LATEST = "latest.json"  # a training run folder's pointer to its newest checkpoint (allfuse.train.checkpoint)
@@ -47,8 +60,9 @@ LATEST = "latest.json"  # a training run folder's pointer to its newest checkpoi
 class InferenceConfig:
     """Everything needed to run a model folder's DiT (config.json); the refiner has its own (refiner.json)."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig | JointConfig = field(default_factory=ModelConfig)  # FusionDiT's or JointDiT's
     sampler: SamplerConfig = field(default_factory=SamplerConfig)  # the default of a flow model's sampling
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)  # JointDiT: default CFG scales
     crop_size: int = 128  # training crops, px: the default latent window of tiled inference
     prompt_style: str = "tagged"  # "tagged" (DiTFuse template) or "natural" (MMAIF instruction)
     bf16: bool = True  # autocast bf16 for the DiT and the tokenizer
@@ -58,9 +72,37 @@ class InferenceConfig:
     text_encoder_fingerprint: str = ""  # the encoder's id (allfuse.text.encoder.folder_id); "" = not checked
     tags: tuple[str, ...] = ("FUSION", "MULTI-MODALITIES", "MULTI-EXPOSURE", "MULTI-FOCUS")  # DiTFuse tags
 
+    @property
+    def arch(self) -> Arch:
+        """The network: "joint" (JointDiT) or "fusion" (FusionDiT)."""
+        return "joint" if isinstance(self.model, JointConfig) else "fusion"
+
+    @property
+    def flow(self) -> bool:
+        """True when the model samples (steps, sampler); False for a one-pass regression FusionDiT."""
+        return isinstance(self.model, JointConfig) or self.model.timestep
+
+    @property
+    def prompted(self) -> bool:
+        """True when the network reads the prompt (a text encoder is loaded)."""
+        reads = isinstance(self.model, JointConfig) or self.model.prompt
+        return reads and self.text_encoder != "none"
+
+
+def network_config(arch: Arch, values: Any, prefix: str = "model.") -> tuple[ModelConfig | JointConfig, list]:
+    """The network config of an arch from its dict, and the keys this version does not know (dotted)."""
+    cls = JointConfig if arch == "joint" else ModelConfig
+    if not isinstance(values, dict):
+        raise ValueError(f"model must be an object of {cls.__name__} fields, got {type(values).__name__}")
+    kept, unknown = known_fields(cls, values, prefix)
+    return build_config(cls, kept), unknown
+
 
 def inference_from_training(train: Mapping[str, Any]) -> InferenceConfig:
     """The inference config of a training config (a dict of allfuse.train.config.TrainConfig's fields)."""
+    arch = train.get("arch", "fusion")
+    if arch not in PIPELINE_CLASS.values():
+        raise ValueError(f"arch {arch!r} is not one of {sorted(set(PIPELINE_CLASS.values()))}")
     data = train.get("data", {})
     kinds = [k for k, w in data.get("kinds", {"vif": 1, "mef": 1, "mff": 1}).items() if w > 0]
     tags: list[str] = []
@@ -68,8 +110,8 @@ def inference_from_training(train: Mapping[str, Any]) -> InferenceConfig:
         found = ["CONTROL", *CONTROL_TAGS] if kind == "control" else [t for t in task_tags(kind) if t]
         tags += [t for t in found if t not in tags]
     values = {
-        "model": train.get("model", {}),
         "sampler": train.get("sampler", {}),
+        **({"guidance": train.get("guidance", {})} if arch == "joint" else {}),
         "crop_size": data.get("size", 128),
         "prompt_style": data.get("prompt_style", "tagged"),
         "bf16": train.get("bf16", True),
@@ -77,7 +119,9 @@ def inference_from_training(train: Mapping[str, Any]) -> InferenceConfig:
         "text_encoder": train.get("text_encoder", "default"),
         "tags": tags,
     }
-    return build_config(InferenceConfig, known_fields(InferenceConfig, values)[0])
+    net, _ = network_config(arch, train.get("joint" if arch == "joint" else "model", {}))
+    cfg = build_config(InferenceConfig, known_fields(InferenceConfig, values)[0])
+    return dataclasses.replace(cfg, model=net)
 
 
 def resolve_model_folder(name_or_path: str | os.PathLike) -> Path:
@@ -113,7 +157,13 @@ def read_model_config(folder: Path) -> InferenceConfig:
         warnings.warn(
             f"{path}: format_version {raw['format_version']!r} is newer than this allfuse's", stacklevel=2
         )
-    values = {k: v for k, v in raw.items() if k not in ("_class_name", "format_version", "refiner")}
+    name = raw.get("_class_name", CLASS_NAME)
+    if name not in PIPELINE_CLASS:
+        raise ValueError(
+            f"{path}: _class_name {name!r} is not a pipeline this allfuse runs "
+            f"({', '.join(PIPELINE_CLASS)}); a newer allfuse may"
+        )
+    values = {k: v for k, v in raw.items() if k not in ("_class_name", "format_version", "refiner", "model")}
     for part in ("tokenizer", "text_encoder"):
         if isinstance(values.get(part), dict):
             entry = values.pop(part)
@@ -121,11 +171,14 @@ def read_model_config(folder: Path) -> InferenceConfig:
                 entry.get("name", "default"),
                 entry.get("fingerprint", ""),
             )
-    kept, unknown = known_fields(InferenceConfig, values)
-    if unknown:
-        warnings.warn(f"{path}: ignoring config keys this version does not know: {unknown}", stacklevel=2)
     try:
-        return build_config(InferenceConfig, kept)
+        net, unknown = network_config(PIPELINE_CLASS[name], raw.get("model", {}))
+        kept, more = known_fields(InferenceConfig, values)
+        if unknown + more:
+            warnings.warn(
+                f"{path}: ignoring config keys this version does not know: {unknown + more}", stacklevel=2
+            )
+        return dataclasses.replace(build_config(InferenceConfig, kept), model=net)
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: {_message(e)}") from None
 
@@ -133,10 +186,13 @@ def read_model_config(folder: Path) -> InferenceConfig:
 def config_json(cfg: InferenceConfig, refiner: bool) -> dict[str, Any]:
     """The config.json form of an inference config (tokenizer and text encoder as name + fingerprint)."""
     values = config_to_dict(cfg)
-    out: dict[str, Any] = {"_class_name": CLASS_NAME, "format_version": FORMAT_VERSION}
+    name = next(k for k, arch in PIPELINE_CLASS.items() if arch == cfg.arch)
+    out: dict[str, Any] = {"_class_name": name, "format_version": FORMAT_VERSION}
     for key, value in values.items():
         if key in ("tokenizer", "text_encoder"):
             out[key] = {"name": value, "fingerprint": values[f"{key}_fingerprint"]}
+        elif key == "guidance" and cfg.arch == "fusion":
+            continue  # a FusionDiT has no guidance: its config.json stays as older versions wrote it
         elif not key.endswith("_fingerprint"):
             out[key] = value
     out["refiner"] = {"config": REFINER_CONFIG, "weights": REFINER_WEIGHTS} if refiner else None
@@ -150,8 +206,7 @@ def fingerprints(cfg: InferenceConfig) -> InferenceConfig:
     from allfuse.tokenizer import load_tokenizer
 
     tok = load_tokenizer(cfg.tokenizer, precision="bf16" if cfg.bf16 else "fp32").fingerprint()
-    prompt = cfg.model.prompt and cfg.text_encoder != "none"
-    text = load_text_encoder(cfg.text_encoder).id if prompt else ""
+    text = load_text_encoder(cfg.text_encoder).id if cfg.prompted else ""
     return dataclasses.replace(cfg, tokenizer_fingerprint=tok, text_encoder_fingerprint=text)
 
 

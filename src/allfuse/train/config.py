@@ -3,6 +3,11 @@
 `allfuse train --config tiny-reg objective.aux_weight=0.5 max_steps=2000` resolves the preset, then each
 override by dotted field name; a YAML file holds the same keys (nested mappings for model/objective/...).
 Unknown keys are errors, values are parsed as YAML scalars (`true`, `2e-4`, `[a, b]`).
+
+`arch` picks the network: `fusion` trains the FusionDiT of `model` (MMAIF), `joint` the JointDiT of `joint`
+(DiTFuse) with `guidance` dropout and, when `lora.rank` > 0, LoRA adapters on the base model `init_from`:
+  allfuse train --config tiny-ditfuse                                   # stage 1: M3 pretraining
+  allfuse train --config tiny-ditfuse-lora init_from=runs/tiny-ditfuse  # stage 2: the task mixture, LoRA
 """
 
 from __future__ import annotations
@@ -14,11 +19,26 @@ from typing import Any
 
 import yaml
 
-from allfuse.config import PRESETS, ModelConfig, ObjectiveConfig, SamplerConfig, build_config, nest_overrides
+from allfuse.config import (
+    PRESETS,
+    Arch,
+    GuidanceConfig,
+    ModelConfig,
+    ObjectiveConfig,
+    SamplerConfig,
+    _validate_literals,
+    build_config,
+    nest_overrides,
+)
 from allfuse.data.pipeline import PipelineConfig
+from allfuse.models.joint import JOINT_PRESETS, JointConfig
+from allfuse.models.lora import DEFAULT_TARGETS
 
 # Fusion kinds need pair folders; m3/control/seg come from natural images or synthetic scenes.
 FUSION_MIX: dict[str, float] = {"vif": 1.0, "mef": 1.0, "mff": 1.0, "m3": 0.5}
+# DiTFuse Sect. III-B1: four kinds of data under task tags, fusion a small share (4.3 % in the paper), M3,
+# segmentation and control the bulk.
+DITFUSE_MIX: dict[str, float] = {"vif": 0.3, "mef": 0.3, "mff": 0.3, "m3": 1.0, "control": 1.0, "seg": 1.0}
 
 
 @dataclass(frozen=True)
@@ -52,17 +72,40 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class LoRAConfig:
+    """LoRA fine-tuning of a base joint DiT (DiTFuse Eq. 3, allfuse.models.lora): with rank > 0 only the
+    adapters train; `allfuse export` merges them into the base weights (a plain model folder)."""
+
+    rank: int = 0  # 0 = no adapters: every weight trains
+    alpha: float | None = None  # update scale alpha / rank; None = rank (scale 1)
+    targets: tuple[str, ...] = DEFAULT_TARGETS  # names of the nn.Linear layers to adapt (glob patterns)
+    dropout: float = 0.0  # on the adapters' input
+
+    def __post_init__(self) -> None:
+        if self.rank < 0 or not self.targets or not 0 <= self.dropout < 1:
+            raise ValueError(
+                f"lora needs rank >= 0, some targets and 0 <= dropout < 1, got rank {self.rank}, "
+                f"targets {list(self.targets)}, dropout {self.dropout}"
+            )
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """A whole training run. Defaults follow MMAIF Sect. 4.2 scaled to a CPU (batch, steps, warmup)."""
 
+    arch: Arch = "fusion"  # the network to train: `model` (FusionDiT, MMAIF) or `joint` (JointDiT, DiTFuse)
     model: ModelConfig = field(default_factory=lambda: dataclasses.replace(PRESETS["tiny"], timestep=False))
+    # arch=joint: the network (with init_from, the base model's own), CFG dropout and scales, LoRA.
+    joint: JointConfig = field(default_factory=lambda: JOINT_PRESETS["tiny"])
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
     objective: ObjectiveConfig = field(default_factory=lambda: ObjectiveConfig(kind="regression"))
     sampler: SamplerConfig = field(default_factory=SamplerConfig)  # used for validation samples
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: str = "default"  # allfuse.tokenizer.load_tokenizer name or path
     text_encoder: str = "default"  # allfuse.text.load_text_encoder name or path; "none" = no prompt
     out_dir: str = "runs/tiny-reg"
-    init_from: str = ""  # warm start: network weights of a model folder (fresh optimizer and schedule)
+    init_from: str = ""  # warm start: network weights of a model folder or run (fresh optimizer and schedule)
     max_steps: int = 4000
     batch_size: int = 8  # per process
     grad_accum: int = 1
@@ -80,6 +123,42 @@ class TrainConfig:
     val_every: int = 500
     keep_checkpoints: int = 2
 
+    def __post_init__(self) -> None:
+        _validate_literals(self)
+        if self.arch == "fusion":
+            if self.lora.rank or self.guidance != GuidanceConfig():
+                raise ValueError("lora.* and guidance.* apply to arch=joint (the FusionDiT has neither)")
+            return
+        obj = self.objective
+        if obj.kind != "flow" or obj.prior != "gaussian" or obj.bridge_sigma or obj.aux_weight:
+            raise ValueError(
+                "arch=joint trains flow matching from Gaussian noise (DiTFuse Eq. 4-5): objective.kind=flow, "
+                "objective.prior=gaussian, objective.bridge_sigma=0, objective.aux_weight=0"
+            )
+        if self.sampler.prior != "gaussian" or self.sampler.method == "bridge":
+            raise ValueError("arch=joint samples from Gaussian noise: sampler.prior=gaussian, no bridge")
+        if self.grad_checkpoint:
+            raise ValueError("grad_checkpoint is implemented for arch=fusion only")
+
+
+def check_runnable(cfg: TrainConfig) -> None:
+    """What a preset may leave open but a run may not: LoRA needs a base model to adapt."""
+    if cfg.arch == "joint" and cfg.lora.rank and not cfg.init_from:
+        raise ValueError("lora.rank > 0 fine-tunes a base model: give init_from=RUN_OR_MODEL_FOLDER")
+
+
+def joint_preset(kinds: dict[str, float], out_dir: str, **changes: Any) -> TrainConfig:
+    """A JointDiT run: flow matching with CFG dropout, Euler sampling (as DiTFuse), tagged prompts."""
+    return TrainConfig(
+        arch="joint",
+        joint=JOINT_PRESETS["tiny"],
+        objective=ObjectiveConfig(kind="flow"),
+        sampler=SamplerConfig(method="euler", steps=8),
+        data=DataConfig(kinds=dict(kinds)),
+        out_dir=out_dir,
+        **changes,
+    )
+
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     # MMAIF regression variant (Sect. 3.4.1), tiny network, aux pixel loss of Eq. (9)-(10) on the target.
@@ -96,6 +175,13 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     ),
 }
 TRAIN_PRESETS["tiny"] = TRAIN_PRESETS["tiny-reg"]
+# DiTFuse stage 1 (Sect. III-B): M3 pretraining of the whole JointDiT.
+TRAIN_PRESETS["tiny-ditfuse"] = joint_preset({"m3": 1.0}, "runs/tiny-ditfuse")
+# DiTFuse stage 2: LoRA (rank 8 on the block linears, as DiTFuse's code) on the task mixture with tags;
+# needs init_from=<the stage-1 run or model folder>.
+TRAIN_PRESETS["tiny-ditfuse-lora"] = joint_preset(
+    DITFUSE_MIX, "runs/tiny-ditfuse-lora", lora=LoRAConfig(rank=8), lr=5e-4, warmup=100, max_steps=2000
+)
 
 
 def load_train_config(config: str = "tiny-reg", overrides: list[str] | None = None) -> TrainConfig:

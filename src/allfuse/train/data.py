@@ -52,9 +52,14 @@ class StepSampler(Sampler[int]):
             micro += 1
 
 
+def step_seed(seed: int, step: int, rank: int, micro: int) -> int:
+    """The seed of one micro-batch's random streams: a function of (seed, step, rank, micro) only."""
+    return ((seed * 1_000_003 + step) * 1009 + rank) * 17 + micro
+
+
 def step_generator(seed: int, step: int, rank: int, micro: int) -> torch.Generator:
     """The random stream of one micro-batch (flow times, noise): independent of how the run was split."""
-    return torch.Generator().manual_seed(((seed * 1_000_003 + step) * 1009 + rank) * 17 + micro)
+    return torch.Generator().manual_seed(step_seed(seed, step, rank, micro))
 
 
 def build_dataset(cfg: TrainConfig, seed: int) -> Dataset:
@@ -76,18 +81,23 @@ class Frozen:
         from allfuse.tokenizer import load_tokenizer
 
         self.tok = load_tokenizer(cfg.tokenizer, precision="bf16" if cfg.bf16 else "fp32")
-        self.text = (
-            None
-            if cfg.text_encoder == "none" or not cfg.model.prompt
-            else load_text_encoder(cfg.text_encoder)
-        )
+        prompt = cfg.arch == "joint" or cfg.model.prompt  # a JointDiT reads the prompt unless there is none
+        self.text = None if cfg.text_encoder == "none" or not prompt else load_text_encoder(cfg.text_encoder)
 
     def model_config(self, cfg: TrainConfig):
-        """The network config matched to the tokenizer's channels and the text encoder's width."""
+        """The FusionDiT config matched to the tokenizer's channels and the text encoder's width."""
         m = dataclasses.replace(cfg.model, latent_channels=self.tok.channels, prompt=self.text is not None)
         if self.text is not None:
             m = dataclasses.replace(m, text_dim=self.text.dim)
         return m
+
+    def fit(self, cfg: TrainConfig) -> TrainConfig:
+        """`cfg` with its network's config (cfg.arch's) matched to the tokenizer and the text encoder."""
+        if cfg.arch == "fusion":
+            return dataclasses.replace(cfg, model=self.model_config(cfg))
+        dim = self.text.dim if self.text is not None else cfg.joint.text_dim
+        joint = dataclasses.replace(cfg.joint, latent_channels=self.tok.channels, text_dim=dim)
+        return dataclasses.replace(cfg, joint=joint)
 
     @torch.no_grad()
     def latents(self, batch: dict) -> LatentBatch:

@@ -1,16 +1,19 @@
-"""The training loop: synthesized batches -> frozen tokenizer/text encoder -> FusionDiT -> objective.
+"""The training loop: synthesized batches -> frozen tokenizer/text encoder -> DiT -> objective.
 
-Reads top to bottom (nanoGPT style). One process on CPU, or `torchrun --nproc_per_node=N -m allfuse
-train ...` for DDP (gloo on CPU, nccl on GPU); rank 0 alone writes checkpoints, logs and samples.
-Exact resume: the data stream, the per-step random draws and the EMA horizon are pure functions of
-(seed, step, rank), and everything else (weights, EMA, optimizer, schedule) is in the checkpoint.
+Reads top to bottom (nanoGPT style). The network, what the optimizer updates and the loss come from
+train.network by `cfg.arch` (FusionDiT, or JointDiT with optional LoRA); everything else is shared.
+One process on CPU, or `torchrun --nproc_per_node=N -m allfuse train ...` for DDP (gloo on CPU, nccl on
+GPU); rank 0 alone writes checkpoints, logs and samples.
+Exact resume: the data stream, the per-step random draws (and the global RNG a network's dropout reads,
+seeded per micro-batch) and the EMA horizon are pure functions of (seed, step, rank), and everything else
+(weights, EMA, optimizer, schedule) is in the checkpoint.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -19,43 +22,31 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from allfuse.config import config_to_dict
-from allfuse.models import FusionDiT
-from allfuse.objectives import compute_loss
 from allfuse.train import checkpoint as ckpt
 from allfuse.train import dist
-from allfuse.train.config import TrainConfig
-from allfuse.train.data import EpochDataset, Frozen, StepSampler, build_dataset, step_generator
+from allfuse.train.config import TrainConfig, check_runnable
+from allfuse.train.data import EpochDataset, Frozen, StepSampler, build_dataset, step_generator, step_seed
 from allfuse.train.ema import EMA
 from allfuse.train.log import ScalarLog
+from allfuse.train.network import build_trainee
 from allfuse.train.optim import CautiousAdamW, optimizer_step, warmup_cosine
 
 
 def train(cfg: TrainConfig, resume: bool = True, until: int | None = None) -> Path:
     """Run (or continue) training to cfg.max_steps — or stop early at step `until`, checkpointed, so a
     later call continues the same schedule; return the run folder."""
+    check_runnable(cfg)
     info = dist.setup()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed + info.rank)
     out = Path(cfg.out_dir)
     frozen = Frozen(cfg)
-    cfg = dataclasses.replace(cfg, model=frozen.model_config(cfg))
-    model = FusionDiT(cfg.model).to(info.device)
-    model.gradient_checkpointing = cfg.grad_checkpoint
+    cfg, model, params, compute_loss = build_trainee(cfg, frozen, info.device, verbose=info.main)
     ema = EMA(model, cfg.ema_decay)
-    opt = CautiousAdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = CautiousAdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, cfg.warmup, cfg.max_steps)
     step = 0
-    if cfg.init_from:
-        from safetensors.torch import load_file
-
-        from allfuse.model_folder import resolve_model_folder
-        from allfuse.train.warm import warm_start
-
-        notes = warm_start(model, load_file(resolve_model_folder(cfg.init_from) / "model.safetensors"))
-        if info.main and notes:
-            print(f"warm start from {cfg.init_from}: " + "; ".join(notes), flush=True)
-        ema = EMA(model, cfg.ema_decay)
     if resume:
         step = ckpt.resume(out, model, ema, opt, sched)
     net = DistributedDataParallel(model) if info.world > 1 else model
@@ -82,8 +73,9 @@ def train(cfg: TrainConfig, resume: bool = True, until: int | None = None) -> Pa
             gen = step_generator(cfg.seed, step, info.rank, micro)
             sync = micro == cfg.grad_accum - 1 or info.world == 1
             ctx = net.no_sync() if not sync else contextlib.nullcontext()  # type: ignore[union-attr]
-            with ctx, torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                loss, part = compute_loss(net, lb, cfg.objective, frozen.decode_for_loss, gen)
+            with ctx, global_rng(step_seed(cfg.seed, step, info.rank, micro), info.device):
+                with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                    loss, part = compute_loss(net, lb, gen)
             with ctx:
                 (loss / cfg.grad_accum).backward()
             for k, v in part.items():
@@ -116,3 +108,12 @@ def train(cfg: TrainConfig, resume: bool = True, until: int | None = None) -> Pa
     bar.close()
     dist.teardown(info)
     return out
+
+
+@contextlib.contextmanager
+def global_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """Run a block with torch's global generators (dropout's) seeded from `seed`, restored afterwards."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed + 1)  # another stream than step_generator's
+        yield

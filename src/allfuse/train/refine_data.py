@@ -31,6 +31,8 @@ class FrozenFusion:
     def __init__(self, model: str) -> None:
         folder = resolve_model_folder(model)
         self.cfg: TrainConfig = config_from_dict(read_training(folder)["dit"])
+        if self.cfg.arch != "fusion":
+            raise ValueError(f"{model}: a JointDiT; the refiner trains behind a FusionDiT (allfuse-reg/fm)")
         self.frozen = Frozen(self.cfg)
         self.dit = FusionDiT(self.cfg.model)
         self.dit.load_state_dict({k: v.float() for k, v in load_file(folder / "model.safetensors").items()})

@@ -1,4 +1,5 @@
-"""Periodic validation: sample held-in synthetic pairs with the EMA network, score them, save a grid."""
+"""Periodic validation: sample held-in synthetic pairs with the EMA network (FusionDiT or JointDiT), score
+them, save a grid."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from allfuse import metrics
 from allfuse.io import atomic_write_text, write_image
 from allfuse.sampling import sample_latent
+from allfuse.sampling.joint import sample_guided
 
 if TYPE_CHECKING:
     from allfuse.train.config import TrainConfig
@@ -42,10 +44,13 @@ def validate(
         item = ds[i]
         batch = {k: (v[None] if isinstance(v, torch.Tensor) else [v]) for k, v in item.items()}
         lb = frozen.latents(batch).to(next(model.parameters()).device)
+        gen = torch.Generator().manual_seed(i)
         with torch.autocast(lb.conds[0].device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            z = sample_latent(
-                model, lb.conds, lb.prompt, lb.prompt_mask, cfg.sampler, torch.Generator().manual_seed(i)
-            ).x
+            if cfg.arch == "joint":  # with the guidance scales a model folder of this run would use
+                scales = (cfg.guidance.text, cfg.guidance.image)
+                z = sample_guided(model, lb.conds, lb.prompt, lb.prompt_mask, cfg.sampler, *scales, gen).x
+            else:
+                z = sample_latent(model, lb.conds, lb.prompt, lb.prompt_mask, cfg.sampler, gen).x
         fused = _hwc(frozen.tok.decode(z.float())[0])
         r = metrics.compute(fused, list(s.clean), names=VAL_METRICS, reference=_hwc(item["target"]))
         for k, v in r.items():

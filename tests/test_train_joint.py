@@ -1,0 +1,156 @@
+"""Training the JointDiT (DiTFuse) with the shared loop: presets, exact resume of both stages, LoRA that
+moves only the adapters, export that merges them, and the config errors a user can make."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from allfuse.cli import main
+from allfuse.models import JointDiT
+from allfuse.models.lora import LoRALinear, add_lora
+from allfuse.train.checkpoint import load_checkpoint
+from allfuse.train.config import TRAIN_PRESETS, check_runnable, config_from_dict, load_train_config
+from allfuse.train.loop import train
+from allfuse.train.network import trained_network
+
+# A JointDiT of ~30k parameters on 32 px M3 / control / seg samples (bundled images, no ../shared).
+TINY = [
+    "tokenizer=pixel-unshuffle-f4",
+    "joint.hidden=32",
+    "joint.heads=2",
+    "joint.depth=2",
+    "joint.ffn_hidden=64",
+    "joint.lora_rank=8",
+    "batch_size=2",
+    "data.size=32",
+    "data.data=[]",
+    "data.workers=0",
+    "data.length=16",
+    "log_every=1",
+    "ckpt_every=3",
+    "val_every=0",
+    "warmup=2",
+    "bf16=false",
+]
+
+
+def latest(run: Path, name: str = "model.safetensors") -> dict[str, torch.Tensor]:
+    """A file of the run's latest checkpoint."""
+    return load_file(run / json.loads((run / "latest.json").read_text())["path"] / name)
+
+
+def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+@pytest.fixture(scope="module")
+def stage1(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4-step M3 pretraining run (text encoder: the bundled MiniLM)."""
+    run = tmp_path_factory.mktemp("joint") / "stage1"
+    train(load_train_config("tiny-ditfuse", [*TINY, f"out_dir={run}", "max_steps=4", "lr=3e-3"]))
+    return run
+
+
+def test_presets_are_the_two_ditfuse_stages() -> None:
+    one, two = TRAIN_PRESETS["tiny-ditfuse"], TRAIN_PRESETS["tiny-ditfuse-lora"]
+    assert one.arch == two.arch == "joint" and one.objective.kind == "flow" and one.sampler.method == "euler"
+    assert dict(one.data.kinds) == {"m3": 1.0} and one.lora.rank == 0
+    assert {"m3", "control", "seg", "vif"} <= set(two.data.kinds) and two.lora.rank == 8
+    assert (two.guidance.drop_text, two.guidance.drop_image) == (0.1, 0.1)
+
+
+def test_stage1_resume_gives_the_same_weights(tmp_path: Path) -> None:
+    # N + N steps equals 2N steps, as for the FusionDiT (tests/test_train_loop.py)
+    args = [*TINY, "text_encoder=none", "max_steps=6", "guidance.drop_text=0.3", "guidance.drop_image=0.2"]
+    train(load_train_config("tiny-ditfuse", [*args, f"out_dir={tmp_path / 'a'}"]))
+    split = load_train_config("tiny-ditfuse", [*args, f"out_dir={tmp_path / 'b'}"])
+    train(split, until=3)
+    assert "step_00000003" in (tmp_path / "b" / "latest.json").read_text()
+    train(split)
+    for name in ("model.safetensors", "ema.safetensors"):
+        assert_same(latest(tmp_path / "a", name), latest(tmp_path / "b", name))
+    log = (tmp_path / "a" / "log.csv").read_text().splitlines()
+    assert log[0].startswith("step,lr,it_s,mse,loss") and len(log) == 7
+
+
+def test_lora_stage_trains_only_adapters_and_resumes_exactly(stage1: Path, tmp_path: Path) -> None:
+    args = [*TINY, f"init_from={stage1}", "max_steps=6", "lora.rank=4", "lora.alpha=8", "lora.dropout=0.2"]
+    train(load_train_config("tiny-ditfuse-lora", [*args, f"out_dir={tmp_path / 'a'}"]))
+    split = load_train_config("tiny-ditfuse-lora", [*args, f"out_dir={tmp_path / 'b'}"])
+    train(split, until=3)
+    train(split)
+    a = latest(tmp_path / "a")
+    assert_same(a, latest(tmp_path / "b"))  # dropout too: the global RNG is seeded per micro-batch
+    base = latest(stage1, "ema.safetensors")  # the base model is its EMA weights
+    lora = {k: v for k, v in a.items() if "lora_" in k}
+    assert lora and all(v.abs().sum() > 0 for k, v in lora.items() if k.endswith("lora_b"))
+    for key, value in a.items():
+        if "lora_" not in key:  # every base weight is frozen
+            torch.testing.assert_close(value, base[key.replace(".base.", ".")], rtol=0, atol=0, msg=key)
+    saved = json.loads((tmp_path / "a" / "step_00000006" / "config.json").read_text())
+    assert saved["joint"]["hidden"] == 32 and saved["lora"]["rank"] == 4  # the base's network config
+
+
+def test_export_merges_the_adapters_into_plain_weights(stage1: Path, tmp_path: Path) -> None:
+    run = tmp_path / "lora"
+    args = [*TINY, f"init_from={stage1}", "max_steps=2", "lr=0.05", f"out_dir={run}"]
+    assert main(["train", "--config", "tiny-ditfuse-lora", *args]) == 0
+    assert main(["export", str(run), str(tmp_path / "model"), "--dtype", "fp32"]) == 0
+    merged = load_file(tmp_path / "model" / "model.safetensors")
+    assert set(merged) == set(JointDiT(load_train_config("tiny-ditfuse", TINY).joint).state_dict())
+    cfg = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert cfg["_class_name"] == "JointPipeline" and {"CONTROL", "LIGHT+", "SEG"} <= set(cfg["tags"])
+    assert cfg["guidance"]["text"] == 2.0 and cfg["text_encoder"]["fingerprint"]
+    record = json.loads((tmp_path / "model" / "training.json").read_text())
+    assert record["dit"]["lora"]["rank"] == 8 and record["base"]["dit"]["data"]["kinds"] == {"m3": 1.0}
+    # the merged network computes what the adapted one did
+    saved = load_checkpoint(run)
+    cfg_run = config_from_dict(saved.config)
+    adapted = JointDiT(cfg_run.joint)
+    add_lora(adapted, 8, None)
+    adapted.load_state_dict(saved.ema)
+    plain = trained_network(cfg_run, saved.ema)
+    assert not any(isinstance(m, LoRALinear) for m in plain.modules())
+    g = torch.Generator().manual_seed(0)
+    conds = [torch.randn(1, 48, 8, 8, generator=g) for _ in range(2)]
+    text, x = torch.randn(1, 5, 384, generator=g), torch.randn(1, 48, 8, 8, generator=g)
+    with torch.no_grad():
+        want = adapted.eval()(conds, text, None, x, torch.tensor([0.3]))
+        torch.testing.assert_close(plain.eval()(conds, text, None, x, torch.tensor([0.3])), want)
+
+
+@pytest.mark.parametrize(
+    ("preset", "overrides", "message"),
+    [
+        ("tiny-reg", ["lora.rank=4"], "apply to arch=joint"),
+        ("tiny-fm", ["guidance.drop_text=0.5"], "apply to arch=joint"),
+        ("tiny-ditfuse", ["objective.kind=regression"], "flow matching from Gaussian noise"),
+        ("tiny-ditfuse", ["objective.aux_weight=0.5"], "aux_weight=0"),
+        ("tiny-ditfuse", ["sampler.method=bridge", "sampler.prior=mean"], "no bridge"),
+        ("tiny-ditfuse", ["guidance.drop_text=0.7", "guidance.drop_image=0.5"], "sum <= 1"),
+        ("tiny-ditfuse", ["lora.rank=-1"], "rank >= 0"),
+        ("tiny-ditfuse", ["arch=both"], "not in"),
+    ],
+)
+def test_config_errors(preset: str, overrides: list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_train_config(preset, overrides)
+
+
+def test_lora_needs_a_base_and_the_base_a_joint_dit(
+    stage1: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(ValueError, match="init_from=RUN_OR_MODEL_FOLDER"):
+        check_runnable(load_train_config("tiny-ditfuse-lora"))
+    assert main(["train", "--config", "tiny-ditfuse-lora", *TINY, f"out_dir={tmp_path}"]) == 2
+    assert "give init_from=" in capsys.readouterr().err
+    wrong = [*TINY, "max_steps=1", f"out_dir={tmp_path / 'x'}"]
+    with pytest.raises(ValueError, match="a FusionDiT, not a JointDiT"):
+        train(load_train_config("tiny-ditfuse-lora", [*wrong, "init_from=allfuse-reg"]))
+    with pytest.raises(ValueError, match="set text_encoder=default"):
+        train(load_train_config("tiny-ditfuse-lora", [*wrong, f"init_from={stage1}", "text_encoder=none"]))
