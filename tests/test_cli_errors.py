@@ -54,6 +54,8 @@ BEFORE_THE_MODEL = [
     # a tag the model was not trained on is refused, never silently ignored (DiTFuse tags)
     (["--prompt", "[CONTROL]. <LIGHT+>. brighter"], "allfuse-reg was not trained for [CONTROL], <LIGHT+>"),
     (["--model", "allfuse-fm", "--prompt", "[SEG]. the car"], "allfuse-fm was not trained for [SEG] (it"),
+    (["--cfg-text", "2"], "--cfg-text: allfuse-reg has no classifier-free guidance"),  # JointDiT only
+    (["--method", "gff", "--cfg-image", "1.5"], "--cfg-image applies to models"),
     (["--steps", "-3"], "--steps -3: give at least 1"),
     (["--steps", "0"], "--steps 0: give at least 1"),  # used to be ignored silently
     (["--steps", "many"], "argument --steps: invalid int value: 'many'"),

@@ -23,12 +23,13 @@ def loaded_modules(statement: str) -> set[str]:
 
 
 def test_inference_and_training_do_not_import_each_other():
-    inference = loaded_modules("import allfuse.pipeline, allfuse.model_folder")
-    assert "allfuse.pipeline" in inference
+    inference = loaded_modules("import allfuse.pipeline, allfuse.joint_pipeline, allfuse.model_folder")
+    assert {"allfuse.pipeline", "allfuse.joint_pipeline", "allfuse.sampling.joint"} <= inference
     assert not {m for m in inference if m.startswith("allfuse.train")}, "inference imports training code"
     training = loaded_modules("import allfuse.train.loop, allfuse.train.refine, allfuse.train.tokenizer")
     assert "allfuse.train.loop" in training and "allfuse.model_folder" in training
     assert "allfuse.pipeline" not in training, "training imports the inference pipeline"
+    assert "allfuse.joint_pipeline" not in training and "allfuse.train.network" in training
 
 
 def test_no_shipped_file_holds_an_absolute_local_path():

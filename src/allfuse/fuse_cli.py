@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -49,7 +50,22 @@ def add_fuse_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", default="auto", choices=["auto", *TASKS], help="fusion task (default: guess)")
     p.add_argument("--steps", type=int, default=None, help="sampler steps (flow-matching models), >= 1")
     p.add_argument("--sampler", default=None, choices=get_args(SamplerKind), help="flow-matching sampler")
+    p.add_argument(
+        "--cfg-text",
+        type=float,
+        default=None,
+        help="JointDiT models: text guidance scale (default: the model's; 1 = no guidance)",
+    )
+    p.add_argument(
+        "--cfg-image",
+        type=float,
+        default=None,
+        help="JointDiT models: image guidance scale (default: the model's; 1 = no guidance)",
+    )
     p.add_argument("--seed", type=int, default=0, help="sampler seed")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="print what the model understood of the prompt"
+    )
     p.add_argument(
         "--tile",
         type=int,
@@ -156,6 +172,8 @@ Fuser = Callable[[list[np.ndarray], str], tuple[np.ndarray, str]]
 MODEL_ONLY = (
     ("--steps", "steps"),
     ("--sampler", "sampler"),
+    ("--cfg-text", "cfg_text"),
+    ("--cfg-image", "cfg_image"),
     ("--tile", "tile"),
     ("--work-side", "work_side"),
     ("--tile-pixels", "tile_pixels"),
@@ -181,19 +199,30 @@ def make_fuser(args: argparse.Namespace) -> Fuser:
 def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
     """Check the sampler flags against the model folder's config.json, then load the model."""
     from allfuse.config import override
+    from allfuse.joint_pipeline import check_joint_request
     from allfuse.model_folder import read_model_config, resolve_model_folder
     from allfuse.pipeline import FusionPipeline, check_prompt, check_tags
 
     try:
         cfg = read_model_config(resolve_model_folder(model))
-        check_tags(check_prompt(args.prompt), cfg.tags, model)
-    except (OSError, ValueError) as e:
-        raise CliError(str(e)) from None
+        if cfg.arch == "joint":  # what the prompt asks, read and checked before the model loads
+            scales = (args.cfg_text, args.cfg_image)
+            check_joint_request(args.prompt, cfg.tags, model, args.sampler, *scales)
+        else:
+            check_tags(check_prompt(args.prompt), cfg.tags, model)
+    except (OSError, ValueError) as e:  # "cfg_text 2: ..." -> "--cfg-text 2: ..."
+        raise CliError(re.sub(r"^(cfg_text|cfg_image|sampler) ", _flag, str(e))) from None
     given = [flag for flag, key in MODEL_ONLY[:2] if getattr(args, key) is not None]
-    if given and not cfg.model.timestep:
+    if given and not cfg.flow:
         raise CliError(
             f"{' and '.join(given)}: {model} is a regression model (one forward pass, no sampler); "
             "steps and samplers apply to flow-matching models such as allfuse-fm"
+        )
+    guidance = [flag for flag, key in MODEL_ONLY[2:4] if getattr(args, key) is not None]
+    if guidance and cfg.arch != "joint":
+        raise CliError(
+            f"{' and '.join(guidance)}: {model} has no classifier-free guidance; "
+            "guidance scales apply to JointDiT (DiTFuse) models"
         )
     changes = {k: v for k, v in (("steps", args.steps), ("method", args.sampler)) if v is not None}
     try:
@@ -204,8 +233,13 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
         pipe = FusionPipeline.from_pretrained(model, device=args.device)
     except (OSError, ValueError) as e:
         raise CliError(str(e)) from None
+    shown: set[str] = set()
 
     def run_model(images: list[np.ndarray], task: str) -> tuple[np.ndarray, str]:
+        if args.verbose and task not in shown:  # once per task (a batch may hold several)
+            shown.add(task)
+            print(f"prompt ({task}): {pipe.understand(args.prompt, task).describe()}")  # type: ignore[arg-type]
+        extra = {"cfg_text": args.cfg_text, "cfg_image": args.cfg_image} if cfg.arch == "joint" else {}
         out = pipe(
             images,
             prompt=args.prompt,
@@ -216,10 +250,16 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
             tile=args.tile,
             work_side=args.work_side,
             tile_pixels=args.tile_pixels,
+            **extra,
         )
         return out, model
 
     return run_model
+
+
+def _flag(m: re.Match) -> str:
+    """A keyword argument's name as its command-line flag: cfg_text -> --cfg-text."""
+    return "--" + m.group(0).replace("_", "-")
 
 
 def _classical_fuser(args: argparse.Namespace) -> Fuser:

@@ -28,7 +28,15 @@ import torch.nn.functional as F
 
 from allfuse.color import is_color, to_gray
 from allfuse.config import SamplerConfig, SamplerKind, config_to_dict, override
-from allfuse.data.prompts import FUSION_SUBTAG, ParsedPrompt, fill, parse_prompt, phrases, tagged_prompt
+from allfuse.data.prompts import (
+    FUSION_SUBTAG,
+    Intent,
+    ParsedPrompt,
+    fill,
+    parse_prompt,
+    phrases,
+    tagged_prompt,
+)
 from allfuse.devices import autocast, parse_device
 from allfuse.inputs import check_images
 from allfuse.model_folder import (
@@ -44,7 +52,8 @@ from allfuse.model_folder import (
     save_pretrained,
     save_refiner,
 )
-from allfuse.models import FusionDiT
+from allfuse.models import FusionDiT, JointDiT
+from allfuse.models.joint import JointConfig
 from allfuse.models.refine import Refiner
 from allfuse.sampling import sample_latent
 from allfuse.sampling.tiling import TiledModel
@@ -87,14 +96,21 @@ class FusionPipeline:
         cls, name_or_path: str | os.PathLike = "allfuse-reg", device: str | torch.device | None = None
     ) -> FusionPipeline:
         """Load an embedded model ("allfuse-reg", "allfuse-fm") or a local folder, on `device` (default
-        CPU; "cuda", "cuda:1", "mps", ...); nothing is downloaded."""
+        CPU; "cuda", "cuda:1", "mps", ...); nothing is downloaded. A JointDiT folder (DiTFuse; config.json's
+        _class_name JointPipeline) gives a JointPipeline (allfuse.joint_pipeline), whatever class is asked."""
         from allfuse.text import load_text_encoder
         from allfuse.tokenizer import load_tokenizer
 
         target = parse_device(device) if device is not None else None
         folder = resolve_model_folder(name_or_path)
         cfg = read_model_config(folder)
-        model = FusionDiT(cfg.model)
+        kind: type[FusionPipeline]
+        if isinstance(cfg.model, JointConfig):  # config.json's _class_name: JointPipeline
+            from allfuse.joint_pipeline import JointPipeline
+
+            kind, model = JointPipeline, JointDiT(cfg.model)
+        else:
+            kind, model = FusionPipeline, FusionDiT(cfg.model)
         weights = folder / "ema.safetensors"
         load_weights(model, weights if weights.exists() else folder / "model.safetensors")
         tok = load_tokenizer(cfg.tokenizer, precision="bf16" if cfg.bf16 else "fp32")
@@ -104,7 +120,7 @@ class FusionPipeline:
                 f"expects {cfg.model.latent_channels}"
             )
         check_fingerprint(folder, "tokenizer", cfg.tokenizer_fingerprint, tok.fingerprint())
-        text = load_text_encoder(cfg.text_encoder) if cfg.model.prompt else None
+        text = load_text_encoder(cfg.text_encoder) if cfg.prompted else None
         if text is not None:
             check_fingerprint(folder, "text_encoder", cfg.text_encoder_fingerprint, text.id)
         refiner = load_refiner(folder)
@@ -113,7 +129,7 @@ class FusionPipeline:
             raise ValueError(
                 f"{folder / REFINER_CONFIG}: work_side must be an integer >= 16, got {work_side!r}"
             )
-        pipe = cls(model, cfg, tok, text, str(name_or_path), refiner, work_side)
+        pipe = kind(model, cfg, tok, text, str(name_or_path), refiner, work_side)
         return pipe.to(target) if target is not None else pipe
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
@@ -158,6 +174,17 @@ class FusionPipeline:
             return prompt  # type: ignore[return-value]  # already tagged by the user
         return tagged_prompt("FUSION", FUSION_SUBTAG[task], instruction)
 
+    def understand(self, prompt: str | None, task: Task) -> Intent:
+        """What the model is asked for (`allfuse fuse -v`): the tags and instruction of the prompt it gets."""
+        parsed = check_prompt(prompt)
+        check_tags(parsed, self.cfg.tags, self.name)
+        if parsed is None or self.text is None:
+            return Intent("FUSION", FUSION_SUBTAG[task], "", source="default")
+        if parsed.task:
+            return Intent(parsed.task, parsed.subtags[0] if parsed.subtags else None, parsed.instruction)
+        sub = FUSION_SUBTAG[task] if self.cfg.prompt_style == "tagged" else None
+        return Intent("FUSION", sub, parsed.instruction, source="words")
+
     @torch.no_grad()
     def __call__(
         self,
@@ -189,21 +216,37 @@ class FusionPipeline:
         0 = full size.
         tile_pixels: images of more pixels run encoder, decoder and refiner on overlapping tiles of at
         most this many pixels, in bounded memory (allfuse.tiled); None = 1024 x 1024, 0 = never."""
+        images, colour, task = self.prepare(images, task)
+        check_sampling(steps, sampler, tile)
+        check_work_side(work_side, full_size_ok=True)
+        check_tile_pixels(tile_pixels)
+        prompt_text = self.build_prompt(prompt, task) if self.text is not None else None
+        latent = self.latent_fn(prompt_text, steps, sampler, seed, tile)
+        out = self.run_path(images, task, latent, refine, work_side, tile_pixels)
+        return out if colour else to_gray(out)
+
+    def prepare(self, images: Sequence[Image], task: Task | str) -> tuple[list[Image], bool, Task]:
+        """Checked images, whether any is colour, and the task (guessed from the images for "auto")."""
         images = check_images(images)
         colour = any(is_color(im) for im in images)
         if task == "auto":
             task = guess_task(images)
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose auto or one of {', '.join(TASKS)}")
-        check_sampling(steps, sampler, tile)
-        check_work_side(work_side, full_size_ok=True)
-        check_tile_pixels(tile_pixels)
-        if work_side is None:  # the model's default needs its refiner to restore full-size detail
-            work_side = self.work_side if refine and self.refiner is not None else None
-        tokens = mask = None
-        if self.text is not None:
-            tokens, mask = self.text.encode([self.build_prompt(prompt, task)])  # type: ignore[arg-type]
-            tokens, mask = tokens.to(self.device), mask.to(self.device)
+        return images, colour, task  # type: ignore[return-value]
+
+    def encode_prompt(self, prompt: str | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Token embeddings (1, L, D) and mask (1, L) of a prompt, on the pipeline's device; or None, None."""
+        if self.text is None or prompt is None:
+            return None, None
+        tokens, mask = self.text.encode([prompt])
+        return tokens.to(self.device), mask.to(self.device)
+
+    def latent_fn(
+        self, prompt: str | None, steps: int | None, sampler: str | None, seed: int, tile: int | None
+    ) -> LatentFn:
+        """Condition latents -> fused latent: the FusionDiT (tiled) with its sampler, under autocast."""
+        tokens, mask = self.encode_prompt(prompt)
         changes = {k: v for k, v in (("steps", steps), ("method", sampler)) if v is not None}
         scfg = override(self.cfg.sampler, **changes)
         window = self.default_tile() if tile is None else tile
@@ -213,6 +256,22 @@ class FusionPipeline:
             with autocast(self.device, bf16):
                 z = sample_latent(model, conds, tokens, mask, scfg, torch.Generator().manual_seed(seed)).x
             return z.float()
+
+        return latent
+
+    def run_path(
+        self,
+        images: list[Image],
+        task: Task,
+        latent: LatentFn,
+        refine: bool,
+        work_side: int | None,
+        tile_pixels: int | None,
+    ) -> Image:
+        """Checked images -> fused (H, W, 3): encode, `latent`, decode, refine, whole or tiled; more inputs
+        than slots fused in steps."""
+        if work_side is None:  # the model's default needs its refiner to restore full-size detail
+            work_side = self.work_side if refine and self.refiner is not None else None
 
         def fuse(xs: list[Image]) -> Image:  # one step: 2..slots images -> (H, W, 3)
             h, w = xs[0].shape[:2]
@@ -227,8 +286,7 @@ class FusionPipeline:
                 return fuse_large(self.tok, run, refiner, xs, work, limit, self.device)
             return self.fuse_whole(xs, latent, work, refine)
 
-        out = fuse_stack(fuse, images, self.slots(refine), STACK_ORDER[task])  # type: ignore[index]
-        return out if colour else to_gray(out)
+        return fuse_stack(fuse, images, self.slots(refine), STACK_ORDER[task])
 
     def fuse_whole(self, images: list[Image], latent: LatentFn, work: tuple[int, int], refine: bool) -> Image:
         """The whole path on whole images: (H, W, 3) float32; `latent` runs the DiT and its sampler."""
@@ -278,6 +336,23 @@ def check_tags(parsed: ParsedPrompt | None, tags: Sequence[str], model: str) -> 
             f"{model} was not trained for {asked} (it knows: {', '.join(tags)}); "
             "no shipped model does brightness/contrast control or segmentation yet"
         )
+
+
+def check_intent(intent: Intent, tags: Sequence[str], model: str) -> None:
+    """Refuse what a prompt asks for when the model was not trained on its tag or subtag (check_tags),
+    whether the user wrote the tag or it was read from the words, and a [CONTROL] without a level."""
+    if intent.task == "CONTROL" and intent.subtag is None:
+        raise ValueError(
+            "a [CONTROL] prompt needs a level: <LIGHT++>, <LIGHT+>, <LIGHT->, <LIGHT-->, <CONTRAST+>, "
+            "<CONTRAST-> or words such as 'brighter', 'much darker', 'more contrast'"
+        )
+    try:
+        sub = (intent.subtag,) if intent.subtag else ()
+        check_tags(ParsedPrompt(intent.task, sub, intent.instruction), tags, model)
+    except ValueError as e:
+        if intent.source != "words":
+            raise
+        raise ValueError(f"{e} (read from the words {intent.instruction!r})") from None
 
 
 def check_sampling(steps: int | None, sampler: str | None, tile: int | None) -> None:

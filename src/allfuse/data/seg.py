@@ -111,3 +111,32 @@ def present_classes(label: np.ndarray, names: tuple[str, ...], min_pixels: int =
     """Non-background class indices covering at least `min_pixels` pixels."""
     idx, counts = np.unique(label, return_counts=True)
     return [int(i) for i, c in zip(idx, counts, strict=True) if i > 0 and i < len(names) and c >= min_pixels]
+
+
+# Reading a segmentation output back (inference): a model trained on `overlay` targets draws the class
+# tinted toward OVERLAY_RGB. Against the plain fusion of the same inputs (and noise), the tint of each
+# pixel is the blend weight a of output = (1 - a) base + a OVERLAY_RGB, solved by least squares over RGB.
+
+MIN_TINT_RANGE = 0.02  # squared RGB distance to the overlay colour below which a pixel's tint is unknowable
+
+
+def overlay_alpha(output: Image, base: Image) -> np.ndarray:
+    """Per-pixel blend weight (H, W) in [0, 1] toward OVERLAY_RGB that turns `base` into `output` (the
+    least-squares inverse of `overlay`); 0 where base is already about the overlay colour."""
+    y, x = (np.asarray(v, np.float32) for v in (output, base))
+    y, x = (np.repeat(v[..., None], 3, axis=2) if v.ndim == 2 else v for v in (y, x))
+    d = OVERLAY_RGB - x  # (H, W, 3): the direction a tint moves a pixel
+    den = (d * d).sum(axis=2)
+    a = ((y - x) * d).sum(axis=2) / np.maximum(den, MIN_TINT_RANGE)
+    return np.where(den >= MIN_TINT_RANGE, np.clip(a, 0.0, 1.0), 0.0).astype(np.float32)
+
+
+def mask_from_overlay(
+    output: Image, base: Image, alpha: float = OVERLAY_ALPHA, smooth: int = 5
+) -> np.ndarray:
+    """The pixels a segmentation output tints (H, W) bool: `overlay_alpha` averaged over smooth x smooth px
+    (a generated image's colours are noisy), at least half the training overlay's alpha."""
+    a = overlay_alpha(output, base)
+    if smooth > 1:
+        a = cv2.blur(a, (smooth, smooth), borderType=cv2.BORDER_REFLECT)
+    return a >= alpha / 2

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from allfuse.config import SamplerConfig
@@ -102,6 +103,7 @@ def windowed_velocity_fn(
     """`joint_velocity_fn` on overlapping windows blended with linear ramps (allfuse.sampling.tiling), each
     window's condition cached, unless all the caches together would exceed CACHE_BUDGET."""
     hh, ww = conds[0].shape[-2:]
+    window = max(model.cfg.patch_size, window - window % model.cfg.patch_size) if window else 0  # patch grid
     if not window or (hh <= window and ww <= window):
         branches = 1 if (cfg_text, cfg_image) == (1.0, 1.0) else 3
         cache = cache_bytes(model, conds, text, branches) <= CACHE_BUDGET
@@ -140,11 +142,16 @@ def sample_guided(
     window: int = 0,
 ) -> Sample:
     """The generated latent: cfg's solver (Euler, midpoint, ...) from Z0 ~ N(0, I) at t = 0 to t = 1 with
-    the guided, cached (and, for latents larger than `window`, windowed) velocity."""
+    the guided, cached (and, for latents larger than `window`, windowed) velocity. Odd latent sides are
+    replicate-padded to the patch grid and the result cropped back, as FusionDiT does."""
     if cfg.prior != "gaussian" or cfg.method == "bridge":
         raise ValueError("the joint DiT samples from Gaussian noise: no latent prior, no bridge sampler")
+    p, (hh, ww) = model.cfg.patch_size, conds[0].shape[-2:]
+    pad = (0, -ww % p, 0, -hh % p)
+    conds = [F.pad(z, pad, mode="replicate") if any(pad) else z for z in conds]
     v = windowed_velocity_fn(model, conds, text, text_mask, cfg_text, cfg_image, window)
-    return solve(cfg, v, randn_like(conds[0], generator), generator)
+    out = solve(cfg, v, randn_like(conds[0], generator), generator)
+    return Sample(out.x[..., :hh, :ww], out.nfe)
 
 
 @torch.no_grad()

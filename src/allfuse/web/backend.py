@@ -140,7 +140,7 @@ class DemoBackend:
 
             return baselines.fuse(method, images, chosen), chosen, []
         pipe = self.pipeline(method)
-        flow = pipe.cfg.model.timestep
+        flow = pipe.cfg.flow
         notes = [] if flow or not steps else [f"steps ignored: {method} makes one forward pass"]
         if len(images) > pipe.slots():
             notes.append(f"{len(images)} inputs fused in steps of {pipe.slots()}")

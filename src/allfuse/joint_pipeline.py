@@ -1,0 +1,191 @@
+"""JointPipeline: a trained JointDiT (DiTFuse) behind the same entry point as every model.
+
+    from allfuse import FusionPipeline
+    pipe = FusionPipeline.from_pretrained("models/ditfuse")  # a JointDiT folder -> a JointPipeline
+    fused = pipe([ir, vis], prompt="[CONTROL]. <LIGHT+>. brighter", cfg_text=2.0, cfg_image=1.6, steps=8)
+    seg = pipe.run([ir, vis], prompt="highlight the car")    # .image, .mask, .intent
+
+What differs from a FusionDiT (allfuse.pipeline, whose image path, tiling and stacking it shares):
+  * Prompts are read for what they ask (`allfuse.data.prompts.read_intent`): their [TAG]. <SUBTAG>. when
+    they have them, else brightness/contrast wording -> [CONTROL] and its level, "segment/highlight the X"
+    -> [SEG] X, other wording a fusion instruction; a prompt without any instruction word is not
+    understood and the model fuses plainly. A tag the model was not trained on is refused. The model gets
+    the DiTFuse template it was trained with, rebuilt from the tag, subtag and instruction.
+  * Sampling: the solver of the model's sampler config (Euler, as DiTFuse) from Gaussian noise, with
+    classifier-free guidance at text scale `cfg_text` and image scale `cfg_image` (defaults: the folder's),
+    the condition's keys and values cached across steps (allfuse.sampling.joint), on latent windows of the
+    training crop (`tile`) each with its own cache.
+  * [SEG] returns the plain fusion (gray when every input is) with a translucent blue overlay of the
+    predicted mask. The model is
+    trained to draw the class tinted toward blue (allfuse.data.seg.overlay); its output is compared with
+    the plain fusion of the same inputs and noise, the per-pixel tint solved by least squares over RGB,
+    smoothed over 5 x 5 px and thresholded at half the training alpha (data.seg.mask_from_overlay). So a
+    [SEG] prompt costs two samplings, and the overlay is drawn crisply on the clean fusion.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from allfuse.color import to_gray
+from allfuse.config import override
+from allfuse.data.prompts import FUSION_SUBTAG, Intent, fill, phrases, read_intent, tagged_prompt
+from allfuse.data.seg import mask_from_overlay, overlay
+from allfuse.devices import autocast
+from allfuse.pipeline import FusionPipeline, check_intent, check_prompt, check_sampling, check_work_side
+from allfuse.sampling.joint import sample_guided
+from allfuse.tiled import LatentFn, check_tile_pixels
+from allfuse.types import Image, Task
+
+PLAIN = Intent("FUSION", None, "", source="default")
+
+
+@dataclass(frozen=True)
+class JointResult:
+    """A JointPipeline run's image, its [SEG] mask (None for other prompts) and how the prompt was read."""
+
+    image: Image  # (H, W, 3) float32 in [0, 1]; (H, W) when every input is gray (except for [SEG])
+    mask: np.ndarray | None  # (H, W) bool: the pixels of the class a [SEG] prompt names
+    intent: Intent
+
+
+def check_joint_request(
+    prompt: str | None,
+    tags: Sequence[str],
+    model: str,
+    sampler: str | None = None,
+    cfg_text: float | None = None,
+    cfg_image: float | None = None,
+) -> Intent:
+    """What a prompt asks a JointDiT (`read_intent`), refused when the model was not trained on its tags
+    (check_intent); a bridge sampler and guidance scales that are not finite numbers >= 0 are refused too."""
+    check_prompt(prompt)
+    intent = read_intent(prompt)
+    check_intent(intent, tags, model)
+    if sampler == "bridge":
+        raise ValueError(f"sampler bridge: {model} samples from noise (the bridge needs a latent prior)")
+    for name, s in (("cfg_text", cfg_text), ("cfg_image", cfg_image)):
+        if s is not None and not (math.isfinite(s) and s >= 0):
+            raise ValueError(f"{name} {s}: give a guidance scale >= 0 (1 = none)")
+    return intent
+
+
+class JointPipeline(FusionPipeline):
+    """A trained JointDiT with its frozen tokenizer and text encoder (module doc); no refiner."""
+
+    def understand(self, prompt: str | None, task: Task) -> Intent:
+        """What the prompt asks (`read_intent`), refused when the model was not trained on its tags."""
+        return check_joint_request(prompt, self.cfg.tags, self.name)
+
+    def prompt_for(self, intent: Intent, task: Task) -> str:
+        """The prompt the model was trained on: the DiTFuse template around the instruction (or the bare
+        instruction for a model trained on natural prompts); plain fusion gets the task's default."""
+        instruction = intent.instruction or fill(phrases("tasks", task)[0], 2, np.random.default_rng(0))
+        if self.cfg.prompt_style != "tagged":
+            return instruction
+        sub = intent.subtag
+        if intent.task == "FUSION" and sub is None and FUSION_SUBTAG[task] in self.cfg.tags:
+            sub = FUSION_SUBTAG[task]
+        return tagged_prompt(intent.task, sub, instruction)
+
+    def slots(self, refine: bool = True) -> int:
+        """How many inputs one fusion step takes: the JointDiT's max_inputs."""
+        return self.cfg.model.max_inputs
+
+    @torch.no_grad()
+    def __call__(  # type: ignore[override]
+        self,
+        images: Sequence[Image],
+        prompt: str | None = None,
+        task: Task | str = "auto",
+        steps: int | None = None,
+        sampler: str | None = None,
+        cfg_text: float | None = None,
+        cfg_image: float | None = None,
+        seed: int = 0,
+        tile: int | None = None,
+        work_side: int | None = None,
+        tile_pixels: int | None = None,
+    ) -> Image:
+        """The fused image (`run(...).image`); arguments as `run`."""
+        return self.run(
+            images, prompt, task, steps, sampler, cfg_text, cfg_image, seed, tile, work_side, tile_pixels
+        ).image
+
+    @torch.no_grad()
+    def run(
+        self,
+        images: Sequence[Image],
+        prompt: str | None = None,
+        task: Task | str = "auto",
+        steps: int | None = None,
+        sampler: str | None = None,
+        cfg_text: float | None = None,
+        cfg_image: float | None = None,
+        seed: int = 0,
+        tile: int | None = None,
+        work_side: int | None = None,
+        tile_pixels: int | None = None,
+    ) -> JointResult:
+        """Fuse >= 2 same-size images as the prompt asks; output size = input size.
+
+        images, task, steps, sampler, seed, tile, work_side, tile_pixels: as FusionPipeline.__call__
+        (sampler: any but "bridge"; work_side: the latent path at most this long side, bicubic back).
+        cfg_text, cfg_image: classifier-free guidance scales of text and images (InstructPix2Pix Eq. 3);
+        None = the model's (config.json "guidance"), 1 and 1 = plain conditional sampling."""
+        images, colour, task = self.prepare(images, task)
+        check_sampling(steps, sampler, tile)
+        check_work_side(work_side, full_size_ok=True)
+        check_tile_pixels(tile_pixels)
+        intent = check_joint_request(prompt, self.cfg.tags, self.name, sampler, cfg_text, cfg_image)
+        args = (steps, sampler, cfg_text, cfg_image, seed, tile)
+        out = self.generate(images, task, intent, args, work_side, tile_pixels)
+        if intent.task != "SEG":
+            return JointResult(out if colour else to_gray(out), None, intent)
+        plain = self.generate(images, task, PLAIN, args, work_side, tile_pixels)
+        mask = mask_from_overlay(out, plain)
+        return JointResult(overlay(plain if colour else to_gray(plain), mask), mask, intent)
+
+    def generate(
+        self,
+        images: list[Image],
+        task: Task,
+        intent: Intent,
+        args: tuple,  # steps, sampler, cfg_text, cfg_image, seed, tile
+        work_side: int | None,
+        tile_pixels: int | None,
+    ) -> Image:
+        """One generation (H, W, 3) for an intent, through the shared image path."""
+        latent = self.joint_latent_fn(self.prompt_for(intent, task), *args)
+        return self.run_path(images, task, latent, False, work_side or None, tile_pixels)
+
+    def joint_latent_fn(
+        self,
+        prompt: str,
+        steps: int | None,
+        sampler: str | None,
+        cfg_text: float | None,
+        cfg_image: float | None,
+        seed: int,
+        tile: int | None,
+    ) -> LatentFn:
+        """Condition latents -> generated latent: guided, cached, windowed sampling under autocast."""
+        tokens, mask = self.encode_prompt(prompt)
+        changes = {k: v for k, v in (("steps", steps), ("method", sampler)) if v is not None}
+        scfg = override(self.cfg.sampler, **changes)
+        s_text = self.cfg.guidance.text if cfg_text is None else cfg_text
+        s_image = self.cfg.guidance.image if cfg_image is None else cfg_image
+        window = self.default_tile() if tile is None else tile
+
+        def latent(conds: list[torch.Tensor], bf16: bool = self.cfg.bf16) -> torch.Tensor:  # (1, C, h, w)
+            gen = torch.Generator().manual_seed(seed)
+            with autocast(self.device, bf16):
+                z = sample_guided(self.model, conds, tokens, mask, scfg, s_text, s_image, gen, window).x
+            return z.float()
+
+        return latent
