@@ -4,15 +4,18 @@ moves only the adapters, export that merges them, and the config errors a user c
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from allfuse.cli import main
+from allfuse.io import write_image
 from allfuse.models import JointDiT
 from allfuse.models.lora import LoRALinear, add_lora
 from allfuse.train.checkpoint import load_checkpoint
 from allfuse.train.config import TRAIN_PRESETS, check_runnable, config_from_dict, load_train_config
+from allfuse.train.data import build_dataset
 from allfuse.train.loop import train
 from allfuse.train.network import trained_network
 
@@ -99,7 +102,9 @@ def test_lora_stage_trains_only_adapters_and_resumes_exactly(stage1: Path, tmp_p
 def test_export_merges_the_adapters_into_plain_weights(stage1: Path, tmp_path: Path) -> None:
     run = tmp_path / "lora"
     args = [*TINY, f"init_from={stage1}", "max_steps=2", "lr=0.05", f"out_dir={run}"]
-    assert main(["train", "--config", "tiny-ditfuse-lora", *args]) == 0
+    val = ["val_every=2", "data.val_pairs=2"]  # validation samples with guidance, as the export will
+    assert main(["train", "--config", "tiny-ditfuse-lora", *args, *val]) == 0
+    assert set(json.loads((run / "val_latest.json").read_text())) >= {"step", "SF", "Qabf", "PSNR_ref"}
     assert main(["export", str(run), str(tmp_path / "model"), "--dtype", "fp32"]) == 0
     merged = load_file(tmp_path / "model" / "model.safetensors")
     assert set(merged) == set(JointDiT(load_train_config("tiny-ditfuse", TINY).joint).state_dict())
@@ -154,3 +159,15 @@ def test_lora_needs_a_base_and_the_base_a_joint_dit(
         train(load_train_config("tiny-ditfuse-lora", [*wrong, "init_from=allfuse-reg"]))
     with pytest.raises(ValueError, match="set text_encoder=default"):
         train(load_train_config("tiny-ditfuse-lora", [*wrong, f"init_from={stage1}", "text_encoder=none"]))
+
+
+def test_m3_images_come_from_a_photo_folder(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for name in ("one", "two"):
+        write_image(tmp_path / "photos" / f"{name}.png", rng.random((48, 64, 3), dtype=np.float32))
+    cfg = load_train_config("tiny-ditfuse", [*TINY, f"data.images=[{tmp_path / 'photos'}]"])
+    ds = build_dataset(cfg, 0)
+    used = {json.loads(ds[i]["meta"])["sources"][0] for i in range(6)}
+    assert used <= {str(tmp_path / "photos" / f) for f in ("one.png", "two.png")} and used
+    with pytest.raises(FileNotFoundError, match=r"data\.images: no such folder"):
+        build_dataset(load_train_config("tiny-ditfuse", [*TINY, f"data.images=[{tmp_path / 'no'}]"]), 0)

@@ -47,6 +47,9 @@ class DataConfig:
     degradation pipeline (allfuse.data.pipeline.PipelineConfig) is here too, with its default."""
 
     data: tuple[str, ...] = ("../shared/data",)  # pair folders (searched a few levels deep)
+    # Folders of natural photos (searched recursively) for M3, and for control and seg without pairs;
+    # empty = scikit-image's bundled samples. Keep validation images out of them.
+    images: tuple[str, ...] = ()
     size: int = 128  # square training crops, px
     kinds: dict[str, float] = field(default_factory=lambda: dict(FUSION_MIX))
     prompt_style: str = "tagged"  # "tagged" (DiTFuse template) or "natural" (MMAIF instruction)
