@@ -97,6 +97,12 @@ def test_the_folder_names_its_pipeline_and_loads_as_one(models: dict[str, Path])
     (folder / "config.json").write_text(json.dumps({**cfg, "_class_name": "VideoPipeline"}))
     with pytest.raises(ValueError, match="_class_name 'VideoPipeline' is not a pipeline this allfuse runs"):
         FusionPipeline.from_pretrained(folder)
+    newer = {**cfg, "model": {**cfg["model"], "future_switch": 1}}  # written by a newer allfuse
+    (folder / "config.json").write_text(json.dumps(newer))
+    with pytest.warns(UserWarning, match="ignoring config keys .*'model.future_switch'"):
+        assert FusionPipeline.from_pretrained(folder).cfg == pipe.cfg
+    again = FusionPipeline.from_pretrained(pipe.save_pretrained(folder.parent / "saved"))
+    assert isinstance(again, JointPipeline) and again.cfg == pipe.cfg
 
 
 def test_sampling_runs_on_the_condition_cache(
