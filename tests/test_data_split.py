@@ -71,7 +71,7 @@ def test_training_data_never_draws_a_validation_pair(shared_data: Path) -> None:
     assert drawn and not drawn & val
 
 
-def test_self_pairs_are_one_source_twice_with_it_as_target(tmp_path: Path) -> None:
+def test_self_pairs_are_the_teacher_fusion_twice_with_it_as_target(tmp_path: Path) -> None:
     _pair_folder(tmp_path, ["a"])
     src = Sources(PairPool([tmp_path]), config=PipelineConfig(size=32, self_pairs=1.0, n_ops=(0,)))
     s = make_sample("mff", src, 0, 3)
@@ -79,7 +79,10 @@ def test_self_pairs_are_one_source_twice_with_it_as_target(tmp_path: Path) -> No
     np.testing.assert_array_equal(s.degraded[0], s.degraded[1])
     np.testing.assert_array_equal(s.target, s.clean[0])
     src = Sources(PairPool([tmp_path]), config=PipelineConfig(size=32, n_ops=(0,)))
-    assert "self_pair" not in make_sample("mff", src, 0, 3).meta
+    plain = make_sample("mff", src, 0, 3)  # the same pair and crop: its target is the teacher's fusion
+    assert "self_pair" not in plain.meta
+    np.testing.assert_array_equal(s.target, plain.target)
+    assert not np.array_equal(s.clean[0], plain.clean[0]) and not np.array_equal(s.clean[0], plain.clean[1])
 
 
 def test_defocus_disk_has_the_gaussian_std_and_erases_mid_frequencies_harder() -> None:

@@ -35,8 +35,8 @@ class PipelineConfig:
     aspects: tuple[Aspect, ...] = ((16, 9), (4, 3), (1, 1))
     keep_aspect: bool = False  # True: output keeps the crop's aspect (short side a multiple of 8)
     min_scale: float = 0.6  # crop side as a fraction of the largest crop of that aspect
-    # Fraction of fusion samples whose two inputs are one source twice (target: that source), so a clean,
-    # well-exposed input learns to pass through unchanged instead of being pulled toward a teacher's look.
+    # Fraction of fusion samples whose two inputs are one well-exposed, sharp image twice (the teacher's
+    # fusion of the clean pair), itself the target: such an input learns to pass through unchanged.
     self_pairs: float = 0.0
     n_ops: tuple[int, ...] = (1, 2, 3)  # MMAIF: n in {1, 2, 3}
     n_weights: tuple[float, ...] | None = None  # uniform when None

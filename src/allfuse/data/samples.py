@@ -94,9 +94,10 @@ def make_fusion(task: str, src: Sources, rng: np.random.Generator) -> Sample:
     images, full_target = src.pairs.load(i, task)
     clean, target, crop = crop_pair(images, full_target, src, rng)
     self_pair = src.config.self_pairs > 0 and rng.random() < src.config.self_pairs
-    if self_pair:  # one source twice; its pass-through is the target (PipelineConfig.self_pairs)
-        k = int(rng.integers(2))
-        clean, target = [clean[k], clean[k]], clean[k]
+    if self_pair:  # PipelineConfig.self_pairs: the teacher's fusion of the clean pair twice, its own target.
+        # Not one of the sources: an under-exposed or half-defocused source as its own target would teach the
+        # model to keep dark or blurred inputs as they are (measured: MEF/MFF low light fell on the bench).
+        clean = [target, target]
     ops = sample_ops(task, rng, src.config)
     # A self pair is one capture twice: every op goes on both copies, as in MEF.
     degraded, records = degrade_pair(
@@ -105,7 +106,7 @@ def make_fusion(task: str, src: Sources, rng: np.random.Generator) -> Sample:
     instruction, prompt = make_prompts(task, rng, ops, split=src.split)
     meta = {**pair_meta(src, i), "crop": crop, "ops": records, "teacher": teacher_name(src.pairs.teacher)}
     if self_pair:
-        meta["self_pair"] = k
+        meta["self_pair"] = "teacher"
     if any(op == "haze" for op, _ in ops):
         meta["depth"] = src.depth_provider().name
     return Sample(task, (clean[0], clean[1]), (degraded[0], degraded[1]), target, instruction, prompt, meta)
