@@ -101,6 +101,22 @@ class FinalLayer(nn.Module):
         return self.linear(modulate(self.norm(x), shift, scale))
 
 
+def init_dit_weights(model: nn.Module, out: nn.Linear, zero_adaln: bool = True) -> None:
+    """DiT init: xavier linears and zero biases, then (zero_adaln) the last projection of every adaLN
+    Modulation zeroed so each block starts as the identity, and the output layer `out` zeroed."""
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    if zero_adaln:
+        for m in model.modules():
+            if isinstance(m, Modulation):
+                m.zero_init()
+    nn.init.zeros_(out.weight)
+    nn.init.zeros_(out.bias)
+
+
 class FusionDiT(nn.Module):
     """Latent fusion transformer; `forward(conds, prompt, prompt_mask, x, t) -> DiTOutput`."""
 
@@ -123,16 +139,7 @@ class FusionDiT(nn.Module):
 
     def initialize(self) -> None:
         """DiT init: xavier linears, zero biases, then zero every adaLN projection and the output layer."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-        for m in self.modules():
-            if isinstance(m, Modulation):
-                m.zero_init()
-        nn.init.zeros_(self.final.linear.weight)
-        nn.init.zeros_(self.final.linear.bias)
+        init_dit_weights(self, self.final.linear)
 
     def num_params(self) -> tuple[int, int]:
         """(total, active per token) parameter counts; active drops the E - k unused routed experts."""

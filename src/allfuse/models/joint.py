@@ -38,7 +38,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from allfuse.config import Prediction, _validate_literals, build_config, known_fields
-from allfuse.models.dit import FinalLayer
+from allfuse.models.dit import FinalLayer, init_dit_weights
 from allfuse.models.layers import Attention, Modulation, Rope, TimestepEmbedder, modulate, rope_2d_angles
 from allfuse.models.moe import GLU
 
@@ -263,16 +263,10 @@ class JointDiT(nn.Module):
         self.initialize()
 
     def initialize(self) -> None:
-        """DiT init: xavier linears, zero biases, zero adaLN and output projections (identity blocks)."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            if isinstance(m, Modulation):
-                m.zero_init()
-        nn.init.zeros_(self.final.linear.weight)
-        nn.init.zeros_(self.final.linear.bias)
+        """DiT init: xavier linears, zero biases, zero output projection (the output starts at 0). The adaLN
+        projections keep their xavier draw, so gates start open: JointDiTs have been trained from this init.
+        zero_adaln=True would start every block as the identity, as DiT and FusionDiT do."""
+        init_dit_weights(self, self.final.linear, zero_adaln=False)
 
     def num_params(self) -> int:
         """Parameter count."""
