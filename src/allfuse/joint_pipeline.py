@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,9 +38,9 @@ from allfuse.config import override
 from allfuse.data.prompts import FUSION_SUBTAG, Intent, fill, phrases, read_intent, tagged_prompt
 from allfuse.data.seg import mask_from_overlay, overlay
 from allfuse.devices import autocast
-from allfuse.pipeline import FusionPipeline, check_intent, check_prompt, check_sampling, check_work_side
+from allfuse.pipeline import FusionPipeline, check_intent, check_options, check_prompt
 from allfuse.sampling.joint import sample_guided
-from allfuse.tiled import LatentFn, check_tile_pixels
+from allfuse.tiled import LatentFn
 from allfuse.types import Image, Task
 
 PLAIN = Intent("FUSION", None, "", source="default")
@@ -97,25 +98,9 @@ class JointPipeline(FusionPipeline):
         """How many inputs one fusion step takes: the JointDiT's max_inputs."""
         return self.cfg.model.max_inputs
 
-    @torch.no_grad()
-    def __call__(  # type: ignore[override]
-        self,
-        images: Sequence[Image],
-        prompt: str | None = None,
-        task: Task | str = "auto",
-        steps: int | None = None,
-        sampler: str | None = None,
-        cfg_text: float | None = None,
-        cfg_image: float | None = None,
-        seed: int = 0,
-        tile: int | None = None,
-        work_side: int | None = None,
-        tile_pixels: int | None = None,
-    ) -> Image:
+    def __call__(self, *args: Any, **kwargs: Any) -> Image:  # type: ignore[override]
         """The fused image (`run(...).image`); arguments as `run`."""
-        return self.run(
-            images, prompt, task, steps, sampler, cfg_text, cfg_image, seed, tile, work_side, tile_pixels
-        ).image
+        return self.run(*args, **kwargs).image
 
     @torch.no_grad()
     def run(
@@ -139,9 +124,7 @@ class JointPipeline(FusionPipeline):
         cfg_text, cfg_image: classifier-free guidance scales of text and images (InstructPix2Pix Eq. 3);
         None = the model's (config.json "guidance"), 1 and 1 = plain conditional sampling."""
         images, colour, task = self.prepare(images, task)
-        check_sampling(steps, sampler, tile)
-        check_work_side(work_side, full_size_ok=True)
-        check_tile_pixels(tile_pixels)
+        check_options(steps, sampler, tile, work_side, tile_pixels)
         intent = check_joint_request(prompt, self.cfg.tags, self.name, sampler, cfg_text, cfg_image)
         args = (steps, sampler, cfg_text, cfg_image, seed, tile)
         out = self.generate(images, task, intent, args, work_side, tile_pixels)

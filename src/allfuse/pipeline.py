@@ -217,9 +217,7 @@ class FusionPipeline:
         tile_pixels: images of more pixels run encoder, decoder and refiner on overlapping tiles of at
         most this many pixels, in bounded memory (allfuse.tiled); None = 1024 x 1024, 0 = never."""
         images, colour, task = self.prepare(images, task)
-        check_sampling(steps, sampler, tile)
-        check_work_side(work_side, full_size_ok=True)
-        check_tile_pixels(tile_pixels)
+        check_options(steps, sampler, tile, work_side, tile_pixels)
         prompt_text = self.build_prompt(prompt, task) if self.text is not None else None
         latent = self.latent_fn(prompt_text, steps, sampler, seed, tile)
         out = self.run_path(images, task, latent, refine, work_side, tile_pixels)
@@ -363,6 +361,16 @@ def check_sampling(steps: int | None, sampler: str | None, tile: int | None) -> 
         raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
     if tile is not None and tile != 0 and tile < MIN_TILE:
         raise ValueError(f"tile {tile}: give a window of at least {MIN_TILE} latents, or 0 = the whole image")
+
+
+def check_options(
+    steps: int | None, sampler: str | None, tile: int | None, work_side: int | None, tile_pixels: int | None
+) -> None:
+    """Refuse a pipeline call's bad sampling options (check_sampling), work_side (0 = full size allowed) or
+    tile_pixels (allfuse.tiled.check_tile_pixels)."""
+    check_sampling(steps, sampler, tile)
+    check_work_side(work_side, full_size_ok=True)
+    check_tile_pixels(tile_pixels)
 
 
 def check_work_side(work_side: int | None, full_size_ok: bool = False) -> None:
