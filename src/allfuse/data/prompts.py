@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -62,25 +62,6 @@ def fill(template: str, level: int, rng: np.random.Generator, cls: str = "") -> 
 def pick(options: Sequence[str], rng: np.random.Generator) -> str:
     """One element, uniformly."""
     return options[int(rng.integers(len(options)))]
-
-
-def compose_instruction(
-    kind: str,
-    rng: np.random.Generator,
-    ops: Sequence[tuple[str, int]] = (),
-    control: str | None = None,
-    cls: str = "",
-    split: Split = "train",
-) -> str:
-    """A natural instruction (MMAIF style): a task sentence plus one sentence per degradation, shuffled."""
-    if kind == "control":
-        head = pick(phrases("control", control or "LIGHT+", split), rng)
-    else:
-        head = fill(pick(phrases("tasks", kind, split), rng), 2, rng, cls)
-    tails = [fill(pick(phrases("degradations", op, split), rng), level, rng) for op, level in ops]
-    rng.shuffle(tails)
-    parts = [head, *tails] if rng.random() < 0.7 else [*tails, head]
-    return " ".join(p[0].upper() + p[1:] for p in parts)
 
 
 def task_tags(kind: str, control: str | None = None) -> tuple[str, str | None]:
@@ -146,10 +127,24 @@ def make_prompts(
     cls: str = "",
     split: Split = "train",
 ) -> tuple[str, str]:
-    """(natural instruction, DiTFuse tagged prompt) for one sample."""
-    instruction = compose_instruction(kind, rng, ops, control, cls, split)
+    """(natural instruction, DiTFuse tagged prompt) for one sample. The instruction (MMAIF style) is a task
+    sentence (the control level's for kind "control", which needs one) plus one sentence per degradation,
+    shuffled; the tagged prompt wraps it with the sample's task tag and subtag (task_tags)."""
     task, sub = task_tags(kind, control)
+    if kind == "control":
+        head = pick(phrases("control", control, split), rng)  # type: ignore[arg-type]  # task_tags: a level
+    else:
+        head = fill(pick(phrases("tasks", kind, split), rng), 2, rng, cls)
+    tails = [fill(pick(phrases("degradations", op, split), rng), level, rng) for op, level in ops]
+    rng.shuffle(tails)
+    parts = [head, *tails] if rng.random() < 0.7 else [*tails, head]
+    instruction = " ".join(p[0].upper() + p[1:] for p in parts)
     return instruction, tagged_prompt(task, sub, instruction)
+
+
+def compose_instruction(*args: Any, **kwargs: Any) -> str:
+    """The natural instruction of `make_prompts` alone (its arguments)."""
+    return make_prompts(*args, **kwargs)[0]
 
 
 # Reading a user's instruction. DiTFuse tags every training prompt; users mostly do not, so words asking
