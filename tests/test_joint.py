@@ -277,7 +277,7 @@ def test_flow_loss_trains_every_parameter_and_decreases_on_a_fixed_batch():
         )
         opt.zero_grad()
         loss.backward()
-        if step == 1:  # after one step the zero-init gates open and every parameter gets a gradient
+        if step == 2:  # adaLN-Zero: the zero output layer, then the zero gates open; then all learn
             assert [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()] == []
         opt.step()
         losses.append(loss.item())

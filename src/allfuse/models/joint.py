@@ -263,10 +263,9 @@ class JointDiT(nn.Module):
         self.initialize()
 
     def initialize(self) -> None:
-        """DiT init: xavier linears, zero biases, zero output projection (the output starts at 0). The adaLN
-        projections keep their xavier draw, so gates start open: JointDiTs have been trained from this init.
-        zero_adaln=True would start every block as the identity, as DiT and FusionDiT do."""
-        init_dit_weights(self, self.final.linear, zero_adaln=False)
+        """DiT init (Peebles & Xie 2023, adaLN-Zero): xavier linears, zero biases, zero adaLN projections
+        (every block starts as the identity) and a zero output projection (the output starts at 0)."""
+        init_dit_weights(self, self.final.linear, zero_adaln=True)
 
     def num_params(self) -> int:
         """Parameter count."""
