@@ -25,8 +25,10 @@ from pathlib import Path
 import torch
 from machine import machine_line
 
+from allfuse.flow import randn_like
 from allfuse.models.joint import JOINT_PRESETS, JointDiT
-from allfuse.sampling.joint import sample_joint
+from allfuse.sampling.joint import joint_velocity_fn
+from allfuse.sampling.solvers import euler
 
 PROMPT_TOKENS = 20
 GUIDANCE = (2.0, 1.6)  # DiTFuse's public code: text 2.0, image 1.6
@@ -75,7 +77,8 @@ def main() -> None:
     def run(scales: tuple[float, float], cache: bool) -> Callable[[], object]:
         def fn() -> object:
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-                return sample_joint(model, conds, text, mask, args.steps, *scales, cache=cache)
+                v = joint_velocity_fn(model, conds, text, mask, *scales, cache)
+                return euler(v, randn_like(conds[0]), args.steps).x
 
         return fn
 

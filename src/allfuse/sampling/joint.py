@@ -21,7 +21,7 @@ from allfuse.config import SamplerConfig
 from allfuse.flow import as_velocity, randn_like
 from allfuse.models.joint import ConditionCache, JointDiT
 from allfuse.sampling import Sample, solve
-from allfuse.sampling.solvers import VelocityFn, euler
+from allfuse.sampling.solvers import VelocityFn
 from allfuse.sampling.tiling import ramp, window_starts
 
 CACHE_BUDGET = 1 << 30  # bytes of condition keys/values kept across steps; above it, no cache
@@ -152,20 +152,3 @@ def sample_guided(
     v = windowed_velocity_fn(model, conds, text, text_mask, cfg_text, cfg_image, window)
     out = solve(cfg, v, randn_like(conds[0], generator), generator)
     return Sample(out.x[..., :hh, :ww], out.nfe)
-
-
-@torch.no_grad()
-def sample_joint(
-    model: JointDiT,
-    conds: Sequence[Tensor],
-    text: Tensor | None,
-    text_mask: Tensor | None,
-    steps: int = 8,
-    cfg_text: float = 1.0,
-    cfg_image: float = 1.0,
-    cache: bool = True,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Euler from Z0 ~ N(0, I) at t = 0 to the generated latent at t = 1 (DiTFuse samples with Euler)."""
-    v = joint_velocity_fn(model, conds, text, text_mask, cfg_text, cfg_image, cache)
-    return euler(v, randn_like(conds[0], generator), steps).x
