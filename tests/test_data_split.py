@@ -11,7 +11,7 @@ from allfuse.data.degradations import gaussian_blur
 from allfuse.data.kernels import disk_kernel
 from allfuse.data.pipeline import PipelineConfig
 from allfuse.data.samples import Sources, make_sample
-from allfuse.data.sources import PairPool, validation_pairs
+from allfuse.data.sources import ImagePool, PairPool, validation_pairs
 from allfuse.train.config import load_train_config
 from allfuse.train.loop import build_dataset
 
@@ -33,6 +33,15 @@ def test_pool_leaves_out_the_pairs_splits_json_names(tmp_path: Path) -> None:
     assert [p.name for p in pool.excluded] == ["b"]
     assert [p.name for p in PairPool([tmp_path / "mff" / "Set"]).pairs] == ["a", "c"]  # from a parent
     assert len(PairPool([tmp_path], include_validation=True).pairs) == 3
+
+
+def test_photo_folders_leave_out_the_validation_pairs_files(tmp_path: Path) -> None:
+    _pair_folder(tmp_path, ["a", "b", "c"])
+    (tmp_path / "splits.json").write_text(json.dumps({"val": {"Set": ["b"]}}))
+    for root in (tmp_path, tmp_path / "mff" / "Set" / "near"):  # the data root or a source folder
+        pool = ImagePool([root])
+        assert "b" not in {p.stem for p in pool.paths} and {p.stem for p in pool.excluded} == {"b"}
+    assert len(ImagePool([tmp_path], include_validation=True).paths) == 6
 
 
 def test_tokenizer_training_leaves_out_the_validation_pairs(tmp_path: Path) -> None:

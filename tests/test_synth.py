@@ -69,9 +69,33 @@ def test_every_kind_deterministic(kind, pair_root):
 
 
 def test_seg_uses_label_masks(pair_root):
-    s = make_sample("seg", Sources(PairPool([pair_root / "ivif"]), config=PipelineConfig(size=48)), 0, 0)
+    src = Sources(PairPool([pair_root / "ivif"]), config=PipelineConfig(size=48), seg_real=1.0)
+    s = make_sample("seg", src, 0, 0)
     assert s.meta["class"] == "car" and s.meta["labels"].endswith(".png")
     assert "car" in s.instruction
+    synthetic = Sources(PairPool([pair_root / "ivif"]), config=PipelineConfig(size=48), seg_real=0.0)
+    assert make_sample("seg", synthetic, 0, 0).meta["sources"] == ["synthetic_scene"]
+    mixed = Sources(src.pairs, config=src.config)
+    drawn = {"labels" in make_sample("seg", mixed, 0, i).meta for i in range(12)}
+    assert drawn == {True, False}  # the default mixes labelled pairs and synthetic scenes
+
+
+def test_seg_labels_kept_apart_from_the_data(pair_root, tmp_path):
+    """A label tree mirroring <task>/<DATASET> (tools/label_objects.py) labels pairs it does not live in."""
+    mef = pair_root / "mef"
+    unlabelled = Sources(PairPool([mef]), seg_real=1.0)
+    assert make_sample("seg", unlabelled, 0, 0).meta["sources"] == ["synthetic_scene"]
+    folder = tmp_path / "mef" / "Toy"
+    (folder / "labels").mkdir(parents=True)
+    (folder / "classes.txt").write_text("background\nperson\n")
+    lab = np.zeros((72, 96), np.uint8)
+    lab[10:40, 10:30] = 1
+    from PIL import Image
+
+    Image.fromarray(lab).save(folder / "labels" / "p1.png")
+    src = Sources(PairPool([mef]), config=PipelineConfig(size=48), labels=(str(tmp_path),), seg_real=1.0)
+    s = make_sample("seg", src, 0, 0)
+    assert s.meta["class"] == "person" and s.meta["name"] == "p1" and "person" in s.instruction
 
 
 def test_synth_dataset_items(pair_root):

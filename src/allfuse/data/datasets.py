@@ -91,12 +91,22 @@ class SynthDataset(Dataset):
         epoch: int = 0,
         images: Sequence[str | os.PathLike] = (),
         teacher: Teacher = classical_teacher,
+        labels: Sequence[str | os.PathLike] = (),
+        seg_real: float = 0.5,
     ) -> None:
         """data: pair folders (searched 3 levels deep); images: natural-image folders for M3 (default:
-        scikit-image samples); teacher: (clean images, task) -> fusion target."""
+        scikit-image samples); teacher: (clean images, task) -> fusion target; labels: label trees for seg
+        (allfuse.data.seg.label_folders), drawn for a `seg_real` share of seg samples."""
         self.mix = mix or MixConfig()
         pairs = PairPool(data, teacher) if data else None
-        self.sources = Sources(pairs, ImagePool(images), self.mix.pipeline, self.mix.split)
+        self.sources = Sources(
+            pairs,
+            ImagePool(images),
+            self.mix.pipeline,
+            self.mix.split,
+            labels=tuple(map(str, labels)),
+            seg_real=seg_real,
+        )
         have = set(pairs.tasks()) if pairs else set()
         self.kinds = [k for k, w in self.mix.kinds.items() if w > 0 and (k not in FUSION_KINDS or k in have)]
         if not self.kinds:

@@ -12,6 +12,7 @@ Kinds:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, get_args
 
 import cv2
@@ -53,6 +54,9 @@ class Sources:
     config: PipelineConfig = field(default_factory=PipelineConfig)
     split: Split = "train"
     depth: DepthProvider | None = None
+    labels: tuple[str, ...] = ()  # label trees kept apart from the data (allfuse.data.seg.label_folders)
+    seg_real: float = 0.5  # share of seg samples drawn from labelled pairs when there are any
+    _labelled: list[int] | None = field(default=None, repr=False)
 
     def depth_provider(self) -> DepthProvider:
         """The configured depth provider (made once)."""
@@ -148,21 +152,28 @@ def make_control(src: Sources, rng: np.random.Generator) -> Sample:
     return Sample("control", (clean[0], clean[1]), (inputs[0], inputs[1]), target, instruction, prompt, meta)
 
 
+def pair_labels(src: Sources, i: int) -> tuple[Path, tuple[str, ...]] | None:
+    """The label mask and class names of pair i, if it has one."""
+    p = src.pairs.pairs[i]
+    return find_labels(p.sources[0].parent.parent, p.name, src.labels)
+
+
 def labelled_pairs(src: Sources) -> list[int]:
-    """Pairs that have a label mask."""
-    if not src.pairs:
-        return []
-    return [i for i, p in enumerate(src.pairs.pairs) if find_labels(p.sources[0].parent.parent, p.name)]
+    """Pairs that have a label mask (looked up once per Sources)."""
+    if src._labelled is None:
+        src._labelled = [i for i in range(len(src.pairs.pairs)) if pair_labels(src, i)] if src.pairs else []
+    return src._labelled
 
 
 def make_seg(src: Sources, rng: np.random.Generator) -> Sample:
-    """DiTFuse seg: target = fused/clean image with a translucent blue overlay on one named class."""
+    """DiTFuse seg: target = fused/clean image with a translucent blue overlay on one named class; from a
+    labelled pair (a `seg_real` share when there are any) or a synthetic scene."""
     labelled = labelled_pairs(src)
-    if labelled:
+    if labelled and (src.seg_real >= 1.0 or rng.random() < src.seg_real):
         i = labelled[int(rng.integers(len(labelled)))]
         p = src.pairs.pairs[i]
         task = p.task or "vif"
-        path, names = find_labels(p.sources[0].parent.parent, p.name)
+        path, names = pair_labels(src, i)
         images, full_target = src.pairs.load(i, task)
         label_img = fit_label(read_label(path), images[0].shape[:2])
         box = sample_crop(*images[0].shape[:2], rng, src.config)

@@ -8,6 +8,8 @@ stem (0 = background) and ``classes.txt`` (one class name per line; line i names
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -38,18 +40,29 @@ def not_blue(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
-def texture(shape: tuple[int, int], gen: np.random.Generator, base: np.ndarray) -> np.ndarray:
-    """A colour field: base colour, band-limited noise and optional stripes (H, W, 3)."""
+def texture(
+    shape: tuple[int, int], gen: np.random.Generator, base: np.ndarray, held_out: bool = False
+) -> np.ndarray:
+    """A colour field (H, W, 3): base colour, band-limited noise and an optional pattern. Training scenes
+    use fine noise (scale 2-12 px) and stripes; held-out scenes (`held_out`) coarse noise (14-24 px) and
+    checkerboards or rings, patterns no training scene has."""
     h, w = shape
-    scale = gen.uniform(2.0, 12.0)
+    scale = gen.uniform(14.0, 24.0) if held_out else gen.uniform(2.0, 12.0)
     noise = cv2.GaussianBlur(gen.standard_normal((h, w)).astype(np.float32), (0, 0), scale)
     noise /= max(float(np.abs(noise).max()), 1e-6)
     field = base[None, None, :] + 0.18 * noise[..., None]
     if gen.random() < 0.5:
-        yy, xx = np.mgrid[0:h, 0:w]
-        angle, period = gen.uniform(0, np.pi), gen.uniform(6.0, 24.0)
-        stripes = np.sin(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period)
-        field += 0.08 * stripes[..., None]
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        period = gen.uniform(6.0, 24.0)
+        if not held_out:
+            angle = gen.uniform(0, np.pi)
+            pattern = np.sin(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period)
+        elif gen.random() < 0.5:
+            pattern = np.sign(np.sin(np.pi * xx / period) * np.sin(np.pi * yy / period))
+        else:
+            cy, cx = gen.uniform(0, h), gen.uniform(0, w)
+            pattern = np.sin(2 * np.pi * np.hypot(yy - cy, xx - cx) / period)
+        field += 0.08 * pattern[..., None]
     return np.clip(field, 0.0, 1.0).astype(np.float32)
 
 
@@ -68,15 +81,16 @@ def shape_mask(kind: str, shape: tuple[int, int], cx: float, cy: float, r: float
 
 
 def synthetic_scene(
-    rng: np.random.Generator, size: tuple[int, int] = (128, 128)
+    rng: np.random.Generator, size: tuple[int, int] = (128, 128), held_out: bool = False
 ) -> tuple[Image, np.ndarray, tuple[str, ...]]:
     """A textured background with 3-6 textured shapes; returns (RGB, label (H, W) int, class names).
 
-    Label 0 is background and label i is ``SHAPES[i - 1]``; later shapes occlude earlier ones.
+    Label 0 is background and label i is ``SHAPES[i - 1]``; later shapes occlude earlier ones. `held_out`
+    scenes (evaluation) use textures no training scene has (see `texture`).
     """
     h, w = size
     gen = np.random.default_rng(int(rng.integers(0, 2**31 - 1)))
-    image = texture((h, w), gen, not_blue(gen.uniform(0.2, 0.8, 3)))
+    image = texture((h, w), gen, not_blue(gen.uniform(0.2, 0.8, 3)), held_out)
     label = np.zeros((h, w), np.int32)
     for _ in range(int(gen.integers(3, 7))):
         k = int(gen.integers(len(SHAPES)))
@@ -84,18 +98,33 @@ def synthetic_scene(
         m = shape_mask(
             SHAPES[k], (h, w), gen.uniform(r, w - r), gen.uniform(r, h - r), r, gen.uniform(0, np.pi)
         )
-        image = np.where(m[..., None] > 0, texture((h, w), gen, not_blue(gen.uniform(0.05, 0.95, 3))), image)
+        fill = texture((h, w), gen, not_blue(gen.uniform(0.05, 0.95, 3)), held_out)
+        image = np.where(m[..., None] > 0, fill, image)
         label[m > 0] = k + 1
     return image, label, ("background", *SHAPES)
 
 
-def find_labels(pair_root: Path, stem: str) -> tuple[Path, tuple[str, ...]] | None:
-    """The label mask of a pair (by stem) and the dataset's class names, when the folder has them."""
-    for d in LABEL_DIRS:
-        folder = pair_root / d
-        names = pair_root / "classes.txt"
-        if folder.is_dir() and names.is_file():
-            hits = sorted(folder.glob(f"{stem}.*"))
+def label_folders(pair_root: Path, label_roots: Sequence[str | os.PathLike] = ()) -> list[Path]:
+    """Where a pair folder's labels may be: the folder itself, then, for each label root (a tree kept apart
+    from the data, e.g. ``tools/label_objects.py``'s output), ``ROOT/<task>/<DATASET>`` and ``ROOT/<DATASET>``
+    for a pair folder ``.../<task>/<DATASET>``."""
+    out = [pair_root]
+    for root in map(Path, label_roots):
+        out += [root / pair_root.parent.name / pair_root.name, root / pair_root.name]
+    return out
+
+
+def find_labels(
+    pair_root: Path, stem: str, label_roots: Sequence[str | os.PathLike] = ()
+) -> tuple[Path, tuple[str, ...]] | None:
+    """The label mask of a pair (by stem) and the dataset's class names, from the first folder of
+    `label_folders` that has both."""
+    for here in label_folders(pair_root, label_roots):
+        names = here / "classes.txt"
+        if not names.is_file():
+            continue
+        for d in LABEL_DIRS:
+            hits = sorted((here / d).glob(f"{stem}.*")) if (here / d).is_dir() else []
             if hits:
                 return hits[0], tuple(n.strip() for n in names.read_text().splitlines() if n.strip())
     return None

@@ -170,13 +170,20 @@ class PairPool:
 class ImagePool:
     """Natural images for M3/control: files under folders, or scikit-image's bundled samples when none."""
 
-    def __init__(self, roots: Sequence[str | os.PathLike] = (), cache: int = 64) -> None:
-        """Collect image files recursively (sorted); without roots, use scikit-image sample images."""
+    def __init__(
+        self, roots: Sequence[str | os.PathLike] = (), cache: int = 64, include_validation: bool = False
+    ) -> None:
+        """Collect image files recursively (sorted); without roots, use scikit-image sample images. A file
+        of a validation pair (`<DATASET>/<source>/<NAME>.ext` named by a splits.json, `validation_pairs`)
+        is left out unless `include_validation`, as PairPool does."""
         self.paths: list[Path] = []
+        self.excluded: list[Path] = []
         for root in roots:
-            self.paths.extend(
-                sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-            )
+            skip = set() if include_validation else validation_pairs(root)
+            for p in sorted(Path(root).rglob("*")):
+                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+                    held = (p.parent.parent.name, p.stem) in skip
+                    (self.excluded if held else self.paths).append(p)
         self.names = [str(p) for p in self.paths] or [f"skimage:{n}" for n in BUILTIN_IMAGES]
         self._cache = LRU(cache)
 

@@ -48,8 +48,12 @@ class DataConfig:
 
     data: tuple[str, ...] = ("../shared/data",)  # pair folders (searched a few levels deep)
     # Folders of natural photos (searched recursively) for M3, and for control and seg without pairs;
-    # empty = scikit-image's bundled samples. Keep validation images out of them.
+    # empty = scikit-image's bundled samples. Files of validation pairs (splits.json) are left out.
     images: tuple[str, ...] = ()
+    # Label trees for seg kept apart from the data (``ROOT/<task>/<DATASET>/labels/NAME.png`` + classes.txt,
+    # as tools/label_objects.py writes them), and the share of seg samples drawn from labelled pairs.
+    labels: tuple[str, ...] = ()
+    seg_real: float = 0.5
     size: int = 128  # square training crops, px
     kinds: dict[str, float] = field(default_factory=lambda: dict(FUSION_MIX))
     prompt_style: str = "tagged"  # "tagged" (DiTFuse template) or "natural" (MMAIF instruction)

@@ -70,10 +70,19 @@ def build_dataset(cfg: TrainConfig, seed: int) -> Dataset:
         kinds=dict(cfg.data.kinds), pipeline=cfg.data.pipeline(), prompt_style=cfg.data.prompt_style
     )  # type: ignore[arg-type]
     data = [d for d in cfg.data.data if Path(d).exists()]
-    missing = [d for d in cfg.data.images if not Path(d).is_dir()]
-    if missing:
-        raise FileNotFoundError(f"data.images: no such folder {missing[0]}")
-    return SynthDataset(data=data, mix=mix, length=cfg.data.length, seed=seed, images=cfg.data.images)
+    for key in ("images", "labels"):
+        missing = [d for d in getattr(cfg.data, key) if not Path(d).is_dir()]
+        if missing:
+            raise FileNotFoundError(f"data.{key}: no such folder {missing[0]}")
+    return SynthDataset(
+        data=data,
+        mix=mix,
+        length=cfg.data.length,
+        seed=seed,
+        images=cfg.data.images,
+        labels=cfg.data.labels,
+        seg_real=cfg.data.seg_real,
+    )
 
 
 class Frozen:
