@@ -26,7 +26,8 @@ PLAIN = tuple(FUSIONS)
 
 
 def load_models(names: Sequence[str]) -> dict[str, Method]:
-    """allfuse models by name: regression in one call, flow matching with midpoint-reuse at 5 steps."""
+    """allfuse models by name: regression in one call, flow matching with midpoint-reuse at 5 steps, a
+    DiTFuse joint model with its own sampler, steps and guidance (plain fusion prompt)."""
     from allfuse.pipeline import FusionPipeline
 
     out: dict[str, Method] = {}
@@ -36,7 +37,7 @@ def load_models(names: Sequence[str]) -> dict[str, Method]:
         except FileNotFoundError as e:
             print(f"skipping {name}: {e}", flush=True)
             continue
-        if pipe.cfg.model.timestep:
+        if getattr(pipe.cfg.model, "timestep", False):  # a JointConfig has none
             out[name] = lambda ims, t, p=pipe: p(ims, task=t, sampler="midpoint_reuse", steps=5)
         else:
             out[name] = lambda ims, t, p=pipe: p(ims, task=t)

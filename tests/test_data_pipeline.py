@@ -123,6 +123,16 @@ def test_seg_overlay_and_synthetic_scene():
     assert gray.shape == (96, 96, 3)
 
 
+def test_held_out_synthetic_scenes():
+    """bench/seg.py's held-out scenes: the same classes and label rules, other textures than training's."""
+    for held_out in (False, True):
+        img, label, names = synthetic_scene(np.random.default_rng(3), (96, 96), held_out=held_out)
+        assert names[1:] == ("circle", "square", "triangle", "star") and present_classes(label, names)
+        assert img.shape == (96, 96, 3) and 0 <= img.min() and img.max() <= 1
+    train = synthetic_scene(np.random.default_rng(3), (96, 96))[0]
+    assert not np.allclose(img, train)
+
+
 def test_prompt_bank_sizes_and_held_out_disjoint():
     b = bank()
     groups = [b["tasks"][k] for k in ("vif", "mef", "mff", "m3", "seg")]

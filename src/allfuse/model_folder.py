@@ -24,7 +24,7 @@ import dataclasses
 import json
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +133,19 @@ def resolve_model_folder(name_or_path: str | os.PathLike) -> Path:
     if not (path / WEIGHTS).is_file() or not (path / CONFIG).is_file():
         raise FileNotFoundError(f"{path}: no model here (needs {WEIGHTS} + {CONFIG})")
     return path
+
+
+def embedded_with_tags(tags: Sequence[str]) -> list[str]:
+    """The embedded models trained on every one of `tags` (read from their config.json)."""
+    found = []
+    for name in EMBEDDED:
+        try:
+            known = read_json_object(MODELS_DIR / name / CONFIG).get("tags", [])
+        except (OSError, ValueError):
+            continue
+        if all(t in known for t in tags):
+            found.append(name)
+    return found
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:

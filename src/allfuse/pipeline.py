@@ -43,6 +43,7 @@ from allfuse.model_folder import (
     REFINER_CONFIG,
     InferenceConfig,
     check_fingerprint,
+    embedded_with_tags,
     inference_from_training,
     load_refiner,
     load_weights,
@@ -330,10 +331,9 @@ def check_tags(parsed: ParsedPrompt | None, tags: Sequence[str], model: str) -> 
     missing = [t for t in (parsed.task, *parsed.subtags) if t and t not in tags]
     if missing:
         asked = ", ".join(f"[{t}]" if t == parsed.task else f"<{t}>" for t in missing)
-        raise ValueError(
-            f"{model} was not trained for {asked} (it knows: {', '.join(tags)}); "
-            "no shipped model does brightness/contrast control or segmentation yet"
-        )
+        others = [m for m in embedded_with_tags(missing) if m != model]
+        hint = f"use --model {others[0]}" if others else "no shipped model is trained for it"
+        raise ValueError(f"{model} was not trained for {asked} (it knows: {', '.join(tags)}); {hint}")
 
 
 def check_intent(intent: Intent, tags: Sequence[str], model: str) -> None:
