@@ -23,6 +23,8 @@ PARAPHRASES = [
     ("contrast should be higher", "CONTROL", "CONTRAST+", ""),
     ("I want less contrast", "CONTROL", "CONTRAST-", ""),
     ("reduce the contrast a bit", "CONTROL", "CONTRAST-", ""),
+    ("the result looks too dark", "CONTROL", "LIGHT+", ""),  # the output judged: change it
+    ("hmm, the output seems way too bright", "CONTROL", "LIGHT--", ""),
     ("segment the car", "SEG", None, "car"),
     ("highlight the people", "SEG", None, "people"),
     ("Highlight all pedestrians in the scene", "SEG", None, "pedestrians"),

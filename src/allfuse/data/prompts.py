@@ -203,6 +203,11 @@ _RESTORE = re.compile(
     r"restore|recover|correct|fix|undo|repair|reveal|too dark|too bright|flat image|low contrast|"
     r"dark (?:input|image|scene|one)|bright (?:input|image|one)|dim lighting)\b"
 )
+# The user judges the OUTPUT ("the fusion is a bit too bright"): a request to change it, not a restoration.
+_OUTPUT_TOO = re.compile(
+    r"\b(?:fusion|fused (?:image|picture|result)|result|output)\s+(?:is|looks|seems|came out|comes out)"
+    r"(?:\s+\w+){0,2}\s+too\s+(?P<how>bright|dark)\b"
+)
 _SEG_VERB = r"segment|highlight|mask|outline|mark|locate|find|isolate|pick out|tint|shade|select|detect|label"
 _CLASS = r"(?P<cls>[a-z][a-z\-]*(?: [a-z][a-z\-]*){0,2}?)"
 _CLASS_END = (
@@ -261,7 +266,10 @@ def control_level(text: str) -> str | None:
     light = {d for pat, d in _LIGHT_RULES if re.search(pat, t)}
     if light == {1, -1} and re.search(r"\bdarks? darker\b|\bbrights? brighter\b", t):
         contrast, light = contrast | {1}, set()  # "make darks darker and brights brighter"
-    if _RESTORE.search(t):
+    judged = _OUTPUT_TOO.search(t)  # "the result is too dark": the output, not an input, is judged
+    if judged:
+        light = {-1} if judged.group("how") == "bright" else {1}
+    elif _RESTORE.search(t):
         return None
     if len(contrast) == 1:
         return "CONTRAST+" if contrast == {1} else "CONTRAST-"
