@@ -103,8 +103,8 @@ def main() -> None:
         "",
         f"    {cmd}",
         "",
-        f"{machine_line().rstrip('.')}. Model `{args.model}`, {n} clean validation pairs (long side {args.max_side}), "
-        f"seed 0, {time.perf_counter() - t0:.0f} s in all.",
+        f"{machine_line().rstrip('.')}. Model `{args.model}`, {n} clean validation pairs (long side "
+        f"{args.max_side}), seed 0, {time.perf_counter() - t0:.0f} s in all.",
         "",
         "| prompt form | brightness ordered | contrast ordered | prompts read as another level |",
         "|---|---:|---:|---:|",
