@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from cases import SHARED, TASKS, validation_pairs
-from machine import machine_line
+from machine import command_line, emit, machine_line
 
 from allfuse import FusionPipeline
 from allfuse.color import to_gray
@@ -95,9 +95,7 @@ def main() -> None:
             passed[form]["contrast"] += ordered(s, CONTRAST)
         print(f"{pair.name}: done ({time.perf_counter() - t0:.0f} s)", flush=True)
     n = len(pairs)
-    cmd = "OMP_NUM_THREADS=1 python bench/control.py" + "".join(
-        f" {a}" for a in sys.argv[1:] if not a.startswith("--out")
-    )
+    cmd = command_line("bench/control.py")
     lines = [
         "# Control: brightness and contrast levels",
         "",
@@ -129,11 +127,7 @@ def main() -> None:
         ]
         lines.append(f"| {form} | " + " | ".join(cells) + " |")
     lines += ["", *verdicts]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":

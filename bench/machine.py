@@ -2,6 +2,7 @@
 
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -23,3 +24,18 @@ def machine_line() -> str:
     threads = os.environ.get("OMP_NUM_THREADS", "all cores")
     day = time.strftime("%Y-%m-%d")
     return f"Machine: {cpu_name()}, {os.cpu_count()} cores, OMP_NUM_THREADS={threads}; {day}."
+
+
+def command_line(script: str) -> str:
+    """How this run was started, for its report: one thread, the script and its arguments but --out."""
+    args = [a for a in sys.argv[1:] if not a.startswith("--out")]
+    return " ".join(["OMP_NUM_THREADS=1 python", script, *args])
+
+
+def emit(lines: list[str], out: Path | None) -> None:
+    """Print a report and, with `out`, write it there too."""
+    text = "\n".join(lines)
+    print(text)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")

@@ -20,14 +20,13 @@ Two parts:
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 from cases import SHARED, validation_pairs
-from machine import machine_line
+from machine import command_line, emit, machine_line
 
 from allfuse import FusionPipeline
 from allfuse.data.m3 import m3_pair
@@ -114,9 +113,7 @@ def main() -> None:
     args = ap.parse_args()
     pipe = FusionPipeline.from_pretrained(args.model)
     t0 = time.perf_counter()
-    cmd = "OMP_NUM_THREADS=1 python bench/seg.py" + "".join(
-        f" {a}" for a in sys.argv[1:] if not a.startswith("--out")
-    )
+    cmd = command_line("bench/seg.py")
     lines = [
         "# Segmentation from a prompt",
         "",
@@ -147,11 +144,7 @@ def main() -> None:
             *cases,
         ]
     lines += ["", f"_{time.perf_counter() - t0:.0f} s_"]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":
