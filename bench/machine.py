@@ -28,7 +28,11 @@ def machine_line() -> str:
 
 def command_line(script: str) -> str:
     """How this run was started, for its report: one thread, the script and its arguments but --out."""
-    args = [a for a in sys.argv[1:] if not a.startswith("--out")]
+    args, skip = [], False
+    for a in sys.argv[1:]:
+        if not skip and not a.startswith("--out"):
+            args.append(a)
+        skip = a == "--out"  # its value follows
     return " ".join(["OMP_NUM_THREADS=1 python", script, *args])
 
 

@@ -47,7 +47,7 @@ from allfuse.models.joint import JointConfig
 from allfuse.models.refine import Refiner, RefinerConfig
 
 MODELS_DIR = Path(__file__).parent / "weights"
-EMBEDDED = ("allfuse-reg", "allfuse-fm")
+EMBEDDED = ("allfuse-reg", "allfuse-fm", "allfuse-ditfuse")
 CLASS_NAME, FORMAT_VERSION = "FusionPipeline", 1
 # config.json's `_class_name`: the pipeline class that runs the folder, by network (TrainConfig.arch).
 PIPELINE_CLASS: dict[str, Arch] = {"FusionPipeline": "fusion", "JointPipeline": "joint"}
