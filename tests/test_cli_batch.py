@@ -131,7 +131,8 @@ def test_eval_scores_models_next_to_classical_methods(
     rc = main(["eval", "--data", str(data), "--methods", "allfuse-reg,gf", "--out", str(out)])
     assert rc == 2 and loads == []  # every name is checked before any model loads
     err = capsys.readouterr().err
-    assert "unknown method 'gf'" in err and "models: allfuse-reg, allfuse-fm, allfuse-ditfuse or a model folder" in err
+    assert "unknown method 'gf'" in err
+    assert "models: allfuse-reg, allfuse-fm, allfuse-ditfuse or a model folder" in err
     assert main(["eval", "--data", str(data), "--methods", str(tmp_path), "--out", str(out)]) == 2
     assert f"{tmp_path}: no model here" in capsys.readouterr().err
 
