@@ -47,6 +47,22 @@ def test_brightness_follows_the_level_asked(pipe: JointPipeline, pair: list[np.n
     assert float(to_gray(pipe(pair, "make it a lot brighter", task="mef")).mean()) > base + 0.03  # words
 
 
+def test_a_control_paraphrase_acts_as_its_level(pipe: JointPipeline, pair: list[np.ndarray]) -> None:
+    """An untagged paraphrase never used in training is read as its level, and the model gets the same
+    prompt, so the same output, as the level's tagged training phrasing."""
+    for level in CONTROL_TAGS:
+        held = phrases("control", level, "held_out")[0]
+        assert held not in phrases("control", level)
+        intent = pipe.understand(held, "mef")
+        assert (intent.task, intent.subtag, intent.source) == ("CONTROL", level, "words")
+        tagged = tagged_prompt("CONTROL", level, phrases("control", level)[0])
+        assert pipe.prompt_for(intent, "mef") == pipe.prompt_for(pipe.understand(tagged, "mef"), "mef")
+    level = "CONTRAST+"
+    tagged = tagged_prompt("CONTROL", level, phrases("control", level)[0])
+    held = phrases("control", level, "held_out")[1]
+    np.testing.assert_array_equal(pipe(pair, held, task="mef"), pipe(pair, tagged, task="mef"))
+
+
 def test_seg_draws_its_overlay_only_on_its_mask(pipe: JointPipeline) -> None:
     """A [SEG] prompt returns the plain fusion with the overlay on the predicted mask and nowhere else (how
     well the mask covers the class is measured by bench/seg.py, not asserted: this model is weak at it)."""

@@ -25,6 +25,11 @@ PARAPHRASES = [
     ("reduce the contrast a bit", "CONTROL", "CONTRAST-", ""),
     ("the result looks too dark", "CONTROL", "LIGHT+", ""),  # the output judged: change it
     ("hmm, the output seems way too bright", "CONTROL", "LIGHT--", ""),
+    ("make the result look like it was shot at night", "CONTROL", "LIGHT--", ""),  # a time of day
+    ("fuse them so it feels like evening", "CONTROL", "LIGHT--", ""),
+    ("make it look as if taken at midday", "CONTROL", "LIGHT++", ""),
+    ("it looks like twilight, brighten it a little", "CONTROL", "LIGHT+", ""),  # the level words win
+    ("fuse the night image with the infrared one", "FUSION", None, ""),  # a night INPUT: plain fusion
     ("segment the car", "SEG", None, "car"),
     ("highlight the people", "SEG", None, "people"),
     ("Highlight all pedestrians in the scene", "SEG", None, "pedestrians"),
@@ -56,7 +61,7 @@ def test_untagged_paraphrases_map_to_tags(prompt: str, task: str, subtag: str | 
     assert prompt.lower() not in bank_phrases() and not any(prompt.lower() in p for p in bank_phrases())
     intent = read_intent(prompt)
     assert (intent.task, intent.subtag, intent.target, intent.source) == (task, subtag, target, "words")
-    assert intent.instruction == prompt  # the model reads the user's words, under the tag
+    assert intent.instruction == prompt  # kept for the report; a [CONTROL] model gets its level's wording
 
 
 def test_the_bank_is_read_as_it_was_written() -> None:

@@ -10,7 +10,8 @@ What differs from a FusionDiT (allfuse.pipeline, whose image path, tiling and st
     they have them, else brightness/contrast wording -> [CONTROL] and its level, "segment/highlight the X"
     -> [SEG] X, other wording a fusion instruction; a prompt without any instruction word is not
     understood and the model fuses plainly. A tag the model was not trained on is refused. The model gets
-    the DiTFuse template it was trained with, rebuilt from the tag, subtag and instruction.
+    the DiTFuse template it was trained with, rebuilt from the tag, subtag and instruction; a [CONTROL]
+    prompt's instruction is replaced by the level's first training phrasing (the level is all it asks).
   * Sampling: the solver of the model's sampler config (Euler, as DiTFuse) from Gaussian noise, with
     classifier-free guidance at text scale `cfg_text` and image scale `cfg_image` (defaults: the folder's),
     the condition's keys and values cached across steps (allfuse.sampling.joint), on latent windows of the
@@ -87,6 +88,10 @@ class JointPipeline(FusionPipeline):
         """The prompt the model was trained on: the DiTFuse template around the instruction (or the bare
         instruction for a model trained on natural prompts); plain fusion gets the task's default."""
         instruction = intent.instruction or fill(phrases("tasks", task)[0], 2, np.random.default_rng(0))
+        if intent.task == "CONTROL" and intent.subtag is not None:
+            # the level says all a control prompt asks: the model gets its trained wording of that level,
+            # so a paraphrase it never saw ("add just a bit of light") acts as the level does
+            instruction = phrases("control", intent.subtag)[0]
         if self.cfg.prompt_style != "tagged":
             return instruction
         sub = intent.subtag

@@ -208,6 +208,13 @@ _OUTPUT_TOO = re.compile(
     r"\b(?:fusion|fused (?:image|picture|result)|result|output)\s+(?:is|looks|seems|came out|comes out)"
     r"(?:\s+\w+){0,2}\s+too\s+(?P<how>bright|dark)\b"
 )
+# A time of day asked of the OUTPUT ("make it look like dusk", "as if at midday"): a strong level change.
+_TIME_OF_DAY = re.compile(
+    r"\b(?:look|looks|looking|feel|feels|appear|appears|seem|seems|as if|as though|turn\w*|into)\s+"
+    r"(?:\w+\s+){0,3}(?:(?:taken|shot)\s+)?(?:at|in|like|into)?\s*(?:a\s+|the\s+)?"
+    r"(?:(?P<dark>dusk|twilight|nightfall|night|night-time|nighttime|evening|midnight|moonlight)|"
+    r"(?P<bright>noon|midday|daylight|daytime|broad daylight|full sun|sunshine))\b"
+)
 _SEG_VERB = r"segment|highlight|mask|outline|mark|locate|find|isolate|pick out|tint|shade|select|detect|label"
 _CLASS = r"(?P<cls>[a-z][a-z\-]*(?: [a-z][a-z\-]*){0,2}?)"
 _CLASS_END = (
@@ -267,8 +274,11 @@ def control_level(text: str) -> str | None:
     if light == {1, -1} and re.search(r"\bdarks? darker\b|\bbrights? brighter\b", t):
         contrast, light = contrast | {1}, set()  # "make darks darker and brights brighter"
     judged = _OUTPUT_TOO.search(t)  # "the result is too dark": the output, not an input, is judged
+    time_of_day = _TIME_OF_DAY.search(t)
     if judged:
         light = {-1} if judged.group("how") == "bright" else {1}
+    elif time_of_day and not (contrast or light):
+        return "LIGHT--" if time_of_day.group("dark") else "LIGHT++"
     elif _RESTORE.search(t):
         return None
     if len(contrast) == 1:
