@@ -1,14 +1,15 @@
 """Does a DiTFuse model follow brightness and contrast instructions? (DiTFuse Sect. III-B2, control data.)
 
     OMP_NUM_THREADS=1 python bench/control.py [--model allfuse-ditfuse] [--pairs 20] [--max-side 256]
-        [--data ../shared/data] [--out bench/results/control.md]
+        [--cfg-text S] [--cfg-image S] [--data ../shared/data] [--out bench/results/control.md]
 
 What runs: the first --pairs validation pairs of `splits.json` (never trained on), taken in turn from the
 three tasks, clean, area-downscaled to long side --max-side. Each pair is fused with plain fusion (base) and
 with every control level, in two prompt forms:
   * tagged: ``[CONTROL]. <LEVEL>.`` + the template + the level's first training paraphrase;
   * untagged: a paraphrase of the bank's held-out split (never used in training), without any tag; the
-    pipeline reads the level from the words (allfuse.data.prompts.read_intent).
+    pipeline reads the level from the words (allfuse.data.prompts.read_intent) and gives the model the
+    level's training wording, so this form measures the reading of unseen wordings on top of the model.
 Same seed and steps for every level, so only the prompt differs. Per pair: mean luminance (BT.601 gray)
 and RMS contrast (its standard deviation). A pair passes brightness when LIGHT-- < LIGHT- < base < LIGHT+ <
 LIGHT++ strictly, contrast when CONTRAST- < base < CONTRAST+. Target (issue #15): >= 90 % of pairs for both
@@ -66,6 +67,8 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=20)
     ap.add_argument("--max-side", type=int, default=256)
     ap.add_argument("--steps", type=int, default=None, help="sampler steps (default: the model's)")
+    ap.add_argument("--cfg-text", type=float, default=None, help="text guidance (default: the model's)")
+    ap.add_argument("--cfg-image", type=float, default=None, help="image guidance (default: the model's)")
     ap.add_argument("--data", type=Path, default=SHARED)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -81,11 +84,12 @@ def main() -> None:
     misread = {f: 0 for f in forms}
     t0 = time.perf_counter()
     for k, pair in enumerate(pairs):
-        base = stats(pipe(pair.images, task=pair.task, steps=args.steps))
+        guide = {"steps": args.steps, "cfg_text": args.cfg_text, "cfg_image": args.cfg_image}
+        base = stats(pipe(pair.images, task=pair.task, **guide))
         for form in forms:
             m, s = {"base": base[0]}, {"base": base[1]}
             for level in LEVELS:
-                res = pipe.run(pair.images, prompts(level, k)[form], task=pair.task, steps=args.steps)
+                res = pipe.run(pair.images, prompts(level, k)[form], task=pair.task, **guide)
                 misread[form] += res.intent.subtag != level
                 m[level], s[level] = stats(res.image)
             for lv in m:

@@ -96,6 +96,38 @@ def test_detail_gain_widens_exactly_and_can_sharpen_beyond_every_source() -> Non
         widen_state_dict(gained.state_dict(), gained.cfg, two.cfg)
 
 
+def test_base_gain_widens_exactly_and_can_lift_a_veil_no_source_lifts() -> None:
+    """A smooth gain on the base band (module doc): zero logit = the refiner it widens; a saturated logit
+    multiplies the blended base band by M, so the output can be brighter (or, with the residual's offset,
+    less veiled) than every input, which a blend of them cannot."""
+    gained = Refiner(RefinerConfig(width=8, blocks=(1, 1), mix=True, bands=2, detail_gain=2.0))
+    for p in gained.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    based = Refiner(dataclasses.replace(gained.cfg, base_gain=4.0))
+    based.load_state_dict(widen_state_dict(gained.state_dict(), gained.cfg, based.cfg))
+    fused, a, b = torch.rand(1, 3, 21, 30), torch.rand(1, 1, 21, 30), torch.rand(1, 3, 21, 30)
+    torch.testing.assert_close(based(fused, [a, b]), gained(fused, [a, b]))  # gain 1: nothing changes
+    one = Refiner(RefinerConfig(width=8, blocks=(1, 1), mix=True))  # one band -> both gains at once
+    based.load_state_dict(widen_state_dict(one.state_dict(), one.cfg, based.cfg))
+    torch.testing.assert_close(based(fused, [a, b]), one(fused, [a, b]))
+
+    net = Refiner(RefinerConfig(width=8, blocks=(1, 1), mix=True, bands=2, base_gain=4.0))
+    s = net.cfg.unshuffle**2
+    with torch.no_grad():  # channels: 3 residual, 3 base logits, 3 detail logits, then the base gain logit
+        net.tail[0].bias[5 * s : 6 * s] = 50.0  # base from input 2
+        net.tail[0].bias[8 * s : 9 * s] = 50.0  # detail from input 2
+        net.tail[0].bias[9 * s : 10 * s] = 50.0  # tanh -> 1: gain 4
+    dark = 0.2 * b
+    blur = gaussian_blur(dark, net.cfg.band_sigma)
+    out = net(fused, [a, dark])
+    torch.testing.assert_close(out, 4.0 * blur + dark - blur)
+    assert out.mean() > 2 * dark.mean()  # brighter than any input
+    with pytest.raises(ValueError, match="base_gain"):
+        RefinerConfig(mix=True, bands=2, base_gain=0.5)
+    with pytest.raises(ValueError, match="cannot be widened"):  # a gain is never silently dropped
+        widen_state_dict(net.state_dict(), net.cfg, dataclasses.replace(net.cfg, base_gain=0.0))
+
+
 def test_gaussian_blur_keeps_constants_and_removes_fine_detail() -> None:
     flat = torch.full((1, 2, 9, 40), 0.3)
     torch.testing.assert_close(gaussian_blur(flat, 3.0), flat)  # image smaller than the kernel works

@@ -36,6 +36,16 @@ the restore-then-fuse chain's ~100 %). Unsharp masking, x + (g - 1) (x - G * x),
 this; here g is predicted per pixel from everything. The gain logit starts at zero, so adding it to a
 trained refiner changes nothing (`widen_state_dict`).
 
+With `base_gain = M > 1` the blended base band gets a smooth per-pixel gain too,
+  R = b * sum_k softmax(l_base)_k * B_k + g * (detail) + residual,   b = M ** tanh(G_sigma * u),
+because the degradations that a blend of the inputs cannot undo are, in the base band, a per-pixel affine
+map of the scene: haze is I = J t + A (1 - t) (Koschmieder), so J = I / t - A (1 - t) / t, a gain 1 / t and
+an offset; low light and over-exposure are gains and offsets of the radiance too. The residual carries the
+offset; the gain, bounded and smoothed at the band's scale so it cannot add detail of its own, carries 1 / t
+(or the exposure factor). The refiner's channel attention sees whole-image statistics (also when tiled,
+allfuse.tiled), the global cue airlight and exposure need. Its logit starts at zero (gain 1), so widening
+a trained refiner with it changes nothing (`widen_state_dict`).
+
 Blocks follow NAFNet (Chen et al., ECCV 2022, "Simple Baselines for Image Restoration"): LayerNorm, 1x1
 conv, depthwise 3x3, SimpleGate (x1 * x2), simplified channel attention, 1x1 conv, then a gated FFN; both
 branches scaled by learned per-channel factors that start at zero.
@@ -68,6 +78,7 @@ class RefinerConfig:
     bands: int = 1  # with mix: 1 = one blend, 2 = separate base / detail blends (module doc)
     band_sigma: float = 3.0  # px, Gaussian splitting base from detail when bands = 2
     detail_gain: float = 0.0  # with bands = 2: M > 1 = per-pixel gain in [1/M, M] on the detail band; 0 = off
+    base_gain: float = 0.0  # with bands = 2: M > 1 = smooth per-pixel gain in [1/M, M] on the base; 0 = off
 
     def __post_init__(self) -> None:
         if self.width < 4 or not self.blocks or min(self.blocks) < 1 or self.unshuffle < 1:
@@ -76,6 +87,8 @@ class RefinerConfig:
             raise ValueError(f"bad refiner config: bands must be 1, or 2 with mix and band_sigma > 0: {self}")
         if self.detail_gain and (self.bands != 2 or self.detail_gain <= 1):
             raise ValueError(f"bad refiner config: detail_gain needs bands = 2 and M > 1 (or 0): {self}")
+        if self.base_gain and (self.bands != 2 or self.base_gain <= 1):
+            raise ValueError(f"bad refiner config: base_gain needs bands = 2 and M > 1 (or 0): {self}")
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -120,8 +133,9 @@ class Refiner(nn.Module):
             nn.Sequential(nn.Conv2d(2 * w, 4 * w, 1), nn.PixelShuffle(2)) for w in widths[:-1]
         )  # 2w -> 4w channels -> (w, 2H, 2W)
         self.dec = nn.ModuleList(refiner_block(w) for w in widths[:-1])
-        # residual RGB (+ blend logits per band) (+ detail gain logit)
-        out_ch = 3 + (cfg.bands * (1 + cfg.max_inputs) if cfg.mix else 0) + (1 if cfg.detail_gain else 0)
+        # residual RGB (+ blend logits per band) (+ detail gain logit) (+ base gain logit)
+        out_ch = 3 + (cfg.bands * (1 + cfg.max_inputs) if cfg.mix else 0)
+        out_ch += (1 if cfg.detail_gain else 0) + (1 if cfg.base_gain else 0)
         self.tail = nn.Sequential(nn.Conv2d(c, out_ch * s * s, 3, padding=1), nn.PixelShuffle(s))
         nn.init.zeros_(self.tail[0].weight)
         nn.init.zeros_(self.tail[0].bias)
@@ -158,19 +172,27 @@ class Refiner(nn.Module):
             return (weights[:, 0] * sources).sum(dim=1) + y[:, :3]
         base = gaussian_blur(sources.flatten(0, 1), self.cfg.band_sigma).view_as(sources)
         detail = (weights[:, 1] * (sources - base)).sum(dim=1)
+        k = 3 + n_logits  # the gain logits follow the blend logits
         if self.cfg.detail_gain:  # g = M ** tanh(t) (module doc)
-            detail = detail * torch.exp(math.log(self.cfg.detail_gain) * torch.tanh(y[:, -1:]))
-        return (weights[:, 0] * base).sum(dim=1) + detail + y[:, :3]
+            detail = detail * torch.exp(math.log(self.cfg.detail_gain) * torch.tanh(y[:, k : k + 1]))
+            k += 1
+        blended = (weights[:, 0] * base).sum(dim=1)
+        if self.cfg.base_gain:  # b = M ** tanh(G_sigma * u) (module doc)
+            u = gaussian_blur(y[:, k : k + 1].float(), self.cfg.band_sigma).to(y.dtype)
+            blended = blended * torch.exp(math.log(self.cfg.base_gain) * torch.tanh(u))
+        return blended + detail + y[:, :3]
 
 
-WIDENED = ("bands", "band_sigma", "detail_gain")  # what widen_state_dict may change
+WIDENED = ("bands", "band_sigma", "detail_gain", "base_gain")  # what widen_state_dict may change
 
 
 def widen_state_dict(state: dict[str, Tensor], src: RefinerConfig, cfg: RefinerConfig) -> dict[str, Tensor]:
     """Weights of refiner `src` for a wider refiner `cfg`, otherwise equal, that computes exactly what `src`
-    did: a one-band mix becomes two bands that both start with its logits, and a detail gain is added with
-    a zero logit (gain 1). Anything else (other widths, depths, a gain taken away) is a ValueError."""
-    wider = src.mix and cfg.bands >= src.bands and (not src.detail_gain or src.detail_gain == cfg.detail_gain)
+    did: a one-band mix becomes two bands that both start with its logits, and a detail or base gain is added
+    with a zero logit (gain 1). Anything else (other widths, depths, a gain taken away) is a ValueError."""
+    wider = src.mix and cfg.bands >= src.bands
+    wider &= not src.detail_gain or src.detail_gain == cfg.detail_gain
+    wider &= not src.base_gain or src.base_gain == cfg.base_gain
     same_sigma = src.bands == 1 or src.band_sigma == cfg.band_sigma
     if not (wider and same_sigma) or dataclasses.replace(src, **{k: getattr(cfg, k) for k in WIDENED}) != cfg:
         raise ValueError(f"a refiner of {src} cannot be widened to {cfg}")
@@ -181,8 +203,10 @@ def widen_state_dict(state: dict[str, Tensor], src: RefinerConfig, cfg: RefinerC
         logits = w[3 * s2 : (3 + src.bands * n) * s2]
         if cfg.bands == 2 and src.bands == 1:
             logits = torch.cat([logits, logits], dim=0)
-        parts = [w[: 3 * s2], logits]
-        if cfg.detail_gain:
-            parts.append(w[(3 + src.bands * n) * s2 :] if src.detail_gain else torch.zeros_like(w[:s2]))
+        parts, k = [w[: 3 * s2], logits], (3 + src.bands * n) * s2
+        for gain in ("detail_gain", "base_gain"):
+            if getattr(cfg, gain):
+                parts.append(w[k : k + s2] if getattr(src, gain) else torch.zeros_like(w[:s2]))
+            k += s2 if getattr(src, gain) else 0
         out[key] = torch.cat(parts, dim=0)
     return out

@@ -181,7 +181,7 @@ def train_refiner(cfg: RefineTrainConfig, until: int | None = None) -> Path:
 
 def initial_refiner_state(folder: str, cfg: RefinerConfig) -> dict[str, torch.Tensor]:
     """Weights of the refiner shipped in a model folder, for a run of config `cfg`: the same architecture,
-    or its exact widening (two bands, a detail gain; models/refine.py); else an error naming both configs."""
+    or its exact widening (two bands, a detail or base gain; models/refine.py); else an error naming both."""
     src = load_refiner(resolve_model_folder(folder))
     if src is None:
         raise FileNotFoundError(f"{folder}: has no refiner to start from")
