@@ -83,8 +83,8 @@ def main() -> None:
     passed = {f: {"brightness": 0, "contrast": 0} for f in forms}
     misread = {f: 0 for f in forms}
     t0 = time.perf_counter()
+    guide = {"steps": args.steps, "cfg_text": args.cfg_text, "cfg_image": args.cfg_image}
     for k, pair in enumerate(pairs):
-        guide = {"steps": args.steps, "cfg_text": args.cfg_text, "cfg_image": args.cfg_image}
         base = stats(pipe(pair.images, task=pair.task, **guide))
         for form in forms:
             m, s = {"base": base[0]}, {"base": base[1]}

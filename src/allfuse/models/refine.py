@@ -174,13 +174,18 @@ class Refiner(nn.Module):
         detail = (weights[:, 1] * (sources - base)).sum(dim=1)
         k = 3 + n_logits  # the gain logits follow the blend logits
         if self.cfg.detail_gain:  # g = M ** tanh(t) (module doc)
-            detail = detail * torch.exp(math.log(self.cfg.detail_gain) * torch.tanh(y[:, k : k + 1]))
+            detail = detail * bounded_gain(y[:, k : k + 1], self.cfg.detail_gain)
             k += 1
         blended = (weights[:, 0] * base).sum(dim=1)
         if self.cfg.base_gain:  # b = M ** tanh(G_sigma * u) (module doc)
             u = gaussian_blur(y[:, k : k + 1].float(), self.cfg.band_sigma).to(y.dtype)
-            blended = blended * torch.exp(math.log(self.cfg.base_gain) * torch.tanh(u))
+            blended = blended * bounded_gain(u, self.cfg.base_gain)
         return blended + detail + y[:, :3]
+
+
+def bounded_gain(logit: Tensor, m: float) -> Tensor:
+    """M ** tanh(logit): a gain in [1/M, M], 1 at logit 0."""
+    return torch.exp(math.log(m) * torch.tanh(logit))
 
 
 WIDENED = ("bands", "band_sigma", "detail_gain", "base_gain")  # what widen_state_dict may change
