@@ -4,7 +4,8 @@ MMAIF Sect. 3.1: general ops for every task (Gaussian blur, motion blur, downsam
 haze, snow) plus task-specific ones (VIF: low exposure, low contrast, IR stripes; MEF: low contrast; MFF:
 low and high exposure). Beyond the paper, VIF also gets high exposure on the visible image (glare,
 headlights, a camera metering for the dark): real visible cameras over-expose as often as they under-
-expose. Severity levels are 1 (mild), 2 (moderate), 3 (severe); a parameter is drawn uniformly from its
+expose; and MFF gets low contrast (a dull scene or a veiling glare is a property of the scene, not of
+the focus; without it a multi-focus model learns to copy tones and leaves a veil in place). Severity levels are 1 (mild), 2 (moderate), 3 (severe); a parameter is drawn uniformly from its
 level's range. Images are float in [0, 1], so intensities are on that scale; lengths that depend on image
 size are fractions of the short side.
 """
@@ -140,7 +141,7 @@ WEATHER_OPS: tuple[str, ...] = ("rain", "haze", "snow")
 TASK_EXTRA: dict[str, tuple[str, ...]] = {
     "vif": ("low_exposure", "high_exposure", "low_contrast", "ir_stripes"),  # high: beyond the paper
     "mef": ("low_contrast",),
-    "mff": ("low_exposure", "high_exposure"),
+    "mff": ("low_exposure", "high_exposure", "low_contrast"),  # low contrast: beyond the paper
 }
 TASK_OPS: dict[str, tuple[str, ...]] = {t: GENERAL_OPS + extra for t, extra in TASK_EXTRA.items()}
 EXCLUSIVE: tuple[frozenset[str], ...] = (frozenset({"low_exposure", "high_exposure"}),)
