@@ -1,15 +1,18 @@
 """Seconds per 512x512 image of the joint-sequence DiT (DiTFuse, allfuse.models.joint), with and without
 the condition KV cache.
 
-    OMP_NUM_THREADS=1 python bench/ditfuse.py [--steps 8] [--size 512] [--repeats 2] [--preset tiny]
-        [--out bench/results/ditfuse.md]
+    python bench/ditfuse.py [--steps 8] [--size 512] [--repeats 2] [--preset tiny]
+        [--model allfuse-ditfuse] [--out bench/results/ditfuse.md]
+
+(prefix OMP_NUM_THREADS=1 for one core).
 
 What runs: the `tiny` preset with random weights (cost does not depend on the values) under bf16 autocast on
 the CPU, two input images and a 20-token prompt; a 512² image is a 64x64 latent (f=8), 32x32 = 1024 tokens
 per image with patch 2. Euler from noise for --steps steps, without guidance (one branch) and with DiTFuse's
 three-branch guidance (text 2.0, image 1.6, one batched forward per step). "cache" encodes text + inputs
 once and runs only timestep + target tokens per step; "no cache" runs the whole sequence every step. The DiT
-alone: tokenizer encode/decode and the text encoder are not included. Best of --repeats after a warm-up; the
+alone: tokenizer encode/decode and the text encoder are not included; the end-to-end rows that follow run a
+trained model's whole pipeline (--model, '' skips them) on the demo pair at --size. Best of --repeats after a warm-up; the
 figures depend on the load of this shared CPU, so they are figures, never tests. DiTFuse reports 53.5 s per
 image on a GPU (its Tab. of costs, 3.8B parameters, 50 steps x 3 branches).
 """
@@ -22,6 +25,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 from machine import machine_line
 
@@ -56,6 +61,23 @@ def random_model(preset: str) -> JointDiT:
     return model
 
 
+def end_to_end(model: str, size: int, repeats: int) -> list[str]:
+    """Seconds per image of a trained model's whole pipeline (prompt reading, text encoder, tokenizer,
+    DiT with its default sampler and guidance, decoder) on the demo pair resized to size x size."""
+    from allfuse import FusionPipeline
+    from allfuse.demo import demo_pair
+
+    pipe = FusionPipeline.from_pretrained(model)
+    pair = [np.clip(cv2.resize(x, (size, size), interpolation=cv2.INTER_CUBIC), 0, 1) for x in demo_pair()]
+    lines = [f"End to end, `{model}` (its default steps and guidance), the demo pair at {size}²:", ""]
+    lines += ["| prompt | s/img |", "|---|---:|"]
+    for prompt in ("[FUSION] multi-focus fusion", "[CONTROL] <LIGHT+> make it brighter"):
+        seconds = best_time(lambda p=prompt: pipe(pair, prompt=p, task="mff"), repeats)
+        lines.append(f"| `{prompt}` | {seconds:.2f} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def main() -> None:
     """Print (and with --out write) one row per guidance setting: seconds with and without the cache."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -63,6 +85,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=512, help="image side in pixels (latent side = size / 8)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--preset", default="tiny", choices=sorted(JOINT_PRESETS))
+    ap.add_argument("--model", default="allfuse-ditfuse", help="end-to-end row for this model ('' skips it)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     model = random_model(args.preset)
@@ -101,6 +124,8 @@ def main() -> None:
         row = f"| {label} | {branches} | {slow:.2f} | {fast:.2f} | {slow / fast:.2f}x |"
         lines.append(row)
         print(row, flush=True)
+    if args.model:
+        lines += ["", *end_to_end(args.model, args.size, args.repeats)]
     if args.out:
         command = "python bench/ditfuse.py " + " ".join(sys.argv[1:])
         args.out.write_text("\n".join([machine_line(), f"Command: `{command}`.", "", *lines]) + "\n")

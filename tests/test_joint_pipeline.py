@@ -19,6 +19,7 @@ from allfuse.models import JointDiT
 from allfuse.pipeline import FusionPipeline
 from allfuse.sampling import joint as joint_sampling
 from allfuse.sampling.joint import sample_guided
+from allfuse.sampling.tiling import ramp, window_starts
 
 TINY = [
     "tokenizer=pixel-unshuffle-f4",
@@ -128,7 +129,7 @@ def test_sampling_runs_on_the_condition_cache(
     assert calls == {"encode_condition": 1, "forward_cached": 3}  # 3 branches batched: one call a step
     calls.update(encode_condition=0, forward_cached=0)
     pipe(images(), prompt="fuse them", steps=3)  # windows of the 32 px crops: 2 x 2 on a 10 x 13 latent
-    assert calls == {"encode_condition": 4, "forward_cached": 12}
+    assert calls == {"encode_condition": 1, "forward_cached": 3}  # the 4 windows batched: one call a step
 
 
 def test_guidance_scales_default_to_the_folders_and_change_the_output(models: dict[str, Path]) -> None:
@@ -186,6 +187,26 @@ def test_large_images_and_windows(models: dict[str, Path]) -> None:
         torch.testing.assert_close(run(8), windowed, atol=1e-5, rtol=1e-5)
     finally:
         joint_sampling.CACHE_BUDGET = budget
+
+
+def test_windows_batched_in_one_forward_equal_windows_run_one_by_one(models: dict[str, Path]) -> None:
+    model = FusionPipeline.from_pretrained(models["lora"]).model
+    g = torch.Generator().manual_seed(5)
+    conds = [torch.randn(2, 48, 12, 10, generator=g) for _ in range(2)]  # a batch of 2: ordering matters
+    text = torch.randn(2, 4, 384, generator=g)
+    x, t = torch.randn(2, 48, 12, 10, generator=g), torch.tensor([0.3, 0.7])
+    window, overlap = 8, 2
+    with torch.no_grad():
+        got = joint_sampling.windowed_velocity_fn(model, conds, text, None, 2.0, 1.5, window, overlap)(x, t)
+        want, norm = torch.zeros_like(x), torch.zeros(12, 10)
+        for i in window_starts(12, window, overlap):
+            for j in window_starts(10, window, overlap):
+                crop = [z[..., i : i + window, j : j + window] for z in conds]
+                fn = joint_sampling.joint_velocity_fn(model, crop, text, None, 2.0, 1.5)
+                w = ramp(window, overlap)[:, None] * ramp(window, overlap)[None, :]
+                want[..., i : i + window, j : j + window] += fn(x[..., i : i + window, j : j + window], t) * w
+                norm[i : i + window, j : j + window] += w
+    torch.testing.assert_close(got, want / norm, atol=1e-5, rtol=1e-5)
 
 
 def test_tags_a_model_was_not_trained_on_are_refused_before_it_loads(
