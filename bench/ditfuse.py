@@ -12,9 +12,9 @@ per image with patch 2. Euler from noise for --steps steps, without guidance (on
 three-branch guidance (text 2.0, image 1.6, one batched forward per step). "cache" encodes text + inputs
 once and runs only timestep + target tokens per step; "no cache" runs the whole sequence every step. The DiT
 alone: tokenizer encode/decode and the text encoder are not included; the end-to-end rows that follow run a
-trained model's whole pipeline (--model, '' skips them) on the demo pair at --size. Best of --repeats after a warm-up; the
-figures depend on the load of this shared CPU, so they are figures, never tests. DiTFuse reports 53.5 s per
-image on a GPU (its Tab. of costs, 3.8B parameters, 50 steps x 3 branches).
+trained model's whole pipeline (--model, '' skips them) on the demo pair at --size. Best of --repeats after
+a warm-up; the figures depend on the load of this shared CPU, so they are figures, never tests. DiTFuse
+reports 53.5 s per image on a GPU (its Tab. of costs, 3.8B parameters, 50 steps x 3 branches).
 """
 
 from __future__ import annotations

@@ -3,11 +3,12 @@
 MMAIF Sect. 3.1: general ops for every task (Gaussian blur, motion blur, downsample, noise, JPEG, rain,
 haze, snow) plus task-specific ones (VIF: low exposure, low contrast, IR stripes; MEF: low contrast; MFF:
 low and high exposure). Beyond the paper, VIF also gets high exposure on the visible image (glare,
-headlights, a camera metering for the dark): real visible cameras over-expose as often as they under-
-expose; and MFF gets low contrast (a dull scene or a veiling glare is a property of the scene, not of
-the focus; without it a multi-focus model learns to copy tones and leaves a veil in place). Severity levels are 1 (mild), 2 (moderate), 3 (severe); a parameter is drawn uniformly from its
-level's range. Images are float in [0, 1], so intensities are on that scale; lengths that depend on image
-size are fractions of the short side.
+headlights, a camera metering for the dark): real visible cameras over-expose as often as they
+under-expose; and MFF gets low contrast (a dull scene or a veiling glare is a property of the scene, not of
+the focus; without it a multi-focus model learns to copy tones and leaves a veil in place). Severity
+levels are 1 (mild), 2 (moderate), 3 (severe); a parameter is drawn uniformly from its level's range.
+Images are float in [0, 1], so intensities are on that scale; lengths that depend on image size are
+fractions of the short side.
 """
 
 from __future__ import annotations
