@@ -189,15 +189,23 @@ def test_large_images_and_windows(models: dict[str, Path]) -> None:
         joint_sampling.CACHE_BUDGET = budget
 
 
-def test_windows_batched_in_one_forward_equal_windows_run_one_by_one(models: dict[str, Path]) -> None:
+def test_windows_batched_in_one_forward_equal_windows_run_one_by_one(
+    models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     model = FusionPipeline.from_pretrained(models["lora"]).model
     g = torch.Generator().manual_seed(5)
     conds = [torch.randn(2, 48, 12, 10, generator=g) for _ in range(2)]  # a batch of 2: ordering matters
     text = torch.randn(2, 4, 384, generator=g)
     x, t = torch.randn(2, 48, 12, 10, generator=g), torch.tensor([0.3, 0.7])
     window, overlap = 8, 2
+
+    def windowed() -> torch.Tensor:
+        with torch.no_grad():
+            v = joint_sampling.windowed_velocity_fn(model, conds, text, None, 2.0, 1.5, window, overlap)
+            return v(x, t)
+
+    got = windowed()
     with torch.no_grad():
-        got = joint_sampling.windowed_velocity_fn(model, conds, text, None, 2.0, 1.5, window, overlap)(x, t)
         want, norm = torch.zeros_like(x), torch.zeros(12, 10)
         for i in window_starts(12, window, overlap):
             for j in window_starts(10, window, overlap):
@@ -207,6 +215,8 @@ def test_windows_batched_in_one_forward_equal_windows_run_one_by_one(models: dic
                 want[..., i : i + window, j : j + window] += fn(x[..., i : i + window, j : j + window], t) * w
                 norm[i : i + window, j : j + window] += w
     torch.testing.assert_close(got, want / norm, atol=1e-5, rtol=1e-5)
+    monkeypatch.setattr(joint_sampling, "WINDOW_BATCH_TOKENS", 1)  # chunks of one window each
+    torch.testing.assert_close(windowed(), got, atol=1e-5, rtol=1e-5)
 
 
 def test_tags_a_model_was_not_trained_on_are_refused_before_it_loads(

@@ -25,6 +25,7 @@ from allfuse.sampling.solvers import VelocityFn
 from allfuse.sampling.tiling import ramp, window_starts
 
 CACHE_BUDGET = 1 << 30  # bytes of condition keys/values kept across steps; above it, no cache
+WINDOW_BATCH_TOKENS = 1 << 16  # sequence tokens (windows x branches x batch) in one windowed forward
 
 
 def combine_guidance(
@@ -83,9 +84,20 @@ def joint_velocity_fn(
     return v
 
 
+def image_tokens(model: JointDiT, latent: Tensor) -> int:
+    """Tokens of one latent image (patch grid)."""
+    return (latent.shape[-2] // model.cfg.patch_size) * (latent.shape[-1] // model.cfg.patch_size)
+
+
+def sequence_tokens(model: JointDiT, conds: Sequence[Tensor], text: Tensor | None) -> int:
+    """Length of one joint sequence: condition (text, images with their boundary tokens), timestep, target."""
+    tokens = image_tokens(model, conds[0])
+    return 1 + (0 if text is None else text.shape[1]) + len(conds) * (tokens + 2) + 1 + tokens
+
+
 def cache_bytes(model: JointDiT, conds: Sequence[Tensor], text: Tensor | None, branches: int) -> int:
     """Bytes the condition keys and values of one window take over every layer (float32 upper bound)."""
-    tokens = (conds[0].shape[-2] // model.cfg.patch_size) * (conds[0].shape[-1] // model.cfg.patch_size)
+    tokens = image_tokens(model, conds[0])
     seq = 1 + (0 if text is None else text.shape[1]) + len(conds) * (tokens + 2)
     return 2 * model.cfg.depth * branches * conds[0].shape[0] * seq * model.cfg.hidden * 4
 
@@ -100,26 +112,31 @@ def windowed_velocity_fn(
     window: int = 0,  # latent window side; 0 = the whole latent in one window
     overlap: int | None = None,  # latents shared by neighbouring windows; None = window // 8
 ) -> VelocityFn:
-    """`joint_velocity_fn` on overlapping windows blended with linear ramps (allfuse.sampling.tiling), each
-    window's condition cached, unless all the caches together would exceed CACHE_BUDGET."""
+    """`joint_velocity_fn` on overlapping windows blended with linear ramps (allfuse.sampling.tiling), batched
+    in chunks of WINDOW_BATCH_TOKENS, each window's condition cached unless all the caches together would
+    exceed CACHE_BUDGET."""
     hh, ww = conds[0].shape[-2:]
     window = max(model.cfg.patch_size, window - window % model.cfg.patch_size) if window else 0  # patch grid
+    branches = 1 if (cfg_text, cfg_image) == (1.0, 1.0) else 3
     if not window or (hh <= window and ww <= window):
-        branches = 1 if (cfg_text, cfg_image) == (1.0, 1.0) else 3
         cache = cache_bytes(model, conds, text, branches) <= CACHE_BUDGET
         return joint_velocity_fn(model, conds, text, text_mask, cfg_text, cfg_image, cache)
     overlap = max(1, window // 8) if overlap is None else overlap
     kh, kw = min(window, hh), min(window, ww)
     spots = [(i, j) for i in window_starts(hh, kh, overlap) for j in window_starts(ww, kw, overlap)]
-    n = len(spots)
-    # Every window has the same shape, so the windows go through the model as ONE batch (window-major):
-    # one forward per step instead of one per window, the same arithmetic per window.
-    crops = [torch.cat([z[..., i : i + kh, j : j + kw] for i, j in spots]) for z in conds]
-    texts = None if text is None else text.repeat(n, 1, 1)
-    masks = None if text_mask is None else text_mask.repeat(n, 1)
-    branches = 1 if (cfg_text, cfg_image) == (1.0, 1.0) else 3
-    cache = cache_bytes(model, crops, texts, branches) <= CACHE_BUDGET
-    fn = joint_velocity_fn(model, crops, texts, masks, cfg_text, cfg_image, cache)
+    one = [c[..., :kh, :kw] for c in conds]  # a window's shape, for the cost estimates
+    # Every window has the same shape, so windows go through the model batched (window-major), one forward
+    # per chunk of windows and step instead of one per window; chunks bound the activations of huge latents.
+    per_window = branches * conds[0].shape[0] * sequence_tokens(model, one, text)
+    size = max(1, WINDOW_BATCH_TOKENS // per_window)
+    chunks = [spots[k : k + size] for k in range(0, len(spots), size)]
+    cache = len(spots) * cache_bytes(model, one, text, branches) <= CACHE_BUDGET
+    fns = []
+    for chunk in chunks:
+        crops = [torch.cat([z[..., i : i + kh, j : j + kw] for i, j in chunk]) for z in conds]
+        texts = None if text is None else text.repeat(len(chunk), 1, 1)
+        masks = None if text_mask is None else text_mask.repeat(len(chunk), 1)
+        fns.append(joint_velocity_fn(model, crops, texts, masks, cfg_text, cfg_image, cache))
     weight = (ramp(kh, overlap)[:, None] * ramp(kw, overlap)[None, :]).to(conds[0].device)  # (kh, kw)
     norm = torch.zeros(hh, ww, device=conds[0].device)
     for i, j in spots:
@@ -127,12 +144,12 @@ def windowed_velocity_fn(
 
     def v(x: Tensor, t: Tensor) -> Tensor:
         b = x.shape[0]
-        xs = torch.cat([x[..., i : i + kh, j : j + kw] for i, j in spots])
-        ts = torch.as_tensor(t, device=x.device).expand(b).repeat(n)
-        vs = fn(xs, ts).float().split(b)
         out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
-        for (i, j), vw in zip(spots, vs, strict=True):
-            out[..., i : i + kh, j : j + kw] += vw * weight
+        for chunk, fn in zip(chunks, fns, strict=True):
+            xs = torch.cat([x[..., i : i + kh, j : j + kw] for i, j in chunk])
+            ts = torch.as_tensor(t, device=x.device).expand(b).repeat(len(chunk))
+            for (i, j), vw in zip(chunk, fn(xs, ts).float().split(b), strict=True):
+                out[..., i : i + kh, j : j + kw] += vw * weight
         return (out / norm).to(x.dtype)
 
     return v
