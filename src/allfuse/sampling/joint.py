@@ -4,7 +4,7 @@ The condition (text + input images) of the joint sequence never sees the timeste
 keys and values are computed once per image (`JointDiT.encode_condition`) and every solver step runs only
 the timestep + target tokens against them (`forward_cached`). Classifier-free guidance with separate text
 and image scales (InstructPix2Pix Eq. 3) stacks its three branches on the batch: one forward per step.
-Large latents run on overlapping windows of the training size, batched into one forward, each with its own
+Large latents run on overlapping windows of the training size, batched in chunks, each with its own
 cache, blended with the linear ramps of FusionDiT's tiled inference (allfuse.sampling.tiling) at every step.
 Time convention: `allfuse.flow`'s (t = 0 noise, t = 1 data).
 """
@@ -89,16 +89,19 @@ def image_tokens(model: JointDiT, latent: Tensor) -> int:
     return (latent.shape[-2] // model.cfg.patch_size) * (latent.shape[-1] // model.cfg.patch_size)
 
 
+def condition_tokens(model: JointDiT, conds: Sequence[Tensor], text: Tensor | None) -> int:
+    """Length of one condition: a leading token, the text, each image with its two boundary tokens."""
+    return 1 + (0 if text is None else text.shape[1]) + len(conds) * (image_tokens(model, conds[0]) + 2)
+
+
 def sequence_tokens(model: JointDiT, conds: Sequence[Tensor], text: Tensor | None) -> int:
-    """Length of one joint sequence: condition (text, images with their boundary tokens), timestep, target."""
-    tokens = image_tokens(model, conds[0])
-    return 1 + (0 if text is None else text.shape[1]) + len(conds) * (tokens + 2) + 1 + tokens
+    """Length of one joint sequence: condition, timestep token, target tokens."""
+    return condition_tokens(model, conds, text) + 1 + image_tokens(model, conds[0])
 
 
 def cache_bytes(model: JointDiT, conds: Sequence[Tensor], text: Tensor | None, branches: int) -> int:
     """Bytes the condition keys and values of one window take over every layer (float32 upper bound)."""
-    tokens = image_tokens(model, conds[0])
-    seq = 1 + (0 if text is None else text.shape[1]) + len(conds) * (tokens + 2)
+    seq = condition_tokens(model, conds, text)
     return 2 * model.cfg.depth * branches * conds[0].shape[0] * seq * model.cfg.hidden * 4
 
 
