@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from allfuse.data.control import CONTROLS
 from allfuse.data.datasets import MixConfig, ShardDataset, SynthDataset, to_chw
 from allfuse.data.pipeline import PipelineConfig
 from allfuse.data.samples import SAMPLE_KINDS, Sources, make_sample
@@ -78,6 +79,20 @@ def test_seg_uses_label_masks(pair_root):
     mixed = Sources(src.pairs, config=src.config)
     drawn = {"labels" in make_sample("seg", mixed, 0, i).meta for i in range(12)}
     assert drawn == {True, False}  # the default mixes labelled pairs and synthetic scenes
+
+
+def test_control_weights_choose_the_levels_drawn(pair_root):
+    pool, cfg = PairPool([pair_root / "mef"]), PipelineConfig(size=48)
+    only = Sources(pool, config=cfg, control_weights={"CONTRAST+": 1, **{c: 0 for c in CONTROLS[:4]}})
+    drawn = [make_sample("control", only, 0, i).meta["control"] for i in range(30)]
+    assert set(drawn) == {"CONTRAST+", "CONTRAST-"} and drawn.count("CONTRAST+") > 5
+    heavy = Sources(pool, config=cfg, control_weights={"CONTRAST-": 20})
+    drawn = [make_sample("control", heavy, 0, i).meta["control"] for i in range(30)]
+    assert drawn.count("CONTRAST-") > 15 and len(set(drawn)) > 1
+    with pytest.raises(ValueError, match="CONTRAST0"):
+        SynthDataset([pair_root / "mef"], mix=MixConfig(kinds={"control": 1}), control_weights={"CONTRAST0": 2})
+    with pytest.raises(ValueError, match=">= 0"):
+        SynthDataset([pair_root / "mef"], mix=MixConfig(kinds={"control": 1}), control_weights={"LIGHT+": -1})
 
 
 def test_seg_labels_kept_apart_from_the_data(pair_root, tmp_path):

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from allfuse.data.pipeline import PipelineConfig
-from allfuse.data.samples import FUSION_KINDS, SAMPLE_KINDS, Sample, Sources, make_sample
+from allfuse.data.samples import FUSION_KINDS, SAMPLE_KINDS, Sample, Sources, control_probs, make_sample
 from allfuse.data.sources import ImagePool, PairPool, Teacher, classical_teacher
 from allfuse.data.synth_cli import FILES as SHARD_FILES  # a, b, target, clean_a, clean_b
 from allfuse.io import read_image
@@ -93,10 +93,12 @@ class SynthDataset(Dataset):
         teacher: Teacher = classical_teacher,
         labels: Sequence[str | os.PathLike] = (),
         seg_real: float = 0.5,
+        control_weights: Mapping[str, float] | None = None,
     ) -> None:
         """data: pair folders (searched 3 levels deep); images: natural-image folders for M3 (default:
         scikit-image samples); teacher: (clean images, task) -> fusion target; labels: label trees for seg
-        (allfuse.data.seg.label_folders), drawn for a `seg_real` share of seg samples."""
+        (allfuse.data.seg.label_folders), drawn for a `seg_real` share of seg samples; control_weights: relative
+        weight of each control level in control samples (missing levels weigh 1)."""
         self.mix = mix or MixConfig()
         pairs = PairPool(data, teacher) if data else None
         self.sources = Sources(
@@ -106,7 +108,9 @@ class SynthDataset(Dataset):
             self.mix.split,
             labels=tuple(map(str, labels)),
             seg_real=seg_real,
+            control_weights=dict(control_weights or {}),
         )
+        control_probs(self.sources.control_weights)  # a bad level name fails here, not in a worker
         have = set(pairs.tasks()) if pairs else set()
         self.kinds = [k for k, w in self.mix.kinds.items() if w > 0 and (k not in FUSION_KINDS or k in have)]
         if not self.kinds:

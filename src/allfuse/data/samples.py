@@ -11,6 +11,7 @@ Kinds:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
@@ -56,6 +57,8 @@ class Sources:
     depth: DepthProvider | None = None
     labels: tuple[str, ...] = ()  # label trees kept apart from the data (allfuse.data.seg.label_folders)
     seg_real: float = 0.5  # share of seg samples drawn from labelled pairs when there are any
+    # Relative weight of each control level in control samples (data.control.CONTROLS); missing weigh 1.
+    control_weights: Mapping[str, float] = field(default_factory=dict)
     _labelled: list[int] | None = field(default=None, repr=False)
 
     def depth_provider(self) -> DepthProvider:
@@ -132,9 +135,27 @@ def make_m3(src: Sources, rng: np.random.Generator) -> Sample:
     return Sample("m3", (clean, clean), (a, b), clean, instruction, prompt, {**meta, "m3": m3})
 
 
+def control_probs(weights: Mapping[str, float]) -> np.ndarray:
+    """Probabilities of CONTROLS from relative `weights` (missing levels weigh 1, 0 drops a level)."""
+    bad = sorted(set(weights) - set(CONTROLS))
+    if bad:
+        raise ValueError(f"control_weights: unknown control(s) {bad}; choose from {', '.join(CONTROLS)}")
+    w = np.array([float(weights.get(c, 1.0)) for c in CONTROLS])
+    if (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"control_weights must be >= 0 with a positive sum: {dict(weights)}")
+    return w / w.sum()
+
+
+def pick_control(weights: Mapping[str, float], rng: np.random.Generator) -> str:
+    """One control level, drawn with relative `weights` (see control_probs)."""
+    if not weights:  # uniform: the draw sequence of earlier datasets is kept
+        return CONTROLS[int(rng.integers(len(CONTROLS)))]
+    return CONTROLS[int(rng.choice(len(CONTROLS), p=control_probs(weights)))]
+
+
 def make_control(src: Sources, rng: np.random.Generator) -> Sample:
     """DiTFuse control: target = a brightness/contrast curve of the fusion target (M3 pair without pairs)."""
-    control = CONTROLS[int(rng.integers(len(CONTROLS)))]
+    control = pick_control(src.control_weights, rng)
     tasks = src.pairs.tasks() if src.pairs else []
     if tasks:
         task = tasks[int(rng.integers(len(tasks)))]

@@ -54,6 +54,9 @@ class DataConfig:
     # as tools/label_objects.py writes them), and the share of seg samples drawn from labelled pairs.
     labels: tuple[str, ...] = ()
     seg_real: float = 0.5
+    # Relative weight of each control level in control samples (data.control.CONTROLS: LIGHT++ .. CONTRAST-);
+    # a missing level weighs 1, 0 drops it.
+    control_weights: dict[str, float] = field(default_factory=dict)
     size: int = 128  # square training crops, px
     kinds: dict[str, float] = field(default_factory=lambda: dict(FUSION_MIX))
     prompt_style: str = "tagged"  # "tagged" (DiTFuse template) or "natural" (MMAIF instruction)

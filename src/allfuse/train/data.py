@@ -82,6 +82,7 @@ def build_dataset(cfg: TrainConfig, seed: int) -> Dataset:
         images=cfg.data.images,
         labels=cfg.data.labels,
         seg_real=cfg.data.seg_real,
+        control_weights=cfg.data.control_weights,
     )
 
 
