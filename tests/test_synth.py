@@ -89,10 +89,11 @@ def test_control_weights_choose_the_levels_drawn(pair_root):
     heavy = Sources(pool, config=cfg, control_weights={"CONTRAST-": 20})
     drawn = [make_sample("control", heavy, 0, i).meta["control"] for i in range(30)]
     assert drawn.count("CONTRAST-") > 15 and len(set(drawn)) > 1
+    mix = MixConfig(kinds={"control": 1})
     with pytest.raises(ValueError, match="CONTRAST0"):
-        SynthDataset([pair_root / "mef"], mix=MixConfig(kinds={"control": 1}), control_weights={"CONTRAST0": 2})
+        SynthDataset([pair_root / "mef"], mix=mix, control_weights={"CONTRAST0": 2})
     with pytest.raises(ValueError, match=">= 0"):
-        SynthDataset([pair_root / "mef"], mix=MixConfig(kinds={"control": 1}), control_weights={"LIGHT+": -1})
+        SynthDataset([pair_root / "mef"], mix=mix, control_weights={"LIGHT+": -1})
 
 
 def test_seg_labels_kept_apart_from_the_data(pair_root, tmp_path):

@@ -97,8 +97,8 @@ class SynthDataset(Dataset):
     ) -> None:
         """data: pair folders (searched 3 levels deep); images: natural-image folders for M3 (default:
         scikit-image samples); teacher: (clean images, task) -> fusion target; labels: label trees for seg
-        (allfuse.data.seg.label_folders), drawn for a `seg_real` share of seg samples; control_weights: relative
-        weight of each control level in control samples (missing levels weigh 1)."""
+        (allfuse.data.seg.label_folders), drawn for a `seg_real` share of seg samples; control_weights:
+        relative weight of each control level in control samples (missing levels weigh 1)."""
         self.mix = mix or MixConfig()
         pairs = PairPool(data, teacher) if data else None
         self.sources = Sources(
