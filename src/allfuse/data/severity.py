@@ -141,7 +141,7 @@ WEATHER_OPS: tuple[str, ...] = ("rain", "haze", "snow")
 # MMAIF Sect. 3.1: the task-specific additions to the general set.
 TASK_EXTRA: dict[str, tuple[str, ...]] = {
     "vif": ("low_exposure", "high_exposure", "low_contrast", "ir_stripes"),  # high: beyond the paper
-    "mef": ("high_exposure", "low_contrast"),  # high: beyond the paper (a whole bracket shot too bright)
+    "mef": ("low_contrast",),
     "mff": ("low_exposure", "high_exposure", "low_contrast"),  # low contrast: beyond the paper
 }
 TASK_OPS: dict[str, tuple[str, ...]] = {t: GENERAL_OPS + extra for t, extra in TASK_EXTRA.items()}
