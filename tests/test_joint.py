@@ -7,8 +7,14 @@ import torch
 
 from allfuse.flow import randn_like
 from allfuse.models.joint import JOINT_PRESETS, JointConfig, JointDiT
-from allfuse.objectives.joint import guidance_dropout, joint_flow_loss
-from allfuse.sampling.joint import combine_guidance, guidance_branches, guided_velocity, joint_velocity_fn
+from allfuse.objectives.joint import guidance_dropout, joint_flow_loss, mask_loss
+from allfuse.sampling.joint import (
+    combine_guidance,
+    guidance_branches,
+    guided_velocity,
+    joint_velocity_fn,
+    predict_mask,
+)
 from allfuse.sampling.solvers import euler
 
 MICRO = JointConfig(
@@ -287,6 +293,68 @@ def test_flow_loss_trains_every_parameter_and_decreases_on_a_fixed_batch():
         opt.step()
         losses.append(loss.item())
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < 0.7 * losses[0]
+
+
+# The mask head ([SEG] masks read from the input images' states).
+
+
+def test_mask_head_follows_the_text_and_inputs_never_the_target():
+    model, args = micro(mask_head=True), batch(n=2, h=6, w=8)
+    _, logits = model(**args, with_mask=True)
+    assert logits.shape == (2, 1, 12, 16)  # 4 x 4 cells per 2 x 2-latent token
+    for key, index in (("x_t", None), ("t", None)):
+        assert not changed(model(**poke(args, key, index), with_mask=True)[1], logits), key
+    for key, index in (("text", None), ("conds", 0), ("conds", 1)):
+        assert changed(model(**poke(args, key, index), with_mask=True)[1], logits), (key, index)
+    # the condition pass alone gives the same logits (the condition never sees the target)
+    alone = model.predict_mask(args["conds"], args["text"], args["text_mask"])
+    torch.testing.assert_close(alone, logits, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="no mask head"):
+        micro().predict_mask(args["conds"], args["text"], args["text_mask"])
+
+
+def test_windowed_mask_covers_odd_latents_and_matches_one_window_inside_it():
+    model = micro(mask_head=True)
+    g = torch.Generator().manual_seed(3)
+    conds = [torch.randn(1, 4, 11, 14, generator=g) for _ in range(2)]
+    text = torch.randn(1, 3, 8, generator=g)
+    whole = predict_mask(model, conds, text, None, window=0)
+    windows = predict_mask(model, conds, text, None, window=8)
+    assert whole.shape == windows.shape == (1, 1, 22, 28)
+    assert float(whole.min()) >= 0 and float(whole.max()) <= 1
+    # the top-left corner lies in the first window only, so it is that window's own prediction
+    first = torch.sigmoid(model.predict_mask([c[..., :8, :8] for c in conds], text, None))
+    torch.testing.assert_close(windows[..., :4, :4], first[..., :4, :4], rtol=1e-5, atol=1e-5)
+
+
+def test_mask_loss_counts_only_the_kept_samples_and_teaches_the_head():
+    logits = torch.zeros(3, 1, 4, 4, requires_grad=True)
+    masks = torch.zeros(3, 1, 16, 16)
+    masks[0, :, :8] = 1.0
+    keep = torch.tensor([True, False, False])
+    loss = mask_loss(logits, masks, keep)
+    loss.backward()
+    assert logits.grad is not None and logits.grad[1:].abs().sum() == 0 and logits.grad[0].abs().sum() > 0
+    nothing = mask_loss(logits, masks, torch.zeros(3, dtype=torch.bool))
+    assert float(nothing.detach()) == 0.0 and nothing.requires_grad
+    # a micro model learns a mask given by its input: the region where input 1 is bright
+    torch.manual_seed(0)
+    model = JointDiT(JointConfig(**{**MICRO.to_dict(), "mask_head": True}))
+    args = batch(b=4, h=8, w=8)
+    mask = (args["conds"][0][:, :1] > 0).float()  # (B, 1, 8, 8) latent cells
+    mask = torch.nn.functional.interpolate(mask, scale_factor=4)  # at the head's cells
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        flow, seg = joint_flow_loss(
+            model, args["conds"], args["text"], args["text_mask"], args["x_t"], p_text=0.0, p_image=0.0,
+            generator=torch.Generator().manual_seed(0), masks=mask, has_mask=torch.ones(4, dtype=torch.bool),
+        )  # fmt: skip
+        opt.zero_grad()
+        (flow + seg).backward()
+        opt.step()
+        losses.append(seg.item())
+    assert losses[-1] < 0.5 * losses[0]
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ FusionPipeline.from_pretrained, fuse with prompts, guidance and the condition ca
 refusals; inference never imports training."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,12 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from allfuse.cli import main
 from allfuse.data.seg import overlay
 from allfuse.io import read_image, write_image
 from allfuse.joint_pipeline import JointPipeline
 from allfuse.models import JointDiT
+from allfuse.models.joint import JointConfig
 from allfuse.pipeline import FusionPipeline
 from allfuse.sampling import joint as joint_sampling
 from allfuse.sampling.joint import sample_guided
@@ -162,6 +165,45 @@ def test_seg_returns_the_fusion_with_the_predicted_mask(models: dict[str, Path])
     assert plain.mask is None and plain.image.shape == (40, 52)
     expected = overlay(np.repeat(plain.image[..., None], 3, axis=2), res.mask)
     np.testing.assert_allclose(res.image, expected, atol=1e-6)
+
+
+def with_mask_head(folder: Path, dest: Path, bias: float) -> Path:
+    """A copy of a JointDiT folder with a mask head whose logits are `bias` everywhere."""
+    shutil.copytree(folder, dest)
+    cfg = json.loads((dest / "config.json").read_text())
+    cfg["model"]["mask_head"] = True
+    (dest / "config.json").write_text(json.dumps(cfg))
+    weights = load_file(dest / "model.safetensors")
+    head = JointDiT(JointConfig.from_dict(cfg["model"])).mask_head
+    assert head is not None
+    with torch.no_grad():
+        head.scale.zero_()  # logits = bias at every pixel
+        head.bias.fill_(bias)
+    dtype = next(iter(weights.values())).dtype
+    weights.update({f"mask_head.{k}": v.to(dtype) for k, v in head.state_dict().items()})
+    save_file(weights, dest / "model.safetensors")
+    return dest
+
+
+@pytest.mark.parametrize("bias", [8.0, -8.0])
+def test_seg_with_a_mask_head_reads_the_head_and_samples_once(
+    models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bias: float
+) -> None:
+    pipe = FusionPipeline.from_pretrained(with_mask_head(models["lora"], tmp_path / "m", bias))
+    assert pipe.model.mask_head is not None
+    samplings = []
+    real = joint_sampling.solve
+
+    def counted(*args: object, **kwargs: object):
+        samplings.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(joint_sampling, "solve", counted)
+    res = pipe.run(images(), prompt="segment the circle", steps=2)
+    assert len(samplings) == 1  # the plain fusion; the mask comes from one condition pass
+    assert res.mask is not None and res.mask.shape == (40, 52) and bool(res.mask.all()) == (bias > 0)
+    plain = pipe.run(images(), steps=2)
+    np.testing.assert_allclose(res.image, overlay(plain.image, res.mask), atol=1e-6)
 
 
 def test_large_images_and_windows(models: dict[str, Path]) -> None:

@@ -118,10 +118,12 @@ def test_synth_dataset_items(pair_root):
     ds = SynthDataset([pair_root], MixConfig(pipeline=PipelineConfig(size=32)), length=12, seed=1)
     assert set(ds.kinds) == set(SAMPLE_KINDS)
     item = ds[3]
-    assert set(item) == {"a", "b", "target", "clean_a", "clean_b", "task_id", "prompt", "meta"}
+    keys = {"a", "b", "target", "clean_a", "clean_b", "task_id", "prompt", "meta", "mask", "has_mask"}
+    assert set(item) == keys
     for k in ("a", "b", "target", "clean_a", "clean_b"):
         assert item[k].shape == (3, 32, 32) and item[k].dtype == torch.float32
         assert 0 <= float(item[k].min()) and float(item[k].max()) <= 1
+    assert item["mask"].shape == (1, 32, 32) and item["has_mask"].dtype == torch.bool
     assert SAMPLE_KINDS[int(item["task_id"])] == json.loads(item["meta"])["kind"]
     s = ds.sample(3)  # the clean pair the degraded inputs came from
     for k, clean in zip(("clean_a", "clean_b"), s.clean, strict=True):
@@ -133,6 +135,7 @@ def test_synth_dataset_items(pair_root):
     assert not torch.equal(item["a"], moved["a"]) or item["prompt"] != moved["prompt"]
     batch = torch.utils.data.default_collate([ds[i] for i in range(4)])
     assert batch["a"].shape == (4, 3, 32, 32) and len(batch["prompt"]) == 4
+    assert batch["mask"].shape == (4, 1, 32, 32) and batch["has_mask"].shape == (4,)
 
 
 def test_synth_dataset_without_pairs_and_natural_prompts():

@@ -15,9 +15,9 @@ from allfuse.models import JointDiT
 from allfuse.models.lora import LoRALinear, add_lora
 from allfuse.train.checkpoint import load_checkpoint
 from allfuse.train.config import TRAIN_PRESETS, check_runnable, config_from_dict, load_train_config
-from allfuse.train.data import build_dataset
+from allfuse.train.data import Frozen, build_dataset
 from allfuse.train.loop import train
-from allfuse.train.network import trained_network
+from allfuse.train.network import build_trainee, trained_network
 
 # A JointDiT of ~30k parameters on 32 px M3 / control / seg samples (bundled images, no ../shared).
 TINY = [
@@ -171,3 +171,44 @@ def test_m3_images_come_from_a_photo_folder(tmp_path: Path) -> None:
     assert used <= {str(tmp_path / "photos" / f) for f in ("one.png", "two.png")} and used
     with pytest.raises(FileNotFoundError, match=r"data\.images: no such folder"):
         build_dataset(load_train_config("tiny-ditfuse", [*TINY, f"data.images=[{tmp_path / 'no'}]"]), 0)
+
+
+def test_seg_samples_carry_the_mask_their_overlay_was_drawn_on() -> None:
+    cfg = load_train_config("tiny-ditfuse", [*TINY, "data.kinds={seg: 1, m3: 1}"])
+    ds = build_dataset(cfg, 0)
+    kinds = set()
+    for i in range(8):
+        item = ds[i]
+        kind = json.loads(item["meta"])["kind"]
+        kinds.add(kind)
+        assert item["mask"].shape == (1, 32, 32) and bool(item["has_mask"]) == (kind == "seg")
+        if kind == "seg":  # a synthetic scene: the target is the clean scene tinted exactly on the mask
+            tinted = (item["target"] - item["clean_a"]).abs().sum(0) > 1e-6
+            assert item["mask"][0].bool().equal(tinted) and tinted.any()
+        else:
+            assert not item["mask"].any()
+    assert kinds == {"seg", "m3"}
+
+
+def test_a_mask_head_joins_a_base_without_one_and_trains_with_the_adapters(
+    stage1: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "seg"
+    args = [*TINY, f"init_from={stage1}", "joint.mask_head=true", "lora.rank=4", "max_steps=3", "lr=1e-2"]
+    train(load_train_config("tiny-ditfuse-lora", [*args, "data.kinds={seg: 1}", f"out_dir={run}"]))
+    log = (run / "log.csv").read_text().splitlines()
+    assert log[0].split(",")[3:5] == ["mse", "mask"] and len(log) == 4
+    weights = latest(run)
+    head = {k: v for k, v in weights.items() if k.startswith("mask_head.")}
+    saved = json.loads((run / "step_00000003" / "config.json").read_text())
+    fresh = JointDiT(config_from_dict(saved).joint).mask_head
+    assert fresh is not None and set(head) == {f"mask_head.{k}" for k in fresh.state_dict()}
+    assert float(head["mask_head.bias"]) != -2.0  # trained from its initial bias
+    base = latest(stage1, "ema.safetensors")
+    frozen = [k for k in weights if "lora_" not in k and not k.startswith("mask_head.")]
+    for key in frozen:
+        torch.testing.assert_close(weights[key], base[key.replace(".base.", ".")], rtol=0, atol=0, msg=key)
+    assert saved["joint"]["mask_head"] is True
+    trainee = build_trainee(config_from_dict(saved), Frozen(config_from_dict(saved)), torch.device("cpu"))
+    head_group = trainee.params[1]
+    assert head_group["lr"] == 10 * 1e-2 and len(head_group["params"]) == len(head)  # mask_head_lr x lr

@@ -142,9 +142,12 @@ class ObjectiveConfig:
     logit_std: float = 1.0
     prior: PriorKind = "gaussian"  # p0 (MMAIF Tab. 6 j-l)
     bridge_sigma: float = 0.0  # > 0: I2SB-style Brownian bridge from a latent prior (Tab. 6 m)
+    mask_weight: float = 1.0  # the joint DiT's mask loss (BCE + Dice), when it has a mask head
 
     def __post_init__(self) -> None:
         _validate_literals(self)
+        if self.mask_weight < 0:
+            raise ValueError(f"mask_weight must be >= 0, got {self.mask_weight}")
         if self.bridge_sigma > 0 and self.prior == "gaussian":
             raise ValueError("bridge_sigma > 0 needs a latent prior (first/second/mean)")
 

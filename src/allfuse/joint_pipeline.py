@@ -17,11 +17,13 @@ What differs from a FusionDiT (allfuse.pipeline, whose image path, tiling and st
     the condition's keys and values cached across steps (allfuse.sampling.joint), on latent windows of the
     training crop (`tile`) each with its own cache.
   * [SEG] returns the plain fusion (gray when every input is) with a translucent blue overlay of the
-    predicted mask. The model is
-    trained to draw the class tinted toward blue (allfuse.data.seg.overlay); its output is compared with
-    the plain fusion of the same inputs and noise, the per-pixel tint solved by least squares over RGB,
-    smoothed over 5 x 5 px and thresholded at half the training alpha (data.seg.mask_from_overlay). So a
-    [SEG] prompt costs two samplings, and the overlay is drawn crisply on the clean fusion.
+    predicted mask. A model with a mask head (JointConfig.mask_head) reads the mask from the head on its
+    input images' states (`segment`): one condition pass, then one sampling of the plain fusion. Without
+    one, the mask is read from the generated image: the model is trained to draw the class tinted toward
+    blue (allfuse.data.seg.overlay); its output is compared with the plain fusion of the same inputs and
+    noise, the per-pixel tint solved by least squares over RGB, smoothed over 5 x 5 px and thresholded at
+    half the training alpha (data.seg.mask_from_overlay), so a [SEG] prompt costs two samplings. Either
+    way the overlay is drawn crisply on the clean fusion.
 """
 
 from __future__ import annotations
@@ -33,18 +35,27 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from allfuse.color import to_gray
 from allfuse.config import override
 from allfuse.data.prompts import FUSION_SUBTAG, Intent, fill, phrases, read_intent, tagged_prompt
 from allfuse.data.seg import mask_from_overlay, overlay
 from allfuse.devices import autocast
-from allfuse.pipeline import FusionPipeline, check_intent, check_options, check_prompt
-from allfuse.sampling.joint import sample_guided
+from allfuse.pipeline import (
+    FusionPipeline,
+    check_intent,
+    check_options,
+    check_prompt,
+    image_tensor,
+    work_size,
+)
+from allfuse.sampling.joint import predict_mask, sample_guided
 from allfuse.tiled import LatentFn
 from allfuse.types import Image, Task
 
 PLAIN = Intent("FUSION", None, "", source="default")
+MASK_SIDE = 512  # long side (px) the mask head reads the inputs at: 4 px mask cells, one pass per window
 
 
 @dataclass(frozen=True)
@@ -132,12 +143,33 @@ class JointPipeline(FusionPipeline):
         check_options(steps, sampler, tile, work_side, tile_pixels)
         intent = check_joint_request(prompt, self.cfg.tags, self.name, sampler, cfg_text, cfg_image)
         args = (steps, sampler, cfg_text, cfg_image, seed, tile)
+        if intent.task == "SEG" and self.model.mask_head is not None:
+            mask = self.segment(images, task, intent, tile)
+            plain = self.generate(images, task, PLAIN, args, work_side, tile_pixels)
+            return JointResult(overlay(plain if colour else to_gray(plain), mask), mask, intent)
         out = self.generate(images, task, intent, args, work_side, tile_pixels)
         if intent.task != "SEG":
             return JointResult(out if colour else to_gray(out), None, intent)
         plain = self.generate(images, task, PLAIN, args, work_side, tile_pixels)
         mask = mask_from_overlay(out, plain)
         return JointResult(overlay(plain if colour else to_gray(plain), mask), mask, intent)
+
+    @torch.no_grad()
+    def segment(self, images: list[Image], task: Task, intent: Intent, tile: int | None) -> np.ndarray:
+        """The mask head's mask (H, W) bool of the class a [SEG] intent names: the first `slots()` inputs
+        area-downscaled to a long side of at most MASK_SIDE, encoded, one condition pass per window
+        (sampling.joint.predict_mask), the probability brought back to full size bilinearly, >= 0.5."""
+        h, w = images[0].shape[:2]
+        size = work_size((h, w), MASK_SIDE)
+        x = [image_tensor(im).to(self.device) for im in images[: self.slots()]]
+        x = [t if size == (h, w) else F.interpolate(t, size=size, mode="area") for t in x]
+        tokens, tmask = self.encode_prompt(self.prompt_for(intent, task))
+        window = self.default_tile() if tile is None else tile
+        with autocast(self.device, self.cfg.bf16):
+            conds = [self.tok.encode(t).float() for t in x]
+            prob = predict_mask(self.model, conds, tokens, tmask, window)
+        prob = F.interpolate(prob.float(), size=(h, w), mode="bilinear", align_corners=False)
+        return prob[0, 0].cpu().numpy() >= 0.5
 
     def generate(
         self,

@@ -289,7 +289,7 @@ class FusionPipeline:
 
     def fuse_whole(self, images: list[Image], latent: LatentFn, work: tuple[int, int], refine: bool) -> Image:
         """The whole path on whole images: (H, W, 3) float32; `latent` runs the DiT and its sampler."""
-        x = [_to_tensor(im).to(self.device) for im in images]  # each (1, 3, H, W)
+        x = [image_tensor(im).to(self.device) for im in images]  # each (1, 3, H, W)
         h, w = images[0].shape[:2]
         xw = x if work == (h, w) else [F.interpolate(t, size=work, mode="area") for t in x]
         z = latent([self.tok.encode(t).clone() for t in xw])
@@ -391,7 +391,7 @@ def work_size(size: tuple[int, int], work_side: int | None) -> tuple[int, int]:
     return max(1, round(h * s)), max(1, round(w * s))
 
 
-def _to_tensor(im: Image) -> torch.Tensor:
+def image_tensor(im: Image) -> torch.Tensor:
     """(H, W) or (H, W, 3) float [0, 1] -> (1, 3, H, W) float32, gray replicated."""
     a = np.asarray(im, dtype=np.float32)
     if a.ndim == 2:

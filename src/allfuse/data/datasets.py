@@ -5,7 +5,10 @@ Both return the same dict per item:
   ``clean_a``, ``clean_b``: the clean pair the inputs were degraded from, same form (M3: the image twice);
   ``task_id``: int64 index of the sample kind in `SAMPLE_KINDS` (vif, mef, mff, m3, control, seg);
   ``prompt``: the DiTFuse tagged prompt or the natural instruction (``prompt_style``);
-  ``meta``: JSON text of the sample's metadata (a string, so the default collate keeps it per item).
+  ``meta``: JSON text of the sample's metadata (a string, so the default collate keeps it per item);
+  ``mask``: (1, H, W) float32, the class a seg sample names (its overlay), zeros for other kinds;
+  ``has_mask``: bool, whether ``mask`` is known (seg samples synthesized on the fly; written shards keep
+  the overlaid target only, so their seg samples say False).
 """
 
 from __future__ import annotations
@@ -61,10 +64,21 @@ def to_chw(x: Image) -> torch.Tensor:
 
 
 def as_item(
-    a: Image, b: Image, target: Image, kind: str, prompt: str, meta: dict, clean: Sequence[Image]
+    a: Image,
+    b: Image,
+    target: Image,
+    kind: str,
+    prompt: str,
+    meta: dict,
+    clean: Sequence[Image],
+    mask: np.ndarray | None = None,
 ) -> dict:
     """The dict every dataset returns (see module docstring)."""
+    h, w = np.asarray(target).shape[:2]
+    m = np.zeros((1, h, w), np.float32) if mask is None else (mask[None] > 0).astype(np.float32)
     return {
+        "mask": torch.from_numpy(m),
+        "has_mask": torch.tensor(mask is not None),
         "a": to_chw(a),
         "b": to_chw(b),
         "target": to_chw(target),
@@ -146,7 +160,7 @@ class SynthDataset(Dataset):
         """Item `index` as tensors (see module docstring)."""
         s = self.sample(index)
         prompt = s.prompt if self.mix.prompt_style == "tagged" else s.instruction
-        return as_item(s.degraded[0], s.degraded[1], s.target, s.kind, prompt, s.meta, s.clean)
+        return as_item(s.degraded[0], s.degraded[1], s.target, s.kind, prompt, s.meta, s.clean, s.mask)
 
 
 class ShardDataset(Dataset):

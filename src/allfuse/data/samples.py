@@ -44,6 +44,7 @@ class Sample:
     instruction: str  # MMAIF-style natural instruction
     prompt: str  # DiTFuse tagged prompt (wraps the instruction)
     meta: dict = field(default_factory=dict)
+    mask: np.ndarray | None = None  # seg: (H, W) bool, the named class (the target's overlay)
 
 
 @dataclass
@@ -211,8 +212,10 @@ def make_seg(src: Sources, rng: np.random.Generator) -> Sample:
     k = present[int(rng.integers(len(present)))]
     instruction, prompt = make_prompts("seg", rng, cls=names[k], split=src.split)
     meta.update({"class": names[k], "class_index": k})
-    target = overlay(base, label == k)
-    return Sample("seg", (clean[0], clean[1]), (inputs[0], inputs[1]), target, instruction, prompt, meta)
+    mask = label == k
+    target = overlay(base, mask)
+    pair = (clean[0], clean[1]), (inputs[0], inputs[1])
+    return Sample("seg", *pair, target, instruction, prompt, meta, mask)
 
 
 def fit_label(label: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

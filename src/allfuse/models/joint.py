@@ -60,6 +60,9 @@ class JointConfig:
     lora_adaln: bool = True  # MMAIF Eq. (7): adaLN through rank lora_rank
     lora_rank: int = 64
     predict: Prediction = "velocity"  # or "data": Z1, from which v = (Z1 - Z_t) / (1 - t)
+    # A segmentation head on the input images' last hidden states (`MaskHead`): the mask of what the
+    # prompt names, trained with a direct mask loss beside the flow loss (allfuse.objectives.joint).
+    mask_head: bool = False
 
     def __post_init__(self) -> None:
         _validate_literals(self)
@@ -113,6 +116,13 @@ class Tokens(NamedTuple):
 def patchify(z: Tensor, p: int) -> Tensor:
     """Latent (B, C, H, W) -> patch tokens (B, H/p * W/p, p*p*C), row-major."""
     return rearrange(z, "b c (h p) (w q) -> b (h w) (p q c)", p=p, q=p)
+
+
+def first_positions(seg: Tensor) -> Tensor:
+    """Index of the first token of each segment 0, 1, ... of a sorted segment vector (S,)."""
+    change = torch.ones_like(seg, dtype=torch.bool)
+    change[1:] = seg[1:] != seg[:-1]
+    return change.nonzero().flatten()
 
 
 def segment_mask(q_seg: Tensor, k_seg: Tensor, k_valid: Tensor) -> Tensor:
@@ -215,6 +225,45 @@ class JointEmbed(nn.Module):
         return Tokens(x, c, seg.to(x_t.device), angles, x.new_ones(b, h * w + 1, dtype=torch.bool))
 
 
+MASK_CELLS = 4  # mask logits per token side: a token of patch 2 on f = 8 latents covers 16 px -> 4 px cells
+MASK_DIM = 64  # width of the mask head's pixel and text embeddings
+
+
+class MaskHead(nn.Module):
+    """Mask logits of the class a [SEG] prompt names (beyond DiTFuse, which only draws the overlay into the
+    generated image), as LSeg (Li et al. 2022, "Language-driven Semantic Segmentation", Sect. 3) scores
+    pixels against a text embedding: the input images' last hidden states, averaged over the inputs, go
+    through a 3 x 3 convolution (local context: a shape's outline spans several tokens) to an embedding per
+    4 px cell (pixel shuffle), the prompt's last hidden states (their mean over real tokens) to a query,
+    and each cell's logit is their scaled dot product plus a bias. Image tokens never see the target, so
+    the mask is the same at every sampling step and costs one condition pass."""
+
+    def __init__(self, cfg: JointConfig) -> None:
+        super().__init__()
+        d, e, cells = cfg.hidden, MASK_DIM, MASK_CELLS
+        self.norm = nn.LayerNorm(d, eps=1e-6)
+        self.pixel = nn.Sequential(
+            nn.Conv2d(d, e, 3, padding=1), nn.GELU(), nn.Conv2d(e, e * cells**2, 1), nn.PixelShuffle(cells)
+        )
+        self.query = nn.Sequential(nn.LayerNorm(d, eps=1e-6), nn.Linear(d, e))
+        self.scale = nn.Parameter(torch.ones(()))
+        self.bias = nn.Parameter(torch.full((), -2.0))
+
+    def initialize(self) -> None:
+        """A bias of -2 (p = 0.12): a new head starts by predicting 'mostly background'."""
+        nn.init.constant_(self.bias, -2.0)
+
+    def forward(self, states: Tensor, grid: tuple[int, int], text: Tensor, valid: Tensor) -> Tensor:
+        """(B, N, h*w, D) input-image states, (B, L, D) text states with (B, L) bool validity ->
+        (B, 1, h * MASK_CELLS, w * MASK_CELLS) logits."""
+        f = rearrange(self.norm(states.mean(dim=1)), "b (h w) d -> b d h w", h=grid[0])
+        pix = self.pixel(f)  # (B, E, h * cells, w * cells)
+        keep = valid.to(text.dtype)[..., None]
+        q = self.query((text * keep).sum(1) / keep.sum(1).clamp(min=1.0))  # (B, E)
+        logits = torch.einsum("behw,be->bhw", pix, q.to(pix.dtype)) / MASK_DIM**0.5
+        return (self.scale * logits + self.bias)[:, None]
+
+
 class JointBlock(nn.Module):
     """Pre-norm DiT block: per-segment adaLN-Zero (DiT Eq. 4, rank-factorised as MMAIF Eq. 7), attention
     that may also read kept keys/values, a SwiGLU FFN."""
@@ -260,12 +309,15 @@ class JointDiT(nn.Module):
         self.embed = JointEmbed(cfg)
         self.blocks = nn.ModuleList(JointBlock(cfg, first=i == 0) for i in range(cfg.depth))
         self.final = FinalLayer(cfg)  # type: ignore[arg-type]  # reads the fields JointConfig shares
+        self.mask_head = MaskHead(cfg) if cfg.mask_head else None
         self.initialize()
 
     def initialize(self) -> None:
         """DiT init (Peebles & Xie 2023, adaLN-Zero): xavier linears, zero biases, zero adaLN projections
         (every block starts as the identity) and a zero output projection (the output starts at 0)."""
         init_dit_weights(self, self.final.linear, zero_adaln=True)
+        if self.mask_head is not None:
+            self.mask_head.initialize()
 
     def num_params(self) -> int:
         """Parameter count."""
@@ -316,11 +368,41 @@ class JointDiT(nn.Module):
         t: Tensor | float,
         drop_text: Tensor | None = None,
         drop_image: Tensor | None = None,
-    ) -> Tensor:
-        """Velocity (or Z1 with predict="data") of the target, (B, C, H, W); arguments as `hidden_states`."""
+        with_mask: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Velocity (or Z1 with predict="data") of the target, (B, C, H, W); arguments as `hidden_states`.
+        with_mask: also the mask head's logits (B, 1, H * MASK_CELLS / p, ...) from the same pass."""
         x, tok = self.hidden_states(conds, text, text_mask, x_t, t, drop_text, drop_image)
         n_target = x_t.shape[-2] * x_t.shape[-1] // self.cfg.patch_size**2
-        return self.output(x[:, -n_target:], tok.c[:, -1:], x_t.shape[-2])
+        v = self.output(x[:, -n_target:], tok.c[:, -1:], x_t.shape[-2])
+        if not with_mask:
+            return v
+        n_inputs = len(conds) if not isinstance(conds, Tensor) else conds.shape[1]
+        return v, self.mask_logits(x, tok, x_t.shape[-2:], n_inputs)
+
+    def mask_logits(self, x: Tensor, tok: Tokens, size: Sequence[int], n_inputs: int) -> Tensor:
+        """The mask head on the states in x (B, S, D) of the n_inputs images of a sequence laid out as
+        `tok` (segments: text, the inputs, then any timestep and target); size: the latent (H, W)."""
+        if self.mask_head is None:
+            raise ValueError("this JointDiT has no mask head (JointConfig.mask_head)")
+        p = self.cfg.patch_size
+        grid = (size[0] // p, size[1] // p)
+        n = grid[0] * grid[1]
+        firsts = [int(i) for i in first_positions(tok.seg)]  # text, each input's <img>, ...
+        states = torch.stack([x[:, s + 1 : s + 1 + n] for s in firsts[1 : 1 + n_inputs]], dim=1)
+        n_text = firsts[1]
+        return self.mask_head(states, grid, x[:, :n_text], tok.valid[:, :n_text])
+
+    @torch.no_grad()
+    def predict_mask(
+        self, conds: Sequence[Tensor] | Tensor, text: Tensor | None, text_mask: Tensor | None
+    ) -> Tensor:
+        """Mask logits (B, 1, H * MASK_CELLS / p, W * MASK_CELLS / p) of the class the text names: the
+        condition (text + inputs) through every layer once, no target."""
+        conds = self.check_inputs(conds)
+        tok = self.embed.condition(conds, text, text_mask, None, None)
+        x, _, _ = self.run_blocks(tok, segment_mask(tok.seg, tok.seg, tok.valid))
+        return self.mask_logits(x, tok, conds[0].shape[-2:], len(conds))
 
     @torch.no_grad()
     def encode_condition(

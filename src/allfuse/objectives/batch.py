@@ -20,6 +20,8 @@ class LatentBatch:
     prompt: Tensor | None = None  # (B, L, D_text) prompt token embeddings
     prompt_mask: Tensor | None = None  # (B, L) bool, True = real token
     sources: list[Tensor] | None = None  # N x (B, 1 or 3, H, W) in [0, 1], H = 8 h
+    masks: Tensor | None = None  # (B, 1, H, W) in [0, 1]: the class a seg sample names
+    has_mask: Tensor | None = None  # (B,) bool: which samples' masks are known
 
     def to(self, device: torch.device | str) -> LatentBatch:
         """The batch with every tensor on `device` (the same tensors when they are there already)."""
@@ -29,6 +31,8 @@ class LatentBatch:
             None if self.prompt is None else self.prompt.to(device),
             None if self.prompt_mask is None else self.prompt_mask.to(device),
             None if self.sources is None else [s.to(device) for s in self.sources],
+            None if self.masks is None else self.masks.to(device),
+            None if self.has_mask is None else self.has_mask.to(device),
         )
 
 

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from allfuse.config import SamplerConfig
 from allfuse.flow import as_velocity, randn_like
-from allfuse.models.joint import ConditionCache, JointDiT
+from allfuse.models.joint import MASK_CELLS, ConditionCache, JointDiT
 from allfuse.sampling import Sample, solve
 from allfuse.sampling.solvers import VelocityFn
 from allfuse.sampling.tiling import ramp, window_starts
@@ -181,3 +181,39 @@ def sample_guided(
     v = windowed_velocity_fn(model, conds, text, text_mask, cfg_text, cfg_image, window)
     out = solve(cfg, v, randn_like(conds[0], generator), generator)
     return Sample(out.x[..., :hh, :ww], out.nfe)
+
+
+@torch.no_grad()
+def predict_mask(
+    model: JointDiT,
+    conds: Sequence[Tensor],  # N x (1, C, H, W)
+    text: Tensor | None,
+    text_mask: Tensor | None,
+    window: int = 0,  # latent window side; 0 = the whole latent in one window
+) -> Tensor:
+    """The mask head's probability (1, 1, H * s, W * s), s = MASK_CELLS / patch, of the class the text
+    names: one condition pass per window of the training size (overlap window // 4, blended with linear
+    ramps), batched. Odd latent sides are replicate-padded to the patch grid and cropped back."""
+    p, (hh, ww) = model.cfg.patch_size, conds[0].shape[-2:]
+    pad = (0, -ww % p, 0, -hh % p)
+    conds = [F.pad(z, pad, mode="replicate") if any(pad) else z for z in conds]
+    hp, wp = conds[0].shape[-2:]
+    s = MASK_CELLS // p  # mask cells per latent
+    window = max(p, window - window % p) if window else max(hp, wp)
+    kh, kw = min(window, hp), min(window, wp)
+    overlap = max(p, window // 4)
+    spots = [(i, j) for i in window_starts(hp, kh, overlap) for j in window_starts(wp, kw, overlap)]
+    weight = (ramp(kh * s, overlap * s)[:, None] * ramp(kw * s, overlap * s)[None, :]).to(conds[0].device)
+    out = torch.zeros(1, 1, hp * s, wp * s, device=conds[0].device)
+    norm = torch.zeros_like(out)
+    size = max(1, WINDOW_BATCH_TOKENS // condition_tokens(model, [c[..., :kh, :kw] for c in conds], text))
+    for k in range(0, len(spots), size):
+        chunk = spots[k : k + size]
+        crops = [torch.cat([z[..., i : i + kh, j : j + kw] for i, j in chunk]) for z in conds]
+        texts = None if text is None else text.repeat(len(chunk), 1, 1)
+        masks = None if text_mask is None else text_mask.repeat(len(chunk), 1)
+        probs = torch.sigmoid(model.predict_mask(crops, texts, masks).float())
+        for (i, j), pw in zip(chunk, probs.split(1), strict=True):
+            out[..., i * s : (i + kh) * s, j * s : (j + kw) * s] += pw * weight
+            norm[..., i * s : (i + kh) * s, j * s : (j + kw) * s] += weight
+    return (out / norm)[..., : hh * s, : ww * s]

@@ -120,6 +120,7 @@ class TrainConfig:
     batch_size: int = 8  # per process
     grad_accum: int = 1
     lr: float = 2e-4
+    mask_head_lr: float = 10.0  # a JointDiT mask head's learning rate, as a multiple of lr
     weight_decay: float = 0.0
     warmup: int = 200
     clip: float = 1.0
@@ -135,6 +136,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _validate_literals(self)
+        if self.mask_head_lr <= 0:
+            raise ValueError(f"mask_head_lr must be > 0 (a multiple of lr), got {self.mask_head_lr}")
         if self.arch == "fusion":
             if self.lora.rank or self.guidance != GuidanceConfig():
                 raise ValueError("lora.* and guidance.* apply to arch=joint (the FusionDiT has neither)")

@@ -121,7 +121,8 @@ class Frozen:
         if self.text is not None:
             prompt, mask = (t.clone() for t in self.text.encode(list(batch["prompt"])))
         target = self.tok.encode(batch["target"]).clone()
-        return LatentBatch(conds, target, prompt, mask, sources=[batch["target"]])
+        masks, has_mask = batch.get("mask"), batch.get("has_mask")
+        return LatentBatch(conds, target, prompt, mask, [batch["target"]], masks, has_mask)
 
     def decode_for_loss(self, z: torch.Tensor) -> torch.Tensor:
         """Differentiable decode (frozen weights) for the auxiliary pixel loss, MMAIF Eq. (9)."""

@@ -35,7 +35,7 @@ class Trainee(NamedTuple):
 
     cfg: TrainConfig  # the run's config, its network config matched to tokenizer, text encoder and base
     model: nn.Module  # what is checkpointed and averaged (EMA); LoRA layers included while they train
-    params: list[nn.Parameter]  # what the optimizer updates
+    params: list  # what the optimizer updates: parameters, or param groups (dicts) with their own lr
     loss: LossFn  # (network, latent batch, generator) -> (loss, logged scalars)
 
 
@@ -71,23 +71,36 @@ def joint_trainee(cfg: TrainConfig, frozen: Frozen, device: torch.device, verbos
                 f"{base.text_dim} wide, this run's tokenizer and text encoder give "
                 f"{cfg.joint.latent_channels} / {cfg.joint.text_dim}"
             )
+        # the base's network, plus a mask head when the run asks for one (a new head starts untrained)
+        base = dataclasses.replace(base, mask_head=base.mask_head or cfg.joint.mask_head)
         cfg = dataclasses.replace(cfg, joint=base)
     model = JointDiT(cfg.joint)
     if state is not None:
-        model.load_state_dict(state)
-    params = list(model.parameters())
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith("mask_head.") for k in missing):
+            raise ValueError(
+                f"init_from {cfg.init_from}: weights do not fit the network (missing {missing[:3]}, "
+                f"unexpected {unexpected[:3]})"
+            )
+    head = [] if model.mask_head is None else list(model.mask_head.parameters())
+    params = [p for p in model.parameters() if all(p is not q for q in head)]
     if cfg.lora.rank:
         names = add_lora(model, cfg.lora.rank, cfg.lora.alpha, cfg.lora.targets, cfg.lora.dropout)
         params = lora_parameters(model)
+        for q in head:  # the head is not a LoRA target: it trains whole
+            q.requires_grad_(True)
         if verbose:
-            n = sum(p.numel() for p in params)
+            n = sum(p.numel() for p in params + head)
             print(f"LoRA rank {cfg.lora.rank} on {len(names)} layers: {n:,} trained parameters", flush=True)
     model.to(device)
+    groups: list = params
+    if head:  # a small linear read-out learns at mask_head_lr x lr (from its zero init)
+        groups = [{"params": params}, {"params": head, "lr": cfg.lr * cfg.mask_head_lr}]
 
     def loss(net: nn.Module, batch: LatentBatch, gen: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         return joint_loss(net, batch, cfg.objective, cfg.guidance, gen)
 
-    return Trainee(cfg, model, params, loss)
+    return Trainee(cfg, model, groups, loss)
 
 
 def base_joint(cfg: TrainConfig) -> tuple[JointConfig, dict[str, Tensor]]:
