@@ -9,7 +9,9 @@ Two parts:
     noise, checkerboards and rings, textures no training scene has), each given to the model as the two M3
     views training uses (allfuse.data.m3.m3_pair); every class present in a scene is asked for once, in
     turn with a tagged prompt and a held-out paraphrase. IoU of the predicted mask
-    (JointResult.mask) with the true mask, mean per class.
+    (JointResult.mask) with the true mask, mean per class, and the shares of the overlay on the named
+    shape, the other shapes and the background (a model that finds shapes but not the named one puts
+    much of it on the other shapes).
   * Real infrared+visible validation pairs (splits.json, never trained on) that have person/car labels in
     --labels (a tree as tools/label_objects.py writes it, checked by eye: docs/labels_contact_sheet.jpg):
     clean, long side --max-side, "segment the person/car". Precision = share of overlay pixels on the
@@ -50,9 +52,12 @@ def scores(pred: np.ndarray, true: np.ndarray) -> tuple[float, float, float]:
 
 
 def synthetic_part(pipe: FusionPipeline, n: int, size: int, steps: int | None) -> tuple[list[str], dict]:
-    """IoU per class on held-out synthetic scenes (rows of a markdown table) and the per-class means."""
+    """IoU per class on held-out synthetic scenes, and where the overlay falls: on the named shape, on the
+    other shapes, on the background (shares of all overlay pixels of the class's cases, pooled; does the
+    model tell the shapes apart?) -> rows of a markdown table and the per-class mean IoU."""
     rng = np.random.default_rng(12345)  # not a training seed stream: scenes drawn here only
     ious: dict[str, list[float]] = {s: [] for s in SHAPES}
+    where = {s: np.zeros(3) for s in SHAPES}  # overlay pixels on the named shape, other shapes, background
     k = 0
     for _ in range(n):
         image, label, names = synthetic_scene(rng, (size, size), held_out=True)
@@ -63,8 +68,16 @@ def synthetic_part(pipe: FusionPipeline, n: int, size: int, steps: int | None) -
                 continue
             res = pipe.run([a, b], seg_prompt(names[c], k, tagged=k % 2 == 0), task="vif", steps=steps)
             ious[names[c]].append(scores(res.mask, true)[0])
+            other = (label > 0) & ~true
+            where[names[c]] += [(res.mask & m).sum() for m in (true, other, label == 0)]
             k += 1
-    rows = [f"| {s} | {len(v)} | {np.mean(v):.3f} |" for s, v in ious.items() if v]
+    rows = [
+        f"| {s} | {len(v)} | {np.mean(v):.3f} | "
+        + " | ".join(f"{x / max(1.0, where[s].sum()):.2f}" for x in where[s])
+        + " |"
+        for s, v in ious.items()
+        if v
+    ]
     return rows, {s: float(np.mean(v)) for s, v in ious.items() if v}
 
 
@@ -126,8 +139,8 @@ def main() -> None:
         "",
         f"## Held-out synthetic scenes ({args.scenes} scenes, {args.size}²)",
         "",
-        "| class | cases | mean IoU |",
-        "|---|---:|---:|",
+        "| class | cases | mean IoU | overlay on the named shape | on other shapes | on the background |",
+        "|---|---:|---:|---:|---:|---:|",
         *rows,
     ]
     if args.labels is not None:

@@ -94,7 +94,7 @@ def joint_trainee(cfg: TrainConfig, frozen: Frozen, device: torch.device, verbos
             print(f"LoRA rank {cfg.lora.rank} on {len(names)} layers: {n:,} trained parameters", flush=True)
     model.to(device)
     groups: list = params
-    if head:  # a small linear read-out learns at mask_head_lr x lr (from its zero init)
+    if head:  # the mask head, new or small beside the network, learns at mask_head_lr x lr
         groups = [{"params": params}, {"params": head, "lr": cfg.lr * cfg.mask_head_lr}]
 
     def loss(net: nn.Module, batch: LatentBatch, gen: torch.Generator) -> tuple[Tensor, dict[str, float]]:
