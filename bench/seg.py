@@ -127,13 +127,11 @@ def main() -> None:
     pipe = FusionPipeline.from_pretrained(args.model)
     t0 = time.perf_counter()
     cmd = command_line("bench/seg.py")
-    lines = [
-        "# Segmentation from a prompt",
-        "",
-        f"    {cmd}",
-        "",
-        f"{machine_line().rstrip('.')}. Model `{args.model}`.",
-    ]
+    model = f"Model `{args.model}`"
+    if args.labels is not None:  # a local folder: the report names what it is, not where it was
+        cmd = cmd.replace(str(args.labels), "LABELS")
+        model += "; LABELS = `python tools/label_objects.py ../shared/data LABELS`"
+    lines = ["# Segmentation from a prompt", "", f"    {cmd}", "", f"{machine_line().rstrip('.')}. {model}."]
     rows, _ = synthetic_part(pipe, args.scenes, args.size, args.steps)
     lines += [
         "",
