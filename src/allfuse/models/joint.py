@@ -247,11 +247,7 @@ class MaskHead(nn.Module):
         )
         self.query = nn.Sequential(nn.LayerNorm(d, eps=1e-6), nn.Linear(d, e))
         self.scale = nn.Parameter(torch.ones(()))
-        self.bias = nn.Parameter(torch.full((), -2.0))
-
-    def initialize(self) -> None:
-        """A bias of -2 (p = 0.12): a new head starts by predicting 'mostly background'."""
-        nn.init.constant_(self.bias, -2.0)
+        self.bias = nn.Parameter(torch.full((), -2.0))  # p = 0.12: a new head starts at 'mostly background'
 
     def forward(self, states: Tensor, grid: tuple[int, int], text: Tensor, valid: Tensor) -> Tensor:
         """(B, N, h*w, D) input-image states, (B, L, D) text states with (B, L) bool validity ->
@@ -316,8 +312,6 @@ class JointDiT(nn.Module):
         """DiT init (Peebles & Xie 2023, adaLN-Zero): xavier linears, zero biases, zero adaLN projections
         (every block starts as the identity) and a zero output projection (the output starts at 0)."""
         init_dit_weights(self, self.final.linear, zero_adaln=True)
-        if self.mask_head is not None:
-            self.mask_head.initialize()
 
     def num_params(self) -> int:
         """Parameter count."""

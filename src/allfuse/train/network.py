@@ -83,7 +83,8 @@ def joint_trainee(cfg: TrainConfig, frozen: Frozen, device: torch.device, verbos
                 f"unexpected {unexpected[:3]})"
             )
     head = [] if model.mask_head is None else list(model.mask_head.parameters())
-    params = [p for p in model.parameters() if all(p is not q for q in head)]
+    in_head = {id(q) for q in head}
+    params = [p for p in model.parameters() if id(p) not in in_head]
     if cfg.lora.rank:
         names = add_lora(model, cfg.lora.rank, cfg.lora.alpha, cfg.lora.targets, cfg.lora.dropout)
         params = lora_parameters(model)
