@@ -10,6 +10,7 @@ from allfuse.flow import sample_time
 from allfuse.models import build_model
 from allfuse.models.dit import DiTOutput
 from allfuse.objectives import LatentBatch, compute_loss, flow_loss, fusion_pixel_loss
+from allfuse.objectives.regression import refeed_inputs
 from allfuse.ops import sobel_magnitude
 
 MICRO = dict(latent_channels=4, hidden=32, depth=2, heads=2, expert_hidden=16, lora_rank=8, text_dim=8)
@@ -147,3 +148,46 @@ def test_x_prediction_derives_the_velocity() -> None:
         flow_loss(
             DataOracle(batch.target), batch, ObjectiveConfig(kind="flow", prior="mean", bridge_sigma=0.5)
         )
+
+
+def test_refeed_validation() -> None:
+    with pytest.raises(ValueError, match="refeed"):
+        ObjectiveConfig(kind="regression", refeed=1.5)
+    with pytest.raises(ValueError, match="regression"):
+        ObjectiveConfig(kind="flow", refeed=0.5)
+
+
+class Doubler(nn.Module):
+    """A regression 'model' whose output is twice its first input: easy to follow through a refeed."""
+
+    def forward(self, conds, prompt=None, prompt_mask=None) -> DiTOutput:
+        return DiTOutput(2 * conds[0], torch.zeros(()))
+
+
+def test_refeed_feeds_the_models_own_output_as_every_input() -> None:
+    batch = make_batch(b=6)
+    model = Doubler()
+    assert refeed_inputs(model, batch, 0.0, torch.Generator().manual_seed(0)) is batch.conds
+    every = refeed_inputs(model, batch, 1.0, torch.Generator().manual_seed(0))
+    assert all(torch.equal(c, 2 * batch.conds[0]) for c in every)
+    some = refeed_inputs(model, batch, 0.5, torch.Generator().manual_seed(1))
+    fed = torch.tensor([torch.equal(some[0][i], 2 * batch.conds[0][i]) for i in range(6)])
+    kept = torch.tensor([torch.equal(some[1][i], batch.conds[1][i]) for i in range(6)])
+    assert 0 < int(fed.sum()) < 6 and torch.equal(fed, ~kept)  # a sample is fed back whole, or kept whole
+    assert torch.equal(some[0][fed], some[1][fed])
+    again = refeed_inputs(model, batch, 0.5, torch.Generator().manual_seed(1))
+    assert all(torch.equal(a, b) for a, b in zip(some, again, strict=True))  # same draw
+
+
+def test_refeed_loss_trains_on_the_second_pass() -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**MICRO, timestep=False))
+    batch, cfg = make_batch(), ObjectiveConfig(kind="regression", refeed=1.0)
+    loss, _ = compute_loss(model, batch, cfg, decode, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        z = model(batch.conds, batch.prompt, batch.prompt_mask).sample
+        second = model([z, z], batch.prompt, batch.prompt_mask)
+    expected = (second.sample - batch.target).pow(2).mean() + cfg.balance_weight * second.balance_loss
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    loss.backward()
+    assert model.final.linear.weight.grad.abs().max() > 0

@@ -128,6 +128,22 @@ def test_sample_latent_with_a_tiny_model() -> None:
     assert sample_latent(reg, conds).nfe == 1
 
 
+def test_regression_passes_feed_the_output_back_as_both_inputs() -> None:
+    small = dict(latent_channels=4, hidden=32, depth=1, heads=2, expert_hidden=16, lora_rank=8, text_dim=8)
+    torch.manual_seed(0)
+    reg = build_model(ModelConfig(**small, timestep=False)).eval()
+    torch.nn.init.normal_(reg.final.linear.weight, std=0.1)  # a trained model's output is not 0
+    conds = [torch.randn(1, 4, 5, 6) for _ in range(2)]
+    with torch.no_grad():
+        one = sample_latent(reg, conds).x
+        two = sample_latent(reg, conds, cfg=SamplerConfig(passes=2))
+        assert two.nfe == 2
+        assert torch.allclose(two.x, reg([one, one]).sample)
+        assert not torch.allclose(two.x, one)
+    with pytest.raises(ValueError, match="passes"):
+        SamplerConfig(passes=0)
+
+
 def test_x_prediction_model_samples_its_clean_prediction() -> None:
     """A data-predicting flow model that ignores Z_t lands exactly on its prediction with any solver."""
     small = dict(latent_channels=4, hidden=32, depth=1, heads=2, expert_hidden=16, lora_rank=8, text_dim=8)

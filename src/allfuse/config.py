@@ -143,11 +143,19 @@ class ObjectiveConfig:
     prior: PriorKind = "gaussian"  # p0 (MMAIF Tab. 6 j-l)
     bridge_sigma: float = 0.0  # > 0: I2SB-style Brownian bridge from a latent prior (Tab. 6 m)
     mask_weight: float = 1.0  # the joint DiT's mask loss (BCE + Dice), when it has a mask head
+    # Regression only (beyond MMAIF): the share of each batch whose inputs are replaced by the model's own
+    # output on them, z = f(Z0m, Z1m, P) (no gradient), fed as both inputs -- it learns the second pass
+    # that SamplerConfig.passes = 2 runs at inference.
+    refeed: float = 0.0
 
     def __post_init__(self) -> None:
         _validate_literals(self)
         if self.mask_weight < 0:
             raise ValueError(f"mask_weight must be >= 0, got {self.mask_weight}")
+        if not 0.0 <= self.refeed <= 1.0:
+            raise ValueError(f"refeed must be in [0, 1], got {self.refeed}")
+        if self.refeed and self.kind != "regression":
+            raise ValueError("refeed trains a regression model's second pass: it needs kind=regression")
         if self.bridge_sigma > 0 and self.prior == "gaussian":
             raise ValueError("bridge_sigma > 0 needs a latent prior (first/second/mean)")
 
@@ -163,11 +171,17 @@ class SamplerConfig:
     prior: PriorKind = "gaussian"
     bridge_sigma: float = 0.0
     reuse_velocity: bool = True  # stochastic sampler: v(2) := v(1) (one network call per step)
+    # Regression models: calls of the DiT, each after the first on its predecessor's output as both inputs,
+    # z <- f(z, z, P) (ObjectiveConfig.refeed trains it). A veil or a blur one call leaves half removed is
+    # taken further by the next; flow models ignore it.
+    passes: int = 1
 
     def __post_init__(self) -> None:
         _validate_literals(self)
         if self.steps < 1:
             raise ValueError("steps must be >= 1")
+        if self.passes < 1:
+            raise ValueError("passes must be >= 1")
         if self.method == "bridge" and self.prior == "gaussian":
             raise ValueError("the bridge sampler starts from a latent prior (first/second/mean)")
         if self.method == "stochastic" and self.g > 0 and self.prior != "gaussian":

@@ -61,7 +61,7 @@ class InferenceConfig:
     """Everything needed to run a model folder's DiT (config.json); the refiner has its own (refiner.json)."""
 
     model: ModelConfig | JointConfig = field(default_factory=ModelConfig)  # FusionDiT's or JointDiT's
-    sampler: SamplerConfig = field(default_factory=SamplerConfig)  # the default of a flow model's sampling
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)  # flow sampling; a regression DiT: passes
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)  # JointDiT: default CFG scales
     crop_size: int = 128  # training crops, px: the default latent window of tiled inference
     prompt_style: str = "tagged"  # "tagged" (DiTFuse template) or "natural" (MMAIF instruction)

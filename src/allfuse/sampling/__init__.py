@@ -77,10 +77,14 @@ def sample_latent(
     cfg: SamplerConfig | None = None,
     generator: torch.Generator | None = None,
 ) -> Sample:
-    """Fused latent from a FusionDiT: one call for a regression model, cfg's solver for a flow model."""
-    if not getattr(model, "module", model).cfg.timestep:  # unwrap DDP
-        return Sample(model(conds, prompt, prompt_mask).sample, 1)
+    """Fused latent from a FusionDiT: cfg.passes calls for a regression model (each after the first on
+    the last output as both inputs), cfg's solver for a flow model."""
     cfg = cfg or SamplerConfig()
+    if not getattr(model, "module", model).cfg.timestep:  # unwrap DDP
+        z = model(conds, prompt, prompt_mask).sample
+        for _ in range(cfg.passes - 1):
+            z = model([z, z], prompt, prompt_mask).sample
+        return Sample(z, cfg.passes)
     if cfg.method == "bridge" and predicts_data(model):
         raise ValueError("the bridge sampler needs a velocity-prediction model (ModelConfig.predict)")
     x0 = prior_latent(cfg.prior, conds, generator)
