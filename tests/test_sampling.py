@@ -144,6 +144,25 @@ def test_regression_passes_feed_the_output_back_as_both_inputs() -> None:
         SamplerConfig(passes=0)
 
 
+def test_later_passes_carry_the_pass_condition() -> None:
+    small = dict(latent_channels=4, hidden=32, depth=1, heads=2, expert_hidden=16, lora_rank=8, text_dim=8)
+    torch.manual_seed(0)
+    reg = build_model(ModelConfig(**small, timestep=False, pass_cond=True)).eval()
+    for q in reg.parameters():  # a trained model: adaLN projections and output layer are not 0
+        q.data.add_(0.05 * torch.randn_like(q))
+    conds = [torch.randn(1, 4, 5, 6) for _ in range(2)]
+    with torch.no_grad():
+        one = sample_latent(reg, conds).x
+        assert torch.equal(one, reg(conds).sample)  # zero pass condition until trained
+        reg.pass_cond.normal_()
+        assert torch.equal(sample_latent(reg, conds).x, one)  # the first pass never carries it
+        two = sample_latent(reg, conds, cfg=SamplerConfig(passes=2)).x
+        assert torch.allclose(two, reg([one, one], later_pass=True).sample)
+        assert not torch.allclose(two, reg([one, one]).sample)
+    with pytest.raises(ValueError, match="pass_cond"):
+        ModelConfig(pass_cond=True)  # a flow model (timestep) has no later passes
+
+
 def test_x_prediction_model_samples_its_clean_prediction() -> None:
     """A data-predicting flow model that ignores Z_t lands exactly on its prediction with any solver."""
     small = dict(latent_channels=4, hidden=32, depth=1, heads=2, expert_hidden=16, lora_rank=8, text_dim=8)

@@ -48,3 +48,20 @@ def test_mismatches_are_errors() -> None:
     flow = build_model(ModelConfig(**SMALL))
     with pytest.raises(ValueError, match="this model lacks"):
         warm_start(reg, flow.state_dict())
+
+
+def test_a_model_gains_a_pass_condition_and_still_computes_the_same() -> None:
+    torch.manual_seed(0)
+    reg = build_model(ModelConfig(**SMALL, timestep=False))
+    for q in reg.parameters():
+        q.data.add_(0.05 * torch.randn_like(q))
+    two = build_model(ModelConfig(**SMALL, timestep=False, pass_cond=True))
+    with torch.no_grad():
+        two.pass_cond.fill_(1.0)
+    assert any("pass_cond" in n for n in warm_start(two, reg.state_dict()))
+    assert torch.equal(two.pass_cond, torch.zeros_like(two.pass_cond))
+    reg.eval(), two.eval()
+    conds = [torch.randn(1, 4, 6, 8) for _ in range(2)]
+    with torch.no_grad():
+        want = reg([conds[0], conds[0]]).sample
+        torch.testing.assert_close(two([conds[0], conds[0]], later_pass=True).sample, want)

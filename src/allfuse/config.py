@@ -93,9 +93,16 @@ class ModelConfig:
     lora_adaln: bool = True
     lora_rank: int = 64  # d'
     prompt: bool = True
+    # Regression models with SamplerConfig.passes > 1 (beyond MMAIF): a learned adaLN condition added to
+    # every token on the calls after the first, so the second pass z <- f(z, z, P) is told that its inputs
+    # are the model's own output and can undo what the first pass got wrong (e.g. a small brightness shift
+    # on an input that needed no restoration) rather than repeat it.
+    pass_cond: bool = False
 
     def __post_init__(self) -> None:
         _validate_literals(self)
+        if self.pass_cond and self.timestep:
+            raise ValueError("pass_cond marks a regression model's later passes: it needs timestep=False")
         if self.hidden % self.heads:
             raise ValueError("hidden must be divisible by heads")
         if self.rope and (self.hidden // self.heads) % 4:

@@ -131,6 +131,8 @@ class FusionDiT(nn.Module):
         if cfg.prompt:
             self.text_proj = nn.Sequential(nn.LayerNorm(cfg.text_dim), nn.Linear(cfg.text_dim, d))
             self.text_cond = nn.Parameter(torch.zeros(d))  # adaLN condition of prompt tokens (+ t)
+        if cfg.pass_cond:  # zero: a warm start from a model without it behaves as before
+            self.pass_cond = nn.Parameter(torch.zeros(d))
         self.block_pe = BlockPE(d, cfg.pe_features) if cfg.block_pe else None
         self.blocks = nn.ModuleList(FusionBlock(cfg, first=i == 0) for i in range(cfg.depth))
         self.final = FinalLayer(cfg)
@@ -165,8 +167,11 @@ class FusionDiT(nn.Module):
         prompt_mask: Tensor | None = None,  # (B, L) bool, True = real token
         x: Tensor | None = None,  # (B, C, H, W) noisy latent (flow) or None (regression)
         t: Tensor | None = None,  # (B,) or scalar flow time
+        later_pass: Tensor | bool = False,  # (B,) bool or one bool: inputs are this model's own output
     ) -> DiTOutput:
-        """Predict a latent the size of the inputs (velocity for flow, the fused latent for regression)."""
+        """Predict a latent the size of the inputs (velocity for flow, the fused latent for regression).
+        `later_pass` adds the learned pass condition (ModelConfig.pass_cond) to the samples it marks; a
+        model without one ignores it."""
         cfg, p = self.cfg, self.cfg.patch_size
         cond = self.stack_conditions(conds)
         b, _, hh, ww = cond.shape
@@ -184,6 +189,9 @@ class FusionDiT(nn.Module):
             t_emb = self.t_embed(torch.as_tensor(t, device=cond.device).float().expand(b))  # (B, D)
             c = c + t_emb[:, None]
         tokens, c, valid = self.join_prompt(tokens, c, prompt, prompt_mask, t_emb)
+        if cfg.pass_cond:
+            flag = torch.as_tensor(later_pass, device=c.device).to(c.dtype).expand(b)
+            c = c + flag[:, None, None] * self.pass_cond.to(c.dtype)
         n_text = tokens.shape[1] - h * w
         tokens, balance = self.run_blocks(tokens, c, (h, w), n_text, valid)
         out = self.final(tokens[:, n_text:], c[:, n_text:])  # (B, h*w, p*p*C)

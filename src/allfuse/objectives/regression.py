@@ -20,8 +20,11 @@ def regression_loss(
     """MMAIF Eq. (8) + lambda Eq. (9) (Eq. 10) + the MoE balance loss -> (loss, logged scalars). With
     cfg.refeed, that share of the batch (drawn from `generator`) first goes through the model once without
     gradient and trains on its own output as both inputs (`refeed_inputs`)."""
-    conds = refeed_inputs(model, batch, cfg.refeed, generator) if cfg.refeed > 0 else batch.conds
-    out = model(conds, batch.prompt, batch.prompt_mask)
+    if cfg.refeed > 0:
+        conds, later = refeed_inputs(model, batch, cfg.refeed, generator)
+        out = model(conds, batch.prompt, batch.prompt_mask, later_pass=later.to(batch.target.device))
+    else:
+        out = model(batch.conds, batch.prompt, batch.prompt_mask)
     # MMAIF Eq. (8): L_reg = |f(Z0m, Z1m, P) - Z_GT|^2
     mse = (out.sample.float() - batch.target.float()).pow(2).mean()
     return finish_loss(mse, out.sample, out.balance_loss, batch, cfg, decode)
@@ -29,14 +32,15 @@ def regression_loss(
 
 def refeed_inputs(
     model: nn.Module, batch: LatentBatch, share: float, generator: torch.Generator | None
-) -> list[Tensor]:
-    """The batch's input latents with a random `share` of its samples replaced by z = f(inputs, P), the
-    model's own output (no gradient), in every input slot: the second pass of SamplerConfig.passes = 2,
-    z <- f(z, z, P), learns to take the first pass's partial restoration towards the same target."""
+) -> tuple[list[Tensor], Tensor]:
+    """(inputs, picked): the batch's input latents with a random `share` of its samples replaced by
+    z = f(inputs, P), the model's own output (no gradient), in every input slot, and the (B,) bool mask of
+    those samples (the model's `later_pass`): the second pass of SamplerConfig.passes = 2, z <- f(z, z, P),
+    learns to take the first pass's partial restoration towards the same target."""
     b = batch.target.shape[0]
     pick = torch.rand(b, generator=generator) < share
     if not bool(pick.any()):
-        return batch.conds
+        return batch.conds, pick
     idx = pick.nonzero().squeeze(1).to(batch.target.device)
     prompt = None if batch.prompt is None else batch.prompt[idx]
     mask = None if batch.prompt_mask is None else batch.prompt_mask[idx]
@@ -47,4 +51,4 @@ def refeed_inputs(
         c = c.clone()
         c[idx] = z
         out.append(c)
-    return out
+    return out, pick

@@ -78,12 +78,12 @@ def sample_latent(
     generator: torch.Generator | None = None,
 ) -> Sample:
     """Fused latent from a FusionDiT: cfg.passes calls for a regression model (each after the first on
-    the last output as both inputs), cfg's solver for a flow model."""
+    the last output as both inputs, marked as a later pass), cfg's solver for a flow model."""
     cfg = cfg or SamplerConfig()
     if not getattr(model, "module", model).cfg.timestep:  # unwrap DDP
         z = model(conds, prompt, prompt_mask).sample
         for _ in range(cfg.passes - 1):
-            z = model([z, z], prompt, prompt_mask).sample
+            z = model([z, z], prompt, prompt_mask, later_pass=True).sample
         return Sample(z, cfg.passes)
     if cfg.method == "bridge" and predicts_data(model):
         raise ValueError("the bridge sampler needs a velocity-prediction model (ModelConfig.predict)")

@@ -18,14 +18,15 @@ from allfuse.models import FusionDiT
 @torch.no_grad()
 def warm_start(model: FusionDiT, state: dict[str, Tensor]) -> list[str]:
     """Load `state` into `model`; return notes on what was mapped. Anything else that does not match is
-    an error: unexpected keys, shape mismatches, missing keys outside the timestep embedder."""
+    an error: unexpected keys, shape mismatches, missing keys outside the timestep embedder and the pass
+    condition (both new, zero-initialised: the warm-started model computes what the donor did)."""
     own = model.state_dict()  # shares storage with the parameters: copy_ writes into the model
     notes: list[str] = []
     unexpected = sorted(set(state) - set(own))
     if unexpected:
         raise ValueError(f"warm start: the donor has weights this model lacks: {unexpected[:5]}")
     missing = sorted(set(own) - set(state))
-    lacking = [k for k in missing if not k.startswith("t_embed.")]
+    lacking = [k for k in missing if not k.startswith("t_embed.") and k != "pass_cond"]
     if lacking:
         raise ValueError(f"warm start: the donor lacks weights: {lacking[:5]}")
     for key, src in state.items():
@@ -42,7 +43,10 @@ def warm_start(model: FusionDiT, state: dict[str, Tensor]) -> list[str]:
             notes.append("x_embed: regression weights on the conditions, zero on Z_t")
         else:
             raise ValueError(f"warm start: {key} has shape {tuple(src.shape)}, this model {tuple(dst.shape)}")
-    if missing:
+    if "pass_cond" in missing:
+        torch.nn.init.zeros_(model.pass_cond)
+        notes.append("pass_cond: new, zero")
+    if any(k.startswith("t_embed.") for k in missing):
         torch.nn.init.zeros_(model.t_embed.mlp[-1].weight)  # type: ignore[union-attr]
         torch.nn.init.zeros_(model.t_embed.mlp[-1].bias)  # type: ignore[union-attr]
         notes.append("t_embed: new, output layer zeroed")
