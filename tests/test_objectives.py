@@ -53,32 +53,6 @@ def test_losses_backprop_and_log(cfg: ObjectiveConfig) -> None:
     assert model.final.linear.weight.grad.abs().max() > 0
 
 
-def test_refeed_marks_the_second_pass_with_the_pass_condition() -> None:
-    """With ModelConfig.pass_cond, refed samples train the later-pass call: the loss is the one of
-    f(z, z, P, later_pass=True), and the pass condition gets a gradient (only from those samples)."""
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(**MICRO, timestep=False, pass_cond=True))
-    with torch.no_grad():  # a trained model: adaLN projections and the pass condition are not 0
-        for q in model.parameters():
-            q.add_(0.05 * torch.randn_like(q))
-        model.pass_cond.normal_()
-    batch, cfg = make_batch(), ObjectiveConfig(kind="regression", refeed=1.0)
-    loss, _ = compute_loss(model, batch, cfg, decode, torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        z = model(batch.conds, batch.prompt, batch.prompt_mask).sample
-        marked = model([z, z], batch.prompt, batch.prompt_mask, later_pass=True)
-        plain = model([z, z], batch.prompt, batch.prompt_mask)
-    expected = (marked.sample - batch.target).pow(2).mean() + cfg.balance_weight * marked.balance_loss
-    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
-    assert not torch.allclose(marked.sample, plain.sample)
-    loss.backward()
-    assert model.pass_cond.grad.abs().max() > 0
-    model.zero_grad()
-    loss, _ = compute_loss(model, batch, ObjectiveConfig(kind="regression"), decode)
-    loss.backward()
-    assert model.pass_cond.grad is None or model.pass_cond.grad.abs().max() == 0  # first passes: unmarked
-
-
 class Oracle(nn.Module):
     """A 'model' that returns the exact flow target Z1 - Z0, recovering Z0 from Z_t with a known prior."""
 
