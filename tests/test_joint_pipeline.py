@@ -206,6 +206,49 @@ def test_seg_with_a_mask_head_reads_the_head_and_samples_once(
     np.testing.assert_allclose(res.image, overlay(plain.image, res.mask), atol=1e-6)
 
 
+def with_label_head(folder: Path, dest: Path, labels: list[str]) -> Path:
+    """A copy of a JointDiT folder with an (untrained) label head over `labels`."""
+    shutil.copytree(folder, dest)
+    cfg = json.loads((dest / "config.json").read_text())
+    cfg["model"].update(mask_head=True, mask_labels=labels)
+    (dest / "config.json").write_text(json.dumps(cfg))
+    weights = load_file(dest / "model.safetensors")
+    head = JointDiT(JointConfig.from_dict(cfg["model"])).mask_head
+    dtype = next(iter(weights.values())).dtype
+    weights.update({f"mask_head.{k}": v.to(dtype) for k, v in head.state_dict().items()})
+    save_file(weights, dest / "model.safetensors")
+    return dest
+
+
+def test_seg_with_a_label_head_takes_the_argmax_over_its_labels_and_the_named_class(
+    models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipe = FusionPipeline.from_pretrained(
+        with_label_head(models["lora"], tmp_path / "m", ["background", "circle"])
+    )
+    asked: list[int] = []
+
+    def fake(conds, pixels, text, text_mask, label_text, label_mask):  # the named class wins where bright
+        b, _, h, w = conds[0].shape
+        k = label_text.shape[0]
+        asked.append(k)
+        assert pixels[0].shape[-2:] == (h * pipe.tok.downsample, w * pipe.tok.downsample)
+        bright = torch.nn.functional.adaptive_avg_pool2d(pixels[0].mean(1), (h * 2, w * 2))  # (B, h2, w2)
+        logits = torch.zeros(b, k, h * 2, w * 2)
+        logits[:, 0] = 1.0  # background wins where the last label (the named one) scores below it
+        logits[:, k - 1] = 10.0 * (bright - 0.5)
+        return logits
+
+    monkeypatch.setattr(pipe.model, "label_logits", fake)
+    half = np.zeros((40, 52, 3), np.float32)
+    half[:, :26] = 1.0
+    res = pipe.run([half, half], prompt="segment the dog", steps=2)
+    assert asked and set(asked) == {3}  # background, circle and the named "dog"
+    assert res.mask.shape == (40, 52) and res.mask[:, :22].all() and not res.mask[:, 30:].any()
+    res = pipe.run([half, half], prompt="segment the circle", steps=2)
+    assert asked[-1] == 2 and res.mask[:, :22].all() and not res.mask[:, 30:].any()  # a known label adds none
+
+
 def test_large_images_and_windows(models: dict[str, Path]) -> None:
     pipe = FusionPipeline.from_pretrained(models["lora"])
     rng = np.random.default_rng(3)

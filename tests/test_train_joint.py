@@ -190,6 +190,49 @@ def test_seg_samples_carry_the_mask_their_overlay_was_drawn_on() -> None:
     assert kinds == {"seg", "m3"}
 
 
+def test_seg_items_carry_every_pixels_label() -> None:
+    cfg = load_train_config("tiny-ditfuse", [*TINY, "data.kinds={seg: 1, m3: 1}"])
+    ds = build_dataset(cfg, 0)
+    seen = 0
+    for i in range(8):
+        item = ds[i]
+        meta = json.loads(item["meta"])
+        assert item["label"].shape == (1, 32, 32) and item["label"].dtype == torch.int64
+        if meta["kind"] != "seg":
+            assert (item["label"] == -1).all() and item["classes"] == ""
+            continue
+        seen += 1
+        names = item["classes"].split("|")
+        assert names[0] == "background" and names[meta["class_index"]] == meta["class"]
+        assert item["mask"][0].bool().equal(item["label"][0] == meta["class_index"])
+        assert 0 <= int(item["label"].min()) and int(item["label"].max()) < len(names)
+    assert seen
+
+
+def test_a_label_head_trains_alone_on_a_frozen_network(stage1: Path, tmp_path: Path) -> None:
+    run = tmp_path / "labels"
+    labels = "joint.mask_labels=[background, circle, square, triangle, star]"
+    args = [*TINY, f"init_from={stage1}", "joint.mask_head=true", labels, "only_mask_head=true"]
+    args += ["data.kinds={seg: 1}", "max_steps=3", "lr=1e-2", "ckpt_every=1", "keep_checkpoints=3"]
+    train(load_train_config("tiny-ditfuse", [*args, f"out_dir={run}"]))
+    log = (run / "log.csv").read_text().splitlines()
+    assert "mask" in log[0].split(",") and len(log) == 4
+    first, last = (load_file(run / f"step_{k:08d}" / "model.safetensors") for k in (1, 3))
+    base = latest(stage1, "ema.safetensors")
+    head = [k for k in last if k.startswith("mask_head.")]
+    assert {k.split(".")[1] for k in head} == {"norm", "states", "pixels", "mix", "query", "log_scale"}
+    for key in last:
+        if key in head:
+            continue
+        torch.testing.assert_close(last[key], base[key], rtol=0, atol=0, msg=key)  # the network is frozen
+    assert any(not torch.equal(first[k], last[k]) for k in head)  # the head learns
+    saved = json.loads((run / "step_00000003" / "config.json").read_text())
+    assert saved["joint"]["mask_labels"] == ["background", "circle", "square", "triangle", "star"]
+    assert saved["only_mask_head"] is True
+    with pytest.raises(ValueError, match="only_mask_head"):
+        load_train_config("tiny-ditfuse", [*TINY, f"init_from={stage1}", "joint.mask_head=true", labels])
+
+
 def test_a_mask_head_joins_a_base_without_one_and_trains_with_the_adapters(
     stage1: Path, tmp_path: Path
 ) -> None:

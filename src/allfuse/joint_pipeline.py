@@ -52,6 +52,7 @@ from allfuse.pipeline import (
 )
 from allfuse.sampling.joint import predict_mask, sample_guided
 from allfuse.tiled import LatentFn
+from allfuse.tokenizer.base import pad_to_multiple
 from allfuse.types import Image, Task
 
 PLAIN = Intent("FUSION", None, "", source="default")
@@ -156,20 +157,34 @@ class JointPipeline(FusionPipeline):
 
     @torch.no_grad()
     def segment(self, images: list[Image], task: Task, intent: Intent, tile: int | None) -> np.ndarray:
-        """The mask head's mask (H, W) bool of the class a [SEG] intent names: the first `slots()` inputs
-        area-downscaled to a long side of at most MASK_SIDE, encoded, one condition pass per window
-        (sampling.joint.predict_mask), the probability brought back to full size bilinearly, >= 0.5."""
+        """The mask (H, W) bool of the class a [SEG] intent names: the first `slots()` inputs area-downscaled
+        to a long side of at most MASK_SIDE, encoded, one condition pass per window
+        (sampling.joint.predict_mask), the probability brought back to full size bilinearly. A prompt mask
+        head's probability >= 0.5; a label head's argmax over its labels plus the named class (LSeg's
+        inference: the class wins where it scores above background and every other label)."""
         h, w = images[0].shape[:2]
         size = work_size((h, w), MASK_SIDE)
         x = [image_tensor(im).to(self.device) for im in images[: self.slots()]]
         x = [t if size == (h, w) else F.interpolate(t, size=size, mode="area") for t in x]
         tokens, tmask = self.encode_prompt(self.prompt_for(intent, task))
         window = self.default_tile() if tile is None else tile
+        names = list(self.model.cfg.mask_labels)
+        if names and intent.target not in names:
+            names.append(intent.target)
+        labels = None
+        if names:
+            if self.text is None:
+                raise ValueError("a label head needs the model's text encoder")
+            labels = self.text.encode(names)
+            labels = (labels[0].to(self.device), labels[1].to(self.device))
         with autocast(self.device, self.cfg.bf16):
             conds = [self.tok.encode(t).float() for t in x]
-            prob = predict_mask(self.model, conds, tokens, tmask, window)
-        prob = F.interpolate(prob.float(), size=(h, w), mode="bilinear", align_corners=False)
-        return prob[0, 0].cpu().numpy() >= 0.5
+            pixels = [pad_to_multiple(t, self.tok.downsample) for t in x]  # as the tokenizer pads
+            prob = predict_mask(self.model, conds, tokens, tmask, window, pixels, labels)
+        prob = F.interpolate(prob.float(), size=(h, w), mode="bilinear", align_corners=False)[0]
+        if not names:
+            return prob[0].cpu().numpy() >= 0.5
+        return (prob.argmax(dim=0) == names.index(intent.target)).cpu().numpy()
 
     def generate(
         self,

@@ -8,7 +8,10 @@ Both return the same dict per item:
   ``meta``: JSON text of the sample's metadata (a string, so the default collate keeps it per item);
   ``mask``: (1, H, W) float32, the class a seg sample names (its overlay), zeros for other kinds;
   ``has_mask``: bool, whether ``mask`` is known (seg samples synthesized on the fly; written shards keep
-  the overlaid target only, so their seg samples say False).
+  the overlaid target only, so their seg samples say False);
+  ``label``: (1, H, W) int64, every pixel's class index into ``classes`` where known (seg samples
+  synthesized on the fly), else -1;
+  ``classes``: the label set of ``label`` joined by "|" (first "background"), "" when unknown.
 """
 
 from __future__ import annotations
@@ -72,11 +75,16 @@ def as_item(
     meta: dict,
     clean: Sequence[Image],
     mask: np.ndarray | None = None,
+    label: np.ndarray | None = None,
+    classes: Sequence[str] = (),
 ) -> dict:
     """The dict every dataset returns (see module docstring)."""
     h, w = np.asarray(target).shape[:2]
     m = np.zeros((1, h, w), np.float32) if mask is None else (mask[None] > 0).astype(np.float32)
+    lab = np.full((1, h, w), -1, np.int64) if label is None else np.asarray(label, np.int64)[None]
     return {
+        "label": torch.from_numpy(np.ascontiguousarray(lab)),
+        "classes": "|".join(classes) if label is not None else "",
         "mask": torch.from_numpy(m),
         "has_mask": torch.tensor(mask is not None),
         "a": to_chw(a),
@@ -160,7 +168,18 @@ class SynthDataset(Dataset):
         """Item `index` as tensors (see module docstring)."""
         s = self.sample(index)
         prompt = s.prompt if self.mix.prompt_style == "tagged" else s.instruction
-        return as_item(s.degraded[0], s.degraded[1], s.target, s.kind, prompt, s.meta, s.clean, s.mask)
+        return as_item(
+            s.degraded[0],
+            s.degraded[1],
+            s.target,
+            s.kind,
+            prompt,
+            s.meta,
+            s.clean,
+            s.mask,
+            s.label,
+            s.classes,
+        )
 
 
 class ShardDataset(Dataset):

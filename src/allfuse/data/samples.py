@@ -45,6 +45,8 @@ class Sample:
     prompt: str  # DiTFuse tagged prompt (wraps the instruction)
     meta: dict = field(default_factory=dict)
     mask: np.ndarray | None = None  # seg: (H, W) bool, the named class (the target's overlay)
+    label: np.ndarray | None = None  # seg: (H, W) int, every pixel's class index into `classes`
+    classes: tuple[str, ...] = ()  # seg: the label set of `label`, first "background"
 
 
 @dataclass
@@ -215,7 +217,7 @@ def make_seg(src: Sources, rng: np.random.Generator) -> Sample:
     mask = label == k
     target = overlay(base, mask)
     pair = (clean[0], clean[1]), (inputs[0], inputs[1])
-    return Sample("seg", *pair, target, instruction, prompt, meta, mask)
+    return Sample("seg", *pair, target, instruction, prompt, meta, mask, label, tuple(names))
 
 
 def fit_label(label: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -63,6 +64,10 @@ class JointConfig:
     # A segmentation head on the input images' last hidden states (`MaskHead`): the mask of what the
     # prompt names, trained with a direct mask loss beside the flow loss (allfuse.objectives.joint).
     mask_head: bool = False
+    # With mask_head: the label set of a dense, LSeg-style head (`LabelHead`) instead, first "background":
+    # every pixel scored against the text of each label, cross-entropy over the set in training, argmax
+    # over it (plus the class a prompt names) at inference.
+    mask_labels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _validate_literals(self)
@@ -70,6 +75,9 @@ class JointConfig:
             raise ValueError("hidden / heads must be a multiple of 4 (2D RoPE: two axes x complex pairs)")
         if self.max_inputs < 1:
             raise ValueError("max_inputs must be >= 1")
+        if self.mask_labels and (not self.mask_head or self.mask_labels[0] != "background"):
+            raise ValueError("mask_labels needs mask_head=True and 'background' as its first label")
+        object.__setattr__(self, "mask_labels", tuple(self.mask_labels))  # JSON / YAML give lists
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the fields."""
@@ -260,6 +268,70 @@ class MaskHead(nn.Module):
         return (self.scale * logits + self.bias)[:, None]
 
 
+class LabelHead(nn.Module):
+    """Dense, LSeg-style segmentation head (Li et al. 2022, "Language-driven Semantic Segmentation",
+    Sect. 3): an embedding per 4 px cell, scored against the text embedding of every label of a set by
+    cosine similarity times a learned temperature; trained with cross-entropy over the set, read by argmax.
+
+    Cells: the input images' last hidden states (mean over inputs) through a 3 x 3 conv and a pixel
+    shuffle to 4 px cells, joined with a small convolutional branch on the input pixels themselves (mean
+    and max over inputs, two stride-2 convs): the DiT's states say where things are, the pixels what shape
+    and texture they have, which the states alone do not carry. Labels: mean-pooled text-encoder tokens of
+    the label's name (MiniLM is trained for mean pooling) through an MLP, so the label set is free text."""
+
+    def __init__(self, cfg: JointConfig, pixel_width: int = 48) -> None:
+        super().__init__()
+        d, e, cells, w = cfg.hidden, MASK_DIM, MASK_CELLS, pixel_width
+        self.norm = nn.LayerNorm(d, eps=1e-6)
+        self.states = nn.Sequential(
+            nn.Conv2d(d, e, 3, padding=1), nn.GELU(), nn.Conv2d(e, e * cells**2, 1), nn.PixelShuffle(cells)
+        )
+        self.pixels = nn.Sequential(
+            nn.Conv2d(6, w, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(w, w, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(w, w, 3, padding=1),
+        )
+        self.mix = nn.Sequential(
+            nn.Conv2d(e + w, e, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(e, e, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(e, e, 1),
+        )
+        self.query = nn.Sequential(
+            nn.LayerNorm(cfg.text_dim), nn.Linear(cfg.text_dim, e), nn.GELU(), nn.Linear(e, e)
+        )
+        self.log_scale = nn.Parameter(torch.tensor(2.3))  # temperature exp(2.3) = 10 on cosines
+
+    def cells(self, states: Tensor, grid: tuple[int, int], pixels: Sequence[Tensor]) -> Tensor:
+        """(B, N, h*w, D) input-image states and N x (B, 3, H, W) input pixels in [0, 1] -> unit
+        embeddings (B, E, 4 h, 4 w); the pixels are read at 4 px per cell (resized unless H = 16 h)."""
+        f = rearrange(self.norm(states.mean(dim=1)), "b (h w) d -> b d h w", h=grid[0])
+        a = self.states(f)
+        px = torch.stack([q.to(a.dtype) for q in pixels], dim=1)  # (B, N, 3, H, W)
+        px = torch.cat([px.mean(dim=1), px.amax(dim=1)], dim=1)
+        side = (4 * a.shape[-2], 4 * a.shape[-1])  # 4 px per cell: f = 8 latents with patch 2 give it as is
+        if px.shape[-2:] != side:
+            px = F.interpolate(px, size=side, mode="bilinear", align_corners=False, antialias=True)
+        b = self.pixels(px)
+        return F.normalize(self.mix(torch.cat([a, b], dim=1)).float(), dim=1)
+
+    def queries(self, text: Tensor, valid: Tensor) -> Tensor:
+        """(K, L, text_dim) text-encoder tokens of K label names, (K, L) bool -> unit queries (K, E)."""
+        keep = valid.to(text.dtype)[..., None]
+        pooled = (text * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+        return F.normalize(self.query(pooled).float(), dim=-1)
+
+    def forward(
+        self, states: Tensor, grid: tuple[int, int], pixels: Sequence[Tensor], text: Tensor, valid: Tensor
+    ) -> Tensor:
+        """Logits (B, K, 4 h, 4 w) of every cell against K labels (`cells`, `queries`)."""
+        cells, q = self.cells(states, grid, pixels), self.queries(text, valid)
+        return self.log_scale.exp() * torch.einsum("behw,ke->bkhw", cells, q)
+
+
 class JointBlock(nn.Module):
     """Pre-norm DiT block: per-segment adaLN-Zero (DiT Eq. 4, rank-factorised as MMAIF Eq. 7), attention
     that may also read kept keys/values, a SwiGLU FFN."""
@@ -305,7 +377,9 @@ class JointDiT(nn.Module):
         self.embed = JointEmbed(cfg)
         self.blocks = nn.ModuleList(JointBlock(cfg, first=i == 0) for i in range(cfg.depth))
         self.final = FinalLayer(cfg)  # type: ignore[arg-type]  # reads the fields JointConfig shares
-        self.mask_head = MaskHead(cfg) if cfg.mask_head else None
+        self.mask_head: nn.Module | None = None
+        if cfg.mask_head:
+            self.mask_head = LabelHead(cfg) if cfg.mask_labels else MaskHead(cfg)
         self.initialize()
 
     def initialize(self) -> None:
@@ -374,18 +448,49 @@ class JointDiT(nn.Module):
         n_inputs = len(conds) if not isinstance(conds, Tensor) else conds.shape[1]
         return v, self.mask_logits(x, tok, x_t.shape[-2:], n_inputs)
 
+    def input_states(self, x: Tensor, tok: Tokens, size: Sequence[int], n_inputs: int) -> Tensor:
+        """The last hidden states (B, n_inputs, h*w, D) of the input images in x (B, S, D), a sequence
+        laid out as `tok` (segments: text, the inputs, then any timestep and target); size: latent (H, W)."""
+        p = self.cfg.patch_size
+        n = (size[0] // p) * (size[1] // p)
+        firsts = [int(i) for i in first_positions(tok.seg)]  # text, each input's <img>, ...
+        return torch.stack([x[:, s + 1 : s + 1 + n] for s in firsts[1 : 1 + n_inputs]], dim=1)
+
     def mask_logits(self, x: Tensor, tok: Tokens, size: Sequence[int], n_inputs: int) -> Tensor:
-        """The mask head on the states in x (B, S, D) of the n_inputs images of a sequence laid out as
-        `tok` (segments: text, the inputs, then any timestep and target); size: the latent (H, W)."""
-        if self.mask_head is None:
-            raise ValueError("this JointDiT has no mask head (JointConfig.mask_head)")
+        """The mask head (`MaskHead`) on the states in x (B, S, D) of the n_inputs images of a sequence
+        laid out as `tok`; size: the latent (H, W)."""
+        if not isinstance(self.mask_head, MaskHead):
+            raise ValueError(
+                "this JointDiT has no mask head of a prompt (JointConfig.mask_head without mask_labels)"
+            )
         p = self.cfg.patch_size
         grid = (size[0] // p, size[1] // p)
-        n = grid[0] * grid[1]
-        firsts = [int(i) for i in first_positions(tok.seg)]  # text, each input's <img>, ...
-        states = torch.stack([x[:, s + 1 : s + 1 + n] for s in firsts[1 : 1 + n_inputs]], dim=1)
-        n_text = firsts[1]
+        n_text = int(first_positions(tok.seg)[1])
+        states = self.input_states(x, tok, size, n_inputs)
         return self.mask_head(states, grid, x[:, :n_text], tok.valid[:, :n_text])
+
+    def label_logits(
+        self,
+        conds: Sequence[Tensor] | Tensor,  # N x (B, C, H, W)
+        pixels: Sequence[Tensor],  # N x (B, 3, 8 H, 8 W) in [0, 1]: the images the latents encode
+        text: Tensor | None,  # (B, L, text_dim): the prompt
+        text_mask: Tensor | None,  # (B, L) bool
+        label_text: Tensor,  # (K, Lk, text_dim): text-encoder tokens of K label names
+        label_mask: Tensor,  # (K, Lk) bool
+        grad: bool = False,  # also through the network (else only the head is in the graph)
+    ) -> Tensor:
+        """`LabelHead` logits (B, K, H * MASK_CELLS / p, ...): the condition (prompt + inputs) through
+        every layer once, no target, then every 4 px cell against every label."""
+        if not isinstance(self.mask_head, LabelHead):
+            raise ValueError("this JointDiT has no label head (JointConfig.mask_labels)")
+        conds = self.check_inputs(conds)
+        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+            tok = self.embed.condition(conds, text, text_mask, None, None)
+            x, _, _ = self.run_blocks(tok, segment_mask(tok.seg, tok.seg, tok.valid))
+            states = self.input_states(x, tok, conds[0].shape[-2:], len(conds))
+        p = self.cfg.patch_size
+        grid = (conds[0].shape[-2] // p, conds[0].shape[-1] // p)
+        return self.mask_head(states, grid, pixels, label_text, label_mask)
 
     @torch.no_grad()
     def predict_mask(

@@ -12,6 +12,28 @@ from allfuse.objectives.pixel import Decoder, fusion_pixel_loss
 
 
 @dataclass
+class SegLabels:
+    """Dense labels of a batch's seg samples for a label head (allfuse.models.joint.LabelHead): every
+    pixel's index into one label set `names` shared by the batch, and which labels each sample may take."""
+
+    labels: Tensor  # (B, 1, H, W) int64 into names; -1 where unknown (every pixel of a non-seg sample)
+    allowed: Tensor  # (B, K) bool: the labels of each sample's own set (synthetic shapes, person/car, ...)
+    text: Tensor  # (K, L, text_dim): text-encoder tokens of the K names
+    text_mask: Tensor  # (K, L) bool
+    names: tuple[str, ...]
+
+    def to(self, device: torch.device | str) -> SegLabels:
+        """The same labels with every tensor on `device`."""
+        return SegLabels(
+            self.labels.to(device),
+            self.allowed.to(device),
+            self.text.to(device),
+            self.text_mask.to(device),
+            self.names,
+        )
+
+
+@dataclass
 class LatentBatch:
     """A batch in latent space; `sources` (clean source images) are needed only for the aux pixel loss."""
 
@@ -22,6 +44,8 @@ class LatentBatch:
     sources: list[Tensor] | None = None  # N x (B, 1 or 3, H, W) in [0, 1], H = 8 h
     masks: Tensor | None = None  # (B, 1, H, W) in [0, 1]: the class a seg sample names
     has_mask: Tensor | None = None  # (B,) bool: which samples' masks are known
+    pixels: list[Tensor] | None = None  # N x (B, 3, H, W) in [0, 1]: the degraded inputs, H = 8 h
+    seg: SegLabels | None = None  # dense labels of the seg samples (a label head learns them)
 
     def to(self, device: torch.device | str) -> LatentBatch:
         """The batch with every tensor on `device` (the same tensors when they are there already)."""
@@ -33,6 +57,8 @@ class LatentBatch:
             None if self.sources is None else [s.to(device) for s in self.sources],
             None if self.masks is None else self.masks.to(device),
             None if self.has_mask is None else self.has_mask.to(device),
+            None if self.pixels is None else [x.to(device) for x in self.pixels],
+            None if self.seg is None else self.seg.to(device),
         )
 
 

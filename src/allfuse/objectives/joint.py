@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from allfuse.config import GuidanceConfig, ObjectiveConfig
 from allfuse.flow import as_velocity, interpolate, randn_like, sample_time, velocity_target
-from allfuse.objectives.batch import LatentBatch
+from allfuse.objectives.batch import LatentBatch, SegLabels
 
 
 def guidance_dropout(
@@ -107,3 +107,40 @@ def joint_loss(
         loss = flow + cfg.mask_weight * seg
         return loss, {"mse": flow.item(), "mask": seg.item(), "loss": loss.item()}
     return out, {"mse": out.item(), "loss": out.item()}
+
+
+def dense_label_loss(logits: Tensor, seg: SegLabels) -> Tensor:
+    """LSeg's training loss (Li et al. 2022, Sect. 3) on 4 px cells: cross-entropy of logits (B, K, h, w)
+    against the labels' share of each cell (one-hot labels area-averaged, so boundary cells are soft), over
+    each sample's own label set (others get no probability), half plain and half class-balanced (every
+    label a sample shows weighs the same, so small shapes are not drowned by background). Samples without
+    labels are left out; 0 (still in the graph) when none has any."""
+    labels = seg.labels[:, 0]  # (B, H, W)
+    keep = (labels >= 0).flatten(1).any(1)
+    if not bool(keep.any()):
+        return logits.sum() * 0.0
+    k = logits.shape[1]
+    onehot = F.one_hot(labels.clamp(min=0), k).permute(0, 3, 1, 2).float() * (labels >= 0)[:, None]
+    target = F.adaptive_avg_pool2d(onehot, logits.shape[-2:])[keep]  # (B', K, h, w)
+    known = target.sum(1)  # share of each cell that is labelled
+    x = logits[keep].float().masked_fill(~seg.allowed[keep][:, :, None, None], -1e4)
+    nll = -(target * F.log_softmax(x, dim=1)).sum(1)  # (B', h, w); 0 where nothing is labelled
+    plain = nll.sum() / known.sum().clamp(min=1e-6)
+    mass = target.sum((2, 3))  # (B', K) cells of each label
+    per_label = (target * nll[:, None]).sum((2, 3)) / mass.clamp(min=1e-6)
+    balanced = per_label[mass > 0].mean()
+    return 0.5 * (plain + balanced)
+
+
+def label_head_loss(model: nn.Module, batch: LatentBatch) -> tuple[Tensor, dict[str, float]]:
+    """The loss of a label head trained alone on a frozen JointDiT: `dense_label_loss` of its logits on
+    the batch's seg samples (the condition pass of the network runs without gradient)."""
+    net = getattr(model, "module", model)
+    if batch.seg is None or batch.pixels is None:
+        zero = next(p for p in net.mask_head.parameters()).sum() * 0.0
+        return zero, {"mask": 0.0, "loss": 0.0}
+    logits = net.label_logits(
+        batch.conds, batch.pixels, batch.prompt, batch.prompt_mask, batch.seg.text, batch.seg.text_mask
+    )
+    loss = dense_label_loss(logits, batch.seg)
+    return loss, {"mask": loss.item(), "loss": loss.item()}

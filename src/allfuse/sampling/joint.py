@@ -190,13 +190,25 @@ def predict_mask(
     text: Tensor | None,
     text_mask: Tensor | None,
     window: int = 0,  # latent window side; 0 = the whole latent in one window
+    pixels: Sequence[Tensor] | None = None,  # N x (1, 3, f H, f W): a label head's input images
+    labels: tuple[Tensor, Tensor] | None = None,  # a label head's (K, L, text_dim) tokens and (K, L) mask
 ) -> Tensor:
     """The mask head's probability (1, 1, H * s, W * s), s = MASK_CELLS / patch, of the class the text
-    names: one condition pass per window of the training size (overlap window // 4, blended with linear
-    ramps), batched. Odd latent sides are replicate-padded to the patch grid and cropped back."""
+    names, or a label head's (`labels` and `pixels` given) softmax over its K labels (1, K, H * s, W * s):
+    one condition pass per window of the training size (overlap window // 4, blended with linear ramps),
+    batched. Odd latent sides are replicate-padded to the patch grid and cropped back."""
     p, (hh, ww) = model.cfg.patch_size, conds[0].shape[-2:]
     pad = (0, -ww % p, 0, -hh % p)
     conds = [F.pad(z, pad, mode="replicate") if any(pad) else z for z in conds]
+    if labels is not None:
+        if pixels is None:
+            raise ValueError("a label head reads the input pixels too")
+        f = pixels[0].shape[-1] // ww  # pixels per latent
+        if pixels[0].shape[-2:] != (f * hh, f * ww):
+            raise ValueError(
+                f"pixels {tuple(pixels[0].shape[-2:])} are not latents {(hh, ww)} times a factor"
+            )
+        pixels = [F.pad(x, tuple(q * f for q in pad), mode="replicate") if any(pad) else x for x in pixels]
     hp, wp = conds[0].shape[-2:]
     s = MASK_CELLS // p  # mask cells per latent
     window = max(p, window - window % p) if window else max(hp, wp)
@@ -204,15 +216,24 @@ def predict_mask(
     overlap = max(p, window // 4)
     spots = [(i, j) for i in window_starts(hp, kh, overlap) for j in window_starts(wp, kw, overlap)]
     weight = (ramp(kh * s, overlap * s)[:, None] * ramp(kw * s, overlap * s)[None, :]).to(conds[0].device)
-    out = torch.zeros(1, 1, hp * s, wp * s, device=conds[0].device)
-    norm = torch.zeros_like(out)
+    k = 1 if labels is None else labels[0].shape[0]
+    out = torch.zeros(1, k, hp * s, wp * s, device=conds[0].device)
+    norm = torch.zeros(1, 1, hp * s, wp * s, device=conds[0].device)
     size = max(1, WINDOW_BATCH_TOKENS // condition_tokens(model, [c[..., :kh, :kw] for c in conds], text))
-    for k in range(0, len(spots), size):
-        chunk = spots[k : k + size]
+    for n in range(0, len(spots), size):
+        chunk = spots[n : n + size]
         crops = [torch.cat([z[..., i : i + kh, j : j + kw] for i, j in chunk]) for z in conds]
         texts = None if text is None else text.repeat(len(chunk), 1, 1)
         masks = None if text_mask is None else text_mask.repeat(len(chunk), 1)
-        probs = torch.sigmoid(model.predict_mask(crops, texts, masks).float())
+        if labels is None:
+            probs = torch.sigmoid(model.predict_mask(crops, texts, masks).float())
+        else:
+            px = [
+                torch.cat([x[..., i * f : (i + kh) * f, j * f : (j + kw) * f] for i, j in chunk])
+                for x in pixels
+            ]
+            logits = model.label_logits(crops, px, texts, masks, *labels)
+            probs = torch.softmax(logits.float(), dim=1)
         for (i, j), pw in zip(chunk, probs.split(1), strict=True):
             out[..., i * s : (i + kh) * s, j * s : (j + kw) * s] += pw * weight
             norm[..., i * s : (i + kh) * s, j * s : (j + kw) * s] += weight

@@ -121,6 +121,9 @@ class TrainConfig:
     grad_accum: int = 1
     lr: float = 2e-4
     mask_head_lr: float = 10.0  # a JointDiT mask head's learning rate, as a multiple of lr
+    # arch=joint: train the mask head alone (at lr) on a frozen init_from network; a label head
+    # (joint.mask_labels) trains only so, on the seg samples' dense labels (objectives.joint.label_head_loss).
+    only_mask_head: bool = False
     weight_decay: float = 0.0
     warmup: int = 200
     clip: float = 1.0
@@ -139,8 +142,10 @@ class TrainConfig:
         if self.mask_head_lr <= 0:
             raise ValueError(f"mask_head_lr must be > 0 (a multiple of lr), got {self.mask_head_lr}")
         if self.arch == "fusion":
-            if self.lora.rank or self.guidance != GuidanceConfig():
-                raise ValueError("lora.* and guidance.* apply to arch=joint (the FusionDiT has neither)")
+            if self.lora.rank or self.guidance != GuidanceConfig() or self.only_mask_head:
+                raise ValueError(
+                    "lora.*, guidance.* and only_mask_head apply to arch=joint (a FusionDiT has none of them)"
+                )
             return
         obj = self.objective
         if obj.kind != "flow" or obj.prior != "gaussian" or obj.bridge_sigma or obj.aux_weight:
@@ -152,6 +157,12 @@ class TrainConfig:
             raise ValueError("arch=joint samples from Gaussian noise: sampler.prior=gaussian, no bridge")
         if self.grad_checkpoint:
             raise ValueError("grad_checkpoint is implemented for arch=fusion only")
+        if self.only_mask_head and not (self.init_from and self.joint.mask_head):
+            raise ValueError(
+                "only_mask_head trains a head on a frozen network: give init_from and joint.mask_head"
+            )
+        if self.joint.mask_labels and not self.only_mask_head:
+            raise ValueError("a label head (joint.mask_labels) trains alone: set only_mask_head=true")
 
 
 def check_runnable(cfg: TrainConfig) -> None:

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from allfuse.objectives import LatentBatch
+from allfuse.objectives.batch import SegLabels
 from allfuse.train.config import TrainConfig
 
 
@@ -122,7 +123,29 @@ class Frozen:
             prompt, mask = (t.clone() for t in self.text.encode(list(batch["prompt"])))
         target = self.tok.encode(batch["target"]).clone()
         masks, has_mask = batch.get("mask"), batch.get("has_mask")
-        return LatentBatch(conds, target, prompt, mask, [batch["target"]], masks, has_mask)
+        pixels = [batch["a"], batch["b"]]
+        seg = self.seg_labels(batch)
+        return LatentBatch(conds, target, prompt, mask, [batch["target"]], masks, has_mask, pixels, seg)
+
+    def seg_labels(self, batch: dict) -> SegLabels | None:
+        """The batch's dense seg labels in one label set (the union of the samples' own sets, in order of
+        appearance), with the text tokens of its names; None without labelled samples or a text encoder."""
+        label = batch.get("label")
+        if label is None or self.text is None or not bool((label >= 0).any()):
+            return None
+        sets = [tuple(c.split("|")) if c else () for c in batch["classes"]]
+        names = tuple(dict.fromkeys(n for s in sets for n in s))
+        out = torch.full_like(label, -1)
+        allowed = torch.zeros(len(sets), len(names), dtype=torch.bool)
+        for i, own in enumerate(sets):
+            if not own:
+                continue
+            lookup = torch.tensor([names.index(n) for n in own])
+            known = label[i] >= 0
+            out[i][known] = lookup[label[i][known]]
+            allowed[i, lookup] = True
+        text, text_mask = (t.clone() for t in self.text.encode(list(names)))
+        return SegLabels(out, allowed, text, text_mask, names)
 
     def decode_for_loss(self, z: torch.Tensor) -> torch.Tensor:
         """Differentiable decode (frozen weights) for the auxiliary pixel loss, MMAIF Eq. (9)."""

@@ -23,7 +23,7 @@ from allfuse.models import FusionDiT, JointDiT
 from allfuse.models.joint import JointConfig
 from allfuse.models.lora import add_lora, lora_parameters, merge_lora
 from allfuse.objectives import LatentBatch, compute_loss
-from allfuse.objectives.joint import joint_loss
+from allfuse.objectives.joint import joint_loss, label_head_loss
 from allfuse.train.config import TrainConfig, config_from_dict
 from allfuse.train.data import Frozen
 
@@ -72,6 +72,9 @@ def joint_trainee(cfg: TrainConfig, frozen: Frozen, device: torch.device, verbos
                 f"{cfg.joint.latent_channels} / {cfg.joint.text_dim}"
             )
         # the base's network, plus a mask head when the run asks for one (a new head starts untrained)
+        if cfg.joint.mask_labels and cfg.joint.mask_labels != base.mask_labels:  # another head: a new one
+            state = {k: v for k, v in state.items() if not k.startswith("mask_head.")}
+            base = dataclasses.replace(base, mask_head=True, mask_labels=cfg.joint.mask_labels)
         base = dataclasses.replace(base, mask_head=base.mask_head or cfg.joint.mask_head)
         cfg = dataclasses.replace(cfg, joint=base)
     model = JointDiT(cfg.joint)
@@ -94,6 +97,18 @@ def joint_trainee(cfg: TrainConfig, frozen: Frozen, device: torch.device, verbos
             n = sum(p.numel() for p in params + head)
             print(f"LoRA rank {cfg.lora.rank} on {len(names)} layers: {n:,} trained parameters", flush=True)
     model.to(device)
+    if cfg.only_mask_head:  # the network frozen, its head alone at lr
+        for q in model.parameters():
+            q.requires_grad_(False)
+        for q in head:
+            q.requires_grad_(True)
+        if verbose:
+            print(f"mask head alone: {sum(q.numel() for q in head):,} trained parameters", flush=True)
+        if model.cfg.mask_labels:
+            return Trainee(cfg, model, head, lambda net, batch, gen: label_head_loss(net, batch))
+        return Trainee(
+            cfg, model, head, lambda net, batch, gen: joint_loss(net, batch, cfg.objective, cfg.guidance, gen)
+        )
     groups: list = params
     if head:  # the mask head, new or small beside the network, learns at mask_head_lr x lr
         groups = [{"params": params}, {"params": head, "lr": cfg.lr * cfg.mask_head_lr}]
