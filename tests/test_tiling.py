@@ -27,10 +27,22 @@ class Pointwise(nn.Module):
 
     cfg = ModelConfig(latent_channels=4, hidden=32, heads=2, text_dim=8)
 
-    def forward(self, conds, prompt=None, prompt_mask=None, x=None, t=None) -> DiTOutput:
+    def forward(self, conds, prompt=None, prompt_mask=None, x=None, t=None, later_pass=False) -> DiTOutput:
         z = torch.stack(list(conds), 1) if not isinstance(conds, Tensor) else conds
         out = z[:, 0] * 2 - z[:, 1] + (0 if x is None else x * t.view(-1, 1, 1, 1))
-        return DiTOutput(out, torch.zeros(()))
+        later = torch.as_tensor(later_pass).float().expand(z.shape[0]).view(-1, 1, 1, 1)
+        return DiTOutput(out + 0.5 * later, torch.zeros(()))
+
+
+def test_windows_keep_which_samples_are_a_later_pass() -> None:
+    conds = [torch.randn(3, 4, 37, 50) for _ in range(2)]
+    later = torch.tensor([True, False, True])
+    full = Pointwise()(conds, later_pass=later).sample
+    tiled = TiledModel(Pointwise(), window=16)(conds, later_pass=later).sample
+    torch.testing.assert_close(tiled, full)
+    assert not torch.allclose(full[0], Pointwise()(conds).sample[0])
+    every = TiledModel(Pointwise(), window=16)(conds, later_pass=True).sample
+    torch.testing.assert_close(every, Pointwise()(conds, later_pass=True).sample)
 
 
 def test_blending_is_exact_for_a_pointwise_network() -> None:

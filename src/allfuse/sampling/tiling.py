@@ -60,19 +60,21 @@ class TiledModel(nn.Module):
         prompt_mask: Tensor | None = None,
         x: Tensor | None = None,
         t: Tensor | None = None,
+        later_pass: Tensor | bool = False,
     ) -> DiTOutput:
         """Same contract as FusionDiT.forward; the balance loss is the mean over windows."""
         z = torch.stack(list(conds), dim=1) if not isinstance(conds, Tensor) else conds  # (B, N, C, H, W)
         b, _, _, hh, ww = z.shape
         k = self.window
         if hh <= k and ww <= k:
-            return self.module(conds, prompt, prompt_mask, x=x, t=t)
+            return self.module(conds, prompt, prompt_mask, x=x, t=t, later_pass=later_pass)
         rows, cols = window_starts(hh, k, self.overlap), window_starts(ww, k, self.overlap)
         spots = [(i, j) for i in rows for j in cols]
         kh, kw = min(k, hh), min(k, ww)
         weight = (ramp(kh, self.overlap)[:, None] * ramp(kw, self.overlap)[None, :]).to(z.device)
         out, norm, balance = None, z.new_zeros(1, 1, hh, ww, dtype=torch.float32), []
         tt = None if t is None else torch.as_tensor(t, device=z.device).float().expand(b)
+        later = torch.as_tensor(later_pass, device=z.device).bool().expand(b)
         for c0 in range(0, len(spots), self.chunk):
             part = spots[c0 : c0 + self.chunk]
             n = len(part)
@@ -81,7 +83,7 @@ class TiledModel(nn.Module):
             pc = None if prompt is None else prompt.repeat(n, 1, 1)
             mc = None if prompt_mask is None else prompt_mask.repeat(n, 1)
             tc = None if tt is None else tt.repeat(n)
-            res = self.module(crop, pc, mc, x=xc, t=tc)
+            res = self.module(crop, pc, mc, x=xc, t=tc, later_pass=later.repeat(n))
             pred = res.sample.float().view(n, b, -1, kh, kw)
             if out is None:
                 out = z.new_zeros(b, pred.shape[2], hh, ww, dtype=torch.float32)
