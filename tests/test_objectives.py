@@ -197,7 +197,8 @@ def test_refeed_loss_trains_on_the_second_pass() -> None:
 
 def test_refeed_marks_the_second_pass_with_the_pass_condition() -> None:
     """With ModelConfig.pass_cond, refed samples train the later-pass call: the loss is the one of
-    f(z, z, P, later_pass=True), and the pass condition gets a gradient (only from those samples)."""
+    f(z, mean of the inputs, P, later_pass=True), and the pass condition gets a gradient (only from those
+    samples)."""
     torch.manual_seed(0)
     model = build_model(ModelConfig(**MICRO, timestep=False, pass_cond=True))
     with torch.no_grad():  # a trained model: adaLN projections and the pass condition are not 0
@@ -208,8 +209,9 @@ def test_refeed_marks_the_second_pass_with_the_pass_condition() -> None:
     loss, _ = compute_loss(model, batch, cfg, decode, torch.Generator().manual_seed(1))
     with torch.no_grad():
         z = model(batch.conds, batch.prompt, batch.prompt_mask).sample
-        marked = model([z, z], batch.prompt, batch.prompt_mask, later_pass=True)
-        plain = model([z, z], batch.prompt, batch.prompt_mask)
+        mean = (batch.conds[0] + batch.conds[1]) / 2
+        marked = model([z, mean], batch.prompt, batch.prompt_mask, later_pass=True)
+        plain = model([z, mean], batch.prompt, batch.prompt_mask)
     expected = (marked.sample - batch.target).pow(2).mean() + cfg.balance_weight * marked.balance_loss
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert not torch.allclose(marked.sample, plain.sample)

@@ -93,10 +93,11 @@ class ModelConfig:
     lora_adaln: bool = True
     lora_rank: int = 64  # d'
     prompt: bool = True
-    # Regression models with SamplerConfig.passes > 1 (beyond MMAIF): a learned adaLN condition added to
-    # every token on the calls after the first, so the second pass z <- f(z, z, P) is told that its inputs
-    # are the model's own output and can undo what the first pass got wrong (e.g. a small brightness shift
-    # on an input that needed no restoration) rather than repeat it.
+    # Regression models with SamplerConfig.passes > 1 (beyond MMAIF): the calls after the first see the
+    # last output AND the mean of the inputs, z <- f(z, mean(Z_i), P), with a learned adaLN condition on
+    # every token that marks them as later passes. Two plain passes z <- f(z, z, P) cannot tell an image
+    # that needed no restoration from one the first pass half restored, so they push both further; here
+    # the change the first pass made, z - mean(Z_i), says how far it went.
     pass_cond: bool = False
 
     def __post_init__(self) -> None:

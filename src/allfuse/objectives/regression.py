@@ -34,9 +34,10 @@ def refeed_inputs(
     model: nn.Module, batch: LatentBatch, share: float, generator: torch.Generator | None
 ) -> tuple[list[Tensor], Tensor]:
     """(inputs, picked): the batch's input latents with a random `share` of its samples replaced by
-    z = f(inputs, P), the model's own output (no gradient), in every input slot, and the (B,) bool mask of
-    those samples (the model's `later_pass`): the second pass of SamplerConfig.passes = 2, z <- f(z, z, P),
-    learns to take the first pass's partial restoration towards the same target."""
+    z = f(inputs, P), the model's own output (no gradient), in every input slot (with ModelConfig.pass_cond:
+    [z, mean of the inputs]), and the (B,) bool mask of those samples (the model's `later_pass`): the
+    second pass of SamplerConfig.passes = 2 learns to take the first pass's partial restoration towards the
+    same target."""
     b = batch.target.shape[0]
     pick = torch.rand(b, generator=generator) < share
     if not bool(pick.any()):
@@ -46,9 +47,17 @@ def refeed_inputs(
     mask = None if batch.prompt_mask is None else batch.prompt_mask[idx]
     with torch.no_grad():
         z = model([c[idx] for c in batch.conds], prompt, mask).sample.detach().to(batch.conds[0].dtype)
+    fed = [z] * len(batch.conds)
+    net_cfg = getattr(getattr(model, "module", model), "cfg", None)
+    if net_cfg is not None and net_cfg.pass_cond:  # the later pass sees [z, mean of the inputs]
+        if len(batch.conds) != 2:
+            raise ValueError(
+                f"a pass-conditioned second pass takes 2 inputs, the batch has {len(batch.conds)}"
+            )
+        fed = [z, torch.stack([c[idx] for c in batch.conds]).mean(0)]
     out = []
-    for c in batch.conds:
+    for c, new in zip(batch.conds, fed, strict=True):
         c = c.clone()
-        c[idx] = z
+        c[idx] = new
         out.append(c)
     return out, pick

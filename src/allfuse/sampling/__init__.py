@@ -78,12 +78,17 @@ def sample_latent(
     generator: torch.Generator | None = None,
 ) -> Sample:
     """Fused latent from a FusionDiT: cfg.passes calls for a regression model (each after the first on
-    the last output as both inputs, marked as a later pass), cfg's solver for a flow model."""
+    the last output as both inputs, or with ModelConfig.pass_cond on [last output, mean of the inputs]
+    and marked as a later pass), cfg's solver for a flow model."""
     cfg = cfg or SamplerConfig()
-    if not getattr(model, "module", model).cfg.timestep:  # unwrap DDP
+    net_cfg = getattr(model, "module", model).cfg  # unwrap DDP or tiling
+    if not net_cfg.timestep:
         z = model(conds, prompt, prompt_mask).sample
+        mean = torch.stack(list(conds)).mean(0) if net_cfg.pass_cond and cfg.passes > 1 else None
         for _ in range(cfg.passes - 1):
-            z = model([z, z], prompt, prompt_mask, later_pass=True).sample
+            z = model(
+                [z, z if mean is None else mean.to(z.dtype)], prompt, prompt_mask, later_pass=True
+            ).sample
         return Sample(z, cfg.passes)
     if cfg.method == "bridge" and predicts_data(model):
         raise ValueError("the bridge sampler needs a velocity-prediction model (ModelConfig.predict)")
