@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 from allfuse.cli import main
 from allfuse.io import write_image
+from allfuse.model_folder import read_model_config, resolve_model_folder
 from allfuse.models import JointDiT
 from allfuse.models.lora import LoRALinear, add_lora
 from allfuse.train.checkpoint import load_checkpoint
@@ -229,6 +230,10 @@ def test_a_label_head_trains_alone_on_a_frozen_network(stage1: Path, tmp_path: P
     saved = json.loads((run / "step_00000003" / "config.json").read_text())
     assert saved["joint"]["mask_labels"] == ["background", "circle", "square", "triangle", "star"]
     assert saved["only_mask_head"] is True
+    assert main(["export", str(run), str(tmp_path / "folder")]) == 0
+    tags = json.loads((tmp_path / "folder" / "config.json").read_text())["tags"]
+    base_tags = read_model_config(resolve_model_folder(stage1)).tags
+    assert base_tags and tags == [*base_tags, "SEG"]  # the base's tasks stay; the head adds SEG
     with pytest.raises(ValueError, match="only_mask_head"):
         load_train_config("tiny-ditfuse", [*TINY, f"init_from={stage1}", "joint.mask_head=true", labels])
 

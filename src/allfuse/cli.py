@@ -196,9 +196,25 @@ def cmd_export(args: argparse.Namespace) -> int:
     folder = save_pretrained(model, cfg, args.out, dtype=dtype)
     if cfg.arch == "joint" and cfg.init_from:
         record_base(folder, cfg.init_from)
+        if cfg.only_mask_head:  # the network is the base's: so are the tasks it was trained on
+            keep_base_tags(folder, cfg.init_from)
     merged = f", LoRA rank {cfg.lora.rank} merged" if cfg.arch == "joint" and cfg.lora.rank else ""
     print(f"exported step {step} ({args.weights}, {args.dtype}{merged}) of {saved.path} -> {folder}")
     return 0
+
+
+def keep_base_tags(folder: Path, base: str) -> None:
+    """Add the base model's task tags to the folder's config.json (a head trained alone on a frozen network
+    adds its own tags to the base's, it takes none away)."""
+    import json
+
+    from allfuse.io import atomic_write_text
+    from allfuse.model_folder import CONFIG, read_json_object, read_model_config, resolve_model_folder
+
+    theirs = read_model_config(resolve_model_folder(base)).tags
+    cfg = read_json_object(folder / CONFIG)
+    cfg["tags"] = [*theirs, *(t for t in cfg.get("tags", []) if t not in theirs)]
+    atomic_write_text(folder / CONFIG, json.dumps(cfg, indent=2))
 
 
 def record_base(folder: Path, base: str) -> None:
