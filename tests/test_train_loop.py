@@ -51,6 +51,8 @@ def test_resume_gives_the_same_weights(tmp_path: Path, preset: str) -> None:
     split = load_train_config(preset, [*TINY, f"out_dir={tmp_path / 'b'}", "max_steps=20", "ckpt_every=5"])
     train(split, until=10)
     assert "step_00000010" in (tmp_path / "b" / "latest.json").read_text()
+    with open(tmp_path / "b" / "log.csv", "a") as f:  # an interrupted run logged steps past its checkpoint
+        f.write("11,0.1,1,9,9\n12,0.1,1,9,9\n")
     train(split)  # continues from step 10 with the same schedule and data stream
     a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
     assert a.keys() == b.keys()
@@ -58,6 +60,8 @@ def test_resume_gives_the_same_weights(tmp_path: Path, preset: str) -> None:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
     log = (tmp_path / "a" / "log.csv").read_text().splitlines()
     assert log[0].startswith("step,lr,it_s") and len(log) == 21
+    resumed = (tmp_path / "b" / "log.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in resumed] == [r.split(",")[0] for r in log]  # each step once
     assert ",aux," in log[0]  # the pixel loss of MMAIF Eq. (9) through the differentiable decoder
 
 

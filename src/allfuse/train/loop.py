@@ -61,7 +61,7 @@ def train(cfg: TrainConfig, resume: bool = True, until: int | None = None) -> Pa
         persistent_workers=cfg.data.workers > 0,
     )
     batches = iter(loader)
-    logger = ScalarLog(out / "log.csv") if info.main else None
+    logger = ScalarLog(out / "log.csv", after=step if step else None) if info.main else None
     bar = tqdm(total=cfg.max_steps, initial=step, desc="train", disable=not info.main, dynamic_ncols=True)
     t0, t_step = time.perf_counter(), step
     stop = min(cfg.max_steps, until or cfg.max_steps)
