@@ -33,10 +33,25 @@ def weights_digest(model: str) -> str:
     return h.hexdigest()
 
 
+def cpu_kernels() -> str:
+    """torch's CPU capability plus the bf16 instruction sets its matmuls may use (AMX, AVX512-BF16): the
+    same capability with and without AMX sums bf16 products differently."""
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    extra = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
+    return "+".join([torch.backends.cpu.get_cpu_capability(), *extra])
+
+
 def outputs() -> dict[str, np.ndarray]:
     """Each case's fused demo pair (default settings, one thread: bf16 sums depend on the thread count),
     its model's weights digest, and the CPU kernel family the numbers come from."""
-    arrays: dict[str, np.ndarray] = {"cpu": np.array(torch.backends.cpu.get_cpu_capability())}
+    arrays: dict[str, np.ndarray] = {"cpu": np.array(cpu_kernels())}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
