@@ -119,7 +119,8 @@ def test_synth_dataset_items(pair_root):
     assert set(ds.kinds) == set(SAMPLE_KINDS)
     item = ds[3]
     keys = {"a", "b", "target", "clean_a", "clean_b", "task_id", "prompt", "meta", "mask", "has_mask"}
-    assert set(item) == keys
+    assert set(item) == keys | {"label", "classes"}
+    assert item["label"].shape == (1, 32, 32) and item["label"].dtype == torch.int64
     for k in ("a", "b", "target", "clean_a", "clean_b"):
         assert item[k].shape == (3, 32, 32) and item[k].dtype == torch.float32
         assert 0 <= float(item[k].min()) and float(item[k].max()) <= 1
