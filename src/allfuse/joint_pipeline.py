@@ -175,8 +175,8 @@ class JointPipeline(FusionPipeline):
         if names:
             if self.text is None:
                 raise ValueError("a label head needs the model's text encoder")
-            labels = self.text.encode(names)
-            labels = (labels[0].to(self.device), labels[1].to(self.device))
+            tokens_k, mask_k = self.text.encode(names)
+            labels = (tokens_k.to(self.device), mask_k.to(self.device))
         with autocast(self.device, self.cfg.bf16):
             conds = [self.tok.encode(t).float() for t in x]
             pixels = [pad_to_multiple(t, self.tok.downsample) for t in x]  # as the tokenizer pads

@@ -97,6 +97,13 @@ def joint_trainee(cfg: TrainConfig, frozen: Frozen, device: torch.device, verbos
             n = sum(p.numel() for p in params + head)
             print(f"LoRA rank {cfg.lora.rank} on {len(names)} layers: {n:,} trained parameters", flush=True)
     model.to(device)
+
+    def loss(net: nn.Module, batch: LatentBatch, gen: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        if model.cfg.mask_labels:  # a label head: its dense labels alone (it always trains alone)
+            return label_head_loss(net, batch)
+        return joint_loss(net, batch, cfg.objective, cfg.guidance, gen)
+
+    groups: list = params
     if cfg.only_mask_head:  # the network frozen, its head alone at lr
         for q in model.parameters():
             q.requires_grad_(False)
@@ -104,18 +111,9 @@ def joint_trainee(cfg: TrainConfig, frozen: Frozen, device: torch.device, verbos
             q.requires_grad_(True)
         if verbose:
             print(f"mask head alone: {sum(q.numel() for q in head):,} trained parameters", flush=True)
-        if model.cfg.mask_labels:
-            return Trainee(cfg, model, head, lambda net, batch, gen: label_head_loss(net, batch))
-        return Trainee(
-            cfg, model, head, lambda net, batch, gen: joint_loss(net, batch, cfg.objective, cfg.guidance, gen)
-        )
-    groups: list = params
-    if head:  # the mask head, new or small beside the network, learns at mask_head_lr x lr
+        groups = head
+    elif head:  # the mask head, new or small beside the network, learns at mask_head_lr x lr
         groups = [{"params": params}, {"params": head, "lr": cfg.lr * cfg.mask_head_lr}]
-
-    def loss(net: nn.Module, batch: LatentBatch, gen: torch.Generator) -> tuple[Tensor, dict[str, float]]:
-        return joint_loss(net, batch, cfg.objective, cfg.guidance, gen)
-
     return Trainee(cfg, model, groups, loss)
 
 
