@@ -111,37 +111,64 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_train_refiner(sub: argparse._SubParsersAction) -> None:
+def _add_stage_parser(
+    sub: argparse._SubParsersAction, name: str, cfg_cls: type, help: str, description: str, func
+) -> None:
+    """A `train-refiner` / `train-corrector` subcommand: MODEL OUT key=value... over `cfg_cls`."""
     from allfuse.config import describe_fields
-    from allfuse.train.refine import RefineTrainConfig
 
-    keys = "\n".join("  " + line for line in describe_fields(RefineTrainConfig(model="MODEL")))
+    keys = "\n".join("  " + line for line in describe_fields(cfg_cls(model="MODEL")))
     p = sub.add_parser(
-        "train-refiner",
-        help="train the pixel-space refiner behind a trained model (resumes from OUT)",
-        description="Train the refiner behind a frozen DiT. Settings are key=value overrides, dotted for "
-        "nested fields, as for `allfuse train` (e.g. refiner.bands=2 max_steps=5000 "
-        "data_overrides.n_weights=[3,2,2,2]).",
+        name,
+        help=help,
+        description=description + " Settings are key=value overrides, dotted for nested fields, as for "
+        "`allfuse train`.",
         epilog=f"keys and defaults:\n{keys}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model", help="allfuse-reg, allfuse-fm or a model folder: the frozen DiT")
+    p.add_argument("model", help="allfuse-reg, allfuse-fm or a model folder")
     p.add_argument("out", type=Path, help="run folder (checkpoints, log.csv, val.jsonl)")
     p.add_argument("overrides", nargs="*", help="key=value settings (listed below)")
     p.add_argument("--config", default=None, help="a YAML file of the same keys, applied before overrides")
     p.add_argument("--until", type=int, default=None, help="stop (checkpointed) at this step")
-    p.set_defaults(func=cmd_train_refiner)
+    p.set_defaults(func=func, cfg_cls=cfg_cls)
 
 
-def cmd_train_refiner(args: argparse.Namespace) -> int:
-    """Train (or resume) a refiner run."""
+def _add_train_stages(sub: argparse._SubParsersAction) -> None:
+    from allfuse.train.correct import CorrectTrainConfig
+    from allfuse.train.refine import RefineTrainConfig
+
+    _add_stage_parser(
+        sub,
+        "train-refiner",
+        RefineTrainConfig,
+        "train the pixel-space refiner behind a trained model (resumes from OUT)",
+        "Train the refiner behind a frozen DiT (MODEL), e.g. refiner.bands=2 max_steps=5000 "
+        "data_overrides.n_weights=[3,2,2,2].",
+        cmd_train_stage,
+    )
+    _add_stage_parser(
+        sub,
+        "train-corrector",
+        CorrectTrainConfig,
+        "train the input corrector of a model (resumes from OUT)",
+        "Train the whole-image input corrector on MODEL's data recipe, e.g. max_steps=3000 "
+        "corrector.width=32 data_overrides.n_weights=[2,2,2,2].",
+        cmd_train_stage,
+    )
+
+
+def cmd_train_stage(args: argparse.Namespace) -> int:
+    """Train (or resume) a refiner or corrector run."""
     from allfuse.config import load_config
-    from allfuse.train.refine import RefineTrainConfig, train_refiner
+    from allfuse.train.correct import CorrectTrainConfig, train_corrector
+    from allfuse.train.refine import train_refiner
 
+    run = train_corrector if args.cfg_cls is CorrectTrainConfig else train_refiner
     try:
-        base = RefineTrainConfig(model=args.model, out_dir=str(args.out))
-        cfg = load_config(RefineTrainConfig, base, args.config, args.overrides)
-        out = train_refiner(cfg, until=args.until)
+        base = args.cfg_cls(model=args.model, out_dir=str(args.out))
+        cfg = load_config(args.cfg_cls, base, args.config, args.overrides)
+        out = run(cfg, until=args.until)
     except (FileNotFoundError, KeyError, TypeError, ValueError) as e:
         raise CliError(str(e).strip("'\"")) from None
     print(f"run folder: {out}")
@@ -151,7 +178,12 @@ def cmd_train_refiner(args: argparse.Namespace) -> int:
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="turn a training run/checkpoint into a model folder for --model")
     p.add_argument("run", type=Path, help="run folder (its latest checkpoint) or checkpoint folder")
-    p.add_argument("out", type=Path, help="model folder to write (model.safetensors + config.json)")
+    p.add_argument(
+        "out",
+        type=Path,
+        help="model folder to write (model.safetensors + config.json); a refiner or corrector run "
+        "is added to an existing one",
+    )
     p.add_argument("--weights", choices=["ema", "raw"], default="ema", help="EMA (inference) or raw weights")
     p.add_argument("--dtype", choices=["fp16", "fp32"], default="fp16", help="stored precision")
     p.add_argument("--work-side", type=int, help="refiner runs: the model's default fuse --work-side, px")
@@ -175,6 +207,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     weights = saved.ema if args.weights == "ema" and saved.ema is not None else saved.model
     dtype = torch.float16 if args.dtype == "fp16" else torch.float32
     step = saved.state.get("step", "?")
+    if saved.config.get("kind") == "corrector":
+        return export_corrector(saved, weights, dtype, args)
     if saved.config.get("kind") == "refiner":
         from allfuse.models.refine import Refiner
         from allfuse.train.refine import RefineTrainConfig
@@ -200,6 +234,26 @@ def cmd_export(args: argparse.Namespace) -> int:
             keep_base_tags(folder, cfg.init_from)
     merged = f", LoRA rank {cfg.lora.rank} merged" if cfg.arch == "joint" and cfg.lora.rank else ""
     print(f"exported step {step} ({args.weights}, {args.dtype}{merged}) of {saved.path} -> {folder}")
+    return 0
+
+
+def export_corrector(saved, weights: dict, dtype, args: argparse.Namespace) -> int:
+    """Add a corrector run's network to an existing model folder."""
+    from allfuse.model_folder import save_corrector
+    from allfuse.models.correct import Corrector
+    from allfuse.train.correct import CorrectTrainConfig
+
+    if args.work_side is not None:
+        raise CliError("--work-side belongs to a refiner run's export (the refiner restores full size)")
+    ccfg = CorrectTrainConfig.from_dict(saved.config)
+    net = Corrector(ccfg.corrector)
+    net.load_state_dict(weights)
+    step = saved.state.get("step", "?")
+    try:
+        folder = save_corrector(net, args.out, dtype=dtype, info={"step": step, **ccfg.to_dict()})
+    except (FileNotFoundError, ValueError) as e:
+        raise CliError(str(e)) from None
+    print(f"exported corrector step {step} ({args.weights}) of {saved.path} -> {folder}")
     return 0
 
 
@@ -271,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_synth_parser(sub)
     _add_train(sub)
     add_train_tokenizer_parser(sub)
-    _add_train_refiner(sub)
+    _add_train_stages(sub)
     _add_export(sub)
     _add_serve(sub)
     return parser

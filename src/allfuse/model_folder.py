@@ -9,6 +9,8 @@ A model folder (the layout diffusers uses: a config beside safetensors weights) 
   model.safetensors    the DiT weights (EMA)
   refiner.json         the refiner's config and its default latent-path side (when it has a refiner)
   refiner.safetensors  the refiner weights
+  corrector.json       the input corrector's config (when it has one; allfuse.models.correct)
+  corrector.safetensors  the input corrector's weights
   training.json        how it was trained (the training configs; informative, never needed to run it)
   MODEL_CARD.md        what it does well and where it fails (shipped models)
 Keys this version does not know are ignored with a warning, so a folder written by newer code loads.
@@ -43,6 +45,7 @@ from allfuse.config import (
 )
 from allfuse.data.prompts import CONTROL_TAGS, task_tags
 from allfuse.io import atomic_write_safetensors, atomic_write_text
+from allfuse.models.correct import Corrector, CorrectorConfig
 from allfuse.models.joint import JointConfig
 from allfuse.models.refine import Refiner, RefinerConfig
 
@@ -53,6 +56,8 @@ CLASS_NAME, FORMAT_VERSION = "FusionPipeline", 1
 PIPELINE_CLASS: dict[str, Arch] = {"FusionPipeline": "fusion", "JointPipeline": "joint"}
 CONFIG, WEIGHTS, TRAINING = "config.json", "model.safetensors", "training.json"
 REFINER_WEIGHTS, REFINER_CONFIG = "refiner.safetensors", "refiner.json"
+CORRECTOR_WEIGHTS, CORRECTOR_CONFIG = "corrector.safetensors", "corrector.json"
+PARTS = {"refiner": (REFINER_CONFIG, REFINER_WEIGHTS), "corrector": (CORRECTOR_CONFIG, CORRECTOR_WEIGHTS)}
 LATEST = "latest.json"  # a training run folder's pointer to its newest checkpoint (allfuse.train.checkpoint)
 
 
@@ -176,7 +181,7 @@ def read_model_config(folder: Path) -> InferenceConfig:
             f"{path}: _class_name {name!r} is not a pipeline this allfuse runs "
             f"({', '.join(PIPELINE_CLASS)}); a newer allfuse may"
         )
-    values = {k: v for k, v in raw.items() if k not in ("_class_name", "format_version", "refiner", "model")}
+    values = {k: v for k, v in raw.items() if k not in ("_class_name", "format_version", "model", *PARTS)}
     for part in ("tokenizer", "text_encoder"):
         if isinstance(values.get(part), dict):
             entry = values.pop(part)
@@ -196,8 +201,9 @@ def read_model_config(folder: Path) -> InferenceConfig:
         raise ValueError(f"{path}: {_message(e)}") from None
 
 
-def config_json(cfg: InferenceConfig, refiner: bool) -> dict[str, Any]:
-    """The config.json form of an inference config (tokenizer and text encoder as name + fingerprint)."""
+def config_json(cfg: InferenceConfig, folder: Path | None = None) -> dict[str, Any]:
+    """The config.json form of an inference config (tokenizer and text encoder as name + fingerprint),
+    naming the refiner and corrector files `folder` holds."""
     values = config_to_dict(cfg)
     name = next(k for k, arch in PIPELINE_CLASS.items() if arch == cfg.arch)
     out: dict[str, Any] = {"_class_name": name, "format_version": FORMAT_VERSION}
@@ -208,7 +214,10 @@ def config_json(cfg: InferenceConfig, refiner: bool) -> dict[str, Any]:
             continue  # a FusionDiT has no guidance: its config.json stays as older versions wrote it
         elif not key.endswith("_fingerprint"):
             out[key] = value
-    out["refiner"] = {"config": REFINER_CONFIG, "weights": REFINER_WEIGHTS} if refiner else None
+    for part, (config, weights) in PARTS.items():
+        present = folder is not None and (folder / weights).is_file()
+        if present or part == "refiner":  # "refiner": null as older versions wrote it
+            out[part] = {"config": config, "weights": weights} if present else None
     return out
 
 
@@ -246,8 +255,7 @@ def save_pretrained(
         k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()
     }
     atomic_write_safetensors(folder / WEIGHTS, state)
-    has_refiner = (folder / REFINER_WEIGHTS).is_file()
-    atomic_write_text(folder / CONFIG, json.dumps(config_json(fingerprints(icfg), has_refiner), indent=2))
+    atomic_write_text(folder / CONFIG, json.dumps(config_json(fingerprints(icfg), folder), indent=2))
     if training is not None:
         record = read_training(folder) if (folder / TRAINING).is_file() else {}
         write_training(folder, {**record, "dit": training})
@@ -265,17 +273,38 @@ def save_refiner(
     trained goes to training.json); work_side becomes the pipeline's default latent-path side. Atomic."""
     if work_side is not None and work_side < 16:
         raise ValueError(f"work_side {work_side} px is too small (>= 16)")
-    folder = resolve_model_folder(folder)
-    state = {k: v.to(dtype).contiguous() for k, v in net.state_dict().items()}
-    atomic_write_safetensors(folder / REFINER_WEIGHTS, state)
     meta = {"refiner": net.cfg.to_dict(), **({"work_side": work_side} if work_side else {})}
-    atomic_write_text(folder / REFINER_CONFIG, json.dumps(meta, indent=2))
+    return save_part("refiner", net, meta, folder, dtype, info)
+
+
+def save_corrector(
+    net: Corrector, folder: str | os.PathLike, dtype: torch.dtype = torch.float32, info: dict | None = None
+) -> Path:
+    """Add a trained input corrector to an existing model folder (corrector.safetensors + corrector.json;
+    how it was trained goes to training.json). Atomic."""
+    return save_part("corrector", net, {"corrector": net.cfg.to_dict()}, folder, dtype, info)
+
+
+def save_part(
+    part: str,
+    net: torch.nn.Module,
+    meta: dict,
+    folder: str | os.PathLike,
+    dtype: torch.dtype,
+    info: dict | None,
+) -> Path:
+    """Write one of PARTS into a model folder: weights, its JSON config, config.json entry, training.json."""
+    folder = resolve_model_folder(folder)
+    config, weights = PARTS[part]
+    state = {k: v.to(dtype).contiguous() for k, v in net.state_dict().items()}
+    atomic_write_safetensors(folder / weights, state)
+    atomic_write_text(folder / config, json.dumps(meta, indent=2))
     raw = read_json_object(folder / CONFIG)
     if "format_version" in raw:
-        raw["refiner"] = {"config": REFINER_CONFIG, "weights": REFINER_WEIGHTS}
+        raw[part] = {"config": config, "weights": weights}
         atomic_write_text(folder / CONFIG, json.dumps(raw, indent=2))
     record = read_training(folder) if (folder / TRAINING).is_file() else {}
-    write_training(folder, {**record, "refiner": info or {}})
+    write_training(folder, {**record, part: info or {}})
     return folder
 
 
@@ -289,6 +318,20 @@ def load_refiner(folder: Path) -> Refiner | None:
         raise ValueError(f"{folder / REFINER_CONFIG}: not a refiner config ({_message(e)})") from None
     net = Refiner(rcfg)
     load_weights(net, folder / REFINER_WEIGHTS)
+    return net
+
+
+def load_corrector(folder: Path) -> Corrector | None:
+    """The input corrector of a model folder, or None when it has none."""
+    if not (folder / CORRECTOR_WEIGHTS).is_file():
+        return None
+    path = folder / CORRECTOR_CONFIG
+    try:
+        ccfg = CorrectorConfig.from_dict(read_json_object(path)["corrector"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: not a corrector config ({_message(e)})") from None
+    net = Corrector(ccfg)
+    load_weights(net, folder / CORRECTOR_WEIGHTS)
     return net
 
 

@@ -45,15 +45,18 @@ from allfuse.model_folder import (
     check_fingerprint,
     embedded_with_tags,
     inference_from_training,
+    load_corrector,
     load_refiner,
     load_weights,
     read_model_config,
     refiner_meta,
     resolve_model_folder,
+    save_corrector,
     save_pretrained,
     save_refiner,
 )
 from allfuse.models import FusionDiT, JointDiT
+from allfuse.models.correct import Corrector
 from allfuse.models.joint import JointConfig
 from allfuse.models.refine import Refiner
 from allfuse.sampling import sample_latent
@@ -79,6 +82,7 @@ class FusionPipeline:
         name: str,
         refiner: Refiner | None = None,
         work_side: int | None = None,
+        corrector: Corrector | None = None,
     ) -> None:
         if not isinstance(cfg, InferenceConfig):  # a training config: the part inference needs
             cfg = inference_from_training(config_to_dict(cfg))
@@ -91,6 +95,7 @@ class FusionPipeline:
         )
         self.refiner = refiner.eval() if refiner is not None else None
         self.work_side = work_side  # default of __call__'s work_side (the model folder's refiner.json)
+        self.corrector = corrector.eval() if corrector is not None else None
 
     @classmethod
     def from_pretrained(
@@ -131,13 +136,18 @@ class FusionPipeline:
                 f"{folder / REFINER_CONFIG}: work_side must be an integer >= 16, got {work_side!r}"
             )
         pipe = kind(model, cfg, tok, text, str(name_or_path), refiner, work_side)
+        if kind is FusionPipeline:
+            pipe.corrector = load_corrector(folder)
         return pipe.to(target) if target is not None else pipe
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
-        """Write this pipeline as a model folder (DiT, config, refiner) that from_pretrained loads back."""
+        """Write this pipeline as a model folder (DiT, config, refiner, corrector) that from_pretrained loads
+        back."""
         folder = save_pretrained(self.model, self.cfg, folder)
         if self.refiner is not None:
             save_refiner(self.refiner, folder, work_side=self.work_side)
+        if self.corrector is not None:
+            save_corrector(self.corrector, folder)
         return folder
 
     @property
@@ -146,11 +156,12 @@ class FusionPipeline:
         return next(self.model.parameters()).device
 
     def to(self, device: str | torch.device) -> FusionPipeline:
-        """Move the DiT, the refiner and the tokenizer's networks to `device`; returns self."""
+        """Move the DiT, the refiner, the corrector and the tokenizer's networks to `device`; returns self."""
         device = torch.device(device)
         self.model.to(device)
-        if self.refiner is not None:
-            self.refiner.to(device)
+        for part in (self.refiner, self.corrector):
+            if part is not None:
+                part.to(device)
         for part in vars(self.tok).values():  # a tokenizer's networks (KL-VAE, TAEF2, diffusers VAE)
             if isinstance(part, torch.nn.Module):
                 part.to(device)
@@ -199,6 +210,7 @@ class FusionPipeline:
         refine: bool = True,
         work_side: int | None = None,
         tile_pixels: int | None = None,
+        correct: bool = True,
     ) -> Image:
         """Fuse >= 2 same-size images; gray output when every input is gray.
 
@@ -216,8 +228,12 @@ class FusionPipeline:
         default (`self.work_side`, from refiner.json; full size when it has none or refine=False),
         0 = full size.
         tile_pixels: images of more pixels run encoder, decoder and refiner on overlapping tiles of at
-        most this many pixels, in bounded memory (allfuse.tiled); None = 1024 x 1024, 0 = never."""
+        most this many pixels, in bounded memory (allfuse.tiled); None = 1024 x 1024, 0 = never.
+        correct: first run the input corrector (allfuse.models.correct: haze, exposure, from the whole
+        image) when the model has one."""
         images, colour, task = self.prepare(images, task)
+        if correct and self.corrector is not None:
+            images = self.correct_inputs(images, task)
         check_options(steps, sampler, tile, work_side, tile_pixels)
         prompt_text = self.build_prompt(prompt, task) if self.text is not None else None
         latent = self.latent_fn(prompt_text, steps, sampler, seed, tile)
@@ -233,6 +249,15 @@ class FusionPipeline:
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose auto or one of {', '.join(TASKS)}")
         return images, colour, task  # type: ignore[return-value]
+
+    def correct_inputs(self, images: list[Image], task: Task) -> list[Image]:
+        """The corrector's whole-image gain/offset correction of every input (all of them as context)."""
+        xs = [image_tensor(im).to(self.device) for im in images]
+        out = []
+        for im, y in zip(images, self.corrector.correct(xs, task), strict=True):  # type: ignore[union-attr]
+            a = y[0].permute(1, 2, 0).cpu().numpy().astype(np.float32)
+            out.append(a.mean(axis=2) if np.asarray(im).ndim == 2 else a)
+        return out
 
     def encode_prompt(self, prompt: str | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Token embeddings (1, L, D) and mask (1, L) of a prompt, on the pipeline's device; or None, None."""

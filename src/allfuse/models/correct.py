@@ -1,0 +1,158 @@
+"""Input corrector: a whole-image photometric restoration of each input, before the latent path.
+
+Beyond the papers (SPEC; issue "restoration on unseen scenes"): haze, low light and over-exposure are, in
+the low-frequency band, a smooth per-pixel affine map of the scene radiance J:
+  haze (Koschmieder):   I = J t + A (1 - t)     so  J = I / t - A (1 - t) / t
+  exposure:             I = g J (+ a clip)      so  J = I / g
+and their parameters are global or slowly varying (airlight, exposure, a depth-driven transmission), so
+they are best estimated from the whole image, which the DiT's 256 px latent windows never see. The DiT
+removes about half of a uniform veil even inside one window (measured, allfuse-reg card), while the
+classical chains that win the haze cells (`dcp+...`) invert exactly this model with a whole-image airlight.
+
+The corrector predicts, for each input, per-channel gain and offset maps on a coarse grid from a thumbnail
+of the whole image (long side `thumb` px), with the mean of all inputs' thumbnails and the fusion task as
+context (a multi-exposure source is dark on purpose; a visible image of an infrared pair is not), then
+applies them at full resolution (HDRNet, Gharbi et al. 2017, and the Fast Guided Filter, He & Sun 2015,
+apply coefficients predicted at low resolution to the full image the same way):
+  out = a * I + b,   a = M ** tanh(u),  b = M * tanh(v),   (u, v) bilinearly upsampled from the grid
+with M = max_gain. The head starts at zero, so an untrained corrector is the identity, and a clean,
+well-exposed input should get u = v = 0 back (trained with clean samples; bench/quality.py "identity").
+Noise, blur and detail are left to the DiT and refiner: the coefficients are smooth by construction.
+
+The network is a small U-Net (strided 3x3 convolutions, a pooled whole-image vector added back at the
+coarsest level) over [thumbnail, mean thumbnail of the inputs, task one-hot]. Applying the coefficients
+goes by bands of rows (grid_sample), so a 12 MP image needs no full-size coefficient maps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+CORRECT_TASKS = ("vif", "mef", "mff")  # the task one-hot's order
+APPLY_ROWS = 256  # rows per band when applying the coefficients
+
+
+@dataclass(frozen=True)
+class CorrectorConfig:
+    """Width of the corrector U-Net, its thumbnail size and the bound on its gains and offsets."""
+
+    width: int = 32
+    thumb: int = 128  # long side of the thumbnail it sees, px (smaller images are seen at their size)
+    max_gain: float = 8.0  # M: gains in [1/M, M], offsets in [-M, M]
+
+    def __post_init__(self) -> None:
+        if self.width < 4 or self.thumb < 16 or self.max_gain <= 1.0:
+            raise ValueError(f"corrector needs width >= 4, thumb >= 16 and max_gain > 1, got {self}")
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> CorrectorConfig:
+        """Inverse of to_dict."""
+        return cls(**values)
+
+
+def conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    """3x3 convolution and GELU."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.GELU())
+
+
+class Corrector(nn.Module):
+    """Per-input gain/offset maps from whole-image thumbnails; `forward(images, task) -> corrected`."""
+
+    def __init__(self, cfg: CorrectorConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or CorrectorConfig()
+        w = cfg.width
+        self.enc1 = nn.Sequential(conv(6 + len(CORRECT_TASKS), w, 2), conv(w, w))  # 1/2 of the thumbnail
+        self.enc2 = nn.Sequential(conv(w, 2 * w, 2), conv(2 * w, 2 * w))  # 1/4
+        self.enc3 = nn.Sequential(conv(2 * w, 4 * w, 2), conv(4 * w, 4 * w))  # 1/8
+        self.globe = nn.Sequential(nn.Linear(8 * w, 4 * w), nn.GELU(), nn.Linear(4 * w, 4 * w))
+        self.dec2 = nn.Sequential(conv(6 * w, 2 * w), conv(2 * w, 2 * w))  # 1/4
+        self.dec1 = nn.Sequential(conv(3 * w, w), conv(w, w))  # 1/2: the coefficient grid
+        self.head = nn.Conv2d(w, 6, 3, 1, 1)  # (u_rgb, v_rgb)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def thumbnails(self, images: Sequence[Tensor]) -> Tensor:
+        """N x (B, 3, H, W) -> (B, N, 3, h, w): area-downscaled to long side <= thumb, as is."""
+        h, w = images[0].shape[-2:]
+        s = min(1.0, self.cfg.thumb / max(h, w))
+        size = (max(1, round(h * s)), max(1, round(w * s)))
+        th = torch.stack([F.interpolate(x.float(), size=size, mode="area") for x in images], dim=1)
+        return th
+
+    def coefficients(self, images: Sequence[Tensor], task: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """(B, N, 6, gh, gw) coefficient logits (u, v) on the grid and the thumbnail size (h, w) they cover
+        (the grid is the thumbnail, padded up to a multiple of 8, at half resolution)."""
+        th = self.thumbnails(images)  # (B, N, 3, h, w)
+        b, n, _, h, w = th.shape
+        pad = (0, -w % 8, 0, -h % 8)
+        mean = th.mean(dim=1, keepdim=True).expand(-1, n, -1, -1, -1)
+        onehot = F.one_hot(task.long(), len(CORRECT_TASKS)).to(th)  # (B, T)
+        onehot = onehot[:, None, :, None, None].expand(-1, n, -1, h, w)
+        x = torch.cat([th, mean, onehot], dim=2).flatten(0, 1)  # (B N, 9, h, w)
+        x = F.pad(x, pad, mode="replicate")
+        f1 = self.enc1(x)
+        f2 = self.enc2(f1)
+        f3 = self.enc3(f2)
+        g = self.globe(torch.cat([f3.mean(dim=(2, 3)), f3.amax(dim=(2, 3))], dim=1))
+        f3 = f3 + g[:, :, None, None]  # the whole image's summary at every cell
+        up = F.interpolate(f3, size=f2.shape[-2:], mode="bilinear", align_corners=False)
+        d2 = self.dec2(torch.cat([up, f2], dim=1))
+        up = F.interpolate(d2, size=f1.shape[-2:], mode="bilinear", align_corners=False)
+        d1 = self.dec1(torch.cat([up, f1], dim=1))
+        coef = self.head(d1)  # (B N, 6, (h + ph) / 2, (w + pw) / 2)
+        return coef.unflatten(0, (b, n)), (h, w)
+
+    def gain_offset(self, coef: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits (..., 6, gh, gw) -> gain a = M ** tanh(u), offset b = M tanh(v), each (..., 3, gh, gw)."""
+        m = self.cfg.max_gain
+        return torch.exp(math.log(m) * torch.tanh(coef[..., :3, :, :])), m * torch.tanh(coef[..., 3:, :, :])
+
+    def forward(self, images: Sequence[Tensor], task: Tensor) -> list[Tensor]:
+        """N x (B, 3, H, W) in [0, 1] and the task index per sample (CORRECT_TASKS) -> N corrected images,
+        unclamped (training scores them so; `correct` clamps)."""
+        coef, thumb = self.coefficients(images, task)
+        return [apply_coefficients(x, coef[:, i], thumb, self) for i, x in enumerate(images)]
+
+    @torch.no_grad()
+    def correct(self, images: Sequence[Tensor], task: str) -> list[Tensor]:
+        """Inference: N x (1, 3, H, W) -> N corrected images clamped to [0, 1], applied by bands of rows."""
+        t = torch.tensor([CORRECT_TASKS.index(task)], device=images[0].device)
+        coef, thumb = self.coefficients(images, t)
+        outs = [apply_coefficients(x, coef[:, i], thumb, self, APPLY_ROWS) for i, x in enumerate(images)]
+        return [y.clamp(0, 1) for y in outs]
+
+
+def apply_coefficients(
+    x: Tensor, coef: Tensor, thumb: tuple[int, int], net: Corrector, rows: int | None = None
+) -> Tensor:
+    """out = a * x + b with (a, b) from `coef` (B, 6, gh, gw), whose grid covers the padded thumbnail of
+    size `thumb`; the maps are interpolated bilinearly (align_corners False) to x's size, `rows` at a time."""
+    b, _, hh, ww = x.shape
+    gh, gw = coef.shape[-2:]
+    # the grid cell of index k covers thumbnail pixels [2k, 2k + 2); the image spans thumb pixels [0, h)
+    th, tw = thumb
+    ys = (torch.arange(hh, device=x.device, dtype=torch.float32) + 0.5) * (th / hh)  # thumb pixel coords
+    xs = (torch.arange(ww, device=x.device, dtype=torch.float32) + 0.5) * (tw / ww)
+    gx = xs / (gw * 2) * 2 - 1  # grid_sample's normalised coordinate over the padded grid (align False)
+    out = []
+    step = rows or hh
+    for y0 in range(0, hh, step):
+        gy = ys[y0 : y0 + step] / (gh * 2) * 2 - 1
+        grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1)  # (h', W, 2) as (x, y)
+        grid = grid[None].expand(b, -1, -1, -1).to(coef.dtype)
+        band = F.grid_sample(coef, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        gain, offset = net.gain_offset(band.float())
+        out.append(gain * x[:, :, y0 : y0 + step].float() + offset)
+    return torch.cat(out, dim=2)

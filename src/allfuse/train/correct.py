@@ -1,0 +1,182 @@
+"""Training the input corrector (allfuse.models.correct) on its own: degraded input -> its clean source.
+
+    allfuse train-corrector MODEL_FOLDER RUN_DIR [max_steps=N size=PX batch_size=B corrector.width=32 ...]
+    allfuse export RUN_DIR MODEL_FOLDER          # adds corrector.safetensors + corrector.json to the folder
+
+Samples are synthesized as the model folder's DiT was trained (its training.json data config, fusion kinds
+only: an M3 sample's blocks of different degradations are not a smooth map), and each degraded input is
+scored against the clean source it was degraded from, in the low-frequency band the corrector is for:
+  L = sum_i sum_{s in scales} | P_s(C(X_i)) - P_s(S_i) |_1,     P_s = area downscale by s,
+so noise, which the coefficients could only shrink along with the signal, averages out of the loss. Clean
+samples (data.n_ops 0, the self pairs) teach the identity. No DiT runs: a step costs the synthesis.
+One process; checkpoints, exact resume, EMA and the CSV log are those of the main loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from allfuse.config import build_config
+from allfuse.data.samples import FUSION_KINDS, SAMPLE_KINDS
+from allfuse.model_folder import read_training, resolve_model_folder
+from allfuse.models.correct import CORRECT_TASKS, Corrector, CorrectorConfig
+from allfuse.train import checkpoint as ckpt
+from allfuse.train.config import DataConfig, TrainConfig, config_from_dict
+from allfuse.train.data import EpochDataset, StepSampler, build_dataset
+from allfuse.train.ema import EMA
+from allfuse.train.log import ScalarLog
+from allfuse.train.optim import CautiousAdamW, optimizer_step, warmup_cosine
+
+VAL_SEED_OFFSET = 7_919  # validation samples come from a stream the training never draws
+LOSS_SCALES = (4, 16)  # area-downscale factors of the loss (module doc)
+
+
+@dataclass(frozen=True)
+class CorrectTrainConfig:
+    """A corrector run: whose data recipe it follows and how it is trained."""
+
+    model: str  # model folder (or embedded name) whose training data config the samples follow
+    out_dir: str = "runs/corrector"
+    corrector: CorrectorConfig = field(default_factory=CorrectorConfig)
+    size: int = 256  # crop size, px
+    max_steps: int = 2000
+    batch_size: int = 8
+    lr: float = 1e-3
+    warmup: int = 100
+    clip: float = 1.0
+    ema_decay: float = 0.995
+    kinds: dict[str, float] = field(default_factory=lambda: {"vif": 1.3, "mef": 1.0, "mff": 1.0})
+    # Fields of the DiT's DataConfig to change for this run, e.g. {"n_weights": [2, 2, 2, 2]}.
+    data_overrides: dict[str, object] = field(default_factory=dict)
+    seed: int = 2
+    threads: int = 0
+    workers: int = 1
+    log_every: int = 10
+    ckpt_every: int = 250
+    val_every: int = 250
+    val_samples: int = 32
+    bf16: bool = True  # the network under bf16 autocast (the coefficients are applied in fp32)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kinds, dict) or not self.kinds:
+            raise ValueError(f"kinds must map fusion tasks to weights, e.g. {{vif: 2}}, got {self.kinds!r}")
+        unknown = sorted(set(self.kinds) - set(FUSION_KINDS))
+        if unknown:
+            raise ValueError(f"kinds: {unknown} are not fusion tasks; the corrector trains on {FUSION_KINDS}")
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (stored in checkpoints as {"kind": "corrector", ...})."""
+        return {"kind": "corrector", **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> CorrectTrainConfig:
+        """Inverse of to_dict."""
+        values = {k: v for k, v in values.items() if k != "kind"}
+        return cls(**{**values, "corrector": CorrectorConfig.from_dict(values.get("corrector", {}))})
+
+
+def corrector_data(cfg: CorrectTrainConfig, seed: int):
+    """The synthesis dataset: the model folder's data recipe at `size` px, fusion kinds only."""
+    base: TrainConfig = config_from_dict(read_training(resolve_model_folder(cfg.model))["dit"])
+    data = dataclasses.replace(base.data, size=cfg.size, kinds=dict(cfg.kinds))
+    if cfg.data_overrides:
+        data = build_config(DataConfig, dict(cfg.data_overrides), prefix="data.", base=data)
+    return build_dataset(dataclasses.replace(base, data=data), seed)
+
+
+def corrector_task(task_id: torch.Tensor) -> torch.Tensor:
+    """Sample kind indices (SAMPLE_KINDS) -> the corrector's task indices (CORRECT_TASKS)."""
+    return torch.tensor([CORRECT_TASKS.index(SAMPLE_KINDS[int(i)]) for i in task_id.reshape(-1)])
+
+
+def correct_loss(net: Corrector, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    """Multi-scale low-band L1 of each corrected input to its clean source (module doc)."""
+    outs = net([batch["a"], batch["b"]], corrector_task(batch["task_id"]))
+    loss = torch.zeros((), dtype=torch.float32)
+    for out, clean in zip(outs, (batch["clean_a"], batch["clean_b"]), strict=True):
+        for s in LOSS_SCALES:
+            loss = loss + (F.avg_pool2d(out.float(), s) - F.avg_pool2d(clean.float(), s)).abs().mean()
+    return loss, {"loss": loss.item()}
+
+
+def train_corrector(cfg: CorrectTrainConfig, until: int | None = None) -> Path:
+    """Run (or resume) a corrector run to cfg.max_steps (or stop, checkpointed, at `until`)."""
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out_dir)
+    net = Corrector(cfg.corrector)
+    ema = EMA(net, cfg.ema_decay)
+    opt = CautiousAdamW(net.parameters(), lr=cfg.lr)
+    sched = warmup_cosine(opt, cfg.warmup, cfg.max_steps)
+    step = ckpt.resume(out, net, ema, opt, sched)
+    base = corrector_data(cfg, cfg.seed)
+    loader = DataLoader(
+        EpochDataset(base, len(base)),
+        batch_size=cfg.batch_size,
+        sampler=StepSampler(len(base), cfg.batch_size, 0, 1, cfg.seed, step),
+        num_workers=cfg.workers,
+        persistent_workers=cfg.workers > 0,
+    )
+    batches = iter(loader)
+    logger = ScalarLog(out / "log.csv", after=step)
+    bar = tqdm(total=cfg.max_steps, initial=step, desc="corrector", dynamic_ncols=True)
+    t0, t_step = time.perf_counter(), step
+    stop = min(cfg.max_steps, until or cfg.max_steps)
+    while step < stop:
+        net.train()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            loss, logs = correct_loss(net, next(batches))
+        loss.backward()
+        logs["grad_norm"] = optimizer_step(net, opt, sched, ema, step, cfg.clip)
+        step += 1
+        if step % cfg.log_every == 0 or step == stop:
+            rate = (step - t_step) / max(1e-9, time.perf_counter() - t0)
+            logger.write({"step": step, "lr": sched.get_last_lr()[0], "it_s": rate, **logs})
+            bar.set_postfix(loss=f"{logs['loss']:.4f}", it_s=f"{rate:.2f}")
+        bar.update(1)
+        if step % cfg.ckpt_every == 0 or step == stop:
+            state = ckpt.training_state(step, opt, sched)
+            ckpt.save_checkpoint(out, step, net.state_dict(), cfg.to_dict(), state, ema=ema.state_dict())
+        if cfg.val_every and (step % cfg.val_every == 0 or step == cfg.max_steps):
+            validate_corrector(ema.shadow, cfg, step, out)
+    bar.close()
+    return out
+
+
+@torch.no_grad()
+def validate_corrector(net: Corrector, cfg: CorrectTrainConfig, step: int, out: Path) -> dict[str, float]:
+    """On fixed held-in samples, the low-band (area / 4) mean absolute error to the clean source of each
+    degraded input before (`l1_input`) and after (`l1_corrected`) correction, and the mean change the
+    corrector makes to inputs no op touched (`change_clean`, in 1/255 steps: 0 is a perfect pass-through)."""
+    net.eval()
+    ds = corrector_data(cfg, cfg.seed + VAL_SEED_OFFSET)
+    rows: dict[str, list[float]] = {}
+    for i in range(cfg.val_samples):
+        item = ds[i]
+        xs = [item["a"][None], item["b"][None]]
+        outs = net(xs, corrector_task(item["task_id"]))
+        ops = json.loads(item["meta"]).get("ops", [])
+        for j, (x, y, clean) in enumerate(zip(xs, outs, (item["clean_a"], item["clean_b"]), strict=True)):
+            low = F.avg_pool2d(y.clamp(0, 1), 4)
+            if any(j in op["images"] for op in ops):
+                ref = F.avg_pool2d(clean[None], 4)
+                rows.setdefault("l1_input", []).append(float((F.avg_pool2d(x, 4) - ref).abs().mean()))
+                rows.setdefault("l1_corrected", []).append(float((low - ref).abs().mean()))
+            else:
+                change = 255 * float((low - F.avg_pool2d(x, 4)).abs().mean())
+                rows.setdefault("change_clean", []).append(change)
+    means = {k: float(np.mean(v)) for k, v in rows.items()}
+    with open(out / "val.jsonl", "a") as f:
+        f.write(json.dumps({"step": step, **means}) + "\n")
+    return means

@@ -1,0 +1,175 @@
+"""The input corrector: identity at init, an exact bounded affine map applied by bands, coefficients placed
+where the thumbnail puts them, learns to lift a veil, trains and resumes exactly, and ships in a model
+folder that the pipeline applies before everything else."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image as PILImage
+from safetensors.torch import load_file
+from test_train_loop import TINY
+
+from allfuse.models.correct import Corrector, CorrectorConfig, apply_coefficients
+from allfuse.train.config import load_train_config
+from allfuse.train.correct import CorrectTrainConfig, train_corrector
+from allfuse.train.loop import train
+
+
+def test_untrained_corrector_is_the_identity_at_any_size() -> None:
+    net = Corrector(CorrectorConfig(width=8, thumb=32))
+    for h, w in ((37, 22), (130, 300), (9, 9)):
+        xs = [torch.rand(2, 3, h, w), torch.rand(2, 3, h, w)]
+        for x, y in zip(xs, net(xs, torch.tensor([0, 2])), strict=True):
+            torch.testing.assert_close(y, x)
+
+
+def test_constant_coefficients_are_a_bounded_affine_map_applied_alike_by_bands() -> None:
+    net = Corrector(CorrectorConfig(width=8, thumb=32, max_gain=4.0))
+    u, v = torch.tensor([0.5, 0.0, -0.5]), torch.tensor([0.0, 0.02, -0.02])
+    with torch.no_grad():
+        net.head.bias.copy_(torch.cat([u, v]))
+    x = torch.rand(1, 3, 70, 45)
+    gain, offset = 4.0 ** torch.tanh(u), 4.0 * torch.tanh(v)
+    expected = gain[:, None, None] * x + offset[:, None, None]
+    torch.testing.assert_close(net([x, x], torch.tensor([1]))[0], expected)
+    with torch.no_grad():
+        net.head.bias[:3] = 1e3
+    assert net([x, x], torch.tensor([1]))[0][:, 0].max() <= 4.0 * x.max() + 1e-4  # the gain stops at M
+
+    torch.manual_seed(0)
+    for p in net.parameters():  # a "trained" corrector
+        torch.nn.init.normal_(p, std=0.05)
+    big = [torch.rand(1, 3, 600, 40), torch.rand(1, 3, 600, 40)]  # more rows than one band
+    whole = net(big, torch.tensor([2]))
+    banded = net.correct(big, "mff")
+    for w, b in zip(whole, banded, strict=True):
+        torch.testing.assert_close(b, w.clamp(0, 1), rtol=1e-5, atol=1e-5)
+
+
+def test_coefficients_land_where_the_thumbnail_puts_them() -> None:
+    net = Corrector(CorrectorConfig(width=8, thumb=16, max_gain=4.0))
+    coef = torch.zeros(1, 6, 8, 8)
+    coef[:, :3, :, 4:] = 50.0  # gain M on the right half of the grid (grid = the 16 px thumbnail / 2)
+    x = torch.full((1, 3, 64, 64), 0.2)
+    y = apply_coefficients(x, coef, (16, 16), net)
+    torch.testing.assert_close(y[..., :24], x[..., :24])  # left of the blend: untouched
+    torch.testing.assert_close(y[..., 40:], 4.0 * x[..., 40:])  # right of it: the full gain
+    assert (y[0, 0, 0, 1:] >= y[0, 0, 0, :-1] - 1e-6).all()  # a monotone ramp between
+
+
+def _veiled(n: int, seed: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Smooth random scenes under uniform haze: I = J t + A (1 - t), a different t and A per sample."""
+    g = torch.Generator().manual_seed(seed)
+    clean = F.interpolate(torch.rand(2 * n, 3, 6, 6, generator=g), size=(48, 48), mode="bilinear")
+    t = 0.35 + 0.4 * torch.rand(2 * n, 1, 1, 1, generator=g)
+    a = 0.75 + 0.2 * torch.rand(2 * n, 1, 1, 1, generator=g)
+    hazy = clean * t + a * (1 - t)
+    return [hazy[:n], hazy[n:]], [clean[:n], clean[n:]]
+
+
+def test_corrector_learns_to_lift_a_veil_on_scenes_it_never_saw() -> None:
+    torch.manual_seed(0)
+    net = Corrector(CorrectorConfig(width=8, thumb=48))
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    task = torch.zeros(8, dtype=torch.long)
+    for step in range(150):
+        xs, ys = _veiled(8, step)
+        loss = sum((o - y).abs().mean() for o, y in zip(net(xs, task), ys, strict=True))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    xs, ys = _veiled(8, 10_000)  # unseen scenes and veils
+    with torch.no_grad():
+        before = sum(float((x - y).abs().mean()) for x, y in zip(xs, ys, strict=True))
+        after = sum(float((o - y).abs().mean()) for o, y in zip(net(xs, task), ys, strict=True))
+    # no single gain and offset does this (the best one for all samples, least squares: 0.96 of the error);
+    # the veil is read off each whole image
+    assert after < 0.6 * before
+
+
+@pytest.fixture(scope="module")
+def dit_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny exported DiT whose training data is a folder of random multi-focus pairs."""
+    from allfuse.cli import main
+
+    tmp = tmp_path_factory.mktemp("corrector")
+    rng = np.random.default_rng(0)
+    for sub in ("near", "far"):
+        (tmp / "pairs" / "mff" / "Set" / sub).mkdir(parents=True)
+        for n in ("a", "b", "c"):
+            x = (rng.random((48, 56, 3)) * 255).astype(np.uint8)
+            PILImage.fromarray(x).save(tmp / "pairs" / "mff" / "Set" / sub / f"{n}.png")
+    data = [f"data.data=[{tmp / 'pairs'}]", "data.kinds={mff: 1}"]
+    train(load_train_config("tiny-reg", [*TINY, *data, f"out_dir={tmp / 'run'}", "max_steps=1"]))
+    assert main(["export", str(tmp / "run"), str(tmp / "model")]) == 0
+    return tmp / "model"
+
+
+def _cfg(model: Path, out: Path) -> CorrectTrainConfig:
+    return CorrectTrainConfig(
+        model=str(model),
+        out_dir=str(out),
+        corrector=CorrectorConfig(width=8, thumb=16),
+        size=32,
+        max_steps=4,
+        batch_size=2,
+        warmup=1,
+        kinds={"mff": 1.0},
+        workers=0,
+        log_every=1,
+        ckpt_every=2,
+        val_every=2,
+        val_samples=2,
+    )
+
+
+def _latest_weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(run / json.loads((run / "latest.json").read_text())["path"] / "model.safetensors")
+
+
+def test_corrector_resumes_exactly_and_ships_in_the_model_folder(dit_folder: Path, tmp_path: Path) -> None:
+    from allfuse.cli import main
+    from allfuse.pipeline import FusionPipeline
+
+    train_corrector(_cfg(dit_folder, tmp_path / "a"))
+    train_corrector(_cfg(dit_folder, tmp_path / "b"), until=2)
+    train_corrector(_cfg(dit_folder, tmp_path / "b"))
+    a, b = _latest_weights(tmp_path / "a"), _latest_weights(tmp_path / "b")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert a["head.weight"].abs().max() > 0  # it learned something
+    val = [json.loads(line) for line in (tmp_path / "a" / "val.jsonl").read_text().splitlines()]
+    assert [v["step"] for v in val] == [2, 4]
+    assert all(np.isfinite(v.get("l1_corrected", v.get("change_clean", np.nan))) for v in val)
+
+    model = tmp_path / "model"
+    model.mkdir()
+    for f in ("model.safetensors", "config.json"):
+        (model / f).write_bytes((dit_folder / f).read_bytes())
+    assert main(["export", str(tmp_path / "a"), str(model), "--work-side", "64"]) == 2  # not a refiner
+    assert main(["export", str(tmp_path / "a"), str(model), "--dtype", "fp32"]) == 0
+    assert json.loads((model / "config.json").read_text())["corrector"]["weights"] == "corrector.safetensors"
+    pipe = FusionPipeline.from_pretrained(model)
+    assert pipe.corrector is not None
+    ims = [np.random.default_rng(0).random((24, 20), dtype=np.float32), np.full((24, 20), 0.9, np.float32)]
+    corrected, plain = pipe(ims, task="mff"), pipe(ims, task="mff", correct=False)
+    assert corrected.shape == plain.shape == (24, 20)
+    assert np.abs(corrected - plain).max() > 0
+
+    again = pipe.save_pretrained(tmp_path / "again")  # a saved pipeline keeps its corrector
+    loaded = FusionPipeline.from_pretrained(again).corrector
+    torch.testing.assert_close(loaded.state_dict(), pipe.corrector.state_dict())
+    (model / "corrector.json").write_text('{"corrector": {"width": "wide"}}')
+    with pytest.raises(ValueError, match=r"corrector\.json"):
+        FusionPipeline.from_pretrained(model)
+
+
+def test_corrector_runs_refuse_sample_kinds_that_are_not_fusion_tasks() -> None:
+    with pytest.raises(ValueError, match="not fusion tasks"):
+        CorrectTrainConfig(model="allfuse-reg", kinds={"m3": 1.0})
+    with pytest.raises(ValueError, match="max_gain"):
+        CorrectorConfig(max_gain=1.0)
