@@ -20,7 +20,10 @@ well-exposed input should get u = v = 0 back (trained with clean samples; bench/
 Noise, blur and detail are left to the DiT and refiner: the coefficients are smooth by construction.
 
 The network is a small U-Net (strided 3x3 convolutions, a pooled whole-image vector added back at the
-coarsest level) over [thumbnail, mean thumbnail of the inputs, task one-hot]. Applying the coefficients
+coarsest level) over [thumbnail, its dark and bright channels, mean thumbnail of the inputs, task one-hot].
+The dark channel (the minimum over colours and a 5 x 5 window; He et al. 2009) is near zero in a clear
+image and rises with haze as A (1 - t); the bright channel (the maximum) bounds exposure. DehazeNet (Cai
+et al. 2016) feeds a CNN the same haze-relevant features. Applying the coefficients
 goes by bands of rows (grid_sample), so a 12 MP image needs no full-size coefficient maps.
 """
 
@@ -37,6 +40,7 @@ from torch import Tensor, nn
 
 CORRECT_TASKS = ("vif", "mef", "mff")  # the task one-hot's order
 APPLY_ROWS = 256  # rows per band when applying the coefficients
+PRIOR_WINDOW = 5  # px of the thumbnail: window of the dark and bright channels
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ class Corrector(nn.Module):
         super().__init__()
         self.cfg = cfg = cfg or CorrectorConfig()
         w = cfg.width
-        self.enc1 = nn.Sequential(conv(6 + len(CORRECT_TASKS), w, 2), conv(w, w))  # 1/2 of the thumbnail
+        self.enc1 = nn.Sequential(conv(8 + len(CORRECT_TASKS), w, 2), conv(w, w))  # 1/2 of the thumbnail
         self.enc2 = nn.Sequential(conv(w, 2 * w, 2), conv(2 * w, 2 * w))  # 1/4
         self.enc3 = nn.Sequential(conv(2 * w, 4 * w, 2), conv(4 * w, 4 * w))  # 1/8
         self.globe = nn.Sequential(nn.Linear(8 * w, 4 * w), nn.GELU(), nn.Linear(4 * w, 4 * w))
@@ -100,7 +104,8 @@ class Corrector(nn.Module):
         mean = th.mean(dim=1, keepdim=True).expand(-1, n, -1, -1, -1)
         onehot = F.one_hot(task.long(), len(CORRECT_TASKS)).to(th)  # (B, T)
         onehot = onehot[:, None, :, None, None].expand(-1, n, -1, h, w)
-        x = torch.cat([th, mean, onehot], dim=2).flatten(0, 1)  # (B N, 9, h, w)
+        x = torch.cat([th, dark_bright(th.flatten(0, 1)).unflatten(0, (b, n)), mean, onehot], dim=2)
+        x = x.flatten(0, 1)  # (B N, 11, h, w)
         x = F.pad(x, pad, mode="replicate")
         f1 = self.enc1(x)
         f2 = self.enc2(f1)
@@ -132,6 +137,14 @@ class Corrector(nn.Module):
         coef, thumb = self.coefficients(images, t)
         outs = [apply_coefficients(x, coef[:, i], thumb, self, APPLY_ROWS) for i, x in enumerate(images)]
         return [y.clamp(0, 1) for y in outs]
+
+
+def dark_bright(x: Tensor) -> Tensor:
+    """(B, 3, h, w) -> (B, 2, h, w): the minimum and the maximum over colours and a PRIOR_WINDOW window."""
+    k, pad = PRIOR_WINDOW, PRIOR_WINDOW // 2
+    lo = -F.max_pool2d(F.pad(-x.amin(dim=1, keepdim=True), (pad,) * 4, mode="replicate"), k, 1)
+    hi = F.max_pool2d(F.pad(x.amax(dim=1, keepdim=True), (pad,) * 4, mode="replicate"), k, 1)
+    return torch.cat([lo, hi], dim=1)
 
 
 def apply_coefficients(

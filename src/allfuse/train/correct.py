@@ -6,8 +6,11 @@
 Samples are synthesized as the model folder's DiT was trained (its training.json data config, fusion kinds
 only: an M3 sample's blocks of different degradations are not a smooth map), and each degraded input is
 scored against the clean source it was degraded from, in the low-frequency band the corrector is for:
-  L = sum_i sum_{s in scales} | P_s(C(X_i)) - P_s(S_i) |_1,     P_s = area downscale by s,
-so noise, which the coefficients could only shrink along with the signal, averages out of the loss. Clean
+  L = sum_i [ sum_{s in (4, 16)} | P_s(C(X_i)) - P_s(S_i) |_1 + w | grad P_2(C(X_i)) - grad P_2(S_i) |_1 ]
+with P_s an area downscale by s and grad the signed Sobel pair (d/dx, d/dy), weight w = grad_weight. The
+means alone are matched by an offset; the gradient term is what asks for contrast back (haze scales every
+edge by t, so only a gain of 1 / t matches it), and it also charges a gain for the noise it amplifies.
+Noise otherwise averages out of the downscaled terms. Clean
 samples (data.n_ops 0, the self pairs) teach the identity. No DiT runs: a step costs the synthesis.
 One process; checkpoints, exact resume, EMA and the CSV log are those of the main loop.
 """
@@ -30,6 +33,7 @@ from allfuse.config import build_config
 from allfuse.data.samples import FUSION_KINDS, SAMPLE_KINDS
 from allfuse.model_folder import read_training, resolve_model_folder
 from allfuse.models.correct import CORRECT_TASKS, Corrector, CorrectorConfig
+from allfuse.ops import sobel_xy
 from allfuse.train import checkpoint as ckpt
 from allfuse.train.config import DataConfig, TrainConfig, config_from_dict
 from allfuse.train.data import EpochDataset, StepSampler, build_dataset
@@ -38,7 +42,8 @@ from allfuse.train.log import ScalarLog
 from allfuse.train.optim import CautiousAdamW, optimizer_step, warmup_cosine
 
 VAL_SEED_OFFSET = 7_919  # validation samples come from a stream the training never draws
-LOSS_SCALES = (4, 16)  # area-downscale factors of the loss (module doc)
+LOSS_SCALES = (4, 16)  # area-downscale factors of the loss's L1 terms (module doc)
+GRAD_SCALE = 2  # area-downscale factor of its gradient term
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class CorrectTrainConfig:
     warmup: int = 100
     clip: float = 1.0
     ema_decay: float = 0.995
+    grad_weight: float = 1.0  # w of the loss's gradient term (module doc)
     kinds: dict[str, float] = field(default_factory=lambda: {"vif": 1.3, "mef": 1.0, "mff": 1.0})
     # Fields of the DiT's DataConfig to change for this run, e.g. {"n_weights": [2, 2, 2, 2]}.
     data_overrides: dict[str, object] = field(default_factory=dict)
@@ -99,14 +105,18 @@ def corrector_task(task_id: torch.Tensor) -> torch.Tensor:
     return torch.tensor([CORRECT_TASKS.index(SAMPLE_KINDS[int(i)]) for i in task_id.reshape(-1)])
 
 
-def correct_loss(net: Corrector, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-    """Multi-scale low-band L1 of each corrected input to its clean source (module doc)."""
+def correct_loss(net: Corrector, batch: dict, grad_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """Low-band L1 and gradient loss of each corrected input to its clean source (module doc)."""
     outs = net([batch["a"], batch["b"]], corrector_task(batch["task_id"]))
-    loss = torch.zeros((), dtype=torch.float32)
+    l1 = grad = torch.zeros((), dtype=torch.float32)
     for out, clean in zip(outs, (batch["clean_a"], batch["clean_b"]), strict=True):
+        out, clean = out.float(), clean.float()
         for s in LOSS_SCALES:
-            loss = loss + (F.avg_pool2d(out.float(), s) - F.avg_pool2d(clean.float(), s)).abs().mean()
-    return loss, {"loss": loss.item()}
+            l1 = l1 + (F.avg_pool2d(out, s) - F.avg_pool2d(clean, s)).abs().mean()
+        g_out, g_clean = (sobel_xy(F.avg_pool2d(x, GRAD_SCALE)) for x in (out, clean))
+        grad = grad + (g_out - g_clean).abs().mean()
+    loss = l1 + grad_weight * grad
+    return loss, {"loss": loss.item(), "l1": l1.item(), "grad": grad.item()}
 
 
 def train_corrector(cfg: CorrectTrainConfig, until: int | None = None) -> Path:
@@ -136,7 +146,7 @@ def train_corrector(cfg: CorrectTrainConfig, until: int | None = None) -> Path:
     while step < stop:
         net.train()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            loss, logs = correct_loss(net, next(batches))
+            loss, logs = correct_loss(net, next(batches), cfg.grad_weight)
         loss.backward()
         logs["grad_norm"] = optimizer_step(net, opt, sched, ema, step, cfg.clip)
         step += 1
