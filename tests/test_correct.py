@@ -29,30 +29,30 @@ def test_untrained_corrector_is_the_identity_at_any_size() -> None:
 
 def test_constant_coefficients_are_a_bounded_affine_map_applied_alike_by_bands() -> None:
     net = Corrector(CorrectorConfig(width=8, thumb=32, max_gain=4.0))
-    u, v = torch.tensor([0.5, 0.0, -0.5]), torch.tensor([0.0, 0.02, -0.02])
-    with torch.no_grad():
-        net.head.bias.copy_(torch.cat([u, v]))
+    u, v, m = torch.tensor([0.5, 0.0, -0.5]), torch.tensor([0.0, 0.02, -0.02]), torch.tensor([0.3, 0.5, 0.7])
+    coef = torch.cat([u, v, m])[None, :, None, None].expand(1, 9, 8, 8)
     x = torch.rand(1, 3, 70, 45)
-    gain, offset = 4.0 ** torch.tanh(u), 4.0 * torch.tanh(v)
-    expected = gain[:, None, None] * x + offset[:, None, None]
-    torch.testing.assert_close(net([x, x], torch.tensor([1]))[0], expected)
-    with torch.no_grad():
-        net.head.bias[:3] = 1e3
-    assert net([x, x], torch.tensor([1]))[0][:, 0].max() <= 4.0 * x.max() + 1e-4  # the gain stops at M
+    gain, shift = (4.0 ** torch.tanh(u))[:, None, None], (4.0 * torch.tanh(v))[:, None, None]
+    expected = gain * (x - m[:, None, None]) + m[:, None, None] + shift  # contrast about m, then a shift
+    torch.testing.assert_close(apply_coefficients(x, coef, (16, 16), net), expected)
+    coef = coef.clone()
+    coef[:, :3] = 1e3
+    torch.testing.assert_close(apply_coefficients(x, coef, (16, 16), net)[:, 0], 4.0 * (x[:, 0] - 0.3) + 0.3)
 
     torch.manual_seed(0)
     for p in net.parameters():  # a "trained" corrector
         torch.nn.init.normal_(p, std=0.05)
     big = [torch.rand(1, 3, 600, 40), torch.rand(1, 3, 600, 40)]  # more rows than one band
-    whole = net(big, torch.tensor([2]))
-    banded = net.correct(big, "mff")
-    for w, b in zip(whole, banded, strict=True):
+    with torch.no_grad():
+        whole = net(big, torch.tensor([2]))
+    assert max(float((w - x).abs().max()) for w, x in zip(whole, big, strict=True)) > 0.01
+    for w, b in zip(whole, net.correct(big, "mff"), strict=True):
         torch.testing.assert_close(b, w.clamp(0, 1), rtol=1e-5, atol=1e-5)
 
 
 def test_coefficients_land_where_the_thumbnail_puts_them() -> None:
     net = Corrector(CorrectorConfig(width=8, thumb=16, max_gain=4.0))
-    coef = torch.zeros(1, 6, 8, 8)
+    coef = torch.zeros(1, 9, 8, 8)  # m = 0: the map is a gain
     coef[:, :3, :, 4:] = 50.0  # gain M on the right half of the grid (grid = the 16 px thumbnail / 2)
     x = torch.full((1, 3, 64, 64), 0.2)
     y = apply_coefficients(x, coef, (16, 16), net)
