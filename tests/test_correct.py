@@ -19,25 +19,48 @@ from allfuse.train.correct import CorrectTrainConfig, train_corrector
 from allfuse.train.loop import train
 
 
-def test_untrained_corrector_is_the_identity_at_any_size() -> None:
+def test_untrained_corrector_keeps_a_clear_scene_and_lifts_a_veil_at_any_size() -> None:
     net = Corrector(CorrectorConfig(width=8, thumb=32))
     for h, w in ((37, 22), (130, 300), (9, 9)):
         xs = [torch.rand(2, 3, h, w), torch.rand(2, 3, h, w)]
-        for x, y in zip(xs, net(xs, torch.tensor([0, 2])), strict=True):
-            torch.testing.assert_close(y, x)
+        for x in xs:
+            x[:, 0] = 0.0  # a zero dark channel: the prior sees no haze (t_dcp = 1)
+        with torch.no_grad():
+            for x, y in zip(xs, net(xs, torch.tensor([0, 2])), strict=True):
+                torch.testing.assert_close(y, x)
+    g = torch.Generator().manual_seed(0)
+    clear = F.interpolate(torch.rand(1, 3, 8, 8, generator=g), size=(96, 96), mode="bilinear")
+    clear[:, 0] = 0.0
+    t = torch.full((1, 1, 96, 96), 0.5)
+    t[..., :16, :] = 0.0  # a band of sky: pure airlight
+    hazy = clear * t + 0.9 * (1 - t)
+    with torch.no_grad():
+        out = net([hazy, hazy], torch.tensor([2]))[0]
+    before, after = ((z - clear)[..., 16:, :].abs().mean() for z in (hazy, out))
+    assert after < 0.8 * before  # half strength (omega_init): the veil is partly lifted
 
 
-def test_constant_coefficients_are_a_bounded_affine_map_applied_alike_by_bands() -> None:
+def cells(u, v, m, t, air, size=(8, 8)) -> torch.Tensor:
+    """(1, 13, *size) constant cells (u, v, m, t, A) of apply_coefficients."""
+    values = [
+        torch.as_tensor(q, dtype=torch.float32).reshape(-1).expand(n)
+        for q, n in zip((u, v, m, t, air), (3, 3, 3, 1, 3), strict=True)
+    ]
+    return torch.cat(values)[None, :, None, None].expand(1, 13, *size).clone()
+
+
+def test_constant_cells_are_a_bounded_affine_map_applied_alike_by_bands() -> None:
     net = Corrector(CorrectorConfig(width=8, thumb=32, max_gain=4.0))
     u, v, m = torch.tensor([0.5, 0.0, -0.5]), torch.tensor([0.0, 0.02, -0.02]), torch.tensor([0.3, 0.5, 0.7])
-    coef = torch.cat([u, v, m])[None, :, None, None].expand(1, 9, 8, 8)
     x = torch.rand(1, 3, 70, 45)
     gain, shift = (4.0 ** torch.tanh(u))[:, None, None], (4.0 * torch.tanh(v))[:, None, None]
     expected = gain * (x - m[:, None, None]) + m[:, None, None] + shift  # contrast about m, then a shift
-    torch.testing.assert_close(apply_coefficients(x, coef, (16, 16), net), expected)
-    coef = coef.clone()
-    coef[:, :3] = 1e3
-    torch.testing.assert_close(apply_coefficients(x, coef, (16, 16), net)[:, 0], 4.0 * (x[:, 0] - 0.3) + 0.3)
+    torch.testing.assert_close(apply_coefficients(x, cells(u, v, m, 1.0, 0.5), (16, 16), net), expected)
+    big = apply_coefficients(x, cells(1e3, 0.0, m, 1.0, 0.5), (16, 16), net)
+    torch.testing.assert_close(big[:, 0], 4.0 * (x[:, 0] - 0.3) + 0.3)  # the gain stops at M
+    dehazed = apply_coefficients(x, cells(0.0, 0.0, m, 0.4, [0.8, 0.85, 0.9]), (16, 16), net)
+    air = torch.tensor([0.8, 0.85, 0.9])[:, None, None]
+    torch.testing.assert_close(dehazed, (x - air) / 0.4 + air)  # He et al. Eq. (22)
 
     torch.manual_seed(0)
     for p in net.parameters():  # a "trained" corrector
@@ -52,7 +75,7 @@ def test_constant_coefficients_are_a_bounded_affine_map_applied_alike_by_bands()
 
 def test_coefficients_land_where_the_thumbnail_puts_them() -> None:
     net = Corrector(CorrectorConfig(width=8, thumb=16, max_gain=4.0))
-    coef = torch.zeros(1, 9, 8, 8)  # m = 0: the map is a gain
+    coef = cells(0.0, 0.0, 0.0, 1.0, 0.5)  # m = 0, t = 1: the map is a gain
     coef[:, :3, :, 4:] = 50.0  # gain M on the right half of the grid (grid = the 16 px thumbnail / 2)
     x = torch.full((1, 3, 64, 64), 0.2)
     y = apply_coefficients(x, coef, (16, 16), net)
@@ -85,10 +108,12 @@ def test_corrector_learns_to_lift_a_veil_on_scenes_it_never_saw() -> None:
     xs, ys = _veiled(8, 10_000)  # unseen scenes and veils
     with torch.no_grad():
         before = sum(float((x - y).abs().mean()) for x, y in zip(xs, ys, strict=True))
+        untrained = Corrector(CorrectorConfig(width=8, thumb=48))(xs, task)
+        at_init = sum(float((o - y).abs().mean()) for o, y in zip(untrained, ys, strict=True))
         after = sum(float((o - y).abs().mean()) for o, y in zip(net(xs, task), ys, strict=True))
     # no single gain and offset does this (the best one for all samples, least squares: 0.96 of the error);
     # the veil is read off each whole image
-    assert after < 0.6 * before
+    assert after < 0.6 * before and after < 0.8 * at_init
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +198,5 @@ def test_corrector_runs_refuse_sample_kinds_that_are_not_fusion_tasks() -> None:
         CorrectTrainConfig(model="allfuse-reg", kinds={"m3": 1.0})
     with pytest.raises(ValueError, match="max_gain"):
         CorrectorConfig(max_gain=1.0)
+    with pytest.raises(ValueError, match="omega_init"):
+        CorrectorConfig(omega_init=1.0)

@@ -9,23 +9,35 @@ they are best estimated from the whole image, which the DiT's 256 px latent wind
 removes about half of a uniform veil even inside one window (measured, allfuse-reg card), while the
 classical chains that win the haze cells (`dcp+...`) invert exactly this model with a whole-image airlight.
 
-The corrector predicts, for each input, per-channel gain and offset maps on a coarse grid from a thumbnail
-of the whole image (long side `thumb` px), with the mean of all inputs' thumbnails and the fusion task as
-context (a multi-exposure source is dark on purpose; a visible image of an infrared pair is not), then
-applies them at full resolution (HDRNet, Gharbi et al. 2017, and the Fast Guided Filter, He & Sun 2015,
-apply coefficients predicted at low resolution to the full image the same way):
-  out = a * (I - m) + m + d,   a = M ** tanh(u),  d = M * tanh(v)
-with M = max_gain and m the thumbnail's local mean (its 2 x 2 area mean: one value per grid cell); u, v and
-m are bilinearly upsampled from the grid. It is an affine map of I (gain a, offset (1 - a) m + d), written
-around the local mean so that a gain changes contrast without moving brightness: in the plain form
-a I + b every gain step must be paired with an offset step, a narrow valley that first-order training
-crawls along (measured: the gain of a hazy batch rose from 1.0 to 1.2 in 125 overfitting steps). The head
-starts at zero, so an untrained corrector is the identity, and a clean, well-exposed input should get
-u = v = 0 back (trained with clean samples; bench/quality.py "identity").
-Noise, blur and detail are left to the DiT and refiner: the coefficients are smooth by construction.
+The corrector works on a thumbnail of the whole image (long side `thumb` px), with the mean of all inputs'
+thumbnails and the fusion task as context (a multi-exposure source is dark on purpose; a visible image of
+an infrared pair is not), and predicts maps on a coarse grid that are applied at full resolution (HDRNet,
+Gharbi et al. 2017, and the Fast Guided Filter, He & Sun 2015, apply coefficients predicted at low
+resolution to the full image the same way). Two stages, both affine in I:
+
+1. Dark-channel dehazing with a learned strength. On the thumbnail, the dark channel prior (He, Sun & Tang,
+   CVPR 2009) gives the airlight A (Eq. 5 and Sect. 4.4: the mean colour of the 0.1 % pixels with the
+   brightest dark channel) and a transmission t_dcp = 1 - dark(I / A) (Eq. 12); DCP itself uses
+   t = 1 - 0.95 (1 - t_dcp). Here the network predicts the strength per cell,
+     t = max(t_min, 1 - w (1 - t_dcp)),  w = sigmoid(z) in (0, 1),   D = (I - A) / t + A   (Eq. 22)
+   so it can lift a veil where the prior is right and leave alone what the prior gets wrong (bright sky,
+   white walls, an infrared image, an over-exposed bracket member, a clean photo). A free-form gain and
+   offset learned from scratch did not get there: across a mixed batch the gradients of hazy and clear
+   samples cancel, and the gain of hazy validation inputs stayed at 1.0 for 500 steps (measured).
+2. A gain and offset about the local mean, for exposure and contrast:
+     out = a (D - m) + m + d,   a = M ** tanh(u),  d = M tanh(v)
+   with M = max_gain and m the 2 x 2 area mean of the dehazed thumbnail (one value per grid cell): a gain
+   changes contrast without moving brightness (in the form a D + b every gain step must be paired with
+   an offset step, a narrow valley that first-order training crawls along). u = v = 0 at init.
+
+The cells (u, v, m, t, A) are bilinearly upsampled from the grid. The strength starts at w = omega_init
+(0.5): an image whose dark channel is zero (t_dcp = 1) passes through unchanged at init, and a clean,
+well-exposed input should pass through after training too (bench/quality.py "identity").
+Noise, blur and detail are left to the DiT and refiner: the maps are smooth by construction.
 
 The network is a small U-Net (strided 3x3 convolutions, a pooled whole-image vector added back at the
-coarsest level) over [thumbnail, its dark and bright channels, mean thumbnail of the inputs, task one-hot].
+coarsest level) over [thumbnail, its dark and bright channels, t_dcp, A, mean thumbnail of the inputs, task
+one-hot].
 The dark channel (the minimum over colours and a 5 x 5 window; He et al. 2009) is near zero in a clear
 image and rises with haze as A (1 - t); the bright channel (the maximum) bounds exposure. DehazeNet (Cai
 et al. 2016) feeds a CNN the same haze-relevant features. Applying the coefficients
@@ -47,6 +59,8 @@ CORRECT_TASKS = ("vif", "mef", "mff")  # the task one-hot's order
 APPLY_ROWS = 256  # rows per band when applying the coefficients
 HEAD_SCALE = 0.1  # the head's output is scaled so one optimiser step moves a gain by a few percent
 PRIOR_WINDOW = 5  # px of the thumbnail: window of the dark and bright channels
+AIRLIGHT_TOP = 0.001  # He et al. 2009, Sect. 4.4: the brightest 0.1 % of the dark channel give A
+IN_CHANNELS = 3 + 2 + 1 + 3 + 3 + len(CORRECT_TASKS)  # thumb, dark/bright, t_dcp, A, mean thumb, task
 
 
 @dataclass(frozen=True)
@@ -56,10 +70,14 @@ class CorrectorConfig:
     width: int = 32
     thumb: int = 128  # long side of the thumbnail it sees, px (smaller images are seen at their size)
     max_gain: float = 8.0  # M: gains in [1/M, M], offsets in [-M, M]
+    omega_init: float = 0.5  # dehazing strength w at init
+    t_min: float = 0.1  # lower bound of the transmission (He et al. 2009: t0)
 
     def __post_init__(self) -> None:
         if self.width < 4 or self.thumb < 16 or self.max_gain <= 1.0:
             raise ValueError(f"corrector needs width >= 4, thumb >= 16 and max_gain > 1, got {self}")
+        if not (0 < self.omega_init < 1 and 0 < self.t_min < 1):
+            raise ValueError(f"corrector needs omega_init and t_min in (0, 1), got {self}")
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -83,13 +101,13 @@ class Corrector(nn.Module):
         super().__init__()
         self.cfg = cfg = cfg or CorrectorConfig()
         w = cfg.width
-        self.enc1 = nn.Sequential(conv(8 + len(CORRECT_TASKS), w, 2), conv(w, w))  # 1/2 of the thumbnail
+        self.enc1 = nn.Sequential(conv(IN_CHANNELS, w, 2), conv(w, w))  # 1/2 of the thumbnail
         self.enc2 = nn.Sequential(conv(w, 2 * w, 2), conv(2 * w, 2 * w))  # 1/4
         self.enc3 = nn.Sequential(conv(2 * w, 4 * w, 2), conv(4 * w, 4 * w))  # 1/8
         self.globe = nn.Sequential(nn.Linear(8 * w, 4 * w), nn.GELU(), nn.Linear(4 * w, 4 * w))
         self.dec2 = nn.Sequential(conv(6 * w, 2 * w), conv(2 * w, 2 * w))  # 1/4
         self.dec1 = nn.Sequential(conv(3 * w, w), conv(w, w))  # 1/2: the coefficient grid
-        self.head = nn.Conv2d(w, 6, 3, 1, 1)  # (u_rgb, v_rgb)
+        self.head = nn.Conv2d(w, 7, 3, 1, 1)  # (u_rgb, v_rgb, z)
         for m in self.modules():  # He init: without normalisation layers, PyTorch's default init shrinks
             if isinstance(m, nn.Conv2d | nn.Linear):  # the activations ~3x per layer (measured: std 0.3 ->
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")  # 0.01 at 1/8), which stalls training
@@ -106,17 +124,20 @@ class Corrector(nn.Module):
         return th
 
     def coefficients(self, images: Sequence[Tensor], task: Tensor) -> tuple[Tensor, tuple[int, int]]:
-        """(B, N, 9, gh, gw) per grid cell: the logits (u, v) and the local mean m (module doc), and the
-        thumbnail size (h, w) the grid covers (the thumbnail, padded up to a multiple of 8, at half size)."""
+        """(B, N, 13, gh, gw) per grid cell: the logits (u, v), the local mean m of the dehazed image, the
+        transmission t and the airlight A (module doc), and the thumbnail size (h, w) the grid covers (the
+        thumbnail, padded up to a multiple of 8, at half size)."""
         th = self.thumbnails(images)  # (B, N, 3, h, w)
         b, n, _, h, w = th.shape
-        pad = (0, -w % 8, 0, -h % 8)
-        mean = th.mean(dim=1, keepdim=True).expand(-1, n, -1, -1, -1)
+        flat = th.flatten(0, 1)  # (B N, 3, h, w)
+        air, t_dcp = dark_channel_prior(flat)  # (B N, 3), (B N, 1, h, w)
+        mean = th.mean(dim=1, keepdim=True).expand(-1, n, -1, -1, -1).flatten(0, 1)
         onehot = F.one_hot(task.long(), len(CORRECT_TASKS)).to(th)  # (B, T)
-        onehot = onehot[:, None, :, None, None].expand(-1, n, -1, h, w)
-        x = torch.cat([th, dark_bright(th.flatten(0, 1)).unflatten(0, (b, n)), mean, onehot], dim=2)
-        x = x.flatten(0, 1)  # (B N, 11, h, w)
-        x = F.pad(x, pad, mode="replicate")
+        onehot = onehot[:, None, :].expand(-1, n, -1).flatten(0, 1)[:, :, None, None].expand(-1, -1, h, w)
+        x = torch.cat(
+            [flat, dark_bright(flat), t_dcp, air[:, :, None, None].expand(-1, -1, h, w), mean, onehot], 1
+        )
+        x = F.pad(x, (0, -w % 8, 0, -h % 8), mode="replicate")  # (B N, IN_CHANNELS, h + ph, w + pw)
         f1 = self.enc1(x)
         f2 = self.enc2(f1)
         f3 = self.enc3(f2)
@@ -126,16 +147,21 @@ class Corrector(nn.Module):
         d2 = self.dec2(torch.cat([up, f2], dim=1))
         up = F.interpolate(d2, size=f1.shape[-2:], mode="bilinear", align_corners=False)
         d1 = self.dec1(torch.cat([up, f1], dim=1))
-        coef = HEAD_SCALE * self.head(d1)  # (B N, 6, (h + ph) / 2, (w + pw) / 2)
-        local = F.avg_pool2d(x[:, :3], 2)  # the padded thumbnail's 2 x 2 means: m
-        return torch.cat([coef, local.to(coef.dtype)], dim=1).unflatten(0, (b, n)), (h, w)
+        out = HEAD_SCALE * self.head(d1).float()  # (B N, 7, (h + ph) / 2, (w + pw) / 2)
+        cfg = self.cfg
+        omega = torch.sigmoid(out[:, 6:7] + math.log(cfg.omega_init / (1 - cfg.omega_init)))
+        t = (1 - omega * (1 - F.avg_pool2d(x[:, 5:6].float(), 2))).clamp(min=cfg.t_min)
+        a = air[:, :, None, None].float().expand(-1, -1, *t.shape[-2:])
+        local = (F.avg_pool2d(x[:, :3].float(), 2) - a) / t + a  # m: 2 x 2 means of the dehazed thumbnail
+        return torch.cat([out[:, :6], local, t, a], dim=1).unflatten(0, (b, n)), (h, w)
 
     def gain_offset(self, coef: Tensor) -> tuple[Tensor, Tensor]:
-        """(..., 9, gh, gw) cells (u, v, m) -> the affine map's gain a = M ** tanh(u) and offset
-        (1 - a) m + M tanh(v), each (..., 3, gh, gw)."""
+        """(B, 13, ...) cells (u, v, m, t, A) -> gain and offset, each (B, 3, ...), of the whole map
+        I -> a (D - m) + m + d with D = (I - A) / t + A, i.e. gain a / t, offset a (A - A / t - m) + m + d."""
         big = self.cfg.max_gain
-        gain = torch.exp(math.log(big) * torch.tanh(coef[..., :3, :, :]))
-        return gain, (1 - gain) * coef[..., 6:, :, :] + big * torch.tanh(coef[..., 3:6, :, :])
+        u, v, m, t, air = coef[:, :3], coef[:, 3:6], coef[:, 6:9], coef[:, 9:10], coef[:, 10:13]
+        a, d = torch.exp(math.log(big) * torch.tanh(u)), big * torch.tanh(v)
+        return a / t, a * (air - air / t - m) + m + d
 
     def forward(self, images: Sequence[Tensor], task: Tensor) -> list[Tensor]:
         """N x (B, 3, H, W) in [0, 1] and the task index per sample (CORRECT_TASKS) -> N corrected images,
@@ -152,6 +178,17 @@ class Corrector(nn.Module):
         return [y.clamp(0, 1) for y in outs]
 
 
+def dark_channel_prior(x: Tensor) -> tuple[Tensor, Tensor]:
+    """(B, 3, h, w) -> the airlight (B, 3) and the transmission estimate t_dcp = 1 - dark(I / A) (B, 1, h, w),
+    He et al. 2009 Eq. (5), (12) and Sect. 4.4 with a PRIOR_WINDOW window."""
+    dark = dark_bright(x)[:, :1].flatten(1)  # (B, h w)
+    k = max(1, round(AIRLIGHT_TOP * dark.shape[1]))
+    idx = dark.topk(k, dim=1).indices  # (B, k)
+    air = torch.gather(x.flatten(2), 2, idx[:, None, :].expand(-1, 3, -1)).mean(dim=2).clamp(min=1e-3)
+    t = 1 - dark_bright(x / air[:, :, None, None])[:, :1]
+    return air, t.clamp(0, 1)
+
+
 def dark_bright(x: Tensor) -> Tensor:
     """(B, 3, h, w) -> (B, 2, h, w): the minimum and the maximum over colours and a PRIOR_WINDOW window."""
     k, pad = PRIOR_WINDOW, PRIOR_WINDOW // 2
@@ -163,7 +200,7 @@ def dark_bright(x: Tensor) -> Tensor:
 def apply_coefficients(
     x: Tensor, coef: Tensor, thumb: tuple[int, int], net: Corrector, rows: int | None = None
 ) -> Tensor:
-    """out = a * x + b with (a, b) from `coef` (B, 9, gh, gw) (Corrector.gain_offset), whose grid covers the
+    """out = a * x + b with (a, b) from `coef` (B, 13, gh, gw) (Corrector.gain_offset), whose grid covers the
     padded thumbnail of size `thumb`; its cells are interpolated bilinearly (align_corners False) to x's
     size, `rows` at a time."""
     b, _, hh, ww = x.shape
