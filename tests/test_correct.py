@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image as PILImage
-from safetensors.torch import load_file
+from test_refine import latest_weights
 from test_train_loop import TINY
 
 from allfuse.models.correct import Corrector, CorrectorConfig, apply_coefficients
@@ -152,10 +152,6 @@ def _cfg(model: Path, out: Path) -> CorrectTrainConfig:
     )
 
 
-def _latest_weights(run: Path) -> dict[str, torch.Tensor]:
-    return load_file(run / json.loads((run / "latest.json").read_text())["path"] / "model.safetensors")
-
-
 def test_corrector_resumes_exactly_and_ships_in_the_model_folder(dit_folder: Path, tmp_path: Path) -> None:
     from allfuse.cli import main
     from allfuse.pipeline import FusionPipeline
@@ -163,7 +159,7 @@ def test_corrector_resumes_exactly_and_ships_in_the_model_folder(dit_folder: Pat
     train_corrector(_cfg(dit_folder, tmp_path / "a"))
     train_corrector(_cfg(dit_folder, tmp_path / "b"), until=2)
     train_corrector(_cfg(dit_folder, tmp_path / "b"))
-    a, b = _latest_weights(tmp_path / "a"), _latest_weights(tmp_path / "b")
+    a, b = latest_weights(tmp_path / "a"), latest_weights(tmp_path / "b")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
     assert a["head.weight"].abs().max() > 0  # it learned something

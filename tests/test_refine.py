@@ -181,7 +181,7 @@ def _cfg(model: Path, out: Path) -> RefineTrainConfig:
     )
 
 
-def _latest_weights(run: Path) -> dict[str, torch.Tensor]:
+def latest_weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(run / json.loads((run / "latest.json").read_text())["path"] / "model.safetensors")
 
 
@@ -193,7 +193,7 @@ def test_refiner_resumes_exactly_and_ships_in_the_model_folder(dit_folder: Path,
     train_refiner(_cfg(dit_folder, tmp_path / "b"), until=2)
     train_refiner(_cfg(dit_folder, tmp_path / "b"))
 
-    a, b = _latest_weights(tmp_path / "a"), _latest_weights(tmp_path / "b")
+    a, b = latest_weights(tmp_path / "a"), latest_weights(tmp_path / "b")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
     assert a["tail.0.weight"].abs().max() > 0  # it learned something
@@ -230,7 +230,7 @@ def test_guided_upsampling_steps_resume_exactly_and_validate_on_both_paths(
     train_refiner(cfg(tmp_path / "a"))
     train_refiner(cfg(tmp_path / "b"), until=1)  # stops right before a guided-upsampling step
     train_refiner(cfg(tmp_path / "b"))
-    a, b = _latest_weights(tmp_path / "a"), _latest_weights(tmp_path / "b")
+    a, b = latest_weights(tmp_path / "a"), latest_weights(tmp_path / "b")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
     val = [json.loads(line) for line in (tmp_path / "a" / "val.jsonl").read_text().splitlines()]
@@ -320,7 +320,7 @@ def test_refiner_run_starts_from_a_shipped_refiner_widened_to_two_bands(
     train_refiner(cfg)  # one step at a negligible learning rate: the run starts where `one` was
     shipped = load_refiner(model)
     assert shipped is not None and shipped.cfg.bands == 1
-    got = _latest_weights(tmp_path / "run")
+    got = latest_weights(tmp_path / "run")
     want = widen_state_dict(one.state_dict(), one.cfg, two_cfg)
     torch.testing.assert_close(got["tail.0.weight"], want["tail.0.weight"], rtol=0, atol=1e-6)
 

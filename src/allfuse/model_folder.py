@@ -26,7 +26,7 @@ import dataclasses
 import json
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -310,28 +310,26 @@ def save_part(
 
 def load_refiner(folder: Path) -> Refiner | None:
     """The refiner of a model folder, or None when it has none."""
-    if not (folder / REFINER_WEIGHTS).is_file():
-        return None
-    try:
-        rcfg = RefinerConfig.from_dict(refiner_meta(folder)["refiner"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{folder / REFINER_CONFIG}: not a refiner config ({_message(e)})") from None
-    net = Refiner(rcfg)
-    load_weights(net, folder / REFINER_WEIGHTS)
-    return net
+    return load_part(folder, "refiner", lambda values: Refiner(RefinerConfig.from_dict(values)))
 
 
 def load_corrector(folder: Path) -> Corrector | None:
     """The input corrector of a model folder, or None when it has none."""
-    if not (folder / CORRECTOR_WEIGHTS).is_file():
+    return load_part(folder, "corrector", lambda values: Corrector(CorrectorConfig.from_dict(values)))
+
+
+def load_part(folder: Path, part: str, build: Callable[[Any], torch.nn.Module]) -> Any:
+    """One of PARTS from a model folder (None when its weights are absent): its JSON config's `part` entry
+    built into a network, the weights loaded; a bad config or weights name the file."""
+    config, weights = PARTS[part]
+    if not (folder / weights).is_file():
         return None
-    path = folder / CORRECTOR_CONFIG
+    path = folder / config
     try:
-        ccfg = CorrectorConfig.from_dict(read_json_object(path)["corrector"])
+        net = build((read_json_object(path) if path.is_file() else {})[part])
     except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{path}: not a corrector config ({_message(e)})") from None
-    net = Corrector(ccfg)
-    load_weights(net, folder / CORRECTOR_WEIGHTS)
+        raise ValueError(f"{path}: not a {part} config ({_message(e)})") from None
+    load_weights(net, folder / weights)
     return net
 
 

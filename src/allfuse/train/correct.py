@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,19 +26,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from allfuse.config import build_config
 from allfuse.data.samples import FUSION_KINDS, SAMPLE_KINDS
 from allfuse.model_folder import read_training, resolve_model_folder
 from allfuse.models.correct import CORRECT_TASKS, Corrector, CorrectorConfig
 from allfuse.ops import sobel_xy
-from allfuse.train import checkpoint as ckpt
 from allfuse.train.config import DataConfig, TrainConfig, config_from_dict
 from allfuse.train.data import EpochDataset, StepSampler, build_dataset
-from allfuse.train.ema import EMA
-from allfuse.train.log import ScalarLog
-from allfuse.train.optim import CautiousAdamW, optimizer_step, warmup_cosine
+from allfuse.train.stage import Stage
 
 VAL_SEED_OFFSET = 7_919  # validation samples come from a stream the training never draws
 LOSS_SCALES = (4, 16)  # area-downscale factors of the loss's L1 terms (module doc)
@@ -126,42 +121,25 @@ def train_corrector(cfg: CorrectTrainConfig, until: int | None = None) -> Path:
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out_dir)
     net = Corrector(cfg.corrector)
-    ema = EMA(net, cfg.ema_decay)
-    opt = CautiousAdamW(net.parameters(), lr=cfg.lr)
-    sched = warmup_cosine(opt, cfg.warmup, cfg.max_steps)
-    step = ckpt.resume(out, net, ema, opt, sched)
+    stage = Stage(net, cfg)
     base = corrector_data(cfg, cfg.seed)
     loader = DataLoader(
         EpochDataset(base, len(base)),
         batch_size=cfg.batch_size,
-        sampler=StepSampler(len(base), cfg.batch_size, 0, 1, cfg.seed, step),
+        sampler=StepSampler(len(base), cfg.batch_size, 0, 1, cfg.seed, stage.step),
         num_workers=cfg.workers,
         persistent_workers=cfg.workers > 0,
     )
     batches = iter(loader)
-    logger = ScalarLog(out / "log.csv", after=step)
-    bar = tqdm(total=cfg.max_steps, initial=step, desc="corrector", dynamic_ncols=True)
-    t0, t_step = time.perf_counter(), step
-    stop = min(cfg.max_steps, until or cfg.max_steps)
-    while step < stop:
-        net.train()
+
+    def train_step(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            loss, logs = correct_loss(net, next(batches), cfg.grad_weight)
-        loss.backward()
-        logs["grad_norm"] = optimizer_step(net, opt, sched, ema, step, cfg.clip)
-        step += 1
-        if step % cfg.log_every == 0 or step == stop:
-            rate = (step - t_step) / max(1e-9, time.perf_counter() - t0)
-            logger.write({"step": step, "lr": sched.get_last_lr()[0], "it_s": rate, **logs})
-            bar.set_postfix(loss=f"{logs['loss']:.4f}", it_s=f"{rate:.2f}")
-        bar.update(1)
-        if step % cfg.ckpt_every == 0 or step == stop:
-            state = ckpt.training_state(step, opt, sched)
-            ckpt.save_checkpoint(out, step, net.state_dict(), cfg.to_dict(), state, ema=ema.state_dict())
-        if cfg.val_every and (step % cfg.val_every == 0 or step == cfg.max_steps):
-            validate_corrector(ema.shadow, cfg, step, out)
-    bar.close()
-    return out
+            return correct_loss(net, next(batches), cfg.grad_weight)
+
+    def validate(ema: torch.nn.Module, step: int) -> None:
+        validate_corrector(ema, cfg, step, out)
+
+    return stage.run(train_step, validate, "corrector", until)
 
 
 @torch.no_grad()

@@ -28,23 +28,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from allfuse.data.samples import SAMPLE_KINDS
 from allfuse.model_folder import load_refiner, resolve_model_folder
 from allfuse.models.refine import Refiner, RefinerConfig, widen_state_dict
 from allfuse.objectives.refine import GRAD_MODES, TEXTURE_KINDS, refine_loss, texture_mask
-from allfuse.train import checkpoint as ckpt
 from allfuse.train.data import step_generator
-from allfuse.train.ema import EMA
-from allfuse.train.log import ScalarLog
-from allfuse.train.optim import CautiousAdamW, optimizer_step, warmup_cosine
 from allfuse.train.refine_data import (
     WORK_FACTOR,
     FrozenFusion,
@@ -52,6 +46,7 @@ from allfuse.train.refine_data import (
     refiner_dataset,
     work_batch_size,
 )
+from allfuse.train.stage import Stage
 
 VAL_SEED_OFFSET = 7_919  # validation samples come from a stream the training never draws
 
@@ -132,27 +127,20 @@ def train_refiner(cfg: RefineTrainConfig, until: int | None = None) -> Path:
     net = Refiner(cfg.refiner)
     if cfg.init_from:
         net.load_state_dict(initial_refiner_state(cfg.init_from, cfg.refiner))
-    ema = EMA(net, cfg.ema_decay)
-    opt = CautiousAdamW(net.parameters(), lr=cfg.lr)
-    sched = warmup_cosine(opt, cfg.warmup, cfg.max_steps)
-    step = ckpt.resume(out, net, ema, opt, sched)
+    stage = Stage(net, cfg)
     k = cfg.work_every
-    n_work = step // k if k else 0  # guided-upsampling steps already taken: steps k-1, 2k-1, ...
-    batches = refiner_batches(fusion, cfg, 1, cfg.batch_size, step - n_work)
+    n_work = stage.step // k if k else 0  # guided-upsampling steps already taken: steps k-1, 2k-1, ...
+    batches = refiner_batches(fusion, cfg, 1, cfg.batch_size, stage.step - n_work)
     work_batches = refiner_batches(fusion, cfg, WORK_FACTOR, work_batch_size(cfg), n_work) if k else None
-    logger = ScalarLog(out / "log.csv")
-    bar = tqdm(total=cfg.max_steps, initial=step, desc="refiner", dynamic_ncols=True)
-    t0, t_step = time.perf_counter(), step
-    stop = min(cfg.max_steps, until or cfg.max_steps)
-    while step < stop:
-        net.train()
+
+    def train_step(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         factor = WORK_FACTOR if k and step % k == k - 1 else 1
         batch = next(work_batches if factor > 1 else batches)  # type: ignore[arg-type]
         gen = step_generator(cfg.seed, step, 0, 0)
         dec = fusion.decoded(batch, gen, factor)
         with torch.autocast(dec.device.type, dtype=torch.bfloat16):
             pred = net(dec, [batch["a"], batch["b"]])
-        loss, logs = refine_loss(
+        return refine_loss(
             pred.float(),
             batch["target"].float(),
             cfg.grad_weight,
@@ -162,21 +150,11 @@ def train_refiner(cfg: RefineTrainConfig, until: int | None = None) -> Path:
             (batch["clean_a"], batch["clean_b"]),
             texture_mask(batch["task_id"], cfg.texture_kinds),
         )
-        loss.backward()
-        logs["grad_norm"] = optimizer_step(net, opt, sched, ema, step, cfg.clip)
-        step += 1
-        if step % cfg.log_every == 0 or step == stop:
-            rate = (step - t_step) / max(1e-9, time.perf_counter() - t0)
-            logger.write({"step": step, "lr": sched.get_last_lr()[0], "it_s": rate, **logs})
-            bar.set_postfix(loss=f"{logs['loss']:.4f}", it_s=f"{rate:.2f}")
-        bar.update(1)
-        if step % cfg.ckpt_every == 0 or step == stop:
-            state = ckpt.training_state(step, opt, sched)
-            ckpt.save_checkpoint(out, step, net.state_dict(), cfg.to_dict(), state, ema=ema.state_dict())
-        if cfg.val_every and (step % cfg.val_every == 0 or step == cfg.max_steps):
-            validate_refiner(ema.shadow, fusion, cfg, step, out)
-    bar.close()
-    return out
+
+    def validate(ema: torch.nn.Module, step: int) -> None:
+        validate_refiner(ema, fusion, cfg, step, out)
+
+    return stage.run(train_step, validate, "refiner", until)
 
 
 def initial_refiner_state(folder: str, cfg: RefinerConfig) -> dict[str, torch.Tensor]:
