@@ -133,8 +133,9 @@ def train_corrector(cfg: CorrectTrainConfig, until: int | None = None) -> Path:
     batches = iter(loader)
 
     def train_step(step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            return correct_loss(net, next(batches), cfg.grad_weight)
+        batch = next(batches)
+        with torch.autocast(batch["a"].device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            return correct_loss(net, batch, cfg.grad_weight)
 
     def validate(ema: torch.nn.Module, step: int) -> None:
         validate_corrector(ema, cfg, step, out)
