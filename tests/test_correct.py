@@ -15,7 +15,7 @@ from test_train_loop import TINY
 
 from allfuse.models.correct import Corrector, CorrectorConfig, apply_coefficients
 from allfuse.train.config import load_train_config
-from allfuse.train.correct import CorrectTrainConfig, train_corrector
+from allfuse.train.correct import CorrectTrainConfig, correct_loss, hazed, train_corrector
 from allfuse.train.loop import train
 
 
@@ -196,3 +196,29 @@ def test_corrector_runs_refuse_sample_kinds_that_are_not_fusion_tasks() -> None:
         CorrectorConfig(max_gain=1.0)
     with pytest.raises(ValueError, match="omega_init"):
         CorrectorConfig(omega_init=1.0)
+
+
+def test_the_haze_label_teaches_the_strength_which_input_was_hazed() -> None:
+    meta = json.dumps({"ops": [{"op": "haze", "images": [0]}, {"op": "noise", "images": [0, 1]}]})
+    assert hazed([meta, json.dumps({"ops": []})]).tolist() == [[1.0, 0.0], [0.0, 0.0]]
+    torch.manual_seed(0)
+    clear = torch.rand(4, 3, 32, 32)
+    batch = {
+        "a": 0.5 * clear + 0.45,  # veiled
+        "b": clear,
+        "clean_a": clear,
+        "clean_b": clear,
+        "task_id": torch.full((4,), 2),
+        "meta": [meta] * 4,
+    }
+    net = Corrector(CorrectorConfig(width=8, thumb=32))
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for _ in range(30):
+        loss, logs = correct_loss(net, batch, grad_weight=0.0, haze_weight=1.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        _, strength = net.forward_with_strength([batch["a"], batch["b"]], torch.full((4,), 2))
+    assert (strength[:, 0] > 0.7).all() and (strength[:, 1] < 0.3).all()
+    assert "haze_bce" in logs and "haze_bce" not in correct_loss(net, batch, 1.0)[1]

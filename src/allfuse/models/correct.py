@@ -57,7 +57,7 @@ from torch import Tensor, nn
 
 CORRECT_TASKS = ("vif", "mef", "mff")  # the task one-hot's order
 APPLY_ROWS = 256  # rows per band when applying the coefficients
-HEAD_SCALE = 0.1  # the head's output is scaled so one optimiser step moves a gain by a few percent
+HEAD_SCALE = 0.1  # the gain/offset logits are scaled so one optimiser step moves a gain by a few percent
 PRIOR_WINDOW = 5  # px of the thumbnail: window of the dark and bright channels
 AIRLIGHT_TOP = 0.001  # He et al. 2009, Sect. 4.4: the brightest 0.1 % of the dark channel give A
 IN_CHANNELS = 3 + 2 + 1 + 3 + 3 + len(CORRECT_TASKS)  # thumb, dark/bright, t_dcp, A, mean thumb, task
@@ -127,6 +127,11 @@ class Corrector(nn.Module):
         """(B, N, 13, gh, gw) per grid cell: the logits (u, v), the local mean m of the dehazed image, the
         transmission t and the airlight A (module doc), and the thumbnail size (h, w) the grid covers (the
         thumbnail, padded up to a multiple of 8, at half size)."""
+        coef, thumb, _ = self.predict(images, task)
+        return coef, thumb
+
+    def predict(self, images: Sequence[Tensor], task: Tensor) -> tuple[Tensor, tuple[int, int], Tensor]:
+        """`coefficients` and the dehazing strength w per cell, (B, N, gh, gw)."""
         th = self.thumbnails(images)  # (B, N, 3, h, w)
         b, n, _, h, w = th.shape
         flat = th.flatten(0, 1)  # (B N, 3, h, w)
@@ -147,13 +152,15 @@ class Corrector(nn.Module):
         d2 = self.dec2(torch.cat([up, f2], dim=1))
         up = F.interpolate(d2, size=f1.shape[-2:], mode="bilinear", align_corners=False)
         d1 = self.dec1(torch.cat([up, f1], dim=1))
-        out = HEAD_SCALE * self.head(d1).float()  # (B N, 7, (h + ph) / 2, (w + pw) / 2)
+        out = self.head(d1).float()  # (B N, 7, (h + ph) / 2, (w + pw) / 2)
+        out = torch.cat([HEAD_SCALE * out[:, :6], out[:, 6:]], dim=1)
         cfg = self.cfg
         omega = torch.sigmoid(out[:, 6:7] + math.log(cfg.omega_init / (1 - cfg.omega_init)))
         t = (1 - omega * (1 - F.avg_pool2d(x[:, 5:6].float(), 2))).clamp(min=cfg.t_min)
         a = air[:, :, None, None].float().expand(-1, -1, *t.shape[-2:])
         local = (F.avg_pool2d(x[:, :3].float(), 2) - a) / t + a  # m: 2 x 2 means of the dehazed thumbnail
-        return torch.cat([out[:, :6], local, t, a], dim=1).unflatten(0, (b, n)), (h, w)
+        coef = torch.cat([out[:, :6], local, t, a], dim=1).unflatten(0, (b, n))
+        return coef, (h, w), omega[:, 0].unflatten(0, (b, n))
 
     def gain_offset(self, coef: Tensor) -> tuple[Tensor, Tensor]:
         """(B, 13, ...) cells (u, v, m, t, A) -> gain and offset, each (B, 3, ...), of the whole map
@@ -166,8 +173,13 @@ class Corrector(nn.Module):
     def forward(self, images: Sequence[Tensor], task: Tensor) -> list[Tensor]:
         """N x (B, 3, H, W) in [0, 1] and the task index per sample (CORRECT_TASKS) -> N corrected images,
         unclamped (training scores them so; `correct` clamps)."""
-        coef, thumb = self.coefficients(images, task)
-        return [apply_coefficients(x, coef[:, i], thumb, self) for i, x in enumerate(images)]
+        return self.forward_with_strength(images, task)[0]
+
+    def forward_with_strength(self, images: Sequence[Tensor], task: Tensor) -> tuple[list[Tensor], Tensor]:
+        """`forward` and the image-mean dehazing strength of each input, (B, N)."""
+        coef, thumb, omega = self.predict(images, task)
+        outs = [apply_coefficients(x, coef[:, i], thumb, self) for i, x in enumerate(images)]
+        return outs, omega.mean(dim=(-2, -1))
 
     @torch.no_grad()
     def correct(self, images: Sequence[Tensor], task: str) -> list[Tensor]:

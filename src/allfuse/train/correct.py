@@ -10,7 +10,12 @@ scored against the clean source it was degraded from, in the low-frequency band 
 with P_s an area downscale by s and grad the signed Sobel pair (d/dx, d/dy), weight w = grad_weight. The
 means alone are matched by an offset; the gradient term is what asks for contrast back (haze scales every
 edge by t, so only a gain of 1 / t matches it), and it also charges a gain for the noise it amplifies.
-Noise otherwise averages out of the downscaled terms. Clean
+Noise otherwise averages out of the downscaled terms.
+With haze_weight > 0 the synthesis also says which inputs it hazed, and the image-mean dehazing strength
+w of each input is pushed towards that label by a binary cross-entropy, haze_weight * BCE(mean w, hazed).
+The L1 alone gives weak, conflicting gradients on w across a mixed batch (a clear photo and a hazy one can
+have the same dark channel; measured: the change to clean inputs stayed at 12/255 for 750 steps), while
+"was this input hazed" is a direct signal that also teaches w = 0, a pass-through, on clean inputs. Clean
 samples (data.n_ops 0, the self pairs) teach the identity. No DiT runs: a step costs the synthesis.
 One process; checkpoints, exact resume, EMA and the CSV log are those of the main loop.
 """
@@ -56,6 +61,7 @@ class CorrectTrainConfig:
     clip: float = 1.0
     ema_decay: float = 0.995
     grad_weight: float = 1.0  # w of the loss's gradient term (module doc)
+    haze_weight: float = 0.0  # weight of the hazed-or-not cross-entropy on the dehazing strength
     kinds: dict[str, float] = field(default_factory=lambda: {"vif": 1.3, "mef": 1.0, "mff": 1.0})
     # Fields of the DiT's DataConfig to change for this run, e.g. {"n_weights": [2, 2, 2, 2]}.
     data_overrides: dict[str, object] = field(default_factory=dict)
@@ -100,9 +106,21 @@ def corrector_task(task_id: torch.Tensor) -> torch.Tensor:
     return torch.tensor([CORRECT_TASKS.index(SAMPLE_KINDS[int(i)]) for i in task_id.reshape(-1)])
 
 
-def correct_loss(net: Corrector, batch: dict, grad_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
-    """Low-band L1 and gradient loss of each corrected input to its clean source (module doc)."""
-    outs = net([batch["a"], batch["b"]], corrector_task(batch["task_id"]))
+def hazed(meta: list[str]) -> torch.Tensor:
+    """(B, 2) float: which input of each sample the synthesis hazed (from the samples' metadata)."""
+    rows = []
+    for text in meta:
+        ops = json.loads(text).get("ops", [])
+        rows.append([float(any(op["op"] == "haze" and j in op["images"] for op in ops)) for j in (0, 1)])
+    return torch.tensor(rows)
+
+
+def correct_loss(
+    net: Corrector, batch: dict, grad_weight: float, haze_weight: float = 0.0
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Low-band L1 and gradient loss of each corrected input to its clean source, and the haze label's
+    cross-entropy on the dehazing strength (module doc)."""
+    outs, strength = net.forward_with_strength([batch["a"], batch["b"]], corrector_task(batch["task_id"]))
     l1 = grad = torch.zeros((), dtype=torch.float32)
     for out, clean in zip(outs, (batch["clean_a"], batch["clean_b"]), strict=True):
         out, clean = out.float(), clean.float()
@@ -111,7 +129,13 @@ def correct_loss(net: Corrector, batch: dict, grad_weight: float) -> tuple[torch
         g_out, g_clean = (sobel_xy(F.avg_pool2d(x, GRAD_SCALE)) for x in (out, clean))
         grad = grad + (g_out - g_clean).abs().mean()
     loss = l1 + grad_weight * grad
-    return loss, {"loss": loss.item(), "l1": l1.item(), "grad": grad.item()}
+    logs = {"l1": l1.item(), "grad": grad.item()}
+    if haze_weight:
+        label = hazed(batch["meta"]).to(strength.device)
+        bce = F.binary_cross_entropy(strength.float().clamp(1e-6, 1 - 1e-6), label)
+        loss = loss + haze_weight * bce
+        logs["haze_bce"] = bce.item()
+    return loss, {"loss": loss.item(), **logs}
 
 
 def train_corrector(cfg: CorrectTrainConfig, until: int | None = None) -> Path:
@@ -135,7 +159,7 @@ def train_corrector(cfg: CorrectTrainConfig, until: int | None = None) -> Path:
     def train_step(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         batch = next(batches)
         with torch.autocast(batch["a"].device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            return correct_loss(net, batch, cfg.grad_weight)
+            return correct_loss(net, batch, cfg.grad_weight, cfg.haze_weight)
 
     def validate(ema: torch.nn.Module, step: int) -> None:
         validate_corrector(ema, cfg, step, out)
