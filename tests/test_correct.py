@@ -172,6 +172,14 @@ def test_corrector_resumes_exactly_and_ships_in_the_model_folder(dit_folder: Pat
     for f in ("model.safetensors", "config.json"):
         (model / f).write_bytes((dit_folder / f).read_bytes())
     assert main(["export", str(tmp_path / "a"), str(model), "--work-side", "64"]) == 2  # not a refiner
+    assert main(["export", str(tmp_path / "a"), str(model), "--tasks", "mef,sharpen"]) == 2  # unknown task
+    assert main(["export", str(dit_folder.parent / "run"), str(tmp_path / "m2"), "--tasks", "mff"]) == 2
+    assert main(["export", str(tmp_path / "a"), str(model), "--dtype", "fp32", "--tasks", "mef"]) == 0
+    assert FusionPipeline.from_pretrained(model).corrector.cfg.tasks == ("mef",)
+    ims = [np.random.default_rng(0).random((24, 20), dtype=np.float32), np.full((24, 20), 0.9, np.float32)]
+    pipe = FusionPipeline.from_pretrained(model)
+    skipped, plain = pipe(ims, task="mff"), pipe(ims, task="mff", correct=False)
+    np.testing.assert_array_equal(skipped, plain)  # not run for a task it is not enabled for
     assert main(["export", str(tmp_path / "a"), str(model), "--dtype", "fp32"]) == 0
     assert json.loads((model / "config.json").read_text())["corrector"]["weights"] == "corrector.safetensors"
     pipe = FusionPipeline.from_pretrained(model)

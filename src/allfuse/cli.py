@@ -187,6 +187,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", choices=["ema", "raw"], default="ema", help="EMA (inference) or raw weights")
     p.add_argument("--dtype", choices=["fp16", "fp32"], default="fp16", help="stored precision")
     p.add_argument("--work-side", type=int, help="refiner runs: the model's default fuse --work-side, px")
+    p.add_argument(
+        "--tasks", help="corrector runs: the tasks the model runs it for, e.g. mef,mff (default: all)"
+    )
     p.set_defaults(func=cmd_export)
 
 
@@ -209,6 +212,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     step = saved.state.get("step", "?")
     if saved.config.get("kind") == "corrector":
         return export_corrector(saved, weights, dtype, args)
+    if args.tasks is not None:
+        raise CliError("--tasks belongs to a corrector run's export (the tasks it is applied to)")
     if saved.config.get("kind") == "refiner":
         from allfuse.models.refine import Refiner
         from allfuse.train.refine import RefineTrainConfig
@@ -239,6 +244,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def export_corrector(saved, weights: dict, dtype, args: argparse.Namespace) -> int:
     """Add a corrector run's network to an existing model folder."""
+    import dataclasses
+
     from allfuse.model_folder import save_corrector
     from allfuse.models.correct import Corrector
     from allfuse.train.correct import CorrectTrainConfig
@@ -246,7 +253,11 @@ def export_corrector(saved, weights: dict, dtype, args: argparse.Namespace) -> i
     if args.work_side is not None:
         raise CliError("--work-side belongs to a refiner run's export (the refiner restores full size)")
     ccfg = CorrectTrainConfig.from_dict(saved.config)
-    net = Corrector(ccfg.corrector)
+    try:
+        tasks = tuple(args.tasks.split(",")) if args.tasks else ccfg.corrector.tasks
+        net = Corrector(dataclasses.replace(ccfg.corrector, tasks=tasks))
+    except ValueError as e:
+        raise CliError(f"--tasks {args.tasks}: {e}") from None
     net.load_state_dict(weights)
     step = saved.state.get("step", "?")
     try:

@@ -230,9 +230,9 @@ class FusionPipeline:
         tile_pixels: images of more pixels run encoder, decoder and refiner on overlapping tiles of at
         most this many pixels, in bounded memory (allfuse.tiled); None = 1024 x 1024, 0 = never.
         correct: first run the input corrector (allfuse.models.correct: haze, exposure, from the whole
-        image) when the model has one."""
+        image) when the model has one and it is enabled for the task (its config's `tasks`)."""
         images, colour, task = self.prepare(images, task)
-        if correct and self.corrector is not None:
+        if correct and self.corrector is not None and task in self.corrector.cfg.tasks:
             images = self.correct_inputs(images, task)
         check_options(steps, sampler, tile, work_side, tile_pixels)
         prompt_text = self.build_prompt(prompt, task) if self.text is not None else None

@@ -72,12 +72,16 @@ class CorrectorConfig:
     max_gain: float = 8.0  # M: gains in [1/M, M], offsets in [-M, M]
     omega_init: float = 0.5  # dehazing strength w at init
     t_min: float = 0.1  # lower bound of the transmission (He et al. 2009: t0)
+    # The tasks the pipeline runs it for (`allfuse export --tasks`): chosen by measurement, per task.
+    tasks: tuple[str, ...] = CORRECT_TASKS
 
     def __post_init__(self) -> None:
         if self.width < 4 or self.thumb < 16 or self.max_gain <= 1.0:
             raise ValueError(f"corrector needs width >= 4, thumb >= 16 and max_gain > 1, got {self}")
         if not (0 < self.omega_init < 1 and 0 < self.t_min < 1):
             raise ValueError(f"corrector needs omega_init and t_min in (0, 1), got {self}")
+        if not set(self.tasks) <= set(CORRECT_TASKS):
+            raise ValueError(f"corrector tasks must be some of {', '.join(CORRECT_TASKS)}, got {self.tasks}")
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -86,7 +90,7 @@ class CorrectorConfig:
     @classmethod
     def from_dict(cls, values: dict) -> CorrectorConfig:
         """Inverse of to_dict."""
-        return cls(**values)
+        return cls(**{**values, "tasks": tuple(values.get("tasks", CORRECT_TASKS))})
 
 
 def conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
