@@ -79,9 +79,14 @@ def test_the_pipeline_runs_every_network_on_the_device_it_was_moved_to(monkeypat
     pipe.refiner.register_forward_pre_hook(record("refiner"))
     pipe.tok.model.encoder.register_forward_pre_hook(record("encoder"))
     pipe.tok.model.decoder.register_forward_pre_hook(record("decoder"))
+    pipe.corrector.enc1.register_forward_pre_hook(record("corrector"))
     x = np.random.default_rng(0).random((64, 96, 3), dtype=np.float32)
     with pytest.raises(NotImplementedError, match="Cannot copy out of meta tensor"):
-        pipe([x, x[::-1].copy()], task="mff", prompt="fuse the two images")
+        pipe([x, x[::-1].copy()], task="mff", prompt="fuse the two images")  # stops after the corrector
+    assert seen == {"corrector": {"meta"}}
+    seen.clear()
+    with pytest.raises(NotImplementedError, match="Cannot copy out of meta tensor"):
+        pipe([x, x[::-1].copy()], task="mff", prompt="fuse the two images", correct=False)
     assert seen == {k: {"meta"} for k in ("dit", "refiner", "encoder", "decoder")}
     assert autocasts and set(autocasts) == {"meta"}  # the DiT's and the refiner's, by the device's type
 

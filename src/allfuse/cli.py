@@ -261,7 +261,8 @@ def export_corrector(saved, weights: dict, dtype, args: argparse.Namespace) -> i
     net.load_state_dict(weights)
     step = saved.state.get("step", "?")
     try:
-        folder = save_corrector(net, args.out, dtype=dtype, info={"step": step, **ccfg.to_dict()})
+        info = {"step": step, **dataclasses.replace(ccfg, corrector=net.cfg).to_dict()}
+        folder = save_corrector(net, args.out, dtype=dtype, info=info)
     except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e)) from None
     print(f"exported corrector step {step} ({args.weights}) of {saved.path} -> {folder}")
