@@ -32,16 +32,17 @@ resolution to the full image the same way). Two stages, both affine in I:
 
 The cells (u, v, m, t, A) are bilinearly upsampled from the grid. The strength starts at w = omega_init
 (0.5): an image whose dark channel is zero (t_dcp = 1) passes through unchanged at init, and a clean,
-well-exposed input should pass through after training too (bench/quality.py "identity").
+well-exposed input should pass through after training too (bench/quality.py "identity"). Training also
+tells the strength which inputs were hazed (allfuse.train.correct, `haze_weight`): without that label
+the dark channel alone did not separate hazy inputs from gray or pale clear ones.
 Noise, blur and detail are left to the DiT and refiner: the maps are smooth by construction.
 
 The network is a small U-Net (strided 3x3 convolutions, a pooled whole-image vector added back at the
 coarsest level) over [thumbnail, its dark and bright channels, t_dcp, A, mean thumbnail of the inputs, task
-one-hot].
-The dark channel (the minimum over colours and a 5 x 5 window; He et al. 2009) is near zero in a clear
-image and rises with haze as A (1 - t); the bright channel (the maximum) bounds exposure. DehazeNet (Cai
-et al. 2016) feeds a CNN the same haze-relevant features. Applying the coefficients
-goes by bands of rows (grid_sample), so a 12 MP image needs no full-size coefficient maps.
+one-hot]. The dark channel (the minimum over colours and a 5 x 5 window; He et al. 2009) is near zero in
+a clear image and rises with haze as A (1 - t); the bright channel (the maximum) bounds exposure.
+DehazeNet (Cai et al. 2016) feeds a CNN the same haze-relevant features. Applying the coefficients goes
+by bands of rows (grid_sample), so a 12 MP image needs no full-size coefficient maps.
 """
 
 from __future__ import annotations
