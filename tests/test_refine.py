@@ -341,3 +341,98 @@ def test_data_overrides_reach_the_refiner_dataset(tmp_path) -> None:
     assert p.n_ops == (0, 1) and p.n_weights == (1, 0) and p.self_pairs == 0.5 and p.size == cfg.size
     with pytest.raises(KeyError, match=r"data\.bogus"):
         refiner_dataset(fusion, RefineTrainConfig(model="x", data_overrides={"bogus": 1}), seed=0)  # type: ignore[arg-type]
+
+
+def test_classical_source_widens_into_half_the_decoded_weight_and_can_be_copied_exactly() -> None:
+    """A refiner with a classical source (module doc): widening a trained refiner splits the decoded
+    fusion's weight between it and the source, so a source equal to the decoded fusion changes nothing and
+    any other moves the output; saturated logits copy the source exactly; without it the refiner refuses."""
+    from allfuse.models.refine import classical_source
+
+    gained = Refiner(RefinerConfig(width=8, blocks=(1, 1), mix=True, bands=2, detail_gain=2.0))
+    for p in gained.parameters():  # a "trained" refiner
+        torch.nn.init.normal_(p, std=0.05)
+    cls_cfg = dataclasses.replace(gained.cfg, classical=True)
+    widened = Refiner(cls_cfg)
+    widened.load_state_dict(widen_state_dict(gained.state_dict(), gained.cfg, cls_cfg))
+    fused, a, b, c = (torch.rand(1, 3 if i != 1 else 1, 21, 30) for i in range(4))
+    before = gained(fused, [a, b])
+    torch.testing.assert_close(widened(fused, [a, b], fused), before)
+    assert (widened(fused, [a, b], c) - before).abs().mean() > 0.01
+    with pytest.raises(ValueError, match="cannot be widened"):  # the source is never silently dropped
+        widen_state_dict(widened.state_dict(), cls_cfg, gained.cfg)
+    with pytest.raises(ValueError, match="pass `classical`"):
+        widened(fused, [a, b])
+    with pytest.raises(ValueError, match="classical needs mix"):
+        RefinerConfig(classical=True)
+
+    net = Refiner(cls_cfg)
+    s = net.cfg.unshuffle**2
+    with torch.no_grad():  # channels: 3 residual, base logits [fused, a, b, classical], detail logits, gain
+        net.tail[0].bias[6 * s : 7 * s] = 50.0  # base from the classical source
+        net.tail[0].bias[10 * s : 11 * s] = 50.0  # detail from it too
+    torch.testing.assert_close(net(fused, [a, b], c), c)
+    torch.testing.assert_close(net(fused, [b], c), c)  # one input: the source keeps its slot
+
+    rng = np.random.default_rng(0)
+    x = gaussian_blur(torch.rand(1, 3, 40, 36, generator=torch.Generator().manual_seed(0)), 1.0)[0]
+    x = x.permute(1, 2, 0).numpy()
+    for task in ("vif", "mef", "mff"):  # each rule keeps an image fused with itself
+        np.testing.assert_allclose(classical_source([x, x], task), x, atol=1e-5)
+    gray = rng.random((40, 36), dtype=np.float32)
+    out = classical_source([gray, x], "vif")
+    assert out.shape == (40, 36, 3) and out.dtype == np.float32
+    assert np.abs(out - x).mean() > 0.01 and np.abs(out - gray[..., None]).mean() > 0.01
+
+
+def test_classical_refiner_trains_behind_the_corrector_resumes_and_ships(
+    dit_folder: Path, tmp_path: Path
+) -> None:
+    from allfuse.cli import main
+    from allfuse.data.samples import SAMPLE_KINDS
+    from allfuse.model_folder import save_corrector
+    from allfuse.models.correct import Corrector, CorrectorConfig
+    from allfuse.pipeline import FusionPipeline
+    from allfuse.train.refine_data import FrozenFusion, classical_tasks
+
+    model = tmp_path / "model"
+    model.mkdir()
+    for f in ("model.safetensors", "config.json", "training.json"):
+        (model / f).write_bytes((dit_folder / f).read_bytes())
+    with pytest.raises(ValueError, match="no input corrector"):
+        FrozenFusion(str(model), correct=True)
+    corrector = Corrector(CorrectorConfig(width=8, thumb=16, tasks=("mef",)))
+    save_corrector(corrector, model)
+
+    def cfg(out: Path) -> RefineTrainConfig:
+        refiner = RefinerConfig(width=8, blocks=(1, 1), mix=True, bands=2, classical=True)
+        return dataclasses.replace(_cfg(model, out), refiner=refiner, correct=True)
+
+    train_refiner(cfg(tmp_path / "a"))
+    train_refiner(cfg(tmp_path / "b"), until=2)
+    train_refiner(cfg(tmp_path / "b"))
+    a, b = latest_weights(tmp_path / "a"), latest_weights(tmp_path / "b")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+
+    fusion = FrozenFusion(str(model), correct=True)  # the corrector runs on its tasks' samples only
+    veiled = 0.5 + 0.3 * torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    ids = torch.tensor([SAMPLE_KINDS.index("vif"), SAMPLE_KINDS.index("mef")])
+    got = fusion.corrected({"a": veiled, "b": veiled.flip(-1), "task_id": ids})
+    torch.testing.assert_close(got["a"][0], veiled[0])
+    want = corrector([veiled[1:], veiled[1:].flip(-1)], torch.tensor([1]))[0].clamp(0, 1)
+    torch.testing.assert_close(got["a"][1], want[0])
+    assert (got["a"][1] - veiled[1]).abs().mean() > 0.01  # the untrained corrector lifts a veil
+    assert classical_tasks(torch.tensor([SAMPLE_KINDS.index(k) for k in ("vif", "m3")])) == ["vif", "mff"]
+    with pytest.raises(ValueError, match="classical source trains on"):
+        classical_tasks(torch.tensor([SAMPLE_KINDS.index("seg")]))
+
+    assert main(["export", str(tmp_path / "a"), str(model)]) == 0
+    pipe = FusionPipeline.from_pretrained(model)
+    assert pipe.refiner is not None and pipe.refiner.cfg.classical
+    rng = np.random.default_rng(0)
+    ims = [rng.random((40, 36), dtype=np.float32), rng.random((40, 36, 3), dtype=np.float32)]
+    assert pipe(ims, task="vif").shape == (40, 36, 3)
+    big = [np.repeat(np.repeat(im, 2, axis=0), 2, axis=1) for im in ims]  # 80 x 72 px: tiled above 4096 px
+    whole, tiled = pipe(big, task="vif"), pipe(big, task="vif", tile_pixels=4096)
+    assert np.abs(tiled - whole).max() < 0.05  # the classical source is tiled with the inputs

@@ -58,12 +58,12 @@ from allfuse.model_folder import (
 from allfuse.models import FusionDiT, JointDiT
 from allfuse.models.correct import Corrector
 from allfuse.models.joint import JointConfig
-from allfuse.models.refine import Refiner
+from allfuse.models.refine import Refiner, classical_source
 from allfuse.sampling import sample_latent
 from allfuse.sampling.tiling import TiledModel
 from allfuse.stacks import STACK_ORDER, fuse_stack
 from allfuse.tasks import guess_task
-from allfuse.tiled import DEFAULT_TILE_PIXELS, LatentFn, check_tile_pixels, fuse_large
+from allfuse.tiled import DEFAULT_TILE_PIXELS, ClassicalFn, LatentFn, check_tile_pixels, fuse_large
 from allfuse.types import TASKS, Image, Task
 
 SAMPLERS: tuple[str, ...] = get_args(SamplerKind)
@@ -301,19 +301,30 @@ class FusionPipeline:
             h, w = xs[0].shape[:2]
             work = work_size((h, w), work_side or None)
             limit = DEFAULT_TILE_PIXELS if tile_pixels is None else tile_pixels
+            refiner = self.refiner if refine else None
+            classical = functools.partial(classical_source, task=task)
+            if refiner is None or not refiner.cfg.classical:
+                classical = None
             if limit and h * w > limit:
-                refiner = self.refiner if refine else None
                 # a large latent path on the CPU runs the DiT in fp32: oneDNN keeps a compiled bf16 kernel
                 # per matrix shape, and the MoE's expert batches take a new shape at almost every window
                 fp32 = self.device.type == "cpu" and work[0] * work[1] > limit
                 run = functools.partial(latent, bf16=self.cfg.bf16 and not fp32)
-                return fuse_large(self.tok, run, refiner, xs, work, limit, self.device)
-            return self.fuse_whole(xs, latent, work, refine)
+                return fuse_large(self.tok, run, refiner, xs, work, limit, self.device, classical)
+            return self.fuse_whole(xs, latent, work, refiner, classical)
 
         return fuse_stack(fuse, images, self.slots(refine), STACK_ORDER[task])
 
-    def fuse_whole(self, images: list[Image], latent: LatentFn, work: tuple[int, int], refine: bool) -> Image:
-        """The whole path on whole images: (H, W, 3) float32; `latent` runs the DiT and its sampler."""
+    def fuse_whole(
+        self,
+        images: list[Image],
+        latent: LatentFn,
+        work: tuple[int, int],
+        refiner: Refiner | None,
+        classical: ClassicalFn | None = None,
+    ) -> Image:
+        """The whole path on whole images: (H, W, 3) float32; `latent` runs the DiT and its sampler, then
+        `refiner` (None: none) with `classical(images)` as its classical source if it blends one."""
         x = [image_tensor(im).to(self.device) for im in images]  # each (1, 3, H, W)
         h, w = images[0].shape[:2]
         xw = x if work == (h, w) else [F.interpolate(t, size=work, mode="area") for t in x]
@@ -321,9 +332,10 @@ class FusionPipeline:
         dec = self.tok.decode(z, cond=xw, size=work)
         if work != (h, w):
             dec = F.interpolate(dec, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
-        if refine and self.refiner is not None:
+        if refiner is not None:
+            extra = image_tensor(classical(images)).to(self.device) if classical is not None else None
             with autocast(self.device):
-                dec = self.refiner(dec, x).float().clamp(0, 1)
+                dec = refiner(dec, x, extra).float().clamp(0, 1)
         return dec[0].permute(1, 2, 0).cpu().numpy().astype(np.float32)
 
     def default_tile(self) -> int:

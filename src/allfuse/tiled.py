@@ -48,6 +48,7 @@ ALIGN = 16  # px: tile starts are multiples of this (the latent grid, f = 8, and
 
 LatentFn = Callable[[list[Tensor]], Tensor]  # condition latents -> fused latent (the DiT and its sampler)
 TileFn = Callable[[int, int, int, int], Tensor]  # (y0, y1, x0, x1) -> (1, 3, y1 - y0, x1 - x0)
+ClassicalFn = Callable[[list[np.ndarray]], np.ndarray]  # input tiles -> the classical source of their fusion
 
 
 def check_tile_pixels(tile_pixels: int | None) -> None:
@@ -226,9 +227,12 @@ def refine_tiled(
     images: Sequence[np.ndarray],
     tile_pixels: int,
     device: torch.device,
+    classical: ClassicalFn | None = None,
 ) -> np.ndarray:
     """(H, W, 3) float32: the refiner (or, without one, the fused image itself) tile by tile, blended; the
-    refiner runs twice, the first pass collecting its whole-image channel statistics (WholeImagePooling)."""
+    refiner runs twice, the first pass collecting its whole-image channel statistics (WholeImagePooling).
+    `classical`: input tiles -> the classical source of a refiner that blends one (models/refine.py), made
+    per tile (twice: memory stays bounded, and the rules are local up to their coarsest blur)."""
     h, w = images[0].shape[:2]
     side = tile_side(tile_pixels)
     grid = Grid.over(h, w, side, tile_overlap(side), align=ALIGN)
@@ -237,8 +241,11 @@ def refine_tiled(
         tile = fused(y0, y1, x0, x1)
         if refiner is None:
             return tile
+        crops = [im[y0:y1, x0:x1] for im in images]
+        xs = [as_batch(im, device) for im in crops]
+        extra = as_batch(classical(crops), device) if classical is not None else None
         with autocast(device):
-            return refiner(tile, [as_batch(im[y0:y1, x0:x1], device) for im in images]).float().clamp(0, 1)
+            return refiner(tile, xs, extra).float().clamp(0, 1)
 
     out = np.zeros((h, w, 3), np.float32)
     with WholeImagePooling(refiner) if refiner is not None else contextlib.nullcontext() as pooling:
@@ -261,9 +268,11 @@ def fuse_large(
     work: tuple[int, int],
     tile_pixels: int,
     device: torch.device,
+    classical: ClassicalFn | None = None,
 ) -> np.ndarray:
     """FusionPipeline's path for images of more than tile_pixels pixels (module doc): checked (H, W[, 3])
-    float32 inputs, the latent path at size `work` -> (H, W, 3) float32 in [0, 1]."""
+    float32 inputs, the latent path at size `work` -> (H, W, 3) float32 in [0, 1]; `classical` as for
+    refine_tiled."""
     h, w = images[0].shape[:2]
     small = work != (h, w)
     xw = [area_downscale(im, work) for im in images] if small else list(images)
@@ -280,4 +289,4 @@ def fuse_large(
         def tiles(y0: int, y1: int, x0: int, x1: int) -> Tensor:
             return dec[..., y0:y1, x0:x1]
 
-    return refine_tiled(refiner, tiles, images, tile_pixels, device)
+    return refine_tiled(refiner, tiles, images, tile_pixels, device, classical)

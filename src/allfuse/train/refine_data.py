@@ -12,8 +12,10 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from allfuse.config import build_config
-from allfuse.model_folder import read_training, resolve_model_folder
+from allfuse.data.samples import SAMPLE_KINDS
+from allfuse.model_folder import load_corrector, read_training, resolve_model_folder
 from allfuse.models import FusionDiT
+from allfuse.models.correct import CORRECT_TASKS
 from allfuse.sampling import sample_latent
 from allfuse.sampling.tiling import TiledModel
 from allfuse.train.config import DataConfig, TrainConfig, config_from_dict
@@ -23,13 +25,33 @@ if TYPE_CHECKING:
     from allfuse.train.refine import RefineTrainConfig
 
 WORK_FACTOR = 2  # guided-upsampling steps: crop side / latent-path side
+# The fusion rule of the refiner's classical source per sample kind (models/refine.py): an M3 sample's
+# views are degraded block by block, so per pixel the sharper view is the right one, the focus rule's job.
+CLASSICAL_TASK = {"vif": "vif", "mef": "mef", "mff": "mff", "m3": "mff"}
+
+
+def classical_tasks(task_id: torch.Tensor) -> list[str]:
+    """Sample kind indices (SAMPLE_KINDS) -> the task whose classical rule makes each sample's source."""
+    kinds = [SAMPLE_KINDS[int(i)] for i in task_id.reshape(-1)]
+    bad = sorted(set(kinds) - set(CLASSICAL_TASK))
+    if bad:
+        raise ValueError(
+            f"a refiner with a classical source trains on {', '.join(CLASSICAL_TASK)} only, not {bad}"
+        )
+    return [CLASSICAL_TASK[k] for k in kinds]
 
 
 class FrozenFusion:
     """The frozen DiT + tokenizer + text encoder of a model folder: batches -> decoded fusion."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, correct: bool = False) -> None:
         folder = resolve_model_folder(model)
+        # with `correct`, inputs go through the folder's input corrector first, as in the pipeline
+        self.corrector = load_corrector(folder) if correct else None
+        if correct and self.corrector is None:
+            raise ValueError(f"{model}: has no input corrector to train behind (correct=true)")
+        if self.corrector is not None:
+            self.corrector.eval().requires_grad_(False)
         self.cfg: TrainConfig = config_from_dict(read_training(folder)["dit"])
         if self.cfg.arch != "fusion":
             raise ValueError(f"{model}: a JointDiT; the refiner trains behind a FusionDiT (allfuse-reg/fm)")
@@ -39,6 +61,24 @@ class FrozenFusion:
         self.dit.eval().requires_grad_(False)
         # crops larger than the DiT's training window run tiled, exactly as the pipeline does at inference
         self.tiled = TiledModel(self.dit, max(4, self.cfg.data.size // self.frozen.tok.downsample))
+
+    @torch.no_grad()
+    def corrected(self, batch: dict) -> dict:
+        """The batch with inputs a, b replaced by the corrector's output for the samples of the tasks it
+        runs for (its config's `tasks`), as FusionPipeline does; the batch itself without a corrector."""
+        if self.corrector is None:
+            return batch
+        kinds = [SAMPLE_KINDS[int(i)] for i in batch["task_id"].reshape(-1)]
+        rows = [i for i, k in enumerate(kinds) if k in self.corrector.cfg.tasks]
+        if not rows:
+            return batch
+        task = torch.tensor([CORRECT_TASKS.index(kinds[i]) for i in rows])
+        xs = [batch[k][rows].float() for k in ("a", "b")]
+        outs = [y.clamp(0, 1) for y in self.corrector(xs, task)]
+        new = {k: batch[k].clone() for k in ("a", "b")}
+        for k, y in zip(("a", "b"), outs, strict=True):
+            new[k][rows] = y.to(new[k].dtype)
+        return {**batch, **new}
 
     @torch.no_grad()
     def decoded(self, batch: dict, generator: torch.Generator, factor: int = 1) -> torch.Tensor:
