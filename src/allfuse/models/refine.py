@@ -54,8 +54,10 @@ because the refiner's own blend of the inputs stays well below that rule where t
 (measured on the clean validation pairs: the refined decoded fusion scores Qabf 0.590 / 0.717 / 0.711 for
 VIF / MEF / MFF, the rule 0.624 / 0.760 / 0.759, and the refiner fed the rule's output as its decoded
 fusion keeps 0.620 / 0.749 / 0.731). Where the inputs are degraded the rule carries the degradation, and
-the blend weights, predicted from everything, keep the DiT's restoration there; this is restore-then-fuse
-and fuse-then-restore decided per pixel and per band. The rule sees the inputs as given to the refiner
+the blend weights, predicted from everything, are meant to keep the DiT's restoration there. Measured so
+far, training does not get there: 1,000 steps learnt to give the rule almost no weight and scored below
+the refiner it started from (allfuse-reg's model card, "Tried and not kept"); no shipped refiner uses it.
+The rule sees the inputs as given to the refiner
 (after the input corrector, allfuse.models.correct). Widening a trained refiner gives the source half of
 the decoded fusion's weight in each band (their logits equal, each ln 2 lower), so it starts as the
 trained refiner with the decoded fusion replaced by its mean with the rule's output. (A widening that
