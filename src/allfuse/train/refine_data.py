@@ -15,10 +15,10 @@ from allfuse.config import build_config
 from allfuse.data.samples import SAMPLE_KINDS
 from allfuse.model_folder import load_corrector, read_training, resolve_model_folder
 from allfuse.models import FusionDiT
-from allfuse.models.correct import CORRECT_TASKS
 from allfuse.sampling import sample_latent
 from allfuse.sampling.tiling import TiledModel
 from allfuse.train.config import DataConfig, TrainConfig, config_from_dict
+from allfuse.train.correct import corrector_task
 from allfuse.train.data import EpochDataset, Frozen, StepSampler, build_dataset
 
 if TYPE_CHECKING:
@@ -72,9 +72,8 @@ class FrozenFusion:
         rows = [i for i, k in enumerate(kinds) if k in self.corrector.cfg.tasks]
         if not rows:
             return batch
-        task = torch.tensor([CORRECT_TASKS.index(kinds[i]) for i in rows])
         xs = [batch[k][rows].float() for k in ("a", "b")]
-        outs = [y.clamp(0, 1) for y in self.corrector(xs, task)]
+        outs = [y.clamp(0, 1) for y in self.corrector(xs, corrector_task(batch["task_id"].reshape(-1)[rows]))]
         new = {k: batch[k].clone() for k in ("a", "b")}
         for k, y in zip(("a", "b"), outs, strict=True):
             new[k][rows] = y.to(new[k].dtype)
