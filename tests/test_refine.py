@@ -128,6 +128,36 @@ def test_base_gain_widens_exactly_and_can_lift_a_veil_no_source_lifts() -> None:
         widen_state_dict(net.state_dict(), net.cfg, dataclasses.replace(net.cfg, base_gain=0.0))
 
 
+def test_fine_gain_widens_exactly_and_equalizes_the_detail_band() -> None:
+    """A gain on the finest part of the detail band (module doc): zero logit = the refiner it widens; a
+    saturated logit multiplies only the detail finer than fine_sigma, so a blur's fine loss can be undone
+    more strongly than its coarse loss (or noise suppressed) while the base band stays."""
+    gained = Refiner(RefinerConfig(width=8, blocks=(1, 1), mix=True, bands=2, detail_gain=2.0, base_gain=4.0))
+    for p in gained.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    fine = Refiner(dataclasses.replace(gained.cfg, fine_gain=3.0))
+    fine.load_state_dict(widen_state_dict(gained.state_dict(), gained.cfg, fine.cfg))
+    fused, a, b = torch.rand(1, 3, 21, 30), torch.rand(1, 1, 21, 30), torch.rand(1, 3, 21, 30)
+    torch.testing.assert_close(fine(fused, [a, b]), gained(fused, [a, b]))  # h = 1: nothing changes
+
+    net = Refiner(RefinerConfig(width=8, blocks=(1, 1), mix=True, bands=2, detail_gain=2.0, fine_gain=3.0))
+    s = net.cfg.unshuffle**2
+    with torch.no_grad():  # tail: 3 residual, 3 base logits, 3 detail logits, detail gain; fine: its own
+        net.tail[0].bias[5 * s : 6 * s] = 50.0  # base from input 2
+        net.tail[0].bias[8 * s : 9 * s] = 50.0  # detail from input 2
+        net.fine_tail[0].bias[:] = 50.0  # tanh -> 1: fine gain 3, detail gain stays 1
+    base = gaussian_blur(b, net.cfg.band_sigma)
+    detail = b - base
+    finest = detail - gaussian_blur(detail, net.cfg.fine_sigma)
+    torch.testing.assert_close(net(fused, [a, b]), base + detail + 2.0 * finest)
+    with pytest.raises(ValueError, match="fine_gain"):  # it needs the detail gain, and a finer split
+        RefinerConfig(mix=True, bands=2, fine_gain=3.0)
+    with pytest.raises(ValueError, match="fine_gain"):
+        RefinerConfig(mix=True, bands=2, detail_gain=2.0, fine_gain=3.0, fine_sigma=3.0)
+    with pytest.raises(ValueError, match="cannot be widened"):  # a gain is never silently dropped
+        widen_state_dict(net.state_dict(), net.cfg, dataclasses.replace(net.cfg, fine_gain=0.0))
+
+
 def test_gaussian_blur_keeps_constants_and_removes_fine_detail() -> None:
     flat = torch.full((1, 2, 9, 40), 0.3)
     torch.testing.assert_close(gaussian_blur(flat, 3.0), flat)  # image smaller than the kernel works
@@ -323,6 +353,42 @@ def test_refiner_run_starts_from_a_shipped_refiner_widened_to_two_bands(
     got = latest_weights(tmp_path / "run")
     want = widen_state_dict(one.state_dict(), one.cfg, two_cfg)
     torch.testing.assert_close(got["tail.0.weight"], want["tail.0.weight"], rtol=0, atol=1e-6)
+
+
+def test_a_run_can_train_only_the_new_fine_gain_head_of_a_shipped_refiner(
+    dit_folder: Path, tmp_path: Path
+) -> None:
+    """trainable=[fine_tail]: everything the shipped refiner learnt stays bit for bit; only the head
+    widening added moves. A prefix naming no parameter is refused, naming the refiner's parts."""
+    from allfuse.model_folder import save_refiner
+
+    model = tmp_path / "model"
+    model.mkdir()
+    for f in ("model.safetensors", "config.json"):
+        (model / f).write_bytes((dit_folder / f).read_bytes())
+    shipped = Refiner(RefinerConfig(width=8, blocks=(1, 1), mix=True, bands=2, detail_gain=2.0))
+    for p in shipped.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    save_refiner(shipped, model)
+    fine_cfg = dataclasses.replace(shipped.cfg, fine_gain=3.0)
+    cfg = dataclasses.replace(
+        _cfg(dit_folder, tmp_path / "run"), refiner=fine_cfg, init_from=str(model), max_steps=3, lr=1e-2
+    )
+    cfg = RefineTrainConfig.from_dict(json.loads(json.dumps({**cfg.to_dict(), "trainable": ["fine_tail"]})))
+    assert cfg.trainable == ("fine_tail",)
+    train_refiner(cfg)
+    got = latest_weights(tmp_path / "run")
+    want = widen_state_dict(
+        {k: v.to(got[k].dtype) for k, v in shipped.state_dict().items()}, shipped.cfg, fine_cfg
+    )
+    assert set(got) == set(want)
+    for k in want:
+        if k.startswith("fine_tail"):
+            continue
+        torch.testing.assert_close(got[k], want[k], rtol=0, atol=0, msg=k)
+    assert got["fine_tail.0.weight"].abs().max() > 0  # the new head learnt something
+    with pytest.raises(ValueError, match="name no parameter.*tail"):
+        train_refiner(dataclasses.replace(cfg, out_dir=str(tmp_path / "bad"), trainable=("nope",)))
 
 
 def test_data_overrides_reach_the_refiner_dataset(tmp_path) -> None:

@@ -46,6 +46,18 @@ offset; the gain, bounded and smoothed at the band's scale so it cannot add deta
 allfuse.tiled), the global cue airlight and exposure need. Its logit starts at zero (gain 1), so widening
 a trained refiner with it changes nothing (`widen_state_dict`).
 
+With `fine_gain = M_f > 1` the blended detail band gets one more per-pixel gain on its finest part,
+  D = sum_k softmax(l_detail)_k * (S_k - B_k),   F = D - G_{fine_sigma} * D,
+  R = (base) + g * (D + (h - 1) * F) + residual,   h = M_f ** tanh(v),
+a two-tap equalizer of the detail band: one gain cannot undo a blur, which attenuates fine detail far more
+than coarse detail (a Gaussian PSF of sigma s multiplies frequency f by exp(-2 pi^2 s^2 f^2)), nor noise,
+which sits mostly in the finest band. h > 1 sharpens like a fixed-kernel Wiener deconvolution would, h < 1
+smooths like a denoiser, per pixel, predicted from everything. Its logit comes from a head of its own
+(`fine_tail`, on the U-Net's last features) that starts at zero (h = 1), so widening a trained refiner with
+it changes nothing (`widen_state_dict`), and the head can be trained alone on a frozen refiner
+(allfuse.train.refine, `trainable`), which then keeps everything it did and only learns where to
+sharpen or smooth.
+
 With `classical`, one more source joins the blend: the task's classical fusion of the inputs (the rule
 that makes the training targets from clean pairs, allfuse.tasks.CLASSICAL_DEFAULT: guided-filter fusion
 for VIF, a Laplacian pyramid for MEF, a focus decision map for MFF; `classical_source`),
@@ -97,6 +109,8 @@ class RefinerConfig:
     band_sigma: float = 3.0  # px, Gaussian splitting base from detail when bands = 2
     detail_gain: float = 0.0  # with bands = 2: M > 1 = per-pixel gain in [1/M, M] on the detail band; 0 = off
     base_gain: float = 0.0  # with bands = 2: M > 1 = smooth per-pixel gain in [1/M, M] on the base; 0 = off
+    fine_gain: float = 0.0  # with detail_gain: M > 1 = gain in [1/M, M] on the finest detail; 0 = off
+    fine_sigma: float = 1.0  # px, Gaussian splitting the finest detail from the rest of the detail band
     classical: bool = False  # with mix: the task's classical fusion of the inputs is one more source (doc)
 
     def __post_init__(self) -> None:
@@ -108,6 +122,12 @@ class RefinerConfig:
             raise ValueError(f"bad refiner config: detail_gain needs bands = 2 and M > 1 (or 0): {self}")
         if self.base_gain and (self.bands != 2 or self.base_gain <= 1):
             raise ValueError(f"bad refiner config: base_gain needs bands = 2 and M > 1 (or 0): {self}")
+        fine_ok = self.detail_gain and self.fine_gain > 1 and 0 < self.fine_sigma < self.band_sigma
+        if self.fine_gain and not fine_ok:
+            raise ValueError(
+                "bad refiner config: fine_gain needs detail_gain, M > 1 and 0 < fine_sigma < band_sigma "
+                f"(or 0): {self}"
+            )
         if self.classical and not self.mix:
             raise ValueError(f"bad refiner config: classical needs mix: {self}")
 
@@ -163,6 +183,10 @@ class Refiner(nn.Module):
         self.tail = nn.Sequential(nn.Conv2d(c, out_ch * s * s, 3, padding=1), nn.PixelShuffle(s))
         nn.init.zeros_(self.tail[0].weight)
         nn.init.zeros_(self.tail[0].bias)
+        if cfg.fine_gain:  # the fine gain's logit, a head of its own (module doc)
+            self.fine_tail = nn.Sequential(nn.Conv2d(c, s * s, 3, padding=1), nn.PixelShuffle(s))
+            nn.init.zeros_(self.fine_tail[0].weight)
+            nn.init.zeros_(self.fine_tail[0].bias)
 
     def forward(self, fused: Tensor, inputs: Sequence[Tensor], classical: Tensor | None = None) -> Tensor:
         """fused (B, 3, H, W) and 1..max_inputs images (B, 1 or 3, H, W); missing slots are zeros. With
@@ -187,7 +211,7 @@ class Refiner(nn.Module):
                 y = self.down[i](y)
         for i in reversed(range(len(self.down))):
             y = self.dec[i](self.up[i](y) + skips[i])
-        y = self.tail(y)[..., :h, :w].to(fused.dtype)
+        feat, y = y, self.tail(y)[..., :h, :w].to(fused.dtype)
         if not self.cfg.mix:
             return fused + y
         n_src = self.cfg.n_sources
@@ -205,13 +229,20 @@ class Refiner(nn.Module):
         base = gaussian_blur(sources.flatten(0, 1), self.cfg.band_sigma).view_as(sources)
         detail = (weights[:, 1] * (sources - base)).sum(dim=1)
         k = 3 + n_logits  # the gain logits follow the blend logits
+        gain = None
         if self.cfg.detail_gain:  # g = M ** tanh(t) (module doc)
-            detail = detail * bounded_gain(y[:, k : k + 1], self.cfg.detail_gain)
+            gain = bounded_gain(y[:, k : k + 1], self.cfg.detail_gain)
             k += 1
         blended = (weights[:, 0] * base).sum(dim=1)
         if self.cfg.base_gain:  # b = M ** tanh(G_sigma * u) (module doc)
             u = gaussian_blur(y[:, k : k + 1].float(), self.cfg.band_sigma).to(y.dtype)
             blended = blended * bounded_gain(u, self.cfg.base_gain)
+        if self.cfg.fine_gain:  # D + (h - 1) F, F = D - G_fine * D (module doc)
+            v = self.fine_tail(feat)[..., :h, :w].to(fused.dtype)
+            fine = detail - gaussian_blur(detail, self.cfg.fine_sigma).to(detail.dtype)
+            detail = detail + (bounded_gain(v, self.cfg.fine_gain) - 1) * fine
+        if gain is not None:
+            detail = detail * gain
         return blended + detail + y[:, :3]
 
 
@@ -239,18 +270,20 @@ def bounded_gain(logit: Tensor, m: float) -> Tensor:
     return torch.exp(math.log(m) * torch.tanh(logit))
 
 
-WIDENED = ("bands", "band_sigma", "detail_gain", "base_gain", "classical")  # what widen_state_dict may change
+# what widen_state_dict may change
+WIDENED = ("bands", "band_sigma", "detail_gain", "base_gain", "fine_gain", "fine_sigma", "classical")
 
 
 def widen_state_dict(state: dict[str, Tensor], src: RefinerConfig, cfg: RefinerConfig) -> dict[str, Tensor]:
     """Weights of refiner `src` for a wider refiner `cfg`, otherwise equal, that computes what `src` did: a
-    one-band mix becomes two bands that both start with its logits, a detail or base gain is added with a
-    zero logit (gain 1), exactly; the classical source is added unseen by the U-Net (zero head weights),
-    sharing the decoded fusion's blend weight (module doc). Anything else (other widths, depths, a part
-    taken away) is a ValueError."""
+    one-band mix becomes two bands that both start with its logits, a detail, base or fine gain is added
+    with a zero logit (gain 1), exactly; the classical source is added unseen by the U-Net (zero head
+    weights), sharing the decoded fusion's blend weight (module doc). Anything else (other widths, depths,
+    a part taken away) is a ValueError."""
     wider = src.mix and cfg.bands >= src.bands and cfg.classical >= src.classical
     wider &= not src.detail_gain or src.detail_gain == cfg.detail_gain
     wider &= not src.base_gain or src.base_gain == cfg.base_gain
+    wider &= not src.fine_gain or (src.fine_gain == cfg.fine_gain and src.fine_sigma == cfg.fine_sigma)
     same_sigma = src.bands == 1 or src.band_sigma == cfg.band_sigma
     if not (wider and same_sigma) or dataclasses.replace(src, **{k: getattr(cfg, k) for k in WIDENED}) != cfg:
         raise ValueError(f"a refiner of {src} cannot be widened to {cfg}")
@@ -279,4 +312,8 @@ def widen_state_dict(state: dict[str, Tensor], src: RefinerConfig, cfg: RefinerC
                 parts.append(w[k : k + s2] if getattr(src, gain) else torch.zeros_like(w[:s2]))
             k += s2 if getattr(src, gain) else 0
         out[key] = torch.cat(parts, dim=0)
+    if cfg.fine_gain and not src.fine_gain:  # its own head, zero: h = 1
+        c = state["tail.0.weight"].shape[1]
+        out["fine_tail.0.weight"] = state["tail.0.weight"].new_zeros(s2, c, 3, 3)
+        out["fine_tail.0.bias"] = state["tail.0.bias"].new_zeros(s2)
     return out

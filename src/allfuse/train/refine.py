@@ -25,6 +25,9 @@ With `correct`, the inputs first go through the model folder's input corrector (
 for the tasks it runs for, as the pipeline does, so the refiner trains on what it sees at inference. A
 refiner with a classical source (`refiner.classical`) gets each sample's classical fusion of its
 (corrected) inputs, by the task's rule (refine_data.CLASSICAL_TASK).
+With `trainable`, only the named parts of the refiner train (e.g. [fine_tail], the head of a gain just
+added by widening a shipped refiner, models/refine.py), so the rest keeps exactly what it learnt: a
+refiner retrained whole behind a later DiT has lost sharpness and identity (allfuse-reg's model card).
 One process; checkpoints, exact resume, EMA and the CSV log are those of the main loop.
 """
 
@@ -85,6 +88,8 @@ class RefineTrainConfig:
     texture_weight: float = 0.0  # SwinFusion texture loss against the clean sources (module doc)
     texture_kinds: tuple[str, ...] = TEXTURE_KINDS  # the sample kinds it applies to
     init_from: str | None = None  # model folder whose refiner starts this run (widened to `refiner`)
+    # Names (prefixes) of the refiner's parameters that train, e.g. [fine_tail]; empty = all (module doc).
+    trainable: tuple[str, ...] = ()
     kinds: dict[str, float] | None = None  # task mix of the training data; None = the DiT's own
     # Fields of the DiT's DataConfig to change for this run, e.g. {"n_weights": [3, 2, 2, 2]}.
     data_overrides: dict[str, object] = field(default_factory=dict)
@@ -120,7 +125,8 @@ class RefineTrainConfig:
         values = {k: v for k, v in values.items() if k != "kind"}
         refiner = RefinerConfig.from_dict(values.get("refiner", {}))
         kinds = tuple(values.get("texture_kinds", TEXTURE_KINDS))
-        return cls(**{**values, "refiner": refiner, "texture_kinds": kinds})
+        trainable = tuple(values.get("trainable", ()))
+        return cls(**{**values, "refiner": refiner, "texture_kinds": kinds, "trainable": trainable})
 
 
 def train_refiner(cfg: RefineTrainConfig, until: int | None = None) -> Path:
@@ -133,6 +139,7 @@ def train_refiner(cfg: RefineTrainConfig, until: int | None = None) -> Path:
     net = Refiner(cfg.refiner)
     if cfg.init_from:
         net.load_state_dict(initial_refiner_state(cfg.init_from, cfg.refiner))
+    freeze_except(net, cfg.trainable)
     stage = Stage(net, cfg)
     k = cfg.work_every
     n_work = stage.step // k if k else 0  # guided-upsampling steps already taken: steps k-1, 2k-1, ...
@@ -161,6 +168,20 @@ def train_refiner(cfg: RefineTrainConfig, until: int | None = None) -> Path:
         validate_refiner(ema, fusion, cfg, step, out)
 
     return stage.run(train_step, validate, "refiner", until)
+
+
+def freeze_except(net: torch.nn.Module, trainable: tuple[str, ...]) -> None:
+    """Train only the parameters whose names start with one of `trainable` (all when it is empty); a
+    prefix that names no parameter is an error listing the refiner's parts."""
+    if not trainable:
+        return
+    names = [n for n, _ in net.named_parameters()]
+    unknown = [t for t in trainable if not any(n.startswith(t) for n in names)]
+    if unknown:
+        parts = sorted({n.split(".")[0] for n in names})
+        raise ValueError(f"trainable: {unknown} name no parameter of this refiner; its parts: {parts}")
+    for name, param in net.named_parameters():
+        param.requires_grad_(name.startswith(tuple(trainable)))
 
 
 def classical_input(net: torch.nn.Module, batch: dict) -> torch.Tensor | None:
