@@ -10,7 +10,10 @@ Sections (--sections, all by default):
               sources (Qabf, VIF, SF, AG, SSIM, BRISQUE) and against the teacher target, the task's classical
               default fusion of the CLEAN pair (PSNR_ref, SSIM_ref). Rows: the models, the best chain per
               metric, the best plain classical fusion per metric, and the teacher on the clean pair.
-* clean     — every validation pair (--clean-pairs) undegraded: model Qabf vs the teacher's.
+* clean     — every validation pair (--clean-pairs) undegraded: model Qabf vs the teacher's; for context
+              also every plain classical fusion and each source alone (what the metrics reward when
+              nothing is degraded: on infrared + visible pairs the infrared image alone can out-score
+              the teacher on Qabf).
 * families  — per task, each family alone at two strengths (and `mix`) on --family-pairs pairs: Qabf of
               each model vs the best chain of that cell.
 * identity  — well-exposed sharp photos fused with themselves (PSNR, mean shift), and a dark night image.
@@ -51,6 +54,7 @@ from scoring import (
     score,
 )
 
+from allfuse import baselines
 from allfuse.tasks import guess_task
 
 SECTIONS = ("main", "clean", "families", "identity")
@@ -160,12 +164,19 @@ def clean_section(
     for task in args.tasks:
         pairs = validation_pairs(args.data, task, args.clean_pairs, args.max_side)
         per_case = []
+        alone = [f"source {i + 1} alone" for i in range(2)]
         for pair in pairs:
             outs = run_models(models, pair.images, task)[0] | {"teacher": pair.target}
+            outs |= {f: baselines.fuse(f, list(pair.images), task) for f in PLAIN}
+            outs |= dict(zip(alone, pair.images, strict=False))
             per_case.append(score(outs, pair.images, names))
         rows = mean_rows(per_case)
         report.say("", f"### clean — {task.upper()}: {len(pairs)} validation pairs, no degradation", "")
-        report.say(*metric_table(rows, names), "")
+        report.say(*metric_table({k: rows[k] for k in [*models, "teacher"]}, names), "")
+        rule, rule_q = best_of(rows, PLAIN, "Qabf")
+        src, src_q = best_of(rows, alone, "Qabf")
+        context = f"best plain rule {rule} {rule_q:.4f}, {src} {src_q:.4f}"
+        report.say(f"Context, Qabf on the same pairs: {context}.", "")
         for model in models:
             q, qt = rows[model]["Qabf"], rows["teacher"]["Qabf"]
             text = f"clean {task} {model} Qabf {q:.4f} vs teacher {qt:.4f}"

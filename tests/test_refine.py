@@ -387,7 +387,7 @@ def test_a_run_can_train_only_the_new_fine_gain_head_of_a_shipped_refiner(
             continue
         torch.testing.assert_close(got[k], want[k], rtol=0, atol=0, msg=k)
     assert got["fine_tail.0.weight"].abs().max() > 0  # the new head learnt something
-    with pytest.raises(ValueError, match="name no parameter.*tail"):
+    with pytest.raises(ValueError, match=r"name no parameter.*tail"):
         train_refiner(dataclasses.replace(cfg, out_dir=str(tmp_path / "bad"), trainable=("nope",)))
 
 

@@ -202,7 +202,8 @@ class Refiner(nn.Module):
         extra = [classical.expand(-1, 3, -1, -1).to(fused.dtype)] if self.cfg.classical else []  # type: ignore[union-attr]
         x = torch.cat([fused, *slots, *extra], dim=1)
         m = self.cfg.unshuffle * 2 ** (len(self.cfg.blocks) - 1)
-        x = F.pad(x, (0, -w % m, 0, -h % m), mode="replicate")
+        if h % m or w % m:  # (a pad of nothing would still copy the whole input)
+            x = F.pad(x, (0, -w % m, 0, -h % m), mode="replicate")
         y, skips = self.head(x), []
         for i, enc in enumerate(self.enc):
             y = enc(y)
