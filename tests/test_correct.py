@@ -84,6 +84,34 @@ def test_coefficients_land_where_the_thumbnail_puts_them() -> None:
     assert (y[0, 0, 0, 1:] >= y[0, 0, 0, :-1] - 1e-6).all()  # a monotone ramp between
 
 
+def test_separable_apply_is_grid_sample_bilinear_with_border_padding() -> None:
+    """The two matrix products give F.grid_sample's numbers (bilinear, border, align_corners False) for
+    any image and grid size, by bands or whole, and pass gradients to the cells."""
+    net = Corrector(CorrectorConfig(width=8, thumb=32, max_gain=4.0))
+    g = torch.Generator().manual_seed(0)
+    for (hh, ww), thumb, grid in (
+        ((64, 64), (32, 32), (16, 16)),
+        ((333, 517), (21, 32), (11, 16)),
+        ((7, 9), (7, 9), (4, 5)),
+        ((40, 300), (4, 32), (2, 16)),
+    ):
+        coef = torch.randn(2, 13, *grid, generator=g)
+        coef[:, 9:10] = torch.rand(2, 1, *grid, generator=g) * 0.8 + 0.2  # t in [0.2, 1]
+        x = torch.rand(2, 3, hh, ww, generator=g)
+        gain, offset = net.gain_offset(coef)
+        th, tw = thumb
+        ys = ((torch.arange(hh) + 0.5) * (th / hh)) / grid[0] - 1  # normalised: thumb px / (2 cells)
+        xs = ((torch.arange(ww) + 0.5) * (tw / ww)) / grid[1] - 1
+        where = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1)[None].expand(2, -1, -1, -1)
+        maps = F.grid_sample(torch.cat([gain, offset], 1), where, "bilinear", "border", align_corners=False)
+        expected = maps[:, :3] * x + maps[:, 3:]
+        torch.testing.assert_close(apply_coefficients(x, coef, thumb, net), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(apply_coefficients(x, coef, thumb, net, 5), expected, rtol=1e-5, atol=1e-5)
+    coef.requires_grad_(True)
+    apply_coefficients(x, coef, thumb, net).sum().backward()
+    assert coef.grad is not None and coef.grad.abs().sum() > 0
+
+
 def _veiled(n: int, seed: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Smooth random scenes under uniform haze: I = J t + A (1 - t), a different t and A per sample."""
     g = torch.Generator().manual_seed(seed)

@@ -221,20 +221,25 @@ class Refiner(nn.Module):
         if self.cfg.classical:
             prior[-1] = 0.0
         used = list(range(1 + len(inputs))) + ([n_src - 1] if extra else [])
-        sources = torch.stack([fused, *slots[: len(inputs)], *extra], dim=1)  # (B, n, 3, H, W)
+        sources = [fused, *slots[: len(inputs)], *extra]  # the used slots; the others weigh exactly 0
+        if torch.is_grad_enabled():  # autograd keeps each source for the weights' gradient; it cannot
+            sources = [s.clone() if s.is_inference() else s for s in sources]  # keep inference tensors
         n_logits = self.cfg.bands * n_src
         logits = y[:, 3 : 3 + n_logits].unflatten(1, (self.cfg.bands, -1)) + prior.view(1, 1, -1, 1, 1)
-        weights = torch.softmax(logits, dim=2)[:, :, used, None]  # (B, bands, n, 1, H, W)
+        weights = torch.softmax(logits, dim=2)  # (B, bands, n_src, H, W)
+        # Sums over the sources are accumulated in place, one source at a time: at full resolution the
+        # blend is memory-bound, and a stacked (B, n, 3, H, W) copy of every source and band costs more
+        # than the U-Net (measured at 1024 x 1024, bench/latency.py).
         if self.cfg.bands == 1:
-            return (weights[:, 0] * sources).sum(dim=1) + y[:, :3]
-        base = gaussian_blur(sources.flatten(0, 1), self.cfg.band_sigma).view_as(sources)
-        detail = (weights[:, 1] * (sources - base)).sum(dim=1)
+            return y[:, :3] + weighted_sum(weights[:, 0], used, sources)
+        bases = [gaussian_blur(s, self.cfg.band_sigma).to(s.dtype) for s in sources]
+        detail = weighted_sum(weights[:, 1], used, [s - b for s, b in zip(sources, bases, strict=True)])
         k = 3 + n_logits  # the gain logits follow the blend logits
         gain = None
         if self.cfg.detail_gain:  # g = M ** tanh(t) (module doc)
             gain = bounded_gain(y[:, k : k + 1], self.cfg.detail_gain)
             k += 1
-        blended = (weights[:, 0] * base).sum(dim=1)
+        blended = weighted_sum(weights[:, 0], used, bases)
         if self.cfg.base_gain:  # b = M ** tanh(G_sigma * u) (module doc)
             u = gaussian_blur(y[:, k : k + 1].float(), self.cfg.band_sigma).to(y.dtype)
             blended = blended * bounded_gain(u, self.cfg.base_gain)
@@ -243,8 +248,8 @@ class Refiner(nn.Module):
             fine = detail - gaussian_blur(detail, self.cfg.fine_sigma).to(detail.dtype)
             detail = detail + (bounded_gain(v, self.cfg.fine_gain) - 1) * fine
         if gain is not None:
-            detail = detail * gain
-        return blended + detail + y[:, :3]
+            return blended.add_(y[:, :3]).addcmul_(detail, gain)
+        return blended.add_(y[:, :3]).add_(detail)
 
 
 def classical_source(images: Sequence[np.ndarray], task: str) -> np.ndarray:
@@ -264,6 +269,15 @@ def classical_batch(images: Sequence[Tensor], tasks: Sequence[str]) -> Tensor:
         xs = [x[i].permute(1, 2, 0).float().cpu().numpy() for x in images]
         outs.append(torch.from_numpy(classical_source(xs, task)).permute(2, 0, 1))
     return torch.stack(outs).to(images[0].device)
+
+
+def weighted_sum(weights: Tensor, used: Sequence[int], sources: Sequence[Tensor]) -> Tensor:
+    """sum_j weights[:, used[j]] * sources[j]: weights (B, n, H, W), sources (B, C, H, W) each; one
+    accumulator updated in place (in place is safe under autograd: no product needs the sum)."""
+    out = weights[:, used[0], None] * sources[0]
+    for k, source in zip(used[1:], sources[1:], strict=True):
+        out.addcmul_(weights[:, k, None], source)
+    return out
 
 
 def bounded_gain(logit: Tensor, m: float) -> Tensor:
