@@ -96,6 +96,26 @@ def test_detail_gain_widens_exactly_and_can_sharpen_beyond_every_source() -> Non
         widen_state_dict(gained.state_dict(), gained.cfg, two.cfg)
 
 
+def test_detail_scale_multiplies_the_detail_band_of_a_trained_refiner() -> None:
+    torch.manual_seed(0)
+    base = Refiner(RefinerConfig(width=8, blocks=(1, 1), mix=True, bands=2, detail_gain=2.0))
+    for p in base.parameters():  # a "trained" refiner: every output is in play
+        torch.nn.init.normal_(p, std=0.05)
+    fused, a, b = torch.rand(1, 3, 21, 30), torch.rand(1, 1, 21, 30), torch.rand(1, 3, 21, 30)
+    outs = []
+    for scale in (1.0, 2.0, 3.0):
+        net = Refiner(dataclasses.replace(base.cfg, detail_scale=scale))
+        net.load_state_dict(base.state_dict())  # no new weights: a setting of the folder's refiner.json
+        with torch.no_grad():
+            outs.append(net(fused, [a, b]))
+    step = outs[1] - outs[0]  # = the gained detail band, added once more per unit of scale
+    assert float(step.abs().mean()) > 1e-3
+    torch.testing.assert_close(outs[2] - outs[1], step)
+    for bad in (dict(detail_scale=0.0, bands=2, mix=True), dict(detail_scale=1.5)):
+        with pytest.raises(ValueError, match="detail_scale"):
+            RefinerConfig(**bad)
+
+
 def test_base_gain_widens_exactly_and_can_lift_a_veil_no_source_lifts() -> None:
     """A smooth gain on the base band (module doc): zero logit = the refiner it widens; a saturated logit
     multiplies the blended base band by M, so the output can be brighter (or, with the residual's offset,

@@ -1,14 +1,31 @@
-"""Devices for inference: parse a device name a user typed, and bf16 autocast by the device's type.
+"""Devices for inference: parse a device name a user typed, bf16 autocast by the device's type, and the
+host allocator's settings for full-resolution CPU work.
 
 Nothing here names a particular device type: a pipeline moved to CUDA, MPS or any other backend torch
 knows autocasts for that backend, and where torch has no autocast for it (e.g. "meta") runs unautocast.
+
+glibc's malloc serves every block above 32 MiB (its largest automatic mmap threshold) with a fresh mmap and
+returns it to the kernel on free, so each such block is page-faulted in again, page by page, the next time:
+at 1024 x 1024 px many of a fusion's intermediate tensors are that large, and one fusion took about 70,000
+page faults. `keep_freed_memory` raises the mmap and trim thresholds (mallopt, M_MMAP_THRESHOLD and
+M_TRIM_THRESHOLD, glibc's malloc.h) so freed blocks stay in the heap for the next one (PyTorch's CPU
+performance guide recommends a caching allocator, jemalloc or tcmalloc, for the same reason).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
+import platform
 
 import torch
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (glibc malloc.h)
+MMAP_THRESHOLD = 256 << 20  # blocks below this come from the heap
+TRIM_THRESHOLD = 512 << 20  # free memory at the heap's top kept for reuse, beyond which it is returned
+MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
+_kept = False
 
 
 def parse_device(name: str | torch.device) -> torch.device:
@@ -36,3 +53,25 @@ def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractC
     if not enabled or not torch.amp.is_autocast_available(device.type):
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc's malloc keep freed blocks below 256 MiB for reuse instead of unmapping them (module doc);
+    True when the setting is in effect. Once per process; nothing is done where the C library is not
+    glibc, when ALLFUSE_MALLOC=0, or when the user set malloc's own environment variables (theirs win)."""
+    global _kept
+    if _kept:
+        return True
+    if os.environ.get("ALLFUSE_MALLOC", "1") == "0" or any(k in os.environ for k in MALLOC_ENV):
+        return False
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own C library
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    # the mmap threshold first: a trim threshold alone also freezes the mmap threshold at its 128 KiB
+    # start, which makes every block above that an mmap (measured: 10x the page faults)
+    _kept = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    return _kept

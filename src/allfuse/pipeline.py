@@ -37,7 +37,7 @@ from allfuse.data.prompts import (
     phrases,
     tagged_prompt,
 )
-from allfuse.devices import autocast, parse_device
+from allfuse.devices import autocast, keep_freed_memory, parse_device
 from allfuse.inputs import check_images
 from allfuse.model_folder import (
     REFINER_CONFIG,
@@ -108,6 +108,7 @@ class FusionPipeline:
         from allfuse.tokenizer import load_tokenizer
 
         target = parse_device(device) if device is not None else None
+        keep_freed_memory()  # full-resolution tensors reuse freed heap memory (allfuse.devices)
         folder = resolve_model_folder(name_or_path)
         cfg = read_model_config(folder)
         kind: type[FusionPipeline]

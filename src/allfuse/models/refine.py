@@ -112,6 +112,7 @@ class RefinerConfig:
     fine_gain: float = 0.0  # with detail_gain: M > 1 = gain in [1/M, M] on the finest detail; 0 = off
     fine_sigma: float = 1.0  # px, Gaussian splitting the finest detail from the rest of the detail band
     classical: bool = False  # with mix: the task's classical fusion of the inputs is one more source (doc)
+    detail_scale: float = 1.0  # with bands = 2: fixed factor on the detail band at inference; 1 = as trained
 
     def __post_init__(self) -> None:
         if self.width < 4 or not self.blocks or min(self.blocks) < 1 or self.unshuffle < 1:
@@ -130,6 +131,8 @@ class RefinerConfig:
             )
         if self.classical and not self.mix:
             raise ValueError(f"bad refiner config: classical needs mix: {self}")
+        if self.detail_scale <= 0 or (self.detail_scale != 1 and self.bands != 2):
+            raise ValueError(f"bad refiner config: detail_scale must be > 0, and 1 unless bands = 2: {self}")
 
     @property
     def n_sources(self) -> int:
@@ -198,9 +201,12 @@ class Refiner(nn.Module):
             raise ValueError("this refiner blends the classical fusion of its inputs: pass `classical`")
         h, w = fused.shape[-2:]
         slots = [x.expand(-1, 3, -1, -1) for x in inputs]
-        slots += [torch.zeros_like(fused)] * (self.cfg.max_inputs - len(inputs))
         extra = [classical.expand(-1, 3, -1, -1).to(fused.dtype)] if self.cfg.classical else []  # type: ignore[union-attr]
-        x = torch.cat([fused, *slots, *extra], dim=1)
+        # the head's input in the dtype its convolution computes in (autocast's), before the copies of
+        # cat and unshuffle: the same numbers, half the bytes to move at full resolution
+        dtype = autocast_dtype(fused.device.type) or fused.dtype
+        empty = [fused.new_zeros(fused.shape, dtype=dtype)] * (self.cfg.max_inputs - len(inputs))
+        x = torch.cat([t.to(dtype) for t in (fused, *slots)] + empty + [t.to(dtype) for t in extra], dim=1)
         m = self.cfg.unshuffle * 2 ** (len(self.cfg.blocks) - 1)
         if h % m or w % m:  # (a pad of nothing would still copy the whole input)
             x = F.pad(x, (0, -w % m, 0, -h % m), mode="replicate")
@@ -212,7 +218,7 @@ class Refiner(nn.Module):
                 y = self.down[i](y)
         for i in reversed(range(len(self.down))):
             y = self.dec[i](self.up[i](y) + skips[i])
-        feat, y = y, self.tail(y)[..., :h, :w].to(fused.dtype)
+        feat, y = y, shuffle_to(self.tail[0](y), self.cfg.unshuffle, fused.dtype)[..., :h, :w]
         if not self.cfg.mix:
             return fused + y
         n_src = self.cfg.n_sources
@@ -221,7 +227,7 @@ class Refiner(nn.Module):
         if self.cfg.classical:
             prior[-1] = 0.0
         used = list(range(1 + len(inputs))) + ([n_src - 1] if extra else [])
-        sources = [fused, *slots[: len(inputs)], *extra]  # the used slots; the others weigh exactly 0
+        sources = [fused, *slots, *extra]  # the used slots; the others weigh exactly 0
         if torch.is_grad_enabled():  # autograd keeps each source for the weights' gradient; it cannot
             sources = [s.clone() if s.is_inference() else s for s in sources]  # keep inference tensors
         n_logits = self.cfg.bands * n_src
@@ -244,9 +250,11 @@ class Refiner(nn.Module):
             u = gaussian_blur(y[:, k : k + 1].float(), self.cfg.band_sigma).to(y.dtype)
             blended = blended * bounded_gain(u, self.cfg.base_gain)
         if self.cfg.fine_gain:  # D + (h - 1) F, F = D - G_fine * D (module doc)
-            v = self.fine_tail(feat)[..., :h, :w].to(fused.dtype)
+            v = shuffle_to(self.fine_tail[0](feat), self.cfg.unshuffle, fused.dtype)[..., :h, :w]
             fine = detail - gaussian_blur(detail, self.cfg.fine_sigma).to(detail.dtype)
             detail = detail + (bounded_gain(v, self.cfg.fine_gain) - 1) * fine
+        if self.cfg.detail_scale != 1:
+            gain = self.cfg.detail_scale if gain is None else gain * self.cfg.detail_scale
         if gain is not None:
             return blended.add_(y[:, :3]).addcmul_(detail, gain)
         return blended.add_(y[:, :3]).add_(detail)
@@ -269,6 +277,24 @@ def classical_batch(images: Sequence[Tensor], tasks: Sequence[str]) -> Tensor:
         xs = [x[i].permute(1, 2, 0).float().cpu().numpy() for x in images]
         outs.append(torch.from_numpy(classical_source(xs, task)).permute(2, 0, 1))
     return torch.stack(outs).to(images[0].device)
+
+
+def autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast computes in on this device type now; None when it is off or has none there."""
+    try:
+        return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+    except RuntimeError:  # a backend torch has no autocast for (e.g. "meta")
+        return None
+
+
+def shuffle_to(y: Tensor, s: int, dtype: torch.dtype) -> Tensor:
+    """F.pixel_shuffle(y, s).to(dtype) as one copy into the output (pixel_shuffle then a cast moves the
+    full-resolution tensor twice): channel c * s * s + i * s + j of pixel (h, w) -> (c, h * s + i,
+    w * s + j)."""
+    b, c, h, w = y.shape
+    out = y.new_empty(b, c // (s * s), h, s, w, s, dtype=dtype)
+    out.copy_(y.view(b, c // (s * s), s, s, h, w).permute(0, 1, 4, 2, 5, 3))
+    return out.view(b, -1, h * s, w * s)
 
 
 def weighted_sum(weights: Tensor, used: Sequence[int], sources: Sequence[Tensor]) -> Tensor:
