@@ -7,7 +7,9 @@ Each model runs with its defaults (a model folder may set a default work side: r
 with an input corrector for the task also runs without it (`correct=False`). With
 --work-side N, reg also runs with its latent path at that long side (FusionPipeline's work_side: the
 refiner brings the result back to full size; 0 = full size); bench/quality.py --work-side measures what
-that costs in quality.
+that costs in quality. The last column counts the minor page faults of one run at the largest size (Unix:
+resource.getrusage), what glibc's malloc costs when it unmaps freed blocks (allfuse.devices; run with
+ALLFUSE_MALLOC=0 to see the default).
 """
 
 from __future__ import annotations
@@ -25,20 +27,30 @@ from machine import machine_line
 
 from allfuse import baselines
 from allfuse.demo import demo_pair
+from allfuse.devices import keep_freed_memory
 from allfuse.tasks import CLASSICAL_DEFAULT
 
 CHAINS = ("nlm", "dcp", "rl", "wiener", "upsample")
 
 
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    """Best wall time of `repeats` runs after one warm-up."""
+def minor_faults() -> int:
+    """Minor page faults of this process so far (0 where resource.getrusage does not exist)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def best_time(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Best wall time of `repeats` runs after one warm-up, and the mean minor page faults per run."""
     fn()
-    times = []
+    times, faults = [], minor_faults()
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return min(times)
+    return min(times), (minor_faults() - faults) / repeats
 
 
 def main() -> None:
@@ -77,10 +89,12 @@ def main() -> None:
     methods[default] = lambda ims: baselines.fuse(default, ims, task)
     for r in CHAINS:
         methods[f"{r}+{default}"] = lambda ims, m=f"{r}+{default}": baselines.fuse(m, ims, task)
+    kept = "kept for reuse" if keep_freed_memory() else "malloc's default"  # as from_pretrained set it
     lines = [
-        f"torch threads: {torch.get_num_threads()}, task {task}, best of {args.repeats} after a warm-up",
-        "| method | " + " | ".join(f"{s}² s/img" for s in sizes) + " |",
-        "|---|" + "---:|" * len(sizes),
+        f"torch threads: {torch.get_num_threads()}, task {task}, best of {args.repeats} after a warm-up, "
+        f"freed memory: {kept}",
+        "| method | " + " | ".join(f"{s}² s/img" for s in sizes) + f" | page faults/img at {sizes[-1]}² |",
+        "|---|" + "---:|" * (len(sizes) + 1),
     ]
     print("\n".join(lines))
     pairs = {
@@ -88,7 +102,8 @@ def main() -> None:
         for s in sizes
     }
     for name, fn in methods.items():
-        cells = [f"{best_time(lambda s=s, f=fn: f(pairs[s]), args.repeats):.3f}" for s in sizes]
+        runs = [best_time(lambda s=s, f=fn: f(pairs[s]), args.repeats) for s in sizes]
+        cells = [f"{t:.3f}" for t, _ in runs] + [f"{runs[-1][1]:,.0f}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
     if args.out:

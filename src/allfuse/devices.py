@@ -5,11 +5,12 @@ Nothing here names a particular device type: a pipeline moved to CUDA, MPS or an
 knows autocasts for that backend, and where torch has no autocast for it (e.g. "meta") runs unautocast.
 
 glibc's malloc serves every block above 32 MiB (its largest automatic mmap threshold) with a fresh mmap and
-returns it to the kernel on free, so each such block is page-faulted in again, page by page, the next time:
-at 1024 x 1024 px many of a fusion's intermediate tensors are that large, and one fusion took about 70,000
-page faults. `keep_freed_memory` raises the mmap and trim thresholds (mallopt, M_MMAP_THRESHOLD and
-M_TRIM_THRESHOLD, glibc's malloc.h) so freed blocks stay in the heap for the next one (PyTorch's CPU
-performance guide recommends a caching allocator, jemalloc or tcmalloc, for the same reason).
+returns it to the kernel on free, so each such block is page-faulted in again, page by page, the next time: at
+1024 x 1024 px many of a fusion's intermediate tensors are that large, and one fusion takes about 100,000 page
+faults (bench/latency.py's last column, with ALLFUSE_MALLOC=0; about 3,000 without). `keep_freed_memory`
+raises the mmap and trim thresholds (mallopt, M_MMAP_THRESHOLD and M_TRIM_THRESHOLD, glibc's malloc.h) so
+freed blocks stay in the heap for the next one (PyTorch's CPU performance guide recommends a caching
+allocator, jemalloc or tcmalloc, for the same reason).
 """
 
 from __future__ import annotations
