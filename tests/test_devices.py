@@ -119,23 +119,23 @@ def test_fuse_device_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 FAULTS = """
-import resource, sys, torch
+import resource, statistics, torch
 from allfuse.devices import keep_freed_memory
 print(keep_freed_memory())
-for _ in range(8):  # warm-up: the heap grows a few times (an aligned block needs a little more than a
-    torch.ones(16 << 20).sum()  # freed one of the same size) before every block fits in freed memory
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(5):  # a 64 MiB tensor, written and freed, again and again
-    torch.ones(16 << 20).sum()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-"""
+faults = []
+for _ in range(20):  # a 40 MiB tensor, written and freed, again and again
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.ones(10 << 20).sum()
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(statistics.median(faults[5:]))  # (the heap grows a few times first: an aligned block needs a
+"""  # little more than a freed one of the same size)
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc settings are glibc's")
 def test_freed_large_blocks_are_reused_without_page_faults():
-    """keep_freed_memory: a 64 MiB block freed and allocated again costs no new page faults (glibc's
-    default unmaps it on free: 16,384 faults of 4 KiB pages each time); ALLFUSE_MALLOC=0 leaves malloc as
-    it is."""
+    """keep_freed_memory: a 40 MiB block (the size of a 1024 x 1024 fusion's largest) freed and allocated
+    again costs no new page faults (glibc's default unmaps every block above 32 MiB on free: 10,240 faults
+    of 4 KiB pages each time); ALLFUSE_MALLOC=0 leaves malloc as it is."""
     runs = {}
     for flag in ("1", "0"):
         env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV} | {"ALLFUSE_MALLOC": flag}
@@ -143,7 +143,7 @@ def test_freed_large_blocks_are_reused_without_page_faults():
             [sys.executable, "-c", FAULTS], env=env, capture_output=True, text=True, check=True
         )
         kept, faults = out.stdout.split()
-        runs[flag] = (kept, int(faults))
+        runs[flag] = (kept, float(faults))
     assert runs["1"][0] == "True" and runs["0"][0] == "False"
-    assert runs["0"][1] >= 5 * 8192, runs  # the default: a fresh mapping each time
+    assert runs["0"][1] >= 5000, runs  # the default: a fresh mapping each time
     assert runs["1"][1] < 1000, runs

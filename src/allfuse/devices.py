@@ -23,8 +23,8 @@ import platform
 import torch
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (glibc malloc.h)
-MMAP_THRESHOLD = 256 << 20  # blocks below this come from the heap
-TRIM_THRESHOLD = 512 << 20  # free memory at the heap's top kept for reuse, beyond which it is returned
+MMAP_THRESHOLD = 64 << 20  # blocks below this come from the heap (a 1024 x 1024 fusion needs up to 40 MiB)
+TRIM_THRESHOLD = 128 << 20  # free memory kept at the heap's top for reuse; more is returned to the system
 MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
 _kept = False
 
@@ -57,7 +57,7 @@ def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractC
 
 
 def keep_freed_memory() -> bool:
-    """Let glibc's malloc keep freed blocks below 256 MiB for reuse instead of unmapping them (module doc);
+    """Let glibc's malloc keep freed blocks below 64 MiB for reuse instead of unmapping them (module doc);
     True when the setting is in effect. Once per process; nothing is done where the C library is not
     glibc, when ALLFUSE_MALLOC=0, or when the user set malloc's own environment variables (theirs win)."""
     global _kept
