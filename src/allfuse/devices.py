@@ -7,7 +7,7 @@ knows autocasts for that backend, and where torch has no autocast for it (e.g. "
 glibc's malloc serves every block above 32 MiB (its largest automatic mmap threshold) with a fresh mmap and
 returns it to the kernel on free, so each such block is page-faulted in again, page by page, the next time: at
 1024 x 1024 px many of a fusion's intermediate tensors are that large, and one fusion takes about 100,000 page
-faults (bench/latency.py's last column, with ALLFUSE_MALLOC=0; about 3,000 without). `keep_freed_memory`
+faults (bench/latency.py's last column, with ALLFUSE_MALLOC=0; 1,000 to 3,000 without). `keep_freed_memory`
 raises the mmap and trim thresholds (mallopt, M_MMAP_THRESHOLD and M_TRIM_THRESHOLD, glibc's malloc.h) so
 freed blocks stay in the heap for the next one (PyTorch's CPU performance guide recommends a caching
 allocator, jemalloc or tcmalloc, for the same reason).
@@ -54,6 +54,14 @@ def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractC
     if not enabled or not torch.amp.is_autocast_available(device.type):
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast computes in on this device type now; None when it is off or has none there."""
+    try:
+        return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+    except RuntimeError:  # a backend torch has no autocast for (e.g. "meta")
+        return None
 
 
 def keep_freed_memory() -> bool:

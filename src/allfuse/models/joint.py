@@ -39,6 +39,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from allfuse.config import Prediction, _validate_literals, build_config, known_fields
+from allfuse.devices import autocast_dtype
 from allfuse.models.dit import FinalLayer, init_dit_weights
 from allfuse.models.layers import Attention, Modulation, Rope, TimestepEmbedder, modulate, rope_2d_angles
 from allfuse.models.moe import GLU
@@ -142,8 +143,7 @@ def segment_mask(q_seg: Tensor, k_seg: Tensor, k_valid: Tensor) -> Tensor:
 def attention_bias(mask: Tensor, ref: Tensor) -> Tensor:
     """A boolean mask as an additive one (0 / -inf) in the dtype attention runs in (autocast's, else ref's),
     made once per forward: SDPA would convert a boolean mask in every layer (16 % of a cached step on CPU)."""
-    dev = ref.device.type
-    dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else ref.dtype
+    dtype = autocast_dtype(ref.device.type) or ref.dtype
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, float("-inf"))
 
 

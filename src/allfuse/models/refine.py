@@ -92,6 +92,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from allfuse.devices import autocast_dtype
 from allfuse.models.layers import NAFBlock, NAFNames
 from allfuse.ops import gaussian_blur
 
@@ -277,14 +278,6 @@ def classical_batch(images: Sequence[Tensor], tasks: Sequence[str]) -> Tensor:
         xs = [x[i].permute(1, 2, 0).float().cpu().numpy() for x in images]
         outs.append(torch.from_numpy(classical_source(xs, task)).permute(2, 0, 1))
     return torch.stack(outs).to(images[0].device)
-
-
-def autocast_dtype(device_type: str) -> torch.dtype | None:
-    """The dtype autocast computes in on this device type now; None when it is off or has none there."""
-    try:
-        return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
-    except RuntimeError:  # a backend torch has no autocast for (e.g. "meta")
-        return None
 
 
 def shuffle_to(y: Tensor, s: int, dtype: torch.dtype) -> Tensor:
