@@ -44,6 +44,7 @@ from allfuse.config import (
     known_fields,
 )
 from allfuse.data.prompts import CONTROL_TAGS, task_tags
+from allfuse.deblur import DeblurConfig
 from allfuse.io import atomic_write_safetensors, atomic_write_text
 from allfuse.models.correct import Corrector, CorrectorConfig
 from allfuse.models.joint import JointConfig
@@ -57,6 +58,7 @@ PIPELINE_CLASS: dict[str, Arch] = {"FusionPipeline": "fusion", "JointPipeline": 
 CONFIG, WEIGHTS, TRAINING = "config.json", "model.safetensors", "training.json"
 REFINER_WEIGHTS, REFINER_CONFIG = "refiner.safetensors", "refiner.json"
 CORRECTOR_WEIGHTS, CORRECTOR_CONFIG = "corrector.safetensors", "corrector.json"
+DEBLUR_CONFIG = "deblur.json"  # the blind deblurring stage (allfuse.deblur): a config, no weights
 PARTS = {"refiner": (REFINER_CONFIG, REFINER_WEIGHTS), "corrector": (CORRECTOR_CONFIG, CORRECTOR_WEIGHTS)}
 LATEST = "latest.json"  # a training run folder's pointer to its newest checkpoint (allfuse.train.checkpoint)
 
@@ -316,6 +318,24 @@ def load_refiner(folder: Path) -> Refiner | None:
 def load_corrector(folder: Path) -> Corrector | None:
     """The input corrector of a model folder, or None when it has none."""
     return load_part(folder, "corrector", lambda values: Corrector(CorrectorConfig.from_dict(values)))
+
+
+def load_deblur(folder: Path) -> DeblurConfig | None:
+    """The blind deblurring stage of a model folder (deblur.json's "deblur" entry), or None without one."""
+    path = folder / DEBLUR_CONFIG
+    if not path.is_file():
+        return None
+    try:
+        return DeblurConfig.from_dict(read_json_object(path)["deblur"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: not a deblur config ({_message(e)})") from None
+
+
+def save_deblur(cfg: DeblurConfig, folder: str | os.PathLike) -> Path:
+    """Add the blind deblurring stage to an existing model folder (deblur.json). Atomic."""
+    folder = resolve_model_folder(folder)
+    atomic_write_text(folder / DEBLUR_CONFIG, json.dumps({"deblur": cfg.to_dict()}, indent=2))
+    return folder
 
 
 def load_part(folder: Path, part: str, build: Callable[[Any], torch.nn.Module]) -> Any:

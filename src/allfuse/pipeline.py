@@ -37,6 +37,7 @@ from allfuse.data.prompts import (
     phrases,
     tagged_prompt,
 )
+from allfuse.deblur import DeblurConfig, deblur_inputs
 from allfuse.devices import autocast, keep_freed_memory, parse_device
 from allfuse.inputs import check_images
 from allfuse.model_folder import (
@@ -46,12 +47,14 @@ from allfuse.model_folder import (
     embedded_with_tags,
     inference_from_training,
     load_corrector,
+    load_deblur,
     load_refiner,
     load_weights,
     read_model_config,
     refiner_meta,
     resolve_model_folder,
     save_corrector,
+    save_deblur,
     save_pretrained,
     save_refiner,
 )
@@ -83,6 +86,7 @@ class FusionPipeline:
         refiner: Refiner | None = None,
         work_side: int | None = None,
         corrector: Corrector | None = None,
+        deblur: DeblurConfig | None = None,
     ) -> None:
         if not isinstance(cfg, InferenceConfig):  # a training config: the part inference needs
             cfg = inference_from_training(config_to_dict(cfg))
@@ -96,6 +100,7 @@ class FusionPipeline:
         self.refiner = refiner.eval() if refiner is not None else None
         self.work_side = work_side  # default of __call__'s work_side (the model folder's refiner.json)
         self.corrector = corrector.eval() if corrector is not None else None
+        self.deblur = deblur  # the blind deblurring stage (allfuse.deblur), None = none
 
     @classmethod
     def from_pretrained(
@@ -139,6 +144,7 @@ class FusionPipeline:
         pipe = kind(model, cfg, tok, text, str(name_or_path), refiner, work_side)
         if kind is FusionPipeline:
             pipe.corrector = load_corrector(folder)
+            pipe.deblur = load_deblur(folder)
         return pipe.to(target) if target is not None else pipe
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
@@ -149,6 +155,8 @@ class FusionPipeline:
             save_refiner(self.refiner, folder, work_side=self.work_side)
         if self.corrector is not None:
             save_corrector(self.corrector, folder)
+        if self.deblur is not None:
+            save_deblur(self.deblur, folder)
         return folder
 
     @property
@@ -212,6 +220,7 @@ class FusionPipeline:
         work_side: int | None = None,
         tile_pixels: int | None = None,
         correct: bool = True,
+        deblur: bool = True,
     ) -> Image:
         """Fuse >= 2 same-size images; gray output when every input is gray.
 
@@ -231,8 +240,12 @@ class FusionPipeline:
         tile_pixels: images of more pixels run encoder, decoder and refiner on overlapping tiles of at
         most this many pixels, in bounded memory (allfuse.tiled); None = 1024 x 1024, 0 = never.
         correct: first run the input corrector (allfuse.models.correct: haze, exposure, from the whole
-        image) when the model has one and it is enabled for the task (its config's `tasks`)."""
+        image) when the model has one and it is enabled for the task (its config's `tasks`).
+        deblur: first measure the inputs' blur and deconvolve them when they are blurred (allfuse.deblur),
+        when the model has that stage (deblur.json) and it is enabled for the task; before the corrector."""
         images, colour, task = self.prepare(images, task)
+        if deblur and self.deblur is not None and task in self.deblur.tasks:
+            images = deblur_inputs(images, self.deblur)[0]
         if correct and self.corrector is not None and task in self.corrector.cfg.tasks:
             images = self.correct_inputs(images, task)
         check_options(steps, sampler, tile, work_side, tile_pixels)

@@ -1,0 +1,112 @@
+"""The blind deblurring stage: the blur it measures grows with the blur applied and stays below its
+threshold on sharp photos, its filter is scikit-image's Wiener-Hunt filter, it restores a blurred photo,
+leaves sharp or flat inputs untouched, and ships in a model folder that the pipeline applies first."""
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data as skdata
+from skimage.restoration import wiener
+
+from allfuse.deblur import DeblurConfig, deblur_inputs, edge_width, pair_blur, wiener_gaussian
+from allfuse.model_folder import resolve_model_folder
+from allfuse.pipeline import FusionPipeline
+
+
+def photo(name: str = "camera") -> np.ndarray:
+    x = getattr(skdata, name)().astype(np.float32) / 255.0
+    return np.ascontiguousarray(x[:256, :256])
+
+
+def blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    return cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(1.0 / np.mean((a - b) ** 2)))
+
+
+def test_measured_blur_grows_with_the_blur_and_sharp_photos_stay_below_the_threshold() -> None:
+    cfg = DeblurConfig()
+    for name in ("camera", "astronaut", "coffee"):
+        x = photo(name)
+        assert pair_blur([x], cfg) == 0.0, name  # sharp: untouched
+        measured = [pair_blur([blur(x, s)], cfg) for s in (1.5, 2.5, 3.5)]
+        assert measured[0] > 0.5, name
+        assert measured[0] < measured[1] < measured[2], (name, measured)
+        assert 0.5 * 2.5 < measured[1] < 1.5 * 2.5, (name, measured)  # the right size, not just the order
+
+
+def test_a_pair_is_as_blurred_as_its_sharper_input() -> None:
+    x, cfg = photo(), DeblurConfig()
+    assert pair_blur([x, blur(x, 3.0)], cfg) == 0.0  # one soft input: a multi-focus pair, a thermal camera
+    both = pair_blur([blur(x, 2.0), blur(x, 3.0)], cfg)
+    assert both == pytest.approx(pair_blur([blur(x, 2.0)], cfg))
+
+
+def test_flat_or_sharp_inputs_pass_unchanged() -> None:
+    flat = np.full((64, 64, 3), 0.4, np.float32)
+    assert edge_width(flat) is None
+    images = [flat, photo()]
+    out, sigma = deblur_inputs(images, DeblurConfig())
+    assert sigma == 0.0 and all(a is b for a, b in zip(out, images, strict=True))
+
+
+def test_the_filter_is_scikit_images_wiener_hunt_filter() -> None:
+    x = blur(photo(), 1.6)
+    sigma, balance = 1.6, 0.02
+    radius = int(np.ceil(4 * sigma))
+    g = cv2.getGaussianKernel(2 * radius + 1, sigma, cv2.CV_64F)
+    psf = g @ g.T
+    pad = 64
+    ref = wiener(np.pad(x, pad, mode="reflect").astype(np.float64), psf, balance, clip=False)
+    ref = np.clip(ref[pad:-pad, pad:-pad], 0, 1)
+    ours = wiener_gaussian(x, sigma, balance)
+    inner = (slice(16, -16), slice(16, -16))  # away from the two paddings' edges
+    assert np.abs(ours[inner] - ref[inner]).mean() < 2e-3
+    assert np.abs(ours[inner] - x[inner]).mean() > 10 * np.abs(ours[inner] - ref[inner]).mean()
+
+
+def test_deblurring_restores_a_blurred_photo_in_gray_and_colour() -> None:
+    cfg = DeblurConfig()
+    for x in (photo("camera"), photo("astronaut")):
+        soft = blur(x, 2.0)
+        (out, *_), sigma = deblur_inputs([soft], cfg)
+        assert sigma > 0 and out.shape == x.shape and out.dtype == np.float32
+        assert psnr(out, x) > psnr(soft, x) + 1.0
+
+
+def test_bad_configs_are_refused() -> None:
+    for bad in ({"min_width": 0.5}, {"balance": 0.0}, {"tasks": ("sharpen",)}, {"max_sigma": 0.0}):
+        with pytest.raises(ValueError, match="bad deblur config"):
+            DeblurConfig(**bad)
+    assert DeblurConfig.from_dict(DeblurConfig(tasks=("mff",)).to_dict()) == DeblurConfig(tasks=("mff",))
+
+
+def test_the_shipped_pipeline_deblurs_blurred_inputs_first_and_leaves_sharp_ones(tmp_path) -> None:
+    pipe = FusionPipeline.from_pretrained("allfuse-reg")
+    assert pipe.deblur == DeblurConfig()
+    x = photo()
+    sharp = [x, x[:, ::-1].copy()]
+    np.testing.assert_array_equal(pipe(sharp, task="vif"), pipe(sharp, task="vif", deblur=False))
+    soft = [blur(im, 2.0) for im in sharp]
+    on, off = pipe(soft, task="vif"), pipe(soft, task="vif", deblur=False)
+    assert psnr(on, off) < 40  # it changed the output ...
+    detail = [np.abs(cv2.Laplacian(y, cv2.CV_32F)).mean() for y in (on, off)]
+    assert detail[0] > detail[1]  # ... and sharpened it
+
+    folder = tmp_path / "m"
+    shutil.copytree(resolve_model_folder("allfuse-reg"), folder)
+    (folder / "deblur.json").write_text(json.dumps({"deblur": {"tasks": ["mff"]}}))
+    only_mff = FusionPipeline.from_pretrained(folder)
+    np.testing.assert_array_equal(only_mff(soft, task="vif"), off)  # not enabled for this task
+    again = FusionPipeline.from_pretrained(only_mff.save_pretrained(tmp_path / "again"))
+    assert again.deblur == DeblurConfig(tasks=("mff",))
+    (folder / "deblur.json").write_text(json.dumps({"deblur": {"sigma": 2}}))
+    with pytest.raises(ValueError, match=r"deblur\.json"):
+        FusionPipeline.from_pretrained(folder)
+    (folder / "deblur.json").unlink()
+    assert FusionPipeline.from_pretrained(folder).deblur is None
