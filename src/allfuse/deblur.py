@@ -10,8 +10,8 @@ but only where the inputs are blurred and with the blur measured, so sharp input
    Gaussian of std s, re-blurring with a known s0 divides the gradient magnitude by
    R = |grad I| / |grad (G_s0 * I)| = sqrt(s^2 + s0^2) / s,  so  s = s0 / sqrt(R^2 - 1).
    Taken at Canny edges with a clear gradient, the median over an image is its edge width. Sharp photos
-   measure 0.5-1.0 px (optics and demosaicking are never a delta; measured on the training pairs, below),
-   so the blur added on top is  sigma = sqrt(s^2 - sharp_width^2).
+   measure about 0.85 px (optics and demosaicking are never a delta; measured on the training pairs,
+   below), so the blur added on top is  sigma = sqrt(s^2 - sharp_width^2).
 2. A pair's blur is its SHARPER input's (the minimum over the inputs): a blur that hits a capture hits the
    whole rig (shake, a focus error on both sensors, a soft lens), while one soft input alone is that
    input's nature (thermal optics) or, for multi-focus pairs, the point of fusing.
@@ -28,9 +28,10 @@ chain's is. Noise lowers the estimate (noise adds gradient at every scale), so a
 less, which is also what keeps the filter from amplifying noise.
 
 Calibration (`sharp_width`, `min_width`): on the 425 training pairs at native size, the pair estimate s has
-median 0.84, 95th percentile 1.08 and maximum 1.33; a pair is deblurred from s >= min_width = 1.118 on,
-which leaves about 97 % of the clean training pairs untouched, and with sharp_width 1.0 the others by
-sigma <= 0.9 px.
+median 0.84 (0.86 with the long side capped to 512 px), 95th percentile 1.08 and maximum 1.33. sharp_width
+is that median; a pair is deblurred from s >= min_width = 1.12 on, which leaves about 97 % of the clean
+training pairs untouched and deconvolves the others by sigma <= 1.0 px. (A first setting subtracted 1.0 px:
+on the validation bench's blur cells it restored less, mean Qabf 0.005 lower, `allfuse-reg`'s model card.)
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ MIN_EDGES = 200  # fewer measured edge pixels: no estimate (a flat or tiny image
 class DeblurConfig:
     """The blind deblurring stage of a model folder (deblur.json; module doc)."""
 
-    sharp_width: float = 1.0  # px, edge width of a sharp capture (subtracted in quadrature)
-    min_width: float = 1.118  # px, measured pair edge width below which the inputs pass untouched
+    sharp_width: float = 0.85  # px, edge width of a sharp capture (subtracted in quadrature)
+    min_width: float = 1.12  # px, measured pair edge width below which the inputs pass untouched
     max_sigma: float = 4.0  # px, the deconvolution never assumes more blur than this
     balance: float = 0.02  # Wiener-Hunt regularization weight (the restore-then-fuse chains' value)
     tasks: tuple[str, ...] = ("vif", "mef", "mff")
