@@ -110,3 +110,10 @@ def test_the_shipped_pipeline_deblurs_blurred_inputs_first_and_leaves_sharp_ones
         FusionPipeline.from_pretrained(folder)
     (folder / "deblur.json").unlink()
     assert FusionPipeline.from_pretrained(folder).deblur is None
+
+
+def test_large_images_are_measured_in_bands_as_they_are_whole() -> None:
+    x = np.concatenate([blur(photo("astronaut"), 2.0)] * 2, axis=0)  # 512 x 256 x 3
+    whole = edge_width(x, band_pixels=10**9)
+    banded = edge_width(x, band_pixels=40 * 256)  # bands of 40 rows
+    assert whole is not None and banded == pytest.approx(whole, rel=0.02)

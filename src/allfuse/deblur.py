@@ -52,6 +52,8 @@ from allfuse.types import TASKS, Image
 REBLUR_SIGMA = 1.0  # s0 of the re-blur ratio, px
 MIN_EDGE_GRADIENT = 0.1  # Sobel magnitude (of [0, 1] luminance) an edge pixel needs to be measured
 MIN_EDGES = 200  # fewer measured edge pixels: no estimate (a flat or tiny image)
+BAND_PIXELS = 1 << 20  # edge_width measures large images in bands of rows of about this many pixels
+BAND_MARGIN = 16  # rows of context above and below each band (the filters reach 4 px)
 
 
 @dataclass(frozen=True)
@@ -82,19 +84,34 @@ class DeblurConfig:
         return cls(**{**values, "tasks": tuple(values.get("tasks", cls.tasks))})
 
 
-def edge_width(image: Image) -> float | None:
+def edge_width(image: Image, band_pixels: int = BAND_PIXELS) -> float | None:
     """Median Gaussian edge width s (px) of an image at its Canny edges by the re-blur gradient ratio
-    (module doc, step 1); None when it has fewer than MIN_EDGES measurable edge pixels."""
-    g = np.ascontiguousarray(to_gray(np.asarray(image, dtype=np.float32)), dtype=np.float32)
-    g0 = sobel_magnitude(g)
-    g1 = sobel_magnitude(cv2.GaussianBlur(g, (0, 0), REBLUR_SIGMA))
-    u8 = np.clip(g * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    edges = cv2.Canny(cv2.GaussianBlur(u8, (0, 0), 1.0), 30, 80) > 0
-    ratio = g0[edges & (g0 > MIN_EDGE_GRADIENT)] / np.maximum(g1[edges & (g0 > MIN_EDGE_GRADIENT)], 1e-6)
+    (module doc, step 1); None when it has fewer than MIN_EDGES measurable edge pixels. Measured in bands
+    of rows of about `band_pixels` pixels (overlapping by BAND_MARGIN rows, each row counted once), so a
+    large image costs a few band-sized maps, not several image-sized ones."""
+    x = np.asarray(image, dtype=np.float32)
+    h, w = x.shape[:2]
+    rows = max(1, band_pixels // max(w, 1))
+    ratios = []
+    for top in range(0, h, rows):
+        a, b = max(top - BAND_MARGIN, 0), min(top + rows + BAND_MARGIN, h)
+        r = edge_ratios(to_gray(x[a:b]))[top - a : top - a + rows]
+        ratios.append(r[r > 0])
+    ratio = np.concatenate(ratios)
     ratio = ratio[ratio > 1.0001]  # R <= 1: not a blurred step (noise, texture finer than s0)
     if ratio.size < MIN_EDGES:
         return None
     return float(np.median(REBLUR_SIGMA / np.sqrt(ratio * ratio - 1.0)))
+
+
+def edge_ratios(gray: np.ndarray) -> np.ndarray:
+    """Per pixel of a luminance image: the re-blur gradient ratio R at measurable Canny edges, 0 elsewhere."""
+    g = np.ascontiguousarray(gray, dtype=np.float32)
+    g0 = sobel_magnitude(g)
+    g1 = sobel_magnitude(cv2.GaussianBlur(g, (0, 0), REBLUR_SIGMA))
+    u8 = np.clip(g * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    edges = (cv2.Canny(cv2.GaussianBlur(u8, (0, 0), 1.0), 30, 80) > 0) & (g0 > MIN_EDGE_GRADIENT)
+    return np.where(edges, g0 / np.maximum(g1, 1e-6), 0.0).astype(np.float32)
 
 
 def sobel_magnitude(g: np.ndarray) -> np.ndarray:
@@ -117,19 +134,24 @@ def pair_blur(images: Sequence[Image], cfg: DeblurConfig) -> float:
 def wiener_gaussian(image: Image, sigma: float, balance: float) -> Image:
     """Wiener-Hunt deconvolution of an (H, W) or (H, W, C) float image in [0, 1] by a Gaussian PSF of std
     sigma with a Laplacian regularizer (module doc, step 3); reflect-padded against wrap-around, clipped to
-    [0, 1], float32."""
+    [0, 1], float32. One channel at a time, so the spectra held are one channel's."""
     x = np.asarray(image, dtype=np.float32)
-    t = torch.from_numpy(np.ascontiguousarray(x[..., None] if x.ndim == 2 else x)).permute(2, 0, 1)
-    h, w = t.shape[-2:]
+    planes = x[..., None] if x.ndim == 2 else x
+    h, w = planes.shape[:2]
     pad = min(math.ceil(4 * sigma) + 8, h - 1, w - 1)
-    t = F.pad(t[None], (pad, pad, pad, pad), mode="reflect")[0]
-    ph, pw = t.shape[-2:]
+    ph, pw = h + 2 * pad, w + 2 * pad
     fy, fx = torch.fft.fftfreq(ph)[:, None], torch.fft.rfftfreq(pw)[None, :]
     otf = torch.exp(-2 * math.pi**2 * sigma**2 * (fx * fx + fy * fy))  # real and even: conj(H) = H
     lap = (2 - 2 * torch.cos(2 * math.pi * fx)) + (2 - 2 * torch.cos(2 * math.pi * fy))
-    y = torch.fft.irfft2(torch.fft.rfft2(t) * (otf / (otf * otf + balance * lap * lap)), s=(ph, pw))
-    y = y[:, pad : pad + h, pad : pad + w].clamp(0, 1).permute(1, 2, 0).numpy()
-    return np.ascontiguousarray(y[..., 0] if x.ndim == 2 else y)
+    filt = otf / (otf * otf + balance * lap * lap)
+    del otf, lap
+    out = np.empty_like(planes)
+    for c in range(planes.shape[2]):
+        t = torch.from_numpy(np.ascontiguousarray(planes[..., c]))
+        t = F.pad(t[None, None], (pad, pad, pad, pad), mode="reflect")[0, 0]
+        y = torch.fft.irfft2(torch.fft.rfft2(t) * filt, s=(ph, pw))
+        out[..., c] = y[pad : pad + h, pad : pad + w].clamp(0, 1).numpy()
+    return out[..., 0] if x.ndim == 2 else out
 
 
 def deblur_inputs(images: Sequence[Image], cfg: DeblurConfig) -> tuple[list[Image], float]:
