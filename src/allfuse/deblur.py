@@ -45,6 +45,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.fft import next_fast_len
 
 from allfuse.color import to_gray
 from allfuse.types import TASKS, Image
@@ -95,8 +96,9 @@ def edge_width(image: Image, band_pixels: int = BAND_PIXELS) -> float | None:
     ratios = []
     for top in range(0, h, rows):
         a, b = max(top - BAND_MARGIN, 0), min(top + rows + BAND_MARGIN, h)
-        r = edge_ratios(to_gray(x[a:b]))[top - a : top - a + rows]
-        ratios.append(r[r > 0])
+        idx, r = edge_ratios(to_gray(x[a:b]))
+        own = (idx >= (top - a) * w) & (idx < (min(top + rows, h) - a) * w)  # the band's own rows
+        ratios.append(r[own])
     ratio = np.concatenate(ratios)
     ratio = ratio[ratio > 1.0001]  # R <= 1: not a blurred step (noise, texture finer than s0)
     if ratio.size < MIN_EDGES:
@@ -104,21 +106,20 @@ def edge_width(image: Image, band_pixels: int = BAND_PIXELS) -> float | None:
     return float(np.median(REBLUR_SIGMA / np.sqrt(ratio * ratio - 1.0)))
 
 
-def edge_ratios(gray: np.ndarray) -> np.ndarray:
-    """Per pixel of a luminance image: the re-blur gradient ratio R at measurable Canny edges, 0 elsewhere."""
+def edge_ratios(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The measurable Canny edge pixels of a luminance image (flat indices) and their re-blur gradient
+    ratios R = |grad I| / |grad (G_s0 * I)|."""
     g = np.ascontiguousarray(gray, dtype=np.float32)
     g0 = sobel_magnitude(g)
+    edges = cv2.Canny(cv2.GaussianBlur(cv2.convertScaleAbs(g, alpha=255.0), (0, 0), 1.0), 30, 80)
+    idx = np.flatnonzero(cv2.bitwise_and(edges, (g0 > MIN_EDGE_GRADIENT).view(np.uint8)))
     g1 = sobel_magnitude(cv2.GaussianBlur(g, (0, 0), REBLUR_SIGMA))
-    u8 = np.clip(g * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    edges = (cv2.Canny(cv2.GaussianBlur(u8, (0, 0), 1.0), 30, 80) > 0) & (g0 > MIN_EDGE_GRADIENT)
-    return np.where(edges, g0 / np.maximum(g1, 1e-6), 0.0).astype(np.float32)
+    return idx, g0.ravel()[idx] / np.maximum(g1.ravel()[idx], 1e-6)
 
 
 def sobel_magnitude(g: np.ndarray) -> np.ndarray:
     """|grad g| by 3 x 3 Sobel, float32."""
-    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
-    return np.sqrt(gx * gx + gy * gy)
+    return cv2.magnitude(cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3))
 
 
 def pair_blur(images: Sequence[Image], cfg: DeblurConfig) -> float:
@@ -139,7 +140,9 @@ def wiener_gaussian(image: Image, sigma: float, balance: float) -> Image:
     planes = x[..., None] if x.ndim == 2 else x
     h, w = planes.shape[:2]
     pad = min(math.ceil(4 * sigma) + 8, h - 1, w - 1)
-    ph, pw = h + 2 * pad, w + 2 * pad
+    # padded to sizes whose FFT is fast (factors 2, 3, 5, 7): a size with a large prime factor is many
+    # times slower; the extra rows and columns are more reflection below and to the right
+    ph, pw = (min(next_fast_len(n + 2 * pad), 2 * n + pad - 1) for n in (h, w))
     fy, fx = torch.fft.fftfreq(ph)[:, None], torch.fft.rfftfreq(pw)[None, :]
     otf = torch.exp(-2 * math.pi**2 * sigma**2 * (fx * fx + fy * fy))  # real and even: conj(H) = H
     lap = (2 - 2 * torch.cos(2 * math.pi * fx)) + (2 - 2 * torch.cos(2 * math.pi * fy))
@@ -148,7 +151,7 @@ def wiener_gaussian(image: Image, sigma: float, balance: float) -> Image:
     out = np.empty_like(planes)
     for c in range(planes.shape[2]):
         t = torch.from_numpy(np.ascontiguousarray(planes[..., c]))
-        t = F.pad(t[None, None], (pad, pad, pad, pad), mode="reflect")[0, 0]
+        t = F.pad(t[None, None], (pad, pw - w - pad, pad, ph - h - pad), mode="reflect")[0, 0]
         y = torch.fft.irfft2(torch.fft.rfft2(t) * filt, s=(ph, pw))
         out[..., c] = y[pad : pad + h, pad : pad + w].clamp(0, 1).numpy()
     return out[..., 0] if x.ndim == 2 else out
