@@ -4,7 +4,9 @@ restore-then-fuse chains. Inputs are the demo pair resized (content does not cha
     python bench/latency.py [--sizes 512,1024] [--repeats 2] [--work-side 512] [--out FILE.md]
 
 Each model runs with its defaults (a model folder may set a default work side: refiner.json); a model
-with an input corrector for the task also runs without it (`correct=False`). With
+with an input corrector for the task also runs without it (`correct=False`), one with a deblurring stage
+also without that (`deblur=False`; the demo pair upscaled to 1024² measures as blurred, so there the stage
+deconvolves both inputs, at 512² it only measures them: allfuse.deblur). With
 --work-side N, reg also runs with its latent path at that long side (FusionPipeline's work_side: the
 refiner brings the result back to full size; 0 = full size); bench/quality.py --work-side measures what
 that costs in quality. The last column counts the minor page faults of one run at the largest size (Unix:
@@ -82,6 +84,8 @@ def main() -> None:
         methods[label] = lambda ims, p=pipe: p(ims, task=task, steps=5, sampler="midpoint_reuse")
         if pipe.corrector is not None and task in pipe.corrector.cfg.tasks:  # what the corrector costs
             methods[f"{name} (correct=False)"] = lambda ims, p=pipe: p(ims, task=task, correct=False)
+        if pipe.deblur is not None and task in pipe.deblur.tasks:  # what the deblurring stage costs
+            methods[f"{name} (deblur=False)"] = lambda ims, p=pipe: p(ims, task=task, deblur=False)
         if args.work_side is not None and not pipe.cfg.model.timestep:
             side = f"work side {args.work_side}" if args.work_side else "full size"
             methods[f"{name} ({side})"] = lambda ims, p=pipe: p(ims, task=task, work_side=args.work_side)
