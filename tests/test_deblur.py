@@ -11,7 +11,14 @@ import pytest
 from skimage import data as skdata
 from skimage.restoration import wiener
 
-from allfuse.deblur import DeblurConfig, deblur_inputs, edge_width, pair_blur, wiener_gaussian
+from allfuse.deblur import (
+    DeblurConfig,
+    deblur_image,
+    deblur_inputs,
+    edge_width,
+    pair_blur,
+    wiener_gaussian,
+)
 from allfuse.model_folder import resolve_model_folder
 from allfuse.pipeline import FusionPipeline
 
@@ -117,3 +124,13 @@ def test_large_images_are_measured_in_bands_as_they_are_whole() -> None:
     whole = edge_width(x, band_pixels=10**9)
     banded = edge_width(x, band_pixels=40 * 256)  # bands of 40 rows
     assert whole is not None and banded == pytest.approx(whole, rel=0.02)
+
+
+def test_a_colour_image_is_deconvolved_in_its_luminance_and_keeps_its_colours() -> None:
+    x = blur(photo("astronaut"), 2.0)
+    out = deblur_image(x, 1.8, 0.02)
+    inside = np.all((out > 0.001) & (out < 0.999), axis=2)  # pixels no channel was clipped at
+    np.testing.assert_allclose((out - out[..., 1:2])[inside], (x - x[..., 1:2])[inside], atol=1e-5)
+    gray = x @ np.array([0.299, 0.587, 0.114], np.float32)
+    lum = out @ np.array([0.299, 0.587, 0.114], np.float32)
+    np.testing.assert_allclose(lum[inside], wiener_gaussian(gray, 1.8, 0.02)[inside], atol=1e-5)
