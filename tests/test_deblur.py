@@ -134,3 +134,18 @@ def test_a_colour_image_is_deconvolved_in_its_luminance_and_keeps_its_colours() 
     gray = x @ np.array([0.299, 0.587, 0.114], np.float32)
     lum = out @ np.array([0.299, 0.587, 0.114], np.float32)
     np.testing.assert_allclose(lum[inside], wiener_gaussian(gray, 1.8, 0.02)[inside], atol=1e-5)
+
+
+def test_the_command_line_can_skip_the_stage(tmp_path) -> None:
+    from allfuse.cli import main
+    from allfuse.io import read_image, write_image
+
+    paths = []
+    for i, x in enumerate((photo(), photo()[:, ::-1].copy())):
+        paths.append(tmp_path / f"in{i}.png")
+        write_image(paths[-1], blur(x, 2.0))
+    outs = {flag: tmp_path / f"out{len(flag)}.png" for flag in ((), ("--no-deblur",))}
+    for flag, out in outs.items():
+        assert main(["fuse", *map(str, paths), "-o", str(out), "--task", "vif", *flag]) == 0
+    on, off = (read_image(out).astype(np.float32) for out in outs.values())
+    assert np.abs(on - off).mean() > 1.0 / 255  # uint8 PNGs: the stage changed the fusion

@@ -87,6 +87,12 @@ def add_fuse_parser(sub: argparse._SubParsersAction) -> None:
         "(default 1048576 = 1024x1024; 0 = never)",
     )
     p.add_argument(
+        "--no-deblur",
+        action="store_true",
+        default=None,
+        help="skip the model's blind deblurring stage (its deblur.json): fuse the inputs as they are",
+    )
+    p.add_argument(
         "--device",
         default=None,
         help="where the model runs: cpu (default), cuda, cuda:1, mps, ...",
@@ -178,6 +184,7 @@ MODEL_ONLY = (
     ("--work-side", "work_side"),
     ("--tile-pixels", "tile_pixels"),
     ("--device", "device"),
+    ("--no-deblur", "no_deblur"),
 )
 
 
@@ -224,6 +231,8 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
             f"{' and '.join(guidance)}: {model} has no classifier-free guidance; "
             "guidance scales apply to JointDiT (DiTFuse) models"
         )
+    if args.no_deblur and cfg.arch == "joint":
+        raise CliError(f"--no-deblur: {model} has no deblurring stage (allfuse-reg and allfuse-fm have one)")
     changes = {k: v for k, v in (("steps", args.steps), ("method", args.sampler)) if v is not None}
     try:
         override(cfg.sampler, **changes)
@@ -240,6 +249,8 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
             shown.add(task)
             print(f"prompt ({task}): {pipe.understand(args.prompt, task).describe()}")  # type: ignore[arg-type]
         extra = {"cfg_text": args.cfg_text, "cfg_image": args.cfg_image} if cfg.arch == "joint" else {}
+        if cfg.arch != "joint":
+            extra["deblur"] = not args.no_deblur
         out = pipe(
             images,
             prompt=args.prompt,
