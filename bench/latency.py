@@ -55,6 +55,22 @@ def best_time(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
     return min(times), (minor_faults() - faults) / repeats
 
 
+def deblur_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]:
+    """The deblurring stage alone (allfuse.deblur, default settings) on the pair at each size: measuring
+    the blur, and measuring plus deconvolving both inputs; whole-pipeline rows differ by less than their
+    run-to-run spread, so the stage's own cost is timed directly."""
+    from allfuse.deblur import DeblurConfig, deblur_inputs, pair_blur
+
+    cfg, cells = DeblurConfig(), []
+    for size, ims in pairs.items():
+        sigma = pair_blur(ims, cfg)
+        measure = best_time(lambda ims=ims: pair_blur(ims, cfg), repeats)[0]
+        whole = best_time(lambda ims=ims: deblur_inputs(ims, cfg), repeats)[0]
+        what = f"deconvolving too (sigma {sigma:.2f} px) {whole:.3f} s" if sigma else "measured as sharp"
+        cells.append(f"{size}²: measuring {measure:.3f} s, {what}")
+    return ["Deblurring stage alone (default settings, the same pairs): " + "; ".join(cells) + "."]
+
+
 def main() -> None:
     """Print one row per method with its seconds at each size."""
     ap = argparse.ArgumentParser(description=__doc__)
@@ -110,6 +126,8 @@ def main() -> None:
         cells = [f"{t:.3f}" for t, _ in runs] + [f"{runs[-1][1]:,.0f}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
+    lines += ["", *deblur_cost(pairs, args.repeats)]
+    print("\n".join(lines[-2:]))
     if args.out:
         command = "python bench/latency.py " + " ".join(sys.argv[1:])
         args.out.write_text("\n".join([machine_line(), f"Command: `{command}`.", "", *lines]) + "\n")
