@@ -244,11 +244,11 @@ class FusionPipeline:
         deblur: first measure the inputs' blur and deconvolve them when they are blurred (allfuse.deblur),
         when the model has that stage (deblur.json) and it is enabled for the task; before the corrector."""
         images, colour, task = self.prepare(images, task)
+        check_options(steps, sampler, tile, work_side, tile_pixels)
         if deblur and self.deblur is not None and task in self.deblur.tasks:
             images = deblur_inputs(images, self.deblur)[0]
         if correct and self.corrector is not None and task in self.corrector.cfg.tasks:
             images = self.correct_inputs(images, task)
-        check_options(steps, sampler, tile, work_side, tile_pixels)
         prompt_text = self.build_prompt(prompt, task) if self.text is not None else None
         latent = self.latent_fn(prompt_text, steps, sampler, seed, tile)
         out = self.run_path(images, task, latent, refine, work_side, tile_pixels)
