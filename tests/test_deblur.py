@@ -149,3 +149,13 @@ def test_the_command_line_can_skip_the_stage(tmp_path) -> None:
         assert main(["fuse", *map(str, paths), "-o", str(out), "--task", "vif", *flag]) == 0
     on, off = (read_image(out).astype(np.float32) for out in outs.values())
     assert np.abs(on - off).mean() > 1.0 / 255  # uint8 PNGs: the stage changed the fusion
+
+
+def test_large_images_are_deconvolved_in_tiles_without_seams() -> None:
+    x = cv2.resize(blur(photo("astronaut"), 1.0), (700, 600))  # an upscaled photo: blurred
+    for sigma in (1.5, 4.0):
+        whole = wiener_gaussian(x, sigma, 0.02, tile=10**6)
+        tiled = wiener_gaussian(x, sigma, 0.02, tile=256)  # 3 x 3 tiles, seams at 256 and 512
+        inner = (slice(48, -48), slice(48, -48))  # the image's own border is padded differently
+        assert np.abs(tiled - whole)[inner].max() < 3e-3, sigma
+        assert np.abs(whole - x)[inner].mean() > 0.001  # it did deconvolve

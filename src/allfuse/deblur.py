@@ -56,6 +56,8 @@ MIN_EDGE_GRADIENT = 0.1  # Sobel magnitude (of [0, 1] luminance) an edge pixel n
 MIN_EDGES = 200  # fewer measured edge pixels: no estimate (a flat or tiny image)
 BAND_PIXELS = 1 << 20  # edge_width measures large images in bands of rows of about this many pixels
 BAND_MARGIN = 16  # rows of context above and below each band (the filters reach 4 px)
+TILE = 1024  # px, wiener_gaussian transforms larger images in tiles of this side
+TILE_MARGIN_SIGMAS = 8  # each tile's margin, in PSF sigmas (+ 16 px): the inverse filter's reach
 
 
 @dataclass(frozen=True)
@@ -133,13 +135,32 @@ def pair_blur(images: Sequence[Image], cfg: DeblurConfig) -> float:
     return min(math.sqrt(min(widths) ** 2 - cfg.sharp_width**2), cfg.max_sigma)
 
 
-def wiener_gaussian(image: Image, sigma: float, balance: float) -> Image:
+def wiener_gaussian(image: Image, sigma: float, balance: float, tile: int = TILE) -> Image:
     """Wiener-Hunt deconvolution of an (H, W) or (H, W, C) float image in [0, 1] by a Gaussian PSF of std
     sigma with a Laplacian regularizer (module doc, step 3); reflect-padded against wrap-around, clipped to
-    [0, 1], float32. One channel at a time, so the spectra held are one channel's."""
+    [0, 1], float32. One channel at a time, and on images larger than tile x tile in tiles of that size,
+    each transformed with a margin of TILE_MARGIN_SIGMAS * sigma + 16 px of its surroundings of which
+    only the tile is kept (overlap-save), so the spectra held are one tile's."""
     x = np.asarray(image, dtype=np.float32)
     planes = x[..., None] if x.ndim == 2 else x
     h, w = planes.shape[:2]
+    margin = math.ceil(TILE_MARGIN_SIGMAS * sigma) + 16
+    out = np.empty_like(planes)
+    for c in range(planes.shape[2]):
+        for top in range(0, h, tile):
+            for left in range(0, w, tile):
+                a, b = max(top - margin, 0), min(top + tile + margin, h)
+                l, r = max(left - margin, 0), min(left + tile + margin, w)
+                y = wiener_plane(planes[a:b, l:r, c], sigma, balance)
+                out[top : top + tile, left : left + tile, c] = y[
+                    top - a : top - a + tile, left - l : left - l + tile
+                ]
+    return out[..., 0] if x.ndim == 2 else out
+
+
+def wiener_plane(plane: np.ndarray, sigma: float, balance: float) -> np.ndarray:
+    """`wiener_gaussian` of one (H, W) plane, whole."""
+    h, w = plane.shape
     pad = min(math.ceil(4 * sigma) + 8, h - 1, w - 1)
     # padded to sizes whose FFT is fast (factors 2, 3, 5, 7): a size with a large prime factor is many
     # times slower; the extra rows and columns are more reflection below and to the right
@@ -149,13 +170,10 @@ def wiener_gaussian(image: Image, sigma: float, balance: float) -> Image:
     lap = (2 - 2 * torch.cos(2 * math.pi * fx)) + (2 - 2 * torch.cos(2 * math.pi * fy))
     filt = otf / (otf * otf + balance * lap * lap)
     del otf, lap
-    out = np.empty_like(planes)
-    for c in range(planes.shape[2]):
-        t = torch.from_numpy(np.ascontiguousarray(planes[..., c]))
-        t = F.pad(t[None, None], (pad, pw - w - pad, pad, ph - h - pad), mode="reflect")[0, 0]
-        y = torch.fft.irfft2(torch.fft.rfft2(t) * filt, s=(ph, pw))
-        out[..., c] = y[pad : pad + h, pad : pad + w].clamp(0, 1).numpy()
-    return out[..., 0] if x.ndim == 2 else out
+    t = torch.from_numpy(np.ascontiguousarray(plane, dtype=np.float32))
+    t = F.pad(t[None, None], (pad, pw - w - pad, pad, ph - h - pad), mode="reflect")[0, 0]
+    y = torch.fft.irfft2(torch.fft.rfft2(t) * filt, s=(ph, pw))
+    return y[pad : pad + h, pad : pad + w].clamp(0, 1).numpy()
 
 
 def deblur_image(image: Image, sigma: float, balance: float) -> Image:
