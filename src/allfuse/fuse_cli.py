@@ -248,9 +248,8 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
         if args.verbose and task not in shown:  # once per task (a batch may hold several)
             shown.add(task)
             print(f"prompt ({task}): {pipe.understand(args.prompt, task).describe()}")  # type: ignore[arg-type]
-        extra = {"cfg_text": args.cfg_text, "cfg_image": args.cfg_image} if cfg.arch == "joint" else {}
-        if cfg.arch != "joint":
-            extra["deblur"] = not args.no_deblur
+        joint = {"cfg_text": args.cfg_text, "cfg_image": args.cfg_image}
+        extra = joint if cfg.arch == "joint" else {"deblur": not args.no_deblur}
         out = pipe(
             images,
             prompt=args.prompt,
