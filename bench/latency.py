@@ -6,7 +6,10 @@ restore-then-fuse chains. Inputs are the demo pair resized (content does not cha
 Each model runs with its defaults (a model folder may set a default work side: refiner.json); a model
 with an input corrector for the task also runs without it (`correct=False`), one with a deblurring stage
 also without that (`deblur=False`; the demo pair upscaled to 1024² measures as blurred, so there the stage
-deconvolves both inputs, at 512² it only measures them: allfuse.deblur). With
+deconvolves both inputs, at 512² it only measures them: allfuse.deblur), and one with a clean-input gate
+also with it off (`gate=False`, the latent path whatever the gate measures; the rows without a stage turn
+the gate off too, so they time the latent path; the table is followed by what the gate chose for the pair
+at each size: allfuse.gate). With
 --work-side N, reg also runs with its latent path at that long side (FusionPipeline's work_side: the
 refiner brings the result back to full size; 0 = full size); bench/quality.py --work-side measures what
 that costs in quality. The last column counts the minor page faults of one run at the largest size (Unix:
@@ -71,6 +74,19 @@ def deblur_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]:
     return ["Deblurring stage alone (default settings, the same pairs): " + "; ".join(cells) + "."]
 
 
+def gate_choices(pipes: list, pairs: dict[int, list[np.ndarray]], task: str) -> list[str]:
+    """What each gated pipeline's gate chose for the pair at each size: the default row times that path."""
+    lines = []
+    for pipe in pipes:
+        cells = []
+        for size, ims in pairs.items():
+            _, p, rule = pipe.gate_choice(ims, task)
+            path = "the classical rule" if rule else "the latent path"
+            cells.append(f"{size}² P(clean) {p:.2f}: {path}")
+        lines.append(f"{pipe.name}'s gate on these pairs: " + "; ".join(cells) + ".")
+    return lines
+
+
 def main() -> None:
     """Print one row per method with its seconds at each size."""
     ap = argparse.ArgumentParser(description=__doc__)
@@ -88,6 +104,7 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     task = "mff"
     methods: dict[str, Callable[[list[np.ndarray]], object]] = {}
+    gated: list = []  # pipelines with a clean-input gate for the task
     from allfuse.pipeline import FusionPipeline
 
     for name in (m for m in args.models.split(",") if m):
@@ -98,10 +115,17 @@ def main() -> None:
             continue
         label = f"{name} (5 steps)" if pipe.cfg.model.timestep else name
         methods[label] = lambda ims, p=pipe: p(ims, task=task, steps=5, sampler="midpoint_reuse")
+        if pipe.gate is not None and task in pipe.gate.tasks:  # the latent path, whatever the gate measures
+            gated.append(pipe)
+            methods[f"{name} (gate=False)"] = lambda ims, p=pipe: p(ims, task=task, gate=False)
         if pipe.corrector is not None and task in pipe.corrector.cfg.tasks:  # what the corrector costs
-            methods[f"{name} (correct=False)"] = lambda ims, p=pipe: p(ims, task=task, correct=False)
+            methods[f"{name} (correct=False)"] = lambda ims, p=pipe: p(
+                ims, task=task, correct=False, gate=False
+            )
         if pipe.deblur is not None and task in pipe.deblur.tasks:  # what the deblurring stage costs
-            methods[f"{name} (deblur=False)"] = lambda ims, p=pipe: p(ims, task=task, deblur=False)
+            methods[f"{name} (deblur=False)"] = lambda ims, p=pipe: p(
+                ims, task=task, deblur=False, gate=False
+            )
         if args.work_side is not None and not pipe.cfg.model.timestep:
             side = f"work side {args.work_side}" if args.work_side else "full size"
             methods[f"{name} ({side})"] = lambda ims, p=pipe: p(ims, task=task, work_side=args.work_side)
@@ -126,8 +150,8 @@ def main() -> None:
         cells = [f"{t:.3f}" for t, _ in runs] + [f"{runs[-1][1]:,.0f}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
-    lines += ["", *deblur_cost(pairs, args.repeats)]
-    print("\n".join(lines[-2:]))
+    lines += ["", *deblur_cost(pairs, args.repeats), *gate_choices(gated, pairs, task)]
+    print("\n".join(lines[len(methods) + 3 :]))
     if args.out:
         command = "python bench/latency.py " + " ".join(sys.argv[1:])
         args.out.write_text("\n".join([machine_line(), f"Command: `{command}`.", "", *lines]) + "\n")

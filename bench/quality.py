@@ -45,6 +45,7 @@ from scoring import (
     best_of,
     best_table,
     classical_outputs,
+    gate_summary,
     load_models,
     margin,
     mean_rows,
@@ -359,6 +360,10 @@ def main() -> None:
         t0 = time.perf_counter()
         results[section] = runners[section]()
         results["seconds"][section] = time.perf_counter() - t0
+        gates = gate_summary()
+        if gates:
+            report.say("", *gates)
+            results.setdefault("gate", {})[section] = gates
         report.say(f"\n_{section}: {results['seconds'][section]:.0f} s_")
         write(args.out, report, results)
     report.say("", "## Acceptance summary", "", *report.checks, "")

@@ -7,6 +7,7 @@ input is computed once per case and reused by all seven fusions (the same result
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -37,11 +38,29 @@ def load_models(names: Sequence[str]) -> dict[str, Method]:
         except FileNotFoundError as e:
             print(f"skipping {name}: {e}", flush=True)
             continue
-        if getattr(pipe.cfg.model, "timestep", False):  # a JointConfig has none
-            out[name] = lambda ims, t, p=pipe: p(ims, task=t, sampler="midpoint_reuse", steps=5)
-        else:
-            out[name] = lambda ims, t, p=pipe: p(ims, task=t)
+        kw = {"sampler": "midpoint_reuse", "steps": 5} if getattr(pipe.cfg.model, "timestep", False) else {}
+        out[name] = functools.partial(run_pipeline, pipe, name, kw)
     return out
+
+
+GATE_CHOICES: dict[str, list[bool]] = {}  # model -> its gate's choices (True: the rule) since the last reset
+
+
+def run_pipeline(pipe, name: str, kw: dict, images: list[np.ndarray], task: str) -> np.ndarray:
+    """pipe(images, task=task, **kw), noting in GATE_CHOICES what a clean-input gate chose."""
+    if getattr(pipe, "gate", None) is not None:
+        GATE_CHOICES.setdefault(name, []).append(pipe.gate_choice(images, task)[2])
+    return pipe(images, task=task, **kw)
+
+
+def gate_summary() -> list[str]:
+    """One line per gated model: how many of the fusions since the last call its gate gave to the rule."""
+    lines = [
+        f"- {name}'s clean-input gate gave {sum(c)} of {len(c)} fusions to the classical rule"
+        for name, c in GATE_CHOICES.items()
+    ]
+    GATE_CHOICES.clear()
+    return lines
 
 
 def run_models(models: dict[str, Method], images: list[np.ndarray], task: str) -> tuple[dict, Row]:

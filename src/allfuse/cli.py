@@ -136,6 +136,7 @@ def _add_stage_parser(
 
 def _add_train_stages(sub: argparse._SubParsersAction) -> None:
     from allfuse.train.correct import CorrectTrainConfig
+    from allfuse.train.gate import GateTrainConfig
     from allfuse.train.refine import RefineTrainConfig
 
     _add_stage_parser(
@@ -156,15 +157,27 @@ def _add_train_stages(sub: argparse._SubParsersAction) -> None:
         "corrector.width=32 data_overrides.n_weights=[2,2,2,2].",
         cmd_train_stage,
     )
+    _add_stage_parser(
+        sub,
+        "train-gate",
+        GateTrainConfig,
+        "fit the clean-input gate of a model (resumes its samples from OUT)",
+        "Score MODEL's fusion against its classical teacher rule on degraded and clean training pairs and "
+        "fit the gate that picks between them, e.g. samples=1800 clean_share=0.3. --until N stops after "
+        "N samples, without fitting.",
+        cmd_train_stage,
+    )
 
 
 def cmd_train_stage(args: argparse.Namespace) -> int:
     """Train (or resume) a refiner or corrector run."""
     from allfuse.config import load_config
     from allfuse.train.correct import CorrectTrainConfig, train_corrector
+    from allfuse.train.gate import GateTrainConfig, train_gate
     from allfuse.train.refine import train_refiner
 
-    run = train_corrector if args.cfg_cls is CorrectTrainConfig else train_refiner
+    runs = {CorrectTrainConfig: train_corrector, GateTrainConfig: train_gate}
+    run = runs.get(args.cfg_cls, train_refiner)
     try:
         base = args.cfg_cls(model=args.model, out_dir=str(args.out))
         cfg = load_config(args.cfg_cls, base, args.config, args.overrides)
@@ -198,11 +211,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     added to an existing model folder."""
     import torch
 
-    from allfuse.model_folder import save_pretrained, save_refiner
+    from allfuse.model_folder import GATE_CONFIG, save_pretrained, save_refiner
     from allfuse.train.checkpoint import load_checkpoint
     from allfuse.train.config import config_from_dict
     from allfuse.train.network import trained_network
 
+    if (args.run / GATE_CONFIG).is_file():  # a train-gate run: a fitted config, no checkpoint
+        return export_gate(args)
     try:
         saved = load_checkpoint(args.run)
     except FileNotFoundError as e:
@@ -239,6 +254,22 @@ def cmd_export(args: argparse.Namespace) -> int:
             keep_base_tags(folder, cfg.init_from)
     merged = f", LoRA rank {cfg.lora.rank} merged" if cfg.arch == "joint" and cfg.lora.rank else ""
     print(f"exported step {step} ({args.weights}, {args.dtype}{merged}) of {saved.path} -> {folder}")
+    return 0
+
+
+def export_gate(args: argparse.Namespace) -> int:
+    """Add a train-gate run's gate.json to an existing model folder."""
+    from allfuse.model_folder import load_gate, save_gate
+
+    given = [f for f, v in (("--work-side", args.work_side), ("--tasks", args.tasks)) if v is not None]
+    if given:
+        raise CliError(f"{' and '.join(given)}: not an option of a gate run's export")
+    try:
+        gate = load_gate(args.run)
+        folder = save_gate(gate, args.out)  # type: ignore[arg-type]
+    except (FileNotFoundError, ValueError) as e:
+        raise CliError(str(e)) from None
+    print(f"exported the gate of {args.run} ({', '.join(gate.tasks)}) -> {folder}")  # type: ignore[union-attr]
     return 0
 
 

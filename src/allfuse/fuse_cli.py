@@ -93,6 +93,13 @@ def add_fuse_parser(sub: argparse._SubParsersAction) -> None:
         help="skip the model's blind deblurring stage (its deblur.json): fuse the inputs as they are",
     )
     p.add_argument(
+        "--no-gate",
+        action="store_true",
+        default=None,
+        help="always fuse with the model, also when its clean-input gate (gate.json) would hand a clean "
+        "pair to the teacher's classical rule",
+    )
+    p.add_argument(
         "--device",
         default=None,
         help="where the model runs: cpu (default), cuda, cuda:1, mps, ...",
@@ -185,6 +192,7 @@ MODEL_ONLY = (
     ("--tile-pixels", "tile_pixels"),
     ("--device", "device"),
     ("--no-deblur", "no_deblur"),
+    ("--no-gate", "no_gate"),
 )
 
 
@@ -231,8 +239,12 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
             f"{' and '.join(guidance)}: {model} has no classifier-free guidance; "
             "guidance scales apply to JointDiT (DiTFuse) models"
         )
-    if args.no_deblur and cfg.arch == "joint":
-        raise CliError(f"--no-deblur: {model} has no deblurring stage (allfuse-reg and allfuse-fm have one)")
+    for flag, key, stage in (
+        ("--no-deblur", "no_deblur", "deblurring stage"),
+        ("--no-gate", "no_gate", "gate"),
+    ):
+        if getattr(args, key) and cfg.arch == "joint":
+            raise CliError(f"{flag}: {model} has no {stage} (allfuse-reg and allfuse-fm have one)")
     changes = {k: v for k, v in (("steps", args.steps), ("method", args.sampler)) if v is not None}
     try:
         override(cfg.sampler, **changes)
@@ -248,8 +260,10 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
         if args.verbose and task not in shown:  # once per task (a batch may hold several)
             shown.add(task)
             print(f"prompt ({task}): {pipe.understand(args.prompt, task).describe()}")  # type: ignore[arg-type]
+        if args.verbose and cfg.arch != "joint" and not args.no_gate:
+            print(gate_line(pipe, images, task, not args.no_deblur))
         joint = {"cfg_text": args.cfg_text, "cfg_image": args.cfg_image}
-        extra = joint if cfg.arch == "joint" else {"deblur": not args.no_deblur}
+        extra = joint if cfg.arch == "joint" else {"deblur": not args.no_deblur, "gate": not args.no_gate}
         out = pipe(
             images,
             prompt=args.prompt,
@@ -265,6 +279,18 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
         return out, model
 
     return run_model
+
+
+def gate_line(pipe, images: list[np.ndarray], task: str, deblur: bool) -> str:
+    """`-v`'s account of the clean-input gate's choice for one set of inputs."""
+    from allfuse.tasks import CLASSICAL_DEFAULT
+
+    task, p, rule = pipe.gate_choice(images, task, deblur)
+    if p < 0:
+        return f"gate ({task}): none, the model fuses"
+    limit = pipe.gate.tasks[task].threshold
+    who = f"the classical rule {CLASSICAL_DEFAULT[task]} fuses (a clean pair)" if rule else "the model fuses"
+    return f"gate ({task}): P(clean) {p:.2f} {'>=' if rule else '<'} {limit:.2f}: {who}"
 
 
 def _flag(m: re.Match) -> str:

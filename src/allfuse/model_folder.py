@@ -45,6 +45,7 @@ from allfuse.config import (
 )
 from allfuse.data.prompts import CONTROL_TAGS, task_tags
 from allfuse.deblur import DeblurConfig
+from allfuse.gate import GateConfig
 from allfuse.io import atomic_write_safetensors, atomic_write_text
 from allfuse.models.correct import Corrector, CorrectorConfig
 from allfuse.models.joint import JointConfig
@@ -59,6 +60,7 @@ CONFIG, WEIGHTS, TRAINING = "config.json", "model.safetensors", "training.json"
 REFINER_WEIGHTS, REFINER_CONFIG = "refiner.safetensors", "refiner.json"
 CORRECTOR_WEIGHTS, CORRECTOR_CONFIG = "corrector.safetensors", "corrector.json"
 DEBLUR_CONFIG = "deblur.json"  # the blind deblurring stage (allfuse.deblur): a config, no weights
+GATE_CONFIG = "gate.json"  # the clean-input gate (allfuse.gate): a fitted logistic regression, no weights
 PARTS = {"refiner": (REFINER_CONFIG, REFINER_WEIGHTS), "corrector": (CORRECTOR_CONFIG, CORRECTOR_WEIGHTS)}
 LATEST = "latest.json"  # a training run folder's pointer to its newest checkpoint (allfuse.train.checkpoint)
 
@@ -320,22 +322,43 @@ def load_corrector(folder: Path) -> Corrector | None:
     return load_part(folder, "corrector", lambda values: Corrector(CorrectorConfig.from_dict(values)))
 
 
-def load_deblur(folder: Path) -> DeblurConfig | None:
-    """The blind deblurring stage of a model folder (deblur.json's "deblur" entry), or None without one."""
-    path = folder / DEBLUR_CONFIG
+def load_stage(folder: Path, file: str, key: str, build: Callable[[dict], Any], what: str) -> Any:
+    """A weightless stage's config, `build(json[key])`, from a model folder's `file`; None without the file;
+    a bad file is a ValueError naming it."""
+    path = folder / file
     if not path.is_file():
         return None
     try:
-        return DeblurConfig.from_dict(read_json_object(path)["deblur"])
+        return build(read_json_object(path)[key])
     except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{path}: not a deblur config ({_message(e)})") from None
+        raise ValueError(f"{path}: not a {what} config ({_message(e)})") from None
+
+
+def save_stage(values: dict, folder: str | os.PathLike, file: str, key: str) -> Path:
+    """Write a weightless stage's config ({key: values}) into an existing model folder's `file`. Atomic."""
+    folder = resolve_model_folder(folder)
+    atomic_write_text(folder / file, json.dumps({key: values}, indent=2))
+    return folder
+
+
+def load_deblur(folder: Path) -> DeblurConfig | None:
+    """The blind deblurring stage of a model folder (deblur.json's "deblur" entry), or None without one."""
+    return load_stage(folder, DEBLUR_CONFIG, "deblur", DeblurConfig.from_dict, "deblur")
 
 
 def save_deblur(cfg: DeblurConfig, folder: str | os.PathLike) -> Path:
     """Add the blind deblurring stage to an existing model folder (deblur.json). Atomic."""
-    folder = resolve_model_folder(folder)
-    atomic_write_text(folder / DEBLUR_CONFIG, json.dumps({"deblur": cfg.to_dict()}, indent=2))
-    return folder
+    return save_stage(cfg.to_dict(), folder, DEBLUR_CONFIG, "deblur")
+
+
+def load_gate(folder: Path) -> GateConfig | None:
+    """The clean-input gate of a model folder (gate.json's "gate" entry), or None without one."""
+    return load_stage(folder, GATE_CONFIG, "gate", GateConfig.from_dict, "gate")
+
+
+def save_gate(cfg: GateConfig, folder: str | os.PathLike) -> Path:
+    """Add the clean-input gate to an existing model folder (gate.json). Atomic."""
+    return save_stage(cfg.to_dict(), folder, GATE_CONFIG, "gate")
 
 
 def load_part(folder: Path, part: str, build: Callable[[Any], torch.nn.Module]) -> Any:

@@ -39,6 +39,7 @@ from allfuse.data.prompts import (
 )
 from allfuse.deblur import DeblurConfig, deblur_inputs
 from allfuse.devices import autocast, keep_freed_memory, parse_device
+from allfuse.gate import GateConfig, pair_features, rule_fusion
 from allfuse.inputs import check_images
 from allfuse.model_folder import (
     REFINER_CONFIG,
@@ -48,6 +49,7 @@ from allfuse.model_folder import (
     inference_from_training,
     load_corrector,
     load_deblur,
+    load_gate,
     load_refiner,
     load_weights,
     read_model_config,
@@ -55,6 +57,7 @@ from allfuse.model_folder import (
     resolve_model_folder,
     save_corrector,
     save_deblur,
+    save_gate,
     save_pretrained,
     save_refiner,
 )
@@ -87,6 +90,7 @@ class FusionPipeline:
         work_side: int | None = None,
         corrector: Corrector | None = None,
         deblur: DeblurConfig | None = None,
+        gate: GateConfig | None = None,
     ) -> None:
         if not isinstance(cfg, InferenceConfig):  # a training config: the part inference needs
             cfg = inference_from_training(config_to_dict(cfg))
@@ -101,6 +105,7 @@ class FusionPipeline:
         self.work_side = work_side  # default of __call__'s work_side (the model folder's refiner.json)
         self.corrector = corrector.eval() if corrector is not None else None
         self.deblur = deblur  # the blind deblurring stage (allfuse.deblur), None = none
+        self.gate = gate  # the clean-input gate (allfuse.gate), None = none
 
     @classmethod
     def from_pretrained(
@@ -145,6 +150,7 @@ class FusionPipeline:
         if kind is FusionPipeline:
             pipe.corrector = load_corrector(folder)
             pipe.deblur = load_deblur(folder)
+            pipe.gate = load_gate(folder)
         return pipe.to(target) if target is not None else pipe
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
@@ -157,6 +163,8 @@ class FusionPipeline:
             save_corrector(self.corrector, folder)
         if self.deblur is not None:
             save_deblur(self.deblur, folder)
+        if self.gate is not None:
+            save_gate(self.gate, folder)
         return folder
 
     @property
@@ -221,6 +229,7 @@ class FusionPipeline:
         tile_pixels: int | None = None,
         correct: bool = True,
         deblur: bool = True,
+        gate: bool = True,
     ) -> Image:
         """Fuse >= 2 same-size images; gray output when every input is gray.
 
@@ -242,17 +251,60 @@ class FusionPipeline:
         correct: first run the input corrector (allfuse.models.correct: haze, exposure, from the whole
         image) when the model has one and it is enabled for the task (its config's `tasks`).
         deblur: first measure the inputs' blur and deconvolve them when they are blurred (allfuse.deblur),
-        when the model has that stage (deblur.json) and it is enabled for the task; before the corrector."""
+        when the model has that stage (deblur.json) and it is enabled for the task; before the corrector.
+        gate: after those two stages, fuse a pair that measures clean by the teacher's classical rule
+        instead of the latent path (allfuse.gate), when the model has a gate (gate.json) for the task."""
         images, colour, task = self.prepare(images, task)
         check_options(steps, sampler, tile, work_side, tile_pixels)
-        if deblur and self.deblur is not None and task in self.deblur.tasks:
-            images = deblur_inputs(images, self.deblur)[0]
-        if correct and self.corrector is not None and task in self.corrector.cfg.tasks:
-            images = self.correct_inputs(images, task)
+        images = self.restore_inputs(images, task, deblur, correct)
+        if gate and self.gate is not None and task in self.gate.tasks:
+            use_rule = self.gate_probability(images, task) >= self.gate.tasks[task].threshold
+        else:
+            use_rule = False
+        if use_rule:
+            limit = DEFAULT_TILE_PIXELS if tile_pixels is None else tile_pixels
+            out = rule_fusion(images, task, limit)
+            return out if colour else to_gray(out)
         prompt_text = self.build_prompt(prompt, task) if self.text is not None else None
         latent = self.latent_fn(prompt_text, steps, sampler, seed, tile)
         out = self.run_path(images, task, latent, refine, work_side, tile_pixels)
         return out if colour else to_gray(out)
+
+    def restore_inputs(
+        self, images: list[Image], task: Task, deblur: bool = True, correct: bool = True
+    ) -> list[Image]:
+        """Checked inputs through the classical stages that precede fusion: the deblurring stage, then the
+        input corrector, each when the model has it, it is enabled for the task and asked for."""
+        if deblur and self.deblur is not None and task in self.deblur.tasks:
+            images = deblur_inputs(images, self.deblur)[0]
+        if correct and self.corrector is not None and task in self.corrector.cfg.tasks:
+            images = self.correct_inputs(images, task)
+        return images
+
+    def gate_inputs(
+        self, images: Sequence[Image], task: Task | str = "auto", deblur: bool = True
+    ) -> list[Image]:
+        """What the gate measures and the rule fuses: the inputs checked and through restore_inputs."""
+        checked, _, task = self.prepare(images, task)
+        return self.restore_inputs(checked, task, deblur)
+
+    def gate_probability(self, images: Sequence[Image], task: Task) -> float:
+        """P(these (restored) inputs are clean), by the model's gate: the teacher's rule fuses them from the
+        gate's threshold on; -1.0 when the model has no gate for the task."""
+        if self.gate is None or task not in self.gate.tasks:
+            return -1.0
+        return self.gate.tasks[task].probability(pair_features(images))
+
+    def gate_choice(
+        self, images: Sequence[Image], task: Task | str = "auto", deblur: bool = True
+    ) -> tuple[Task, float, bool]:
+        """What the gate decides for these inputs, as __call__ would (`allfuse fuse -v`, the benches): the
+        task, P(clean) (-1.0 without a gate for the task) and whether the teacher's rule fuses them."""
+        task = self.prepare(images, task)[2]
+        if self.gate is None or task not in self.gate.tasks:
+            return task, -1.0, False
+        p = self.gate_probability(self.gate_inputs(images, task, deblur), task)
+        return task, p, p >= self.gate.tasks[task].threshold
 
     def prepare(self, images: Sequence[Image], task: Task | str) -> tuple[list[Image], bool, Task]:
         """Checked images, whether any is colour, and the task (guessed from the images for "auto")."""

@@ -1,0 +1,304 @@
+"""Fitting the clean-input gate (allfuse.gate) of a model folder.
+
+    allfuse train-gate MODEL_FOLDER RUN_DIR [samples=1800 clean_share=0.3 ...]
+    allfuse export RUN_DIR MODEL_FOLDER          # adds gate.json to the folder
+
+1. Samples (`samples.jsonl`, appended one line per sample, so an interrupted run resumes where it stopped):
+   a random TRAINING pair of a task (the validation pairs of splits.json are never loaded), its long side
+   capped to `max_side` and scaled by a random factor in [min_scale, 1], degraded by the training generator
+   (allfuse.data.pipeline: the ops and ranges the DiT was trained on, one to three of them) or, in
+   `clean_share` of the samples, left clean. Each sample is fused twice, by the model (its whole default
+   path) and by the teacher's rule on the inputs as the gate sees them (after the deblurring stage and the
+   corrector), both scored against the CLEAN sources (Qabf, VIF), and its FEATURES are recorded.
+2. Fit, per task: a ridge logistic regression (Newton's method on standardized features) of P(the pair is
+   clean). Not of "the rule scores better": on the training generator's degradations the rule, after the
+   deblurring stage and the corrector, often scores better than the model, but the validation bench's
+   degradations (other formulas, `bench/degrade.py`) are not those, and a gate fitted on that label sent
+   degraded validation pairs to the rule and lost up to 0.16 Qabf on them. What transfers is "clean":
+   the rule is the teacher, so on a clean pair it gives what the model was trained to give.
+3. Threshold, per task: the P(clean) above which the rule fuses, chosen among THRESHOLDS by 5-fold
+   cross-validation grouped by scene (a scene's samples are never both fitted and scored) to maximize
+   the mean gain of the choice, g = dQabf + vif_weight * dVIF (rule minus model; degraded pairs that
+   pass the gate count with their loss). The out-of-fold choices' gains, per task and for clean and
+   degraded samples, are in `report.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from allfuse.gate import FEATURES, GateConfig, TaskGate, pair_features, rule_fusion
+from allfuse.types import TASKS
+
+GATE_REPORT = "report.json"
+SAMPLES_FILE = "samples.jsonl"
+THRESHOLDS = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2))  # candidate thresholds of step 3
+FOLDS = 5
+
+
+@dataclass(frozen=True)
+class GateTrainConfig:
+    """A gate run: whose pipeline it gates, the samples it draws and how it is fitted."""
+
+    model: str  # model folder (or embedded name): its whole default path is what the rule competes with
+    out_dir: str = "runs/gate"
+    data: tuple[str, ...] = (
+        "../shared/data",
+    )  # pair folders; their splits.json validation pairs are skipped
+    samples: int = 1800
+    clean_share: float = 0.3  # share of samples left undegraded
+    max_side: int = 512  # long side the pairs are capped to (the models' latent path works at 512)
+    min_scale: float = 0.6  # each pair is further scaled by a random factor in [min_scale, 1]
+    vif_weight: float = 0.5  # g = dQabf + vif_weight * dVIF, the gain that picks the threshold
+    l2: float = 1.0  # ridge weight on the standardized coefficients
+    tasks: tuple[str, ...] = TASKS
+    seed: int = 1
+    threads: int = 0  # torch threads, 0 = torch's default
+
+    def __post_init__(self) -> None:
+        ok = (
+            self.samples > 0
+            and 0 <= self.clean_share <= 1
+            and 0 < self.min_scale <= 1
+            and self.max_side >= 64
+        )
+        if (
+            not ok
+            or self.l2 < 0
+            or self.vif_weight < 0
+            or not set(self.tasks) <= set(TASKS)
+            or not self.tasks
+        ):
+            raise ValueError(
+                "bad gate run: need samples > 0, 0 <= clean_share <= 1, 0 < min_scale <= 1, max_side >= 64, "
+                f"l2 >= 0, vif_weight >= 0 and tasks among {', '.join(TASKS)}: {self}"
+            )
+
+
+def draw_sample(k: int, cfg: GateTrainConfig, pool, pipe, depth) -> dict:
+    """Sample k of the run (a function of cfg.seed and k only): degrade, fuse twice, score, measure."""
+    import cv2
+
+    from allfuse import metrics
+    from allfuse.color import to_gray
+    from allfuse.data.pipeline import PipelineConfig, degrade_pair, sample_ops
+
+    rng = np.random.default_rng([cfg.seed, k])
+    task = cfg.tasks[k % len(cfg.tasks)]
+    idx = pool.indices(task)
+    if not idx:
+        raise ValueError(f"no {task} training pairs under {', '.join(cfg.data)}")
+    i = idx[int(rng.integers(len(idx)))]
+    images, _ = pool.load(i, task)
+    scale = float(rng.uniform(cfg.min_scale, 1.0))
+
+    def resize(a: np.ndarray) -> np.ndarray:
+        a = np.asarray(a, np.float32) / 255.0
+        h, w = a.shape[:2]
+        size = (max(16, round(w * scale)), max(16, round(h * scale)))
+        return a if size == (w, h) else np.clip(cv2.resize(a, size, interpolation=cv2.INTER_AREA), 0, 1)
+
+    clean = [resize(a) for a in images]
+    ops: list[tuple[str, int]] = []
+    degraded = [c.copy() for c in clean]
+    if rng.random() >= cfg.clean_share:
+        data_cfg = PipelineConfig()
+        ops = sample_ops(task, rng, data_cfg)
+        out, _ = degrade_pair(clean, task, ops, rng, data_cfg, depth)
+        degraded = [np.clip(np.asarray(x, np.float32), 0, 1) for x in out]
+    seen = pipe.gate_inputs(degraded, task)
+    rule = rule_fusion(seen, task)
+    model = pipe(degraded, task=task, gate=False)
+    if model.ndim == 2:
+        rule = to_gray(rule)
+    names = ["Qabf", "VIF"]
+    return {
+        "k": k,
+        "task": task,
+        "pair": int(i),
+        "scene": f"{pool.pairs[i].dataset}/{pool.pairs[i].name}",
+        "ops": [[op, level] for op, level in ops],
+        "features": pair_features(seen).tolist(),
+        "model": metrics.compute(model, clean, names=names),
+        "rule": metrics.compute(rule, clean, names=names),
+    }
+
+
+def collect_samples(cfg: GateTrainConfig, path: Path, until: int | None = None) -> list[dict]:
+    """Step 1 (module doc): append samples to `path` until it holds cfg.samples (or `until`); all of them."""
+    import torch
+
+    from allfuse.data.depth import get_depth_provider
+    from allfuse.data.sources import PairPool
+    from allfuse.pipeline import FusionPipeline
+
+    records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    stop = cfg.samples if until is None else min(until, cfg.samples)
+    if len(records) < stop:
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        pool = PairPool(list(cfg.data), max_side=cfg.max_side)
+        pipe = FusionPipeline.from_pretrained(cfg.model)
+        depth = get_depth_provider("heuristic")
+        t0, start = time.perf_counter(), len(records)
+        with path.open("a") as f:
+            for k in range(start, stop):
+                records.append(draw_sample(k, cfg, pool, pipe, depth))
+                f.write(json.dumps(records[-1]) + "\n")
+                f.flush()
+                if (k + 1) % 50 == 0 or k + 1 == stop:
+                    rate = (time.perf_counter() - t0) / (k + 1 - start)
+                    print(f"sample {k + 1}/{cfg.samples} ({rate:.2f} s each)", flush=True)
+    return records[:stop]
+
+
+def gains(records: Sequence[dict], vif_weight: float) -> np.ndarray:
+    """g of each sample (module doc, step 2): the rule's score minus the model's."""
+    q = np.array([r["rule"]["Qabf"] - r["model"]["Qabf"] for r in records])
+    v = np.array([r["rule"]["VIF"] - r["model"]["VIF"] for r in records])
+    return np.nan_to_num(q + vif_weight * v)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float) -> tuple[np.ndarray, ...]:
+    """Weighted ridge logistic regression by Newton's method on standardized features: (mean, scale,
+    coefficients, bias)."""
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale = np.where(scale > 1e-9, scale, 1.0)  # a constant feature (one task only) gets no weight
+    z = np.c_[(x - mean) / scale, np.ones(len(x))]
+    ridge = l2 * np.diag(np.r_[np.ones(z.shape[1] - 1), 0.0])
+    beta = np.zeros(z.shape[1])
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-z @ beta))
+        grad = z.T @ (w * (p - y)) + ridge @ beta
+        hess = (z * (w * p * (1 - p))[:, None]).T @ z + ridge + 1e-9 * np.eye(z.shape[1])
+        step = np.linalg.solve(hess, grad)
+        beta -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return mean, scale, beta[:-1], beta[-1]
+
+
+def probabilities(model: tuple[np.ndarray, ...], x: np.ndarray) -> np.ndarray:
+    """P(label) of each row of x under a fit_logistic model."""
+    mean, scale, coef, bias = model
+    return 1.0 / (1.0 + np.exp(-(((x - mean) / scale) @ coef + bias)))
+
+
+def cross_validate(x: np.ndarray, y: np.ndarray, groups: Sequence[str], l2: float, seed: int) -> np.ndarray:
+    """Out-of-fold probabilities of the labels y, FOLDS folds grouped by scene."""
+    names = sorted(set(groups))
+    fold_of = dict(zip(names, np.random.default_rng(seed).integers(FOLDS, size=len(names)), strict=True))
+    fold = np.array([fold_of[s] for s in groups])
+    p = np.zeros(len(x))
+    for k in range(FOLDS):
+        train = fold != k
+        if not train.any():  # too few scenes for the folds: no out-of-fold estimate
+            p[:] = 0.5
+            continue
+        p[~train] = probabilities(fit_logistic(x[train], y[train], np.ones(train.sum()), l2), x[~train])
+    return p
+
+
+def summarize(records: Sequence[dict], chosen: np.ndarray) -> dict:
+    """Mean Qabf and VIF gain of a choice of rule (True) or model per sample: overall, per task, clean and
+    degraded, with the share of samples given to the rule."""
+    q = np.array([r["rule"]["Qabf"] - r["model"]["Qabf"] for r in records])
+    v = np.nan_to_num(np.array([r["rule"]["VIF"] - r["model"]["VIF"] for r in records]))
+    tasks = np.array([r["task"] for r in records])
+    clean = np.array([not r["ops"] for r in records])
+    groups = {"all": np.ones(len(records), bool), "clean": clean, "degraded": ~clean}
+    groups |= {t: tasks == t for t in TASKS if (tasks == t).any()}
+    return {
+        name: {
+            "n": int(m.sum()),
+            "rule_share": round(float(chosen[m].mean()), 4),
+            "Qabf_gain": round(float((q * chosen)[m].mean()), 5),
+            "VIF_gain": round(float((v * chosen)[m].mean()), 5),
+            "best_possible_Qabf_gain": round(float(np.maximum(q, 0)[m].mean()), 5),
+        }
+        for name, m in groups.items()
+        if m.any()
+    }
+
+
+def fit_gate(records: Sequence[dict], cfg: GateTrainConfig) -> tuple[GateConfig, dict]:
+    """Steps 2-3 (module doc), task by task: the gate and its report."""
+    x = np.array([r["features"] for r in records], dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != len(FEATURES):
+        raise ValueError(f"samples have {x.shape[-1]} features, this version measures {len(FEATURES)}")
+    g = gains(records, cfg.vif_weight)
+    tasks = np.array([r["task"] for r in records])
+    scenes = np.array([r["scene"] for r in records])
+    clean = np.array([not r["ops"] for r in records], dtype=np.float64)
+    cv_choice, fit_choice = np.zeros(len(x), bool), np.zeros(len(x), bool)
+    gates, by_threshold = {}, {}
+    for task in cfg.tasks:
+        m = tasks == task
+        if not m.any():
+            raise ValueError(f"no {task} samples to fit the gate on")
+        p = cross_validate(x[m], clean[m], list(scenes[m]), cfg.l2, cfg.seed)
+        gain = {float(t): float((g[m] * (p >= t)).mean()) for t in THRESHOLDS}
+        threshold = max(gain, key=gain.get)  # type: ignore[arg-type]
+        mean, scale, coef, bias = fit_logistic(x[m], clean[m], np.ones(m.sum()), cfg.l2)
+        gates[task] = TaskGate(
+            weights=tuple(float(c) for c in coef),
+            bias=float(bias),
+            mean=tuple(float(v) for v in mean),
+            scale=tuple(float(v) for v in scale),
+            threshold=threshold,
+        )
+        cv_choice[m] = p >= threshold
+        fit_choice[m] = probabilities((mean, scale, coef, bias), x[m]) >= threshold
+        by_threshold[task] = {f"{t:.2f}": round(v, 5) for t, v in gain.items()}
+    report = {
+        "samples": len(records),
+        "thresholds": {t: gates[t].threshold for t in cfg.tasks},
+        "cross_validated_gain_by_threshold": by_threshold,
+        "cross_validated": summarize(records, cv_choice),
+        "fitted_on_all": summarize(records, fit_choice),
+        "coefficients": {
+            t: dict(
+                sorted(
+                    zip(FEATURES, (round(w, 4) for w in gates[t].weights), strict=True),
+                    key=lambda i: -abs(i[1]),
+                )
+            )
+            for t in cfg.tasks
+        },
+    }
+    return GateConfig(tasks=gates), report
+
+
+def train_gate(cfg: GateTrainConfig, until: int | None = None) -> Path:
+    """Collect (or resume) the samples, fit, write gate.json and report.json into cfg.out_dir; with
+    `until` below cfg.samples, stop after that many samples without fitting."""
+    from allfuse.io import atomic_write_text
+    from allfuse.model_folder import GATE_CONFIG
+
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "run.json", json.dumps(dataclasses.asdict(cfg), indent=2))
+    records = collect_samples(cfg, out / SAMPLES_FILE, until)
+    if len(records) < cfg.samples:
+        print(f"{len(records)} of {cfg.samples} samples in {out / SAMPLES_FILE}; run again to go on")
+        return out
+    gate, report = fit_gate(records, cfg)
+    atomic_write_text(out / GATE_CONFIG, json.dumps({"gate": gate.to_dict()}, indent=2))
+    atomic_write_text(out / GATE_REPORT, json.dumps(report, indent=2))
+    cv = report["cross_validated"]
+    for name, row in cv.items():
+        print(
+            f"{name:9s} n={row['n']:5d}  rule {row['rule_share']:.2f}  Qabf {row['Qabf_gain']:+.4f}  "
+            f"VIF {row['VIF_gain']:+.4f}  (best possible Qabf {row['best_possible_Qabf_gain']:+.4f})"
+        )
+    print(
+        "thresholds (cross-validated): " + ", ".join(f"{t} {g.threshold:.2f}" for t, g in gate.tasks.items())
+    )
+    return out

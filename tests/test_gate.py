@@ -1,0 +1,230 @@
+"""The clean-input gate: its statistics respond to the degradations they stand for, its fit learns which
+fusion to use from scored samples, and a model folder's gate hands a pair to the teacher's rule or to the
+model, as the CLI and the Python API can be told not to."""
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data as skdata
+
+from allfuse.gate import (
+    FEATURES,
+    GATE_SIDE,
+    IMAGE_FEATURES,
+    GateConfig,
+    TaskGate,
+    image_features,
+    pair_features,
+    rule_fusion,
+)
+from allfuse.model_folder import resolve_model_folder
+from allfuse.models.refine import classical_source
+from allfuse.pipeline import FusionPipeline
+from allfuse.train.gate import GateTrainConfig, fit_gate, fit_logistic, probabilities, train_gate
+
+N = len(FEATURES)
+
+
+def photo(name: str = "camera") -> np.ndarray:
+    x = getattr(skdata, name)().astype(np.float32) / 255.0
+    return np.ascontiguousarray(x[:256, :256])
+
+
+def feature(x: np.ndarray, name: str) -> float:
+    return float(image_features(x)[IMAGE_FEATURES.index(name)])
+
+
+def always(p_rule: bool, tasks=("vif", "mef", "mff")) -> GateConfig:
+    """A gate whose probability is 1 (rule) or 0 (model) whatever the inputs."""
+    one = TaskGate(weights=(0.0,) * N, bias=50.0 if p_rule else -50.0, mean=(0.0,) * N, scale=(1.0,) * N)
+    return GateConfig(tasks={t: one for t in tasks})
+
+
+def test_each_statistic_rises_with_the_degradation_it_stands_for() -> None:
+    x = photo()
+    rng = np.random.default_rng(0)
+    noisy = np.clip(x + rng.normal(0, 10 / 255, x.shape), 0, 1).astype(np.float32)
+    assert feature(x, "noise") < 4 < feature(noisy, "noise") < 14  # std x 255: about the noise added
+    _, buf = cv2.imencode(".jpg", (x * 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 15])
+    coded = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255
+    assert feature(coded, "block") > feature(x, "block") + 0.2
+    shifted = np.roll(coded, (3, 5), axis=(0, 1))  # the 8 px grid at another offset
+    assert feature(shifted, "block") > feature(x, "block") + 0.2
+    stripes = np.clip(x + 0.04 * rng.standard_normal(x.shape[1])[None, :], 0, 1).astype(np.float32)
+    assert feature(stripes, "stripes") > feature(x, "stripes") + 0.5
+    specks = x.copy()
+    specks[rng.random(x.shape) < 0.01] = 1.0
+    assert feature(specks, "impulse") > feature(x, "impulse") + 0.005
+    soft = cv2.GaussianBlur(x, (0, 0), 2.0)
+    assert feature(soft, "width") > feature(x, "width") + 0.5
+    hazy = 0.4 * photo("astronaut") + 0.6 * np.float32(0.9)
+    assert feature(hazy, "dark") > feature(photo("astronaut"), "dark") + 0.3
+    dark = x * 0.1
+    assert feature(dark, "mean") < 0.1 and feature(dark, "low") > 0.3 > feature(x, "low")
+    assert feature(dark, "contrast") < 0.05 < feature(x, "contrast")
+    bright = np.clip(x * 2.5, 0, 1)
+    assert feature(bright, "high") > 0.3 > feature(x, "high")
+
+
+def test_pair_features_are_order_free_and_large_inputs_are_measured_at_the_gate_size() -> None:
+    a, b = photo(), photo("astronaut")
+    f = pair_features([a, b])
+    assert f.shape == (N,)
+    np.testing.assert_array_equal(f, pair_features([b, a]))
+    big = np.clip(cv2.resize(photo("astronaut"), (2 * GATE_SIDE,) * 2, interpolation=cv2.INTER_CUBIC), 0, 1)
+    small = cv2.resize(big, (GATE_SIDE, GATE_SIDE), interpolation=cv2.INTER_AREA)
+    np.testing.assert_allclose(pair_features([big, big]), pair_features([small, small]), rtol=1e-4, atol=1e-6)
+
+
+def test_the_weighted_logistic_fit_learns_where_a_choice_pays() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(400, 3))
+    gain = 0.05 * np.tanh(2 * x[:, 0] - x[:, 1])  # the rule pays where x0 is high and x1 low
+    model = fit_logistic(x, gain > 0, np.abs(gain), l2=1.0)
+    p = probabilities(model, x)
+    assert ((p > 0.5) == (gain > 0)).mean() > 0.95
+    assert model[2][0] > 0 > model[2][1] and abs(model[2][2]) < 0.3 * abs(model[2][0])
+
+
+def records_for(task: str, n: int, rng: np.random.Generator) -> list[dict]:
+    """Synthetic samples: the rule wins by 0.03 where the first feature (noise_min) is low, loses by 0.05
+    above."""
+    out = []
+    for k in range(n):
+        f = rng.normal(size=N)
+        dq = 0.03 if f[0] < 0 else -0.05
+        out.append(
+            {
+                "task": task,
+                "scene": f"s{k % 40}",
+                "ops": [] if f[0] < 0 else [["noise", 2]],
+                "features": f.tolist(),
+                "model": {"Qabf": 0.5, "VIF": 0.6},
+                "rule": {"Qabf": 0.5 + dq, "VIF": 0.6 + dq},
+            }
+        )
+    return out
+
+
+def test_fit_gate_learns_each_task_and_reports_cross_validated_gains() -> None:
+    rng = np.random.default_rng(2)
+    records = records_for("vif", 200, rng) + records_for("mff", 200, rng)
+    gate, report = fit_gate(records, GateTrainConfig(model="m", tasks=("vif", "mff")))
+    assert set(gate.tasks) == {"vif", "mff"}
+    for task in ("vif", "mff"):
+        low, high = np.zeros(N), np.zeros(N)
+        low[0], high[0] = -1.0, 1.0
+        assert gate.tasks[task].probability(low) > gate.tasks[task].threshold
+        assert gate.tasks[task].probability(high) < gate.tasks[task].threshold
+    cv = report["cross_validated"]
+    assert cv["clean"]["rule_share"] > 0.9 and cv["degraded"]["rule_share"] < 0.1
+    assert (
+        cv["all"]["Qabf_gain"] > 0.6 * cv["all"]["best_possible_Qabf_gain"] > 0
+    )  # near the boundary it errs
+    assert GateConfig.from_dict(json.loads(json.dumps(gate.to_dict()))) == gate
+
+
+def test_bad_gate_configs_are_refused() -> None:
+    good = always(True).to_dict()
+    with pytest.raises(ValueError, match="features"):
+        GateConfig.from_dict({**good, "features": list(FEATURES[:-1])})
+    bad = json.loads(json.dumps(good))
+    bad["tasks"]["vif"]["threshold"] = 1.5
+    with pytest.raises(ValueError, match="task vif"):
+        GateConfig.from_dict(bad)
+    bad = json.loads(json.dumps(good))
+    bad["tasks"]["vif"]["weights"] = [0.0] * (N - 1)
+    with pytest.raises(ValueError, match="task vif"):
+        GateConfig.from_dict(bad)
+    with pytest.raises(ValueError, match="tasks must be among"):
+        GateConfig(tasks={"seg": always(True).tasks["vif"]})
+    with pytest.raises(ValueError, match="bad gate run"):
+        GateTrainConfig(model="m", clean_share=1.5)
+
+
+def test_the_pipeline_hands_a_gated_pair_to_the_rule_and_keeps_the_option_off(tmp_path) -> None:
+    folder = tmp_path / "m"
+    shutil.copytree(resolve_model_folder("allfuse-reg"), folder)
+    pair = [photo(), photo()[:, ::-1].copy()]
+    (folder / "gate.json").write_text(json.dumps({"gate": always(True).to_dict()}))
+    pipe = FusionPipeline.from_pretrained(folder)
+    rule = pipe(pair, task="vif")
+    np.testing.assert_allclose(rule, classical_source(pair, "vif")[..., 0], atol=1e-6)  # gray in, gray out
+    model = pipe(pair, task="vif", gate=False)
+    assert np.abs(model - rule).mean() > 1e-3
+    (folder / "gate.json").write_text(json.dumps({"gate": always(False).to_dict()}))
+    np.testing.assert_array_equal(FusionPipeline.from_pretrained(folder)(pair, task="vif"), model)
+    (folder / "gate.json").write_text(json.dumps({"gate": always(True, tasks=("mff",)).to_dict()}))
+    only_mff = FusionPipeline.from_pretrained(folder)
+    np.testing.assert_array_equal(only_mff(pair, task="vif"), model)  # not gated for this task
+    assert only_mff.gate_probability(pair, "vif") == -1.0
+    again = FusionPipeline.from_pretrained(only_mff.save_pretrained(tmp_path / "again"))
+    assert again.gate == only_mff.gate
+    (folder / "gate.json").write_text(json.dumps({"gate": {"tasks": {"vif": {"bias": 1}}}}))
+    with pytest.raises(ValueError, match=r"gate\.json"):
+        FusionPipeline.from_pretrained(folder)
+
+
+def test_a_large_pair_is_fused_by_the_rule_in_tiles_without_seams() -> None:
+    a = np.clip(cv2.resize(photo("astronaut"), (700, 600), interpolation=cv2.INTER_CUBIC), 0, 1)
+    b = cv2.GaussianBlur(a, (0, 0), 3.0)
+    whole = rule_fusion([a, b], "mff")
+    tiled = rule_fusion([a, b], "mff", tile_pixels=256 * 256)
+    assert tiled.shape == whole.shape == (600, 700, 3)
+    assert np.abs(tiled - whole).mean() < 2e-3 and np.abs(tiled - whole).max() < 0.1
+
+
+def test_the_command_line_can_turn_the_gate_off_and_says_what_it_chose(tmp_path, capsys) -> None:
+    from allfuse.cli import main
+    from allfuse.io import read_image, write_image
+
+    folder = tmp_path / "m"
+    shutil.copytree(resolve_model_folder("allfuse-reg"), folder)
+    (folder / "gate.json").write_text(json.dumps({"gate": always(True).to_dict()}))
+    paths = []
+    for i, x in enumerate((photo(), photo()[:, ::-1].copy())):
+        paths.append(tmp_path / f"in{i}.png")
+        write_image(paths[-1], x)
+    outs = {flag: tmp_path / f"out{i}.png" for i, flag in enumerate((("-v",), ("--no-gate",)))}
+    for flag, out in outs.items():
+        args = ["fuse", *map(str, paths), "-o", str(out), "--task", "vif", "--model", str(folder), *flag]
+        assert main(args) == 0
+    assert "the classical rule gff fuses" in capsys.readouterr().out
+    on, off = (read_image(out).astype(np.float32) for out in outs.values())
+    assert np.abs(on - off).mean() > 2 / 255  # uint8 PNGs: the gate changed the fusion
+
+
+def test_a_gate_run_draws_training_pairs_only_and_resumes(tmp_path, shared_data) -> None:
+    from allfuse.data.sources import validation_pairs
+
+    out = tmp_path / "gate"
+    cfg = GateTrainConfig(
+        model="allfuse-reg", out_dir=str(out), data=(str(shared_data),), samples=6, max_side=128
+    )
+    train_gate(cfg, until=3)
+    assert len((out / "samples.jsonl").read_text().splitlines()) == 3 and not (out / "gate.json").exists()
+    train_gate(cfg)
+    records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert [r["k"] for r in records] == list(range(6))
+    held = {f"{dataset}/{name}" for dataset, name in validation_pairs(shared_data)}
+    assert not {r["scene"] for r in records} & held
+    gate = GateConfig.from_dict(json.loads((out / "gate.json").read_text())["gate"])
+    assert set(gate.tasks) == {"vif", "mef", "mff"}
+    assert "cross_validated" in json.loads((out / "report.json").read_text())
+
+
+def test_export_adds_a_gate_run_to_a_model_folder(tmp_path) -> None:
+    from allfuse.cli import main
+
+    run, folder = tmp_path / "run", tmp_path / "m"
+    run.mkdir()
+    shutil.copytree(resolve_model_folder("allfuse-reg"), folder)
+    (folder / "gate.json").unlink(missing_ok=True)
+    gate = always(True, tasks=("mef",))
+    (run / "gate.json").write_text(json.dumps({"gate": gate.to_dict()}))
+    assert main(["export", str(run), str(folder)]) == 0
+    assert FusionPipeline.from_pretrained(folder).gate == gate
+    assert main(["export", str(run), str(folder), "--tasks", "vif"]) == 2
