@@ -120,7 +120,7 @@ def test_fit_gate_learns_each_task_and_reports_cross_validated_gains() -> None:
         assert gate.tasks[task].probability(low) > gate.tasks[task].threshold
         assert gate.tasks[task].probability(high) < gate.tasks[task].threshold
     cv = report["cross_validated"]
-    assert cv["clean"]["rule_share"] > 0.9 and cv["degraded"]["rule_share"] < 0.1
+    assert cv["clean"]["rule_share"] > 0.75 and cv["degraded"]["rule_share"] < 0.15
     assert (
         cv["all"]["Qabf_gain"] > 0.6 * cv["all"]["best_possible_Qabf_gain"] > 0
     )  # near the boundary it errs
@@ -214,6 +214,12 @@ def test_a_gate_run_draws_training_pairs_only_and_resumes(tmp_path, shared_data)
     gate = GateConfig.from_dict(json.loads((out / "gate.json").read_text())["gate"])
     assert set(gate.tasks) == {"vif", "mef", "mff"}
     assert "cross_validated" in json.loads((out / "report.json").read_text())
+    # samples measured by a version with other features are measured again, on the same inputs
+    older = [{**r, "features": r["features"][:-2]} for r in records]
+    (out / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in older))
+    train_gate(cfg)
+    again = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert again == records
 
 
 def test_export_adds_a_gate_run_to_a_model_folder(tmp_path) -> None:
@@ -228,3 +234,19 @@ def test_export_adds_a_gate_run_to_a_model_folder(tmp_path) -> None:
     assert main(["export", str(run), str(folder)]) == 0
     assert FusionPipeline.from_pretrained(folder).gate == gate
     assert main(["export", str(run), str(folder), "--tasks", "vif"]) == 2
+
+
+def test_the_web_demo_says_when_the_gate_gave_a_pair_to_the_rule(tmp_path) -> None:
+    from allfuse.io import write_image
+    from allfuse.web.backend import DemoBackend
+
+    paths = [write_image(tmp_path / f"{i}.png", x) for i, x in enumerate((photo(), photo()[:, ::-1].copy()))]
+    notes = {}
+    for p_rule in (True, False):
+        folder = tmp_path / f"m{p_rule}"
+        shutil.copytree(resolve_model_folder("allfuse-reg"), folder)
+        (folder / "gate.json").write_text(json.dumps({"gate": always(p_rule).to_dict()}))
+        backend = DemoBackend([str(folder)], [], tmp_path / "out")
+        notes[p_rule] = backend.fuse(paths, task="vif", method=str(folder)).status()
+    assert "fused by the classical rule gff" in notes[True]
+    assert "classical rule" not in notes[False]

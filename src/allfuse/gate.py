@@ -9,7 +9,8 @@ fusion. So after the deblurring stage and the input corrector, the pair's degrad
 it measures clean, the teacher's rule fuses it; otherwise the model does.
 
 "Clean" is learned, not hand-set: per task, a logistic regression over whole-image statistics of the pair
-(noise, edge width, JPEG blockiness, dark channel, exposure, contrast, stripes, impulses: `FEATURES`, each
+(noise, edge width, JPEG blockiness, dark channel, exposure, contrast, stripes, impulses, percentiles:
+`FEATURES`, each
 statistic's min and max over the inputs) gives P(the pair is clean). It is fitted on TRAINING pairs, clean
 or degraded by the training generator (`allfuse.data`), and its threshold is the one whose choices scored
 best against the clean sources in cross-validation (`allfuse.train.gate`). The weights, the feature
@@ -45,6 +46,8 @@ IMAGE_FEATURES = (
     "contrast",  # std of the luminance
     "stripes",  # log std of the row and column profile detail, relative to the image's
     "impulse",  # share of pixels 0.1 brighter than their 5 x 5 median (rain streaks, snow flakes)
+    "p1",  # 1st percentile of the luminance: over-exposure lifts the blacks
+    "p99",  # 99th percentile: an under-exposed capture has no highlights, a dark scene usually has some
 )
 FEATURES = tuple(f"{k}_{m}" for k in IMAGE_FEATURES for m in ("min", "max"))
 NO_WIDTH = 0.85  # edge width of an image with too few edges to measure: a sharp capture's
@@ -108,6 +111,7 @@ def image_features(image: Image) -> np.ndarray:
             float(g.std()),
             stripe_level(g),
             float((g - med > 0.1).mean()),
+            *np.percentile(g, (1, 99)).tolist(),
         ],
         dtype=np.float64,
     )
@@ -206,6 +210,9 @@ class GateConfig:
     def from_dict(cls, values: dict) -> GateConfig:
         """Inverse of to_dict; unknown keys are a TypeError naming them."""
         v = dict(values)
+        features = tuple(v.pop("features", FEATURES))
+        if features != FEATURES:  # before the per-task vectors, whose lengths follow from it
+            cls(features=features)
         tasks = {}
         for t, g in dict(v.pop("tasks", {})).items():
             g = dict(g)
@@ -216,4 +223,4 @@ class GateConfig:
                 tasks[t] = TaskGate(**g)
             except (TypeError, ValueError) as e:
                 raise ValueError(f"task {t}: {e}") from None
-        return cls(tasks=tasks, features=tuple(v.pop("features", FEATURES)), **v)
+        return cls(tasks=tasks, features=features, **v)

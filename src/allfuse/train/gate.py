@@ -9,7 +9,9 @@
    (allfuse.data.pipeline: the ops and ranges the DiT was trained on, one to three of them) or, in
    `clean_share` of the samples, left clean. Each sample is fused twice, by the model (its whole default
    path) and by the teacher's rule on the inputs as the gate sees them (after the deblurring stage and the
-   corrector), both scored against the CLEAN sources (Qabf, VIF), and its FEATURES are recorded.
+   corrector), both scored against the CLEAN sources (Qabf, VIF), and its FEATURES are recorded. Samples
+   recorded with other FEATURES (an older version) are measured again on the same inputs, which a sample's
+   seed and index determine; their scores are kept.
 2. Fit, per task: a ridge logistic regression (Newton's method on standardized features) of P(the pair is
    clean). Not of "the rule scores better": on the training generator's degradations the rule, after the
    deblurring stage and the corrector, often scores better than the model, but the validation bench's
@@ -82,12 +84,10 @@ class GateTrainConfig:
             )
 
 
-def draw_sample(k: int, cfg: GateTrainConfig, pool, pipe, depth) -> dict:
-    """Sample k of the run (a function of cfg.seed and k only): degrade, fuse twice, score, measure."""
+def sample_inputs(k: int, cfg: GateTrainConfig, pool, depth) -> tuple[str, int, list, list, list]:
+    """Sample k's task, pair index, clean and degraded inputs and ops: a function of cfg.seed and k only."""
     import cv2
 
-    from allfuse import metrics
-    from allfuse.color import to_gray
     from allfuse.data.pipeline import PipelineConfig, degrade_pair, sample_ops
 
     rng = np.random.default_rng([cfg.seed, k])
@@ -113,6 +113,15 @@ def draw_sample(k: int, cfg: GateTrainConfig, pool, pipe, depth) -> dict:
         ops = sample_ops(task, rng, data_cfg)
         out, _ = degrade_pair(clean, task, ops, rng, data_cfg, depth)
         degraded = [np.clip(np.asarray(x, np.float32), 0, 1) for x in out]
+    return task, int(i), clean, degraded, ops
+
+
+def draw_sample(k: int, cfg: GateTrainConfig, pool, pipe, depth) -> dict:
+    """Sample k of the run (a function of cfg.seed and k only): degrade, fuse twice, score, measure."""
+    from allfuse import metrics
+    from allfuse.color import to_gray
+
+    task, i, clean, degraded, ops = sample_inputs(k, cfg, pool, depth)
     seen = pipe.gate_inputs(degraded, task)
     rule = rule_fusion(seen, task)
     model = pipe(degraded, task=task, gate=False)
@@ -122,13 +131,25 @@ def draw_sample(k: int, cfg: GateTrainConfig, pool, pipe, depth) -> dict:
     return {
         "k": k,
         "task": task,
-        "pair": int(i),
+        "pair": i,
         "scene": f"{pool.pairs[i].dataset}/{pool.pairs[i].name}",
         "ops": [[op, level] for op, level in ops],
         "features": pair_features(seen).tolist(),
         "model": metrics.compute(model, clean, names=names),
         "rule": metrics.compute(rule, clean, names=names),
     }
+
+
+def measure_again(records: list[dict], cfg: GateTrainConfig, pool, pipe, depth) -> None:
+    """Samples whose features another version measured (another FEATURES): measure them again, in place,
+    on the same inputs (sample_inputs is deterministic); their fusions' scores do not depend on the
+    features and are kept."""
+    for r in records:
+        if len(r["features"]) != len(FEATURES):
+            task, i, _, degraded, _ = sample_inputs(r["k"], cfg, pool, depth)
+            if (task, i) != (r["task"], r["pair"]):
+                raise ValueError(f"sample {r['k']} is not the one this run draws: start a new run folder")
+            r["features"] = pair_features(pipe.gate_inputs(degraded, task)).tolist()
 
 
 def collect_samples(cfg: GateTrainConfig, path: Path, until: int | None = None) -> list[dict]:
@@ -141,12 +162,19 @@ def collect_samples(cfg: GateTrainConfig, path: Path, until: int | None = None) 
 
     records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     stop = cfg.samples if until is None else min(until, cfg.samples)
-    if len(records) < stop:
+    stale = any(len(r["features"]) != len(FEATURES) for r in records[:stop])
+    if len(records) < stop or stale:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         pool = PairPool(list(cfg.data), max_side=cfg.max_side)
         pipe = FusionPipeline.from_pretrained(cfg.model)
         depth = get_depth_provider("heuristic")
+        if stale:
+            print(f"measuring the features of {path} again ({len(FEATURES)} per sample)", flush=True)
+            measure_again(records, cfg, pool, pipe, depth)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+            tmp.replace(path)
         t0, start = time.perf_counter(), len(records)
         with path.open("a") as f:
             for k in range(start, stop):

@@ -145,6 +145,12 @@ class DemoBackend:
         if len(images) > pipe.slots():
             notes.append(f"{len(images)} inputs fused in steps of {pipe.slots()}")
         steps_arg = steps if flow and steps else None
+        if getattr(pipe, "gate", None) is not None and pipe.gate_choice(images, chosen)[2]:
+            from allfuse.tasks import CLASSICAL_DEFAULT
+
+            notes.append(
+                f"clean inputs: fused by the classical rule {CLASSICAL_DEFAULT[chosen]} (the model's gate)"
+            )
         fused = pipe(images, prompt=prompt, task=chosen, steps=steps_arg, seed=int(seed))
         return fused, chosen, notes
 
