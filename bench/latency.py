@@ -7,9 +7,9 @@ Each model runs with its defaults (a model folder may set a default work side: r
 with an input corrector for the task also runs without it (`correct=False`), one with a deblurring stage
 also without that (`deblur=False`; the demo pair upscaled to 1024² measures as blurred, so there the stage
 deconvolves both inputs, at 512² it only measures them: allfuse.deblur), and one with a clean-input gate
-also with it off (`gate=False`, the latent path whatever the gate measures; the rows without a stage turn
-the gate off too, so they time the latent path; the table is followed by what the gate chose for the pair
-at each size: allfuse.gate). With
+also with it off (`gate=False`, the latent path whatever the gate measures; the rows without a stage and
+the --work-side row turn the gate off too, so they time the latent path; the table is followed by what
+the gate chose for the pair at each size: allfuse.gate). With
 --work-side N, reg also runs with its latent path at that long side (FusionPipeline's work_side: the
 refiner brings the result back to full size; 0 = full size); bench/quality.py --work-side measures what
 that costs in quality. The last column counts the minor page faults of one run at the largest size (Unix:
@@ -74,8 +74,11 @@ def deblur_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]:
     return ["Deblurring stage alone (default settings, the same pairs): " + "; ".join(cells) + "."]
 
 
-def gate_choices(pipes: list, pairs: dict[int, list[np.ndarray]], task: str) -> list[str]:
-    """What each gated pipeline's gate chose for the pair at each size: the default row times that path."""
+def gate_choices(pipes: list, pairs: dict[int, list[np.ndarray]], task: str, repeats: int) -> list[str]:
+    """What each gated pipeline's gate chose for the pair at each size (the default row times that path),
+    and what measuring the pair's statistics costs (allfuse.gate.pair_features, the gate's own work)."""
+    from allfuse.gate import pair_features
+
     lines = []
     for pipe in pipes:
         cells = []
@@ -84,6 +87,12 @@ def gate_choices(pipes: list, pairs: dict[int, list[np.ndarray]], task: str) -> 
             path = "the classical rule" if rule else "the latent path"
             cells.append(f"{size}² P(clean) {p:.2f}: {path}")
         lines.append(f"{pipe.name}'s gate on these pairs: " + "; ".join(cells) + ".")
+    if pipes:
+        cost = [
+            f"{s}² {best_time(lambda ims=ims: pair_features(ims), repeats)[0]:.3f} s"
+            for s, ims in pairs.items()
+        ]
+        lines.append("The gate's statistics of the pair alone: " + ", ".join(cost) + ".")
     return lines
 
 
@@ -128,7 +137,9 @@ def main() -> None:
             )
         if args.work_side is not None and not pipe.cfg.model.timestep:
             side = f"work side {args.work_side}" if args.work_side else "full size"
-            methods[f"{name} ({side})"] = lambda ims, p=pipe: p(ims, task=task, work_side=args.work_side)
+            methods[f"{name} ({side})"] = lambda ims, p=pipe: p(
+                ims, task=task, work_side=args.work_side, gate=False
+            )
     default = CLASSICAL_DEFAULT[task]
     methods[default] = lambda ims: baselines.fuse(default, ims, task)
     for r in CHAINS:
@@ -150,7 +161,7 @@ def main() -> None:
         cells = [f"{t:.3f}" for t, _ in runs] + [f"{runs[-1][1]:,.0f}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
-    lines += ["", *deblur_cost(pairs, args.repeats), *gate_choices(gated, pairs, task)]
+    lines += ["", *deblur_cost(pairs, args.repeats), *gate_choices(gated, pairs, task, args.repeats)]
     print("\n".join(lines[len(methods) + 3 :]))
     if args.out:
         command = "python bench/latency.py " + " ".join(sys.argv[1:])
