@@ -206,6 +206,10 @@ def test_a_gate_run_draws_training_pairs_only_and_resumes(tmp_path, shared_data)
     )
     train_gate(cfg, until=3)
     assert len((out / "samples.jsonl").read_text().splitlines()) == 3 and not (out / "gate.json").exists()
+    with (out / "samples.jsonl").open("a") as f:
+        f.write('{"k": 3, "task": "vif", "fea')  # a run killed while writing
+    train_gate(cfg, until=3)
+    assert len((out / "samples.jsonl").read_text().splitlines()) == 3
     train_gate(cfg)
     records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert [r["k"] for r in records] == list(range(6))

@@ -10,11 +10,10 @@ it measures clean, the teacher's rule fuses it; otherwise the model does.
 
 "Clean" is learned, not hand-set: per task, a logistic regression over whole-image statistics of the pair
 (noise, edge width, JPEG blockiness, dark channel, exposure, contrast, stripes, impulses, percentiles:
-`FEATURES`, each
-statistic's min and max over the inputs) gives P(the pair is clean). It is fitted on TRAINING pairs, clean
-or degraded by the training generator (`allfuse.data`), and its threshold is the one whose choices scored
-best against the clean sources in cross-validation (`allfuse.train.gate`). The weights, the feature
-standardization and the thresholds live in the model folder's `gate.json`.
+`FEATURES`, each statistic's min and max over the inputs) gives P(the pair is clean). It is fitted on
+TRAINING pairs, clean or degraded by the training generator (`allfuse.data`), and its threshold is the one
+whose choices scored best against the clean sources in cross-validation (`allfuse.train.gate`). The
+weights, the feature standardization and the thresholds live in the model folder's `gate.json`.
 
 A gate is a detector trained on one generator's degradations: a degradation that measures clean (a mild
 one, or one unlike the training generator's) goes to the rule, which fuses it as it is.

@@ -51,9 +51,8 @@ class GateTrainConfig:
 
     model: str  # model folder (or embedded name): its whole default path is what the rule competes with
     out_dir: str = "runs/gate"
-    data: tuple[str, ...] = (
-        "../shared/data",
-    )  # pair folders; their splits.json validation pairs are skipped
+    # pair folders (searched a few levels deep); their splits.json validation pairs are skipped
+    data: tuple[str, ...] = ("../shared/data",)
     samples: int = 1800
     clean_share: float = 0.3  # share of samples left undegraded
     max_side: int = 512  # long side the pairs are capped to (the models' latent path works at 512)
@@ -152,6 +151,22 @@ def measure_again(records: list[dict], cfg: GateTrainConfig, pool, pipe, depth) 
             r["features"] = pair_features(pipe.gate_inputs(degraded, task)).tolist()
 
 
+def read_samples(path: Path) -> list[dict]:
+    """The samples recorded so far; a last line cut short by a killed run is dropped (and rewritten)."""
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    records = []
+    for n, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if n != len(lines) - 1:
+                raise ValueError(f"{path}: line {n + 1} is not a sample") from None
+            path.write_text("".join(json.dumps(r) + "\n" for r in records))  # before appending after it
+    return records
+
+
 def collect_samples(cfg: GateTrainConfig, path: Path, until: int | None = None) -> list[dict]:
     """Step 1 (module doc): append samples to `path` until it holds cfg.samples (or `until`); all of them."""
     import torch
@@ -160,7 +175,7 @@ def collect_samples(cfg: GateTrainConfig, path: Path, until: int | None = None) 
     from allfuse.data.sources import PairPool
     from allfuse.pipeline import FusionPipeline
 
-    records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    records = read_samples(path)
     stop = cfg.samples if until is None else min(until, cfg.samples)
     stale = any(len(r["features"]) != len(FEATURES) for r in records[:stop])
     if len(records) < stop or stale:
