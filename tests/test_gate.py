@@ -223,7 +223,9 @@ def test_a_gate_run_draws_training_pairs_only_and_resumes(tmp_path, shared_data)
     (out / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in older))
     train_gate(cfg)
     again = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
-    assert again == records
+    assert [{**r, "features": None} for r in again] == [{**r, "features": None} for r in records]
+    # the same inputs; the corrector's multi-threaded sums may differ in their last bits
+    np.testing.assert_allclose([r["features"] for r in again], [r["features"] for r in records], atol=1e-3)
 
 
 def test_export_adds_a_gate_run_to_a_model_folder(tmp_path) -> None:
