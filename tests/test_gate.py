@@ -160,7 +160,7 @@ def test_the_pipeline_hands_a_gated_pair_to_the_rule_and_keeps_the_option_off(tm
     (folder / "gate.json").write_text(json.dumps({"gate": always(True, tasks=("mff",)).to_dict()}))
     only_mff = FusionPipeline.from_pretrained(folder)
     np.testing.assert_array_equal(only_mff(pair, task="vif"), model)  # not gated for this task
-    assert only_mff.gate_probability(pair, "vif") == -1.0
+    assert only_mff.gate_decision(pair, "vif") == (-1.0, False)
     again = FusionPipeline.from_pretrained(only_mff.save_pretrained(tmp_path / "again"))
     assert again.gate == only_mff.gate
     (folder / "gate.json").write_text(json.dumps({"gate": {"tasks": {"vif": {"bias": 1}}}}))

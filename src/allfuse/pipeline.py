@@ -257,11 +257,7 @@ class FusionPipeline:
         images, colour, task = self.prepare(images, task)
         check_options(steps, sampler, tile, work_side, tile_pixels)
         images = self.restore_inputs(images, task, deblur, correct)
-        if gate and self.gate is not None and task in self.gate.tasks:
-            use_rule = self.gate_probability(images, task) >= self.gate.tasks[task].threshold
-        else:
-            use_rule = False
-        if use_rule:
+        if gate and self.gate_decision(images, task)[1]:
             limit = DEFAULT_TILE_PIXELS if tile_pixels is None else tile_pixels
             out = rule_fusion(images, task, limit)
             return out if colour else to_gray(out)
@@ -288,12 +284,13 @@ class FusionPipeline:
         checked, _, task = self.prepare(images, task)
         return self.restore_inputs(checked, task, deblur)
 
-    def gate_probability(self, images: Sequence[Image], task: Task) -> float:
-        """P(these (restored) inputs are clean), by the model's gate: the teacher's rule fuses them from the
-        gate's threshold on; -1.0 when the model has no gate for the task."""
+    def gate_decision(self, images: Sequence[Image], task: Task) -> tuple[float, bool]:
+        """P(these restored inputs are clean), by the model's gate, and whether the teacher's rule fuses them
+        (from the gate's threshold on); (-1.0, False) when the model has no gate for the task."""
         if self.gate is None or task not in self.gate.tasks:
-            return -1.0
-        return self.gate.tasks[task].probability(pair_features(images))
+            return -1.0, False
+        p = self.gate.tasks[task].probability(pair_features(images))
+        return p, p >= self.gate.tasks[task].threshold
 
     def gate_choice(
         self, images: Sequence[Image], task: Task | str = "auto", deblur: bool = True
@@ -303,8 +300,7 @@ class FusionPipeline:
         task = self.prepare(images, task)[2]
         if self.gate is None or task not in self.gate.tasks:
             return task, -1.0, False
-        p = self.gate_probability(self.gate_inputs(images, task, deblur), task)
-        return task, p, p >= self.gate.tasks[task].threshold
+        return task, *self.gate_decision(self.gate_inputs(images, task, deblur), task)
 
     def prepare(self, images: Sequence[Image], task: Task | str) -> tuple[list[Image], bool, Task]:
         """Checked images, whether any is colour, and the task (guessed from the images for "auto")."""
