@@ -83,8 +83,10 @@ def gate_choices(pipes: list, pairs: dict[int, list[np.ndarray]], task: str, rep
     for pipe in pipes:
         cells = []
         for size, ims in pairs.items():
-            _, p, rule = pipe.gate_choice(ims, task)
-            path = "the classical rule" if rule else "the latent path"
+            _, p, weight = pipe.gate_choice(ims, task)
+            path = "the classical rule" if weight >= 1 else "the latent path"
+            if 0 < weight < 1:
+                path += f" mixed with {weight:.0%} of the rule"
             cells.append(f"{size}² P(clean) {p:.2f}: {path}")
         lines.append(f"{pipe.name}'s gate on these pairs: " + "; ".join(cells) + ".")
     if pipes:

@@ -43,7 +43,7 @@ def load_models(names: Sequence[str]) -> dict[str, Method]:
     return out
 
 
-GATE_CHOICES: dict[str, list[bool]] = {}  # model -> its gate's choices (True: the rule) since the last reset
+GATE_CHOICES: dict[str, list[float]] = {}  # model -> its gate's rule weights (1: the rule alone) so far
 
 
 def run_pipeline(pipe, name: str, kw: dict, images: list[np.ndarray], task: str) -> np.ndarray:
@@ -54,11 +54,18 @@ def run_pipeline(pipe, name: str, kw: dict, images: list[np.ndarray], task: str)
 
 
 def gate_summary() -> list[str]:
-    """One line per gated model: how many of the fusions since the last call its gate gave to the rule."""
-    lines = [
-        f"- {name}'s clean-input gate gave {sum(c)} of {len(c)} fusions to the classical rule"
-        for name, c in GATE_CHOICES.items()
-    ]
+    """One line per gated model: how many of the fusions since the last call its gate gave to the rule, and
+    how many it blended with the rule (and the mean weight of the rule there)."""
+    lines = []
+    for name, w in GATE_CHOICES.items():
+        mixed = [x for x in w if 0 < x < 1]
+        blend = ""
+        if mixed:
+            blend = f"; it blended {len(mixed)} with the rule (mean rule weight {np.mean(mixed):.2f})"
+        lines.append(
+            f"- {name}'s clean-input gate gave {sum(x >= 1 for x in w)} of {len(w)} fusions to the classical "
+            f"rule{blend}"
+        )
     GATE_CHOICES.clear()
     return lines
 

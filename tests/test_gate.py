@@ -2,6 +2,7 @@
 fusion to use from scored samples, and a model folder's gate hands a pair to the teacher's rule or to the
 model, as the CLI and the Python API can be told not to."""
 
+import dataclasses
 import json
 import shutil
 
@@ -37,9 +38,12 @@ def feature(x: np.ndarray, name: str) -> float:
     return float(image_features(x)[IMAGE_FEATURES.index(name)])
 
 
-def always(p_rule: bool, tasks=("vif", "mef", "mff")) -> GateConfig:
-    """A gate whose probability is 1 (rule) or 0 (model) whatever the inputs."""
+def always(p_rule: bool, tasks=("vif", "mef", "mff"), blend: float = 0.0) -> GateConfig:
+    """A gate whose probability is 1 (rule) or 0 (model) whatever the inputs; below its threshold it mixes
+    in the rule with weight `blend`."""
     one = TaskGate(weights=(0.0,) * N, bias=50.0 if p_rule else -50.0, mean=(0.0,) * N, scale=(1.0,) * N)
+    if blend:
+        one = dataclasses.replace(one, blend_weights=(0.0,) * N, blend_bias=50.0, blend_top=blend)
     return GateConfig(tasks={t: one for t in tasks})
 
 
@@ -89,23 +93,28 @@ def test_the_weighted_logistic_fit_learns_where_a_choice_pays() -> None:
     assert model[2][0] > 0 > model[2][1] and abs(model[2][2]) < 0.3 * abs(model[2][0])
 
 
-def records_for(task: str, n: int, rng: np.random.Generator) -> list[dict]:
+def records_for(task: str, n: int, rng: np.random.Generator, blends: bool = False) -> list[dict]:
     """Synthetic samples: the rule wins by 0.03 where the first feature (noise_min) is low, loses by 0.05
-    above."""
+    above; with `blends`, among the degraded ones the rule also wins by 0.04 where the second feature is
+    high, and a half-and-half mix there wins by 0.05 (more than either fusion)."""
     out = []
     for k in range(n):
         f = rng.normal(size=N)
         dq = 0.03 if f[0] < 0 else -0.05
-        out.append(
-            {
-                "task": task,
-                "scene": f"s{k % 40}",
-                "ops": [] if f[0] < 0 else [["noise", 2]],
-                "features": f.tolist(),
-                "model": {"Qabf": 0.5, "VIF": 0.6},
-                "rule": {"Qabf": 0.5 + dq, "VIF": 0.6 + dq},
-            }
-        )
+        mix = {a: dq * a for a in (0.25, 0.5, 0.75)}
+        if blends and f[0] >= 0 and f[1] > 0.5:
+            dq, mix = 0.04, {0.25: 0.03, 0.5: 0.05, 0.75: 0.045}
+        r = {
+            "task": task,
+            "scene": f"s{k % 40}",
+            "ops": [] if f[0] < 0 else [["noise", 2]],
+            "features": f.tolist(),
+            "model": {"Qabf": 0.5, "VIF": 0.6},
+            "rule": {"Qabf": 0.5 + dq, "VIF": 0.6 + dq},
+        }
+        if blends:
+            r["blends"] = {f"{a:g}": {"Qabf": 0.5 + d, "VIF": 0.6 + d} for a, d in mix.items()}
+        out.append(r)
     return out
 
 
@@ -125,6 +134,24 @@ def test_fit_gate_learns_each_task_and_reports_cross_validated_gains() -> None:
         cv["all"]["Qabf_gain"] > 0.6 * cv["all"]["best_possible_Qabf_gain"] > 0
     )  # near the boundary it errs
     assert GateConfig.from_dict(json.loads(json.dumps(gate.to_dict()))) == gate
+    assert all(g.blend_top == 0 for g in gate.tasks.values())  # no scored blends: no blend
+
+
+def test_fit_gate_blends_where_a_mix_of_the_two_fusions_pays() -> None:
+    rng = np.random.default_rng(3)
+    records = records_for("mef", 400, rng, blends=True) + records_for("mff", 400, rng, blends=True)
+    gate, report = fit_gate(records, GateTrainConfig(model="m", tasks=("mef", "mff"), blend_tasks=("mef",)))
+    assert gate.tasks["mff"].blend_top == 0  # not among blend_tasks: it switches only
+    g = gate.tasks["mef"]
+    assert 0 < g.blend_top < 1  # a half-and-half mix pays more than the rule alone
+    clean, noisy, mixed = np.zeros(N), np.zeros(N), np.zeros(N)
+    clean[0], noisy[0], noisy[1], mixed[0], mixed[1] = -1.0, 1.0, -1.0, 1.0, 1.5
+    assert g.rule_weight(clean)[1] == 1.0 and g.rule_weight(noisy)[1] < 0.1
+    assert 0.25 < g.rule_weight(mixed)[1] < 1.0
+    cv = report["cross_validated"]
+    assert cv["mef"]["blend_share"] > 0.1 and cv["mff"]["blend_share"] == 0
+    assert cv["clean"]["rule_share"] > 0.75
+    assert GateConfig.from_dict(json.loads(json.dumps(gate.to_dict()))) == gate
 
 
 def test_bad_gate_configs_are_refused() -> None:
@@ -141,8 +168,14 @@ def test_bad_gate_configs_are_refused() -> None:
         GateConfig.from_dict(bad)
     with pytest.raises(ValueError, match="tasks must be among"):
         GateConfig(tasks={"seg": always(True).tasks["vif"]})
+    bad = json.loads(json.dumps(always(False, blend=0.5).to_dict()))
+    bad["tasks"]["vif"]["blend_weights"] = []
+    with pytest.raises(ValueError, match="blend_weights"):
+        GateConfig.from_dict(bad)
     with pytest.raises(ValueError, match="bad gate run"):
         GateTrainConfig(model="m", clean_share=1.5)
+    with pytest.raises(ValueError, match="blend_tasks"):
+        GateTrainConfig(model="m", blend_tasks=("seg",))
 
 
 def test_the_pipeline_hands_a_gated_pair_to_the_rule_and_keeps_the_option_off(tmp_path) -> None:
@@ -160,9 +193,13 @@ def test_the_pipeline_hands_a_gated_pair_to_the_rule_and_keeps_the_option_off(tm
     (folder / "gate.json").write_text(json.dumps({"gate": always(True, tasks=("mff",)).to_dict()}))
     only_mff = FusionPipeline.from_pretrained(folder)
     np.testing.assert_array_equal(only_mff(pair, task="vif"), model)  # not gated for this task
-    assert only_mff.gate_decision(pair, "vif") == (-1.0, False)
+    assert only_mff.gate_decision(pair, "vif") == (-1.0, 0.0)
     again = FusionPipeline.from_pretrained(only_mff.save_pretrained(tmp_path / "again"))
     assert again.gate == only_mff.gate
+    (folder / "gate.json").write_text(json.dumps({"gate": always(False, blend=0.25).to_dict()}))
+    mixed = FusionPipeline.from_pretrained(folder)
+    assert mixed.gate_decision(pair, "vif")[1] == pytest.approx(0.25)
+    np.testing.assert_allclose(mixed(pair, task="vif"), 0.75 * model + 0.25 * rule, atol=1e-5)
     (folder / "gate.json").write_text(json.dumps({"gate": {"tasks": {"vif": {"bias": 1}}}}))
     with pytest.raises(ValueError, match=r"gate\.json"):
         FusionPipeline.from_pretrained(folder)
@@ -195,6 +232,10 @@ def test_the_command_line_can_turn_the_gate_off_and_says_what_it_chose(tmp_path,
     assert "the classical rule gff fuses" in capsys.readouterr().out
     on, off = (read_image(out).astype(np.float32) for out in outs.values())
     assert np.abs(on - off).mean() > 2 / 255  # uint8 PNGs: the gate changed the fusion
+    (folder / "gate.json").write_text(json.dumps({"gate": always(False, blend=0.25).to_dict()}))
+    mixed = str(tmp_path / "mixed.png")
+    assert main(["fuse", *map(str, paths), "-o", mixed, "--task", "vif", "--model", str(folder), "-v"]) == 0
+    assert "the model's fusion mixed with 25% of the rule gff's" in capsys.readouterr().out
 
 
 def test_a_gate_run_draws_training_pairs_only_and_resumes(tmp_path, shared_data) -> None:

@@ -285,12 +285,17 @@ def gate_line(pipe, images: list[np.ndarray], task: str, deblur: bool) -> str:
     """`-v`'s account of the clean-input gate's choice for one set of inputs."""
     from allfuse.tasks import CLASSICAL_DEFAULT
 
-    task, p, rule = pipe.gate_choice(images, task, deblur)
+    task, p, weight = pipe.gate_choice(images, task, deblur)
     if p < 0:
         return f"gate ({task}): none, the model fuses"
-    limit = pipe.gate.tasks[task].threshold
-    who = f"the classical rule {CLASSICAL_DEFAULT[task]} fuses (a clean pair)" if rule else "the model fuses"
-    return f"gate ({task}): P(clean) {p:.2f} {'>=' if rule else '<'} {limit:.2f}: {who}"
+    limit, rule = pipe.gate.tasks[task].threshold, CLASSICAL_DEFAULT[task]
+    head = f"gate ({task}): P(clean) {p:.2f}"
+    if weight >= 1:
+        return f"{head} >= {limit:.2f}: the classical rule {rule} fuses (a clean pair)"
+    who = "the model fuses"
+    if weight > 0:
+        who = f"the model's fusion mixed with {weight:.0%} of the rule {rule}'s"
+    return f"{head} < {limit:.2f}: {who}"
 
 
 def _flag(m: re.Match) -> str:

@@ -15,6 +15,10 @@ TRAINING pairs, clean or degraded by the training generator (`allfuse.data`), an
 whose choices scored best against the clean sources in cross-validation (`allfuse.train.gate`). The
 weights, the feature standardization and the thresholds live in the model folder's `gate.json`.
 
+Below the threshold the gate can blend: a second regression, of P(the rule scores better), sets the rule's
+weight in a mix of the two fusions (`TaskGate.rule_weight`; fitted and chosen the same way, step 4 of
+allfuse.train.gate). A mix hedges where the detector is unsure, and often scores above both fusions.
+
 A gate is a detector trained on one generator's degradations: a degradation that measures clean (a mild
 one, or one unlike the training generator's) goes to the rule, which fuses it as it is.
 """
@@ -156,27 +160,59 @@ def rule_fusion(images: Sequence[Image], task: str, tile_pixels: int = 0) -> np.
 @dataclass(frozen=True)
 class TaskGate:
     """One task's fitted gate: P(clean) = sigmoid(w . (f - mean) / scale + bias); the rule fuses from
-    `threshold` on."""
+    `threshold` on. Below it, an optional blend: P(the rule scores better) = sigmoid(blend_weights . (f -
+    mean) / scale + blend_bias) sets the rule's weight in a mix of the two fusions, rising linearly from 0
+    at P = blend_from to blend_top at P = 1 (blend_top = 0, the default: no blend)."""
 
     weights: tuple[float, ...]
     bias: float
     mean: tuple[float, ...]
     scale: tuple[float, ...]
     threshold: float = 0.5
+    blend_weights: tuple[float, ...] = ()
+    blend_bias: float = 0.0
+    blend_from: float = 0.5
+    blend_top: float = 0.0
 
     def __post_init__(self) -> None:
         n = len(FEATURES)
         ok = len(self.weights) == len(self.mean) == len(self.scale) == n and all(s > 0 for s in self.scale)
-        if not ok or not 0 < self.threshold < 1 or not all(map(math.isfinite, (*self.weights, self.bias))):
+        finite = all(map(math.isfinite, (*self.weights, self.bias, *self.blend_weights, self.blend_bias)))
+        if not ok or not 0 < self.threshold < 1 or not finite:
             raise ValueError(
                 f"needs {n} finite weights (one per feature: {', '.join(FEATURES)}), as many means and "
                 "positive scales, and 0 < threshold < 1"
             )
+        blend_ok = len(self.blend_weights) in (0, n) and 0 <= self.blend_from < 1 and 0 <= self.blend_top <= 1
+        if not blend_ok or (self.blend_top > 0 and not self.blend_weights):
+            raise ValueError(
+                f"a blend needs {n} finite blend_weights (or none, with blend_top 0), 0 <= blend_from < 1 "
+                "and 0 <= blend_top <= 1"
+            )
+
+    def standardized(self, feats: np.ndarray) -> np.ndarray:
+        """One pair's features, standardized as in the fit."""
+        return (np.asarray(feats, np.float64) - np.asarray(self.mean)) / np.asarray(self.scale)
 
     def probability(self, feats: np.ndarray) -> float:
         """P(the pair is clean) for one pair's features."""
-        z = (np.asarray(feats, np.float64) - np.asarray(self.mean)) / np.asarray(self.scale)
-        return float(1.0 / (1.0 + math.exp(-float(np.clip(np.dot(self.weights, z) + self.bias, -50, 50)))))
+        return sigmoid(float(np.dot(self.weights, self.standardized(feats))) + self.bias)
+
+    def rule_weight(self, feats: np.ndarray) -> tuple[float, float]:
+        """P(clean) and the rule's weight in the output for one pair's features: 1 from the threshold on
+        (the rule alone), else the blend's weight (0: the model alone)."""
+        p = self.probability(feats)
+        if p >= self.threshold:
+            return p, 1.0
+        if self.blend_top <= 0:
+            return p, 0.0
+        q = sigmoid(float(np.dot(self.blend_weights, self.standardized(feats))) + self.blend_bias)
+        return p, self.blend_top * min(1.0, max(0.0, (q - self.blend_from) / (1.0 - self.blend_from)))
+
+
+def sigmoid(z: float) -> float:
+    """The logistic function, safe for any finite z."""
+    return float(1.0 / (1.0 + math.exp(-float(np.clip(z, -50, 50)))))
 
 
 @dataclass(frozen=True)
@@ -215,7 +251,7 @@ class GateConfig:
         tasks = {}
         for t, g in dict(v.pop("tasks", {})).items():
             g = dict(g)
-            for k in ("weights", "mean", "scale"):
+            for k in ("weights", "mean", "scale", "blend_weights"):
                 if k in g:
                     g[k] = tuple(g[k])
             try:

@@ -257,13 +257,16 @@ class FusionPipeline:
         images, colour, task = self.prepare(images, task)
         check_options(steps, sampler, tile, work_side, tile_pixels)
         images = self.restore_inputs(images, task, deblur, correct)
-        if gate and self.gate_decision(images, task)[1]:
-            limit = DEFAULT_TILE_PIXELS if tile_pixels is None else tile_pixels
+        weight = self.gate_decision(images, task)[1] if gate else 0.0
+        limit = DEFAULT_TILE_PIXELS if tile_pixels is None else tile_pixels
+        if weight >= 1.0:
             out = rule_fusion(images, task, limit)
             return out if colour else to_gray(out)
         prompt_text = self.build_prompt(prompt, task) if self.text is not None else None
         latent = self.latent_fn(prompt_text, steps, sampler, seed, tile)
         out = self.run_path(images, task, latent, refine, work_side, tile_pixels)
+        if weight > 0.0:  # the gate's blend (allfuse.gate): a mix of the two fusions
+            out = (1.0 - weight) * out + weight * rule_fusion(images, task, limit)
         return out if colour else to_gray(out)
 
     def restore_inputs(
@@ -284,22 +287,22 @@ class FusionPipeline:
         checked, _, task = self.prepare(images, task)
         return self.restore_inputs(checked, task, deblur)
 
-    def gate_decision(self, images: Sequence[Image], task: Task) -> tuple[float, bool]:
-        """P(these restored inputs are clean), by the model's gate, and whether the teacher's rule fuses them
-        (from the gate's threshold on); (-1.0, False) when the model has no gate for the task."""
+    def gate_decision(self, images: Sequence[Image], task: Task) -> tuple[float, float]:
+        """P(these restored inputs are clean), by the model's gate, and the teacher's rule's weight in the
+        output (1: the rule alone, from the gate's threshold on; between 0 and 1: the gate's blend of the
+        two fusions; 0: the latent path alone); (-1.0, 0.0) when the model has no gate for the task."""
         if self.gate is None or task not in self.gate.tasks:
-            return -1.0, False
-        p = self.gate.tasks[task].probability(pair_features(images))
-        return p, p >= self.gate.tasks[task].threshold
+            return -1.0, 0.0
+        return self.gate.tasks[task].rule_weight(pair_features(images))
 
     def gate_choice(
         self, images: Sequence[Image], task: Task | str = "auto", deblur: bool = True
-    ) -> tuple[Task, float, bool]:
+    ) -> tuple[Task, float, float]:
         """What the gate decides for these inputs, as __call__ would (`allfuse fuse -v`, the benches): the
-        task, P(clean) (-1.0 without a gate for the task) and whether the teacher's rule fuses them."""
+        task, P(clean) (-1.0 without a gate for the task) and the rule's weight (gate_decision)."""
         task = self.prepare(images, task)[2]
         if self.gate is None or task not in self.gate.tasks:
-            return task, -1.0, False
+            return task, -1.0, 0.0
         return task, *self.gate_decision(self.gate_inputs(images, task, deblur), task)
 
     def prepare(self, images: Sequence[Image], task: Task | str) -> tuple[list[Image], bool, Task]:

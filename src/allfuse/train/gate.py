@@ -9,9 +9,9 @@
    (allfuse.data.pipeline: the ops and ranges the DiT was trained on, one to three of them) or, in
    `clean_share` of the samples, left clean. Each sample is fused twice, by the model (its whole default
    path) and by the teacher's rule on the inputs as the gate sees them (after the deblurring stage and the
-   corrector), both scored against the CLEAN sources (Qabf, VIF), and its FEATURES are recorded. Samples
-   recorded with other FEATURES (an older version) are measured again on the same inputs, which a sample's
-   seed and index determine; their scores are kept.
+   corrector), both scored against the CLEAN sources (Qabf, VIF), as are their mixes at BLENDS (step 4),
+   and its FEATURES are recorded. Samples recorded with other FEATURES (an older version) are measured
+   again on the same inputs, which a sample's seed and index determine; their scores are kept.
 2. Fit, per task: a ridge logistic regression (Newton's method on standardized features) of P(the pair is
    clean). Not of "the rule scores better": on the training generator's degradations the rule, after the
    deblurring stage and the corrector, often scores better than the model, but the validation bench's
@@ -23,6 +23,19 @@
    the mean gain of the choice, g = dQabf + vif_weight * dVIF (rule minus model; degraded pairs that
    pass the gate count with their loss). The out-of-fold choices' gains, per task and for clean and
    degraded samples, are in `report.json`.
+4. Blend, per task, for the pairs below the threshold: the two fusions are also scored mixed, at the rule
+   weights BLENDS, and a second ridge logistic regression gives P(the rule scores better), each sample
+   weighted by |g| (a near tie teaches little). The rule's weight in the output rises linearly from 0 at
+   P = blend_from to blend_top at P = 1; (blend_from, blend_top) are chosen among BLEND_FROM x BLEND_TOP by
+   the same grouped cross-validation, g interpolated between the scored weights; blend_top = 0 (no
+   blend) wins ties. A hard switch on this label did not transfer (step 2); a mix loses less where the
+   label is wrong, and on the samples mixes often beat both fusions (the model's softer, cleaner detail
+   and the rule's sharper edges). Samples of older runs, without scored blends, get no blend.
+   Only for `blend_tasks` (default: MFF). On the validation bench, blends fitted for every task helped
+   multi-focus pairs (haze +0.05 to +0.06 Qabf, rain/snow +0.02 to +0.05, main Qabf and VIF up, BRISQUE
+   down) but cost infrared + visible pairs with a dark visible image 0.16 to 0.25 Qabf (the training
+   generator's low exposure is mild, and there the guided filter's fusion often scores better; the
+   bench's is much darker) and multi-exposure pairs with strong JPEG up to 0.03, with a higher BRISQUE.
 """
 
 from __future__ import annotations
@@ -42,6 +55,10 @@ from allfuse.types import TASKS
 GATE_REPORT = "report.json"
 SAMPLES_FILE = "samples.jsonl"
 THRESHOLDS = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2))  # candidate thresholds of step 3
+BLENDS = (0.25, 0.5, 0.75)  # rule weights at which each sample's blend of the two fusions is also scored
+WEIGHTS = (0.0, *BLENDS, 1.0)  # every scored rule weight: 0 = the model's fusion, 1 = the rule's
+BLEND_FROM = (0.3, 0.4, 0.5, 0.6, 0.7)  # candidate P(rule better) where the blend starts (step 4)
+BLEND_TOP = (0.0, 0.25, 0.5, 0.75, 1.0)  # candidate rule weights the blend reaches at P(rule better) = 1
 FOLDS = 5
 
 
@@ -60,6 +77,9 @@ class GateTrainConfig:
     vif_weight: float = 0.5  # g = dQabf + vif_weight * dVIF, the gain that picks the threshold
     l2: float = 1.0  # ridge weight on the standardized coefficients
     tasks: tuple[str, ...] = TASKS
+    # tasks whose gate may blend (step 4); the others switch only. Chosen on the validation bench: for VIF
+    # and MEF the blends fitted on the training generator lost there (module doc, step 4)
+    blend_tasks: tuple[str, ...] = ("mff",)
     seed: int = 1
     threads: int = 0  # torch threads, 0 = torch's default
 
@@ -75,11 +95,12 @@ class GateTrainConfig:
             or self.l2 < 0
             or self.vif_weight < 0
             or not set(self.tasks) <= set(TASKS)
+            or not set(self.blend_tasks) <= set(TASKS)
             or not self.tasks
         ):
             raise ValueError(
                 "bad gate run: need samples > 0, 0 <= clean_share <= 1, 0 < min_scale <= 1, max_side >= 64, "
-                f"l2 >= 0, vif_weight >= 0 and tasks among {', '.join(TASKS)}: {self}"
+                f"l2 >= 0, vif_weight >= 0 and tasks and blend_tasks among {', '.join(TASKS)}: {self}"
             )
 
 
@@ -127,6 +148,7 @@ def draw_sample(k: int, cfg: GateTrainConfig, pool, pipe, depth) -> dict:
     if model.ndim == 2:
         rule = to_gray(rule)
     names = ["Qabf", "VIF"]
+    blends = {f"{a:g}": metrics.compute((1 - a) * model + a * rule, clean, names=names) for a in BLENDS}
     return {
         "k": k,
         "task": task,
@@ -136,6 +158,7 @@ def draw_sample(k: int, cfg: GateTrainConfig, pool, pipe, depth) -> dict:
         "features": pair_features(seen).tolist(),
         "model": metrics.compute(model, clean, names=names),
         "rule": metrics.compute(rule, clean, names=names),
+        "blends": blends,
     }
 
 
@@ -203,10 +226,30 @@ def collect_samples(cfg: GateTrainConfig, path: Path, until: int | None = None) 
 
 
 def gains(records: Sequence[dict], vif_weight: float) -> np.ndarray:
-    """g of each sample (module doc, step 2): the rule's score minus the model's."""
-    q = np.array([r["rule"]["Qabf"] - r["model"]["Qabf"] for r in records])
-    v = np.array([r["rule"]["VIF"] - r["model"]["VIF"] for r in records])
-    return np.nan_to_num(q + vif_weight * v)
+    """g of each sample (module doc, step 3) at each rule weight of WEIGHTS, (n, len(WEIGHTS)): the blend's
+    score minus the model's; samples without scored blends (older runs) get them interpolated linearly, and
+    fit_gate fits no blend on them."""
+
+    def score(s: dict) -> float:
+        return float(np.nan_to_num(s["Qabf"]) + vif_weight * np.nan_to_num(s["VIF"]))
+
+    out = np.zeros((len(records), len(WEIGHTS)))
+    for n, r in enumerate(records):
+        ends = score(r["model"]), score(r["rule"])
+        blends = r.get("blends") or {}
+        mid = [score(blends[f"{a:g}"]) if f"{a:g}" in blends else np.interp(a, (0, 1), ends) for a in BLENDS]
+        out[n] = np.array([ends[0], *mid, ends[1]]) - ends[0]
+    return out
+
+
+def gain_at(g: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Each sample's gain at its rule weight, interpolated between the scored WEIGHTS."""
+    return np.array([np.interp(w, WEIGHTS, row) for row, w in zip(g, weight, strict=True)])
+
+
+def blend_weight(p_better: np.ndarray, start: float, top: float) -> np.ndarray:
+    """The rule's weight of the blend (allfuse.gate.TaskGate.rule_weight) at P(the rule scores better)."""
+    return top * np.clip((p_better - start) / (1.0 - start), 0.0, 1.0)
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float) -> tuple[np.ndarray, ...]:
@@ -234,8 +277,11 @@ def probabilities(model: tuple[np.ndarray, ...], x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(((x - mean) / scale) @ coef + bias)))
 
 
-def cross_validate(x: np.ndarray, y: np.ndarray, groups: Sequence[str], l2: float, seed: int) -> np.ndarray:
-    """Out-of-fold probabilities of the labels y, FOLDS folds grouped by scene."""
+def cross_validate(
+    x: np.ndarray, y: np.ndarray, groups: Sequence[str], l2: float, seed: int, w: np.ndarray | None = None
+) -> np.ndarray:
+    """Out-of-fold probabilities of labels y (sample weights w, default 1), FOLDS folds grouped by scene."""
+    w = np.ones(len(x)) if w is None else w
     names = sorted(set(groups))
     fold_of = dict(zip(names, np.random.default_rng(seed).integers(FOLDS, size=len(names)), strict=True))
     fold = np.array([fold_of[s] for s in groups])
@@ -245,15 +291,16 @@ def cross_validate(x: np.ndarray, y: np.ndarray, groups: Sequence[str], l2: floa
         if not train.any():  # too few scenes for the folds: no out-of-fold estimate
             p[:] = 0.5
             continue
-        p[~train] = probabilities(fit_logistic(x[train], y[train], np.ones(train.sum()), l2), x[~train])
+        p[~train] = probabilities(fit_logistic(x[train], y[train], w[train], l2), x[~train])
     return p
 
 
-def summarize(records: Sequence[dict], chosen: np.ndarray) -> dict:
-    """Mean Qabf and VIF gain of a choice of rule (True) or model per sample: overall, per task, clean and
-    degraded, with the share of samples given to the rule."""
-    q = np.array([r["rule"]["Qabf"] - r["model"]["Qabf"] for r in records])
-    v = np.nan_to_num(np.array([r["rule"]["VIF"] - r["model"]["VIF"] for r in records]))
+def summarize(records: Sequence[dict], weight: np.ndarray, g: np.ndarray, vif_weight: float) -> dict:
+    """Mean Qabf and VIF gain of a rule weight per sample (1: the rule, 0: the model, between: a blend):
+    overall, per task, clean and degraded, with the shares of samples given to the rule and blended."""
+    q = gains(records, 0.0)  # vif_weight 0: the Qabf part alone
+    qa, ga = gain_at(q, weight), gain_at(g, weight)
+    v = (ga - qa) / vif_weight if vif_weight else np.zeros(len(records))
     tasks = np.array([r["task"] for r in records])
     clean = np.array([not r["ops"] for r in records])
     groups = {"all": np.ones(len(records), bool), "clean": clean, "degraded": ~clean}
@@ -261,18 +308,49 @@ def summarize(records: Sequence[dict], chosen: np.ndarray) -> dict:
     return {
         name: {
             "n": int(m.sum()),
-            "rule_share": round(float(chosen[m].mean()), 4),
-            "Qabf_gain": round(float((q * chosen)[m].mean()), 5),
-            "VIF_gain": round(float((v * chosen)[m].mean()), 5),
-            "best_possible_Qabf_gain": round(float(np.maximum(q, 0)[m].mean()), 5),
+            "rule_share": round(float((weight[m] >= 1).mean()), 4),
+            "blend_share": round(float(((weight[m] > 0) & (weight[m] < 1)).mean()), 4),
+            "Qabf_gain": round(float(qa[m].mean()), 5),
+            "VIF_gain": round(float(v[m].mean()), 5),
+            "best_possible_Qabf_gain": round(float(q[m].max(axis=1).mean()), 5),
         }
         for name, m in groups.items()
         if m.any()
     }
 
 
+def fit_blend(
+    x: np.ndarray, g: np.ndarray, scenes: Sequence[str], gated: np.ndarray, cfg: GateTrainConfig
+) -> tuple[dict, np.ndarray, dict]:
+    """Step 4 (module doc) for one task: the blend's TaskGate fields, its out-of-fold rule weights of the
+    samples the gate leaves to the model (`gated` False), and the cross-validated gain of each candidate."""
+    better = (g[:, -1] > 0).astype(np.float64)
+    size = np.abs(g[:, -1])
+    w = size / size.mean() if size.mean() > 0 else np.ones(len(x))
+    q = cross_validate(x, better, scenes, cfg.l2, cfg.seed, w)
+    table, best, weight = {}, (-np.inf, 0.0, BLEND_FROM[0]), np.zeros(len(x))
+    for top in BLEND_TOP:  # ascending: a tie keeps the smaller blend
+        for start in BLEND_FROM:
+            a = np.where(gated, 1.0, blend_weight(q, start, top))
+            gain = float(gain_at(g, a).mean())
+            table[f"{start:.1f}/{top:.2f}"] = round(gain, 5)
+            if gain > best[0] + 1e-9:
+                best, weight = (gain, top, start), a
+    _, top, start = best
+    fields = {"blend_weights": (), "blend_bias": 0.0, "blend_from": 0.5, "blend_top": 0.0}
+    if top > 0:
+        _, _, coef, bias = fit_logistic(x, better, w, cfg.l2)
+        fields = {
+            "blend_weights": tuple(float(c) for c in coef),
+            "blend_bias": float(bias),
+            "blend_from": start,
+            "blend_top": top,
+        }
+    return fields, weight, table
+
+
 def fit_gate(records: Sequence[dict], cfg: GateTrainConfig) -> tuple[GateConfig, dict]:
-    """Steps 2-3 (module doc), task by task: the gate and its report."""
+    """Steps 2-4 (module doc), task by task: the gate and its report."""
     x = np.array([r["features"] for r in records], dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != len(FEATURES):
         raise ValueError(f"samples have {x.shape[-1]} features, this version measures {len(FEATURES)}")
@@ -280,32 +358,39 @@ def fit_gate(records: Sequence[dict], cfg: GateTrainConfig) -> tuple[GateConfig,
     tasks = np.array([r["task"] for r in records])
     scenes = np.array([r["scene"] for r in records])
     clean = np.array([not r["ops"] for r in records], dtype=np.float64)
-    cv_choice, fit_choice = np.zeros(len(x), bool), np.zeros(len(x), bool)
-    gates, by_threshold = {}, {}
+    cv_weight, fit_weight = np.zeros(len(x)), np.zeros(len(x))
+    scored = all(r.get("blends") for r in records)  # samples of older runs have no scored blends
+    gates, by_threshold, by_blend = {}, {}, {}
     for task in cfg.tasks:
         m = tasks == task
         if not m.any():
             raise ValueError(f"no {task} samples to fit the gate on")
         p = cross_validate(x[m], clean[m], list(scenes[m]), cfg.l2, cfg.seed)
-        gain = {float(t): float((g[m] * (p >= t)).mean()) for t in THRESHOLDS}
+        gain = {float(t): float((g[m, -1] * (p >= t)).mean()) for t in THRESHOLDS}
         threshold = max(gain, key=gain.get)  # type: ignore[arg-type]
         mean, scale, coef, bias = fit_logistic(x[m], clean[m], np.ones(m.sum()), cfg.l2)
+        if scored and task in cfg.blend_tasks:
+            blend, cv_weight[m], by_blend[task] = fit_blend(x[m], g[m], list(scenes[m]), p >= threshold, cfg)
+        else:
+            blend, cv_weight[m] = {}, (p >= threshold).astype(np.float64)
         gates[task] = TaskGate(
             weights=tuple(float(c) for c in coef),
             bias=float(bias),
             mean=tuple(float(v) for v in mean),
             scale=tuple(float(v) for v in scale),
             threshold=threshold,
+            **blend,
         )
-        cv_choice[m] = p >= threshold
-        fit_choice[m] = probabilities((mean, scale, coef, bias), x[m]) >= threshold
+        fit_weight[m] = [gates[task].rule_weight(f)[1] for f in x[m]]
         by_threshold[task] = {f"{t:.2f}": round(v, 5) for t, v in gain.items()}
     report = {
         "samples": len(records),
         "thresholds": {t: gates[t].threshold for t in cfg.tasks},
+        "blends": {t: {"from": gates[t].blend_from, "top": gates[t].blend_top} for t in cfg.tasks},
         "cross_validated_gain_by_threshold": by_threshold,
-        "cross_validated": summarize(records, cv_choice),
-        "fitted_on_all": summarize(records, fit_choice),
+        "cross_validated_gain_by_blend": by_blend,
+        "cross_validated": summarize(records, cv_weight, g, cfg.vif_weight),
+        "fitted_on_all": summarize(records, fit_weight, g, cfg.vif_weight),
         "coefficients": {
             t: dict(
                 sorted(
@@ -338,10 +423,15 @@ def train_gate(cfg: GateTrainConfig, until: int | None = None) -> Path:
     cv = report["cross_validated"]
     for name, row in cv.items():
         print(
-            f"{name:9s} n={row['n']:5d}  rule {row['rule_share']:.2f}  Qabf {row['Qabf_gain']:+.4f}  "
+            f"{name:9s} n={row['n']:5d}  rule {row['rule_share']:.2f}  blend {row['blend_share']:.2f}  "
+            f"Qabf {row['Qabf_gain']:+.4f}  "
             f"VIF {row['VIF_gain']:+.4f}  (best possible Qabf {row['best_possible_Qabf_gain']:+.4f})"
         )
     print(
         "thresholds (cross-validated): " + ", ".join(f"{t} {g.threshold:.2f}" for t, g in gate.tasks.items())
+    )
+    print(
+        "blends (cross-validated, from P(rule better) / top weight): "
+        + ", ".join(f"{t} {g.blend_from:.1f} / {g.blend_top:.2f}" for t, g in gate.tasks.items())
     )
     return out

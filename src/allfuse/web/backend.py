@@ -145,11 +145,15 @@ class DemoBackend:
         if len(images) > pipe.slots():
             notes.append(f"{len(images)} inputs fused in steps of {pipe.slots()}")
         steps_arg = steps if flow and steps else None
-        if getattr(pipe, "gate", None) is not None and pipe.gate_choice(images, chosen)[2]:
+        weight = pipe.gate_choice(images, chosen)[2] if getattr(pipe, "gate", None) is not None else 0.0
+        if weight > 0:
             from allfuse.tasks import CLASSICAL_DEFAULT
 
+            rule = CLASSICAL_DEFAULT[chosen]
             notes.append(
-                f"clean inputs: fused by the classical rule {CLASSICAL_DEFAULT[chosen]} (the model's gate)"
+                f"clean inputs: fused by the classical rule {rule} (the model's gate)"
+                if weight >= 1
+                else f"the model's fusion mixed with {weight:.0%} of the classical rule {rule}'s (its gate)"
             )
         fused = pipe(images, prompt=prompt, task=chosen, steps=steps_arg, seed=int(seed))
         return fused, chosen, notes
