@@ -34,8 +34,9 @@
    Only for `blend_tasks` (default: MFF). On the validation bench, blends fitted for every task helped
    multi-focus pairs (haze +0.05 to +0.06 Qabf, rain/snow +0.02 to +0.05, main Qabf and VIF up, BRISQUE
    down) but cost infrared + visible pairs with a dark visible image 0.16 to 0.25 Qabf (the training
-   generator's low exposure is mild, and there the guided filter's fusion often scores better; the
-   bench's is much darker) and multi-exposure pairs with strong JPEG up to 0.03, with a higher BRISQUE.
+   generator's low exposure is noiseless, and there the guided filter's fusion often scores better; the
+   bench's carries the sensor's noise at that light level) and multi-exposure pairs with strong JPEG up
+   to 0.03, with a higher BRISQUE.
 """
 
 from __future__ import annotations
