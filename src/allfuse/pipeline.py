@@ -253,7 +253,8 @@ class FusionPipeline:
         deblur: first measure the inputs' blur and deconvolve them when they are blurred (allfuse.deblur),
         when the model has that stage (deblur.json) and it is enabled for the task; before the corrector.
         gate: after those two stages, fuse a pair that measures clean by the teacher's classical rule
-        instead of the latent path (allfuse.gate), when the model has a gate (gate.json) for the task."""
+        instead of the latent path, and mix the rule's fusion into the model's where the gate's blend says
+        so (allfuse.gate), when the model has a gate (gate.json) for the task; False: the model alone."""
         images, colour, task = self.prepare(images, task)
         check_options(steps, sampler, tile, work_side, tile_pixels)
         images = self.restore_inputs(images, task, deblur, correct)
