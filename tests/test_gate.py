@@ -283,17 +283,18 @@ def test_export_adds_a_gate_run_to_a_model_folder(tmp_path) -> None:
     assert main(["export", str(run), str(folder), "--tasks", "vif"]) == 2
 
 
-def test_the_web_demo_says_when_the_gate_gave_a_pair_to_the_rule(tmp_path) -> None:
+def test_the_web_demo_says_when_the_gate_gave_a_pair_to_the_rule_or_blended_it(tmp_path) -> None:
     from allfuse.io import write_image
     from allfuse.web.backend import DemoBackend
 
     paths = [write_image(tmp_path / f"{i}.png", x) for i, x in enumerate((photo(), photo()[:, ::-1].copy()))]
     notes = {}
-    for p_rule in (True, False):
-        folder = tmp_path / f"m{p_rule}"
+    for name, gate in (("rule", always(True)), ("model", always(False)), ("mix", always(False, blend=0.5))):
+        folder = tmp_path / name
         shutil.copytree(resolve_model_folder("allfuse-reg"), folder)
-        (folder / "gate.json").write_text(json.dumps({"gate": always(p_rule).to_dict()}))
+        (folder / "gate.json").write_text(json.dumps({"gate": gate.to_dict()}))
         backend = DemoBackend([str(folder)], [], tmp_path / "out")
-        notes[p_rule] = backend.fuse(paths, task="vif", method=str(folder)).status()
-    assert "fused by the classical rule gff" in notes[True]
-    assert "classical rule" not in notes[False]
+        notes[name] = backend.fuse(paths, task="vif", method=str(folder)).status()
+    assert "fused by the classical rule gff" in notes["rule"]
+    assert "classical rule" not in notes["model"]
+    assert "mixed with 50% of the classical rule gff's" in notes["mix"]
