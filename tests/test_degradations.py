@@ -96,6 +96,22 @@ def test_exposure_and_contrast(rgb):
     assert run("low_contrast", rgb, 2).std() < 0.6 * rgb.std()
 
 
+def test_low_exposure_is_noisy_and_8_bit():
+    """A dim capture is a noisy one: Poisson-Gaussian noise whose variance follows the dim signal
+    (y / peak + sigma^2), fewer photons the darker the level, then 8-bit codes."""
+    flat = np.full((128, 128), 0.6, np.float32)
+    for level in (1, 2, 3):
+        p = sample_params("low_exposure", level, np.random.default_rng(level))
+        y = apply_op("low_exposure", flat, np.random.default_rng(0), p)[0]
+        mean = p["gain"] * 0.6 ** p["gamma"]
+        expected = np.sqrt(mean / p["peak"] + p["sigma"] ** 2)
+        assert abs(y.mean() - mean) < 0.005
+        assert 0.8 * expected < y.std() < 1.25 * expected
+        assert np.allclose(y * 255.0, np.round(y * 255.0), atol=1e-3)
+    clean = {**p, "peak": 1e12, "sigma": 0.0}  # no noise left: only the rounding
+    assert apply_op("low_exposure", flat, np.random.default_rng(0), clean)[0].std() == 0.0
+
+
 def test_ir_stripes_raise_column_mean_variance(gray):
     flat = np.full((96, 96), 0.5, np.float32)
     for x in (gray, flat):

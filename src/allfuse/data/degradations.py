@@ -83,9 +83,21 @@ def jpeg(image: Image, rng: np.random.Generator, spec: Spec = 2) -> tuple[Image,
 
 
 def low_exposure(image: Image, rng: np.random.Generator, spec: Spec = 2) -> tuple[Image, Params]:
-    """Under-exposure: ``gain * x ** gamma`` with gain < 1, gamma > 1 (shadows sink first)."""
-    p = resolve("low_exposure", spec, rng)
-    return finish(p["gain"] * np.power(np.clip(image, 0.0, 1.0), p["gamma"])), p
+    """Under-exposure as a camera records it: ``gain * x ** gamma`` with gain < 1, gamma > 1 (shadows sink
+    first), then the sensor's noise at that light level and an 8-bit encoding.
+
+    A dim exposure collects few photons, so a real under-exposed image is also a noisy one. The noise is
+    Poisson-Gaussian on the dim signal y (Foi et al. 2008, as in `noise`): variance y / peak + sigma^2,
+    with fewer photons (``peak`` at white) the darker the level. The 8-bit rounding then crushes the
+    shadows' few remaining codes, as a JPEG or PNG from the camera does.
+    """
+    p, gen = resolve_seeded("low_exposure", spec, rng)
+    y = np.float32(p["gain"]) * np.power(
+        np.clip(np.asarray(image, np.float32), 0.0, 1.0), np.float32(p["gamma"])
+    )
+    std = np.sqrt(y / np.float32(p["peak"]) + np.float32(p["sigma"] ** 2))
+    noisy = np.clip(y + std * gen.standard_normal(y.shape, dtype=np.float32), 0.0, 1.0)
+    return finish(np.round(noisy * 255.0) / 255.0), p
 
 
 def high_exposure(image: Image, rng: np.random.Generator, spec: Spec = 2) -> tuple[Image, Params]:

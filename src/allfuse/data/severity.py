@@ -111,6 +111,9 @@ TABLE: dict[str, dict[str, Param]] = {
     "low_exposure": {
         "gain": Param("float", _lv((0.45, 0.65), (0.3, 0.45), (0.15, 0.3)), "linear gain"),
         "gamma": Param("float", _lv((1.1, 1.4), (1.3, 1.7), (1.5, 2.2)), "x ** gamma before gain"),
+        "peak": Param("float", _lv((600, 1200), (300, 600), (150, 300)), "Poisson photons at white"),
+        "sigma": Param("float", _lv((0.002, 0.004), (0.003, 0.006), (0.004, 0.008)), "read-noise std"),
+        "seed": SEED,
     },
     "high_exposure": {
         "gain": Param("float", _lv((1.3, 1.6), (1.6, 2.1), (2.1, 3.0)), "linear gain, then clip"),
