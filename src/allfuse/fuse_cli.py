@@ -87,6 +87,13 @@ def add_fuse_parser(sub: argparse._SubParsersAction) -> None:
         "(default 1048576 = 1024x1024; 0 = never)",
     )
     p.add_argument(
+        "--no-destripe",
+        action="store_true",
+        default=None,
+        help="skip the model's stripe-removal stage (its destripe.json): keep the inputs' column and row "
+        "stripes",
+    )
+    p.add_argument(
         "--no-deblur",
         action="store_true",
         default=None,
@@ -192,6 +199,7 @@ MODEL_ONLY = (
     ("--tile-pixels", "tile_pixels"),
     ("--device", "device"),
     ("--no-deblur", "no_deblur"),
+    ("--no-destripe", "no_destripe"),
     ("--no-gate", "no_gate"),
 )
 
@@ -241,6 +249,7 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
         )
     for flag, key, stage in (
         ("--no-deblur", "no_deblur", "deblurring stage"),
+        ("--no-destripe", "no_destripe", "stripe-removal stage"),
         ("--no-gate", "no_gate", "gate"),
     ):
         if getattr(args, key) and cfg.arch == "joint":
@@ -261,9 +270,17 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
             shown.add(task)
             print(f"prompt ({task}): {pipe.understand(args.prompt, task).describe()}")  # type: ignore[arg-type]
         if args.verbose and cfg.arch != "joint" and not args.no_gate:
-            print(gate_line(pipe, images, task, not args.no_deblur))
+            print(gate_line(pipe, images, task, not args.no_deblur, not args.no_destripe))
         joint = {"cfg_text": args.cfg_text, "cfg_image": args.cfg_image}
-        extra = joint if cfg.arch == "joint" else {"deblur": not args.no_deblur, "gate": not args.no_gate}
+        extra = (
+            joint
+            if cfg.arch == "joint"
+            else {
+                "deblur": not args.no_deblur,
+                "destripe": not args.no_destripe,
+                "gate": not args.no_gate,
+            }
+        )
         out = pipe(
             images,
             prompt=args.prompt,
@@ -281,11 +298,11 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
     return run_model
 
 
-def gate_line(pipe, images: list[np.ndarray], task: str, deblur: bool) -> str:
+def gate_line(pipe, images: list[np.ndarray], task: str, deblur: bool, destripe: bool = True) -> str:
     """`-v`'s account of the clean-input gate's choice for one set of inputs."""
     from allfuse.tasks import CLASSICAL_DEFAULT
 
-    task, p, weight = pipe.gate_choice(images, task, deblur)
+    task, p, weight = pipe.gate_choice(images, task, deblur, destripe)
     if p < 0:
         return f"gate ({task}): none, the model fuses"
     limit, rule = pipe.gate.tasks[task].threshold, CLASSICAL_DEFAULT[task]

@@ -45,6 +45,7 @@ from allfuse.config import (
 )
 from allfuse.data.prompts import CONTROL_TAGS, task_tags
 from allfuse.deblur import DeblurConfig
+from allfuse.destripe import DestripeConfig
 from allfuse.gate import GateConfig
 from allfuse.io import atomic_write_safetensors, atomic_write_text
 from allfuse.models.correct import Corrector, CorrectorConfig
@@ -60,6 +61,7 @@ CONFIG, WEIGHTS, TRAINING = "config.json", "model.safetensors", "training.json"
 REFINER_WEIGHTS, REFINER_CONFIG = "refiner.safetensors", "refiner.json"
 CORRECTOR_WEIGHTS, CORRECTOR_CONFIG = "corrector.safetensors", "corrector.json"
 DEBLUR_CONFIG = "deblur.json"  # the blind deblurring stage (allfuse.deblur): a config, no weights
+DESTRIPE_CONFIG = "destripe.json"  # the stripe-removal stage (allfuse.destripe): a config, no weights
 GATE_CONFIG = "gate.json"  # the clean-input gate (allfuse.gate): a fitted logistic regression, no weights
 PARTS = {"refiner": (REFINER_CONFIG, REFINER_WEIGHTS), "corrector": (CORRECTOR_CONFIG, CORRECTOR_WEIGHTS)}
 LATEST = "latest.json"  # a training run folder's pointer to its newest checkpoint (allfuse.train.checkpoint)
@@ -349,6 +351,16 @@ def load_deblur(folder: Path) -> DeblurConfig | None:
 def save_deblur(cfg: DeblurConfig, folder: str | os.PathLike) -> Path:
     """Add the blind deblurring stage to an existing model folder (deblur.json). Atomic."""
     return save_stage(cfg.to_dict(), folder, DEBLUR_CONFIG, "deblur")
+
+
+def load_destripe(folder: Path) -> DestripeConfig | None:
+    """The stripe-removal stage of a model folder (destripe.json's "destripe" entry), or None without one."""
+    return load_stage(folder, DESTRIPE_CONFIG, "destripe", DestripeConfig.from_dict, "destripe")
+
+
+def save_destripe(cfg: DestripeConfig, folder: str | os.PathLike) -> Path:
+    """Add the stripe-removal stage to an existing model folder (destripe.json). Atomic."""
+    return save_stage(cfg.to_dict(), folder, DESTRIPE_CONFIG, "destripe")
 
 
 def load_gate(folder: Path) -> GateConfig | None:

@@ -38,6 +38,7 @@ from allfuse.data.prompts import (
     tagged_prompt,
 )
 from allfuse.deblur import DeblurConfig, deblur_inputs
+from allfuse.destripe import DestripeConfig, destripe_inputs
 from allfuse.devices import autocast, keep_freed_memory, parse_device
 from allfuse.gate import GateConfig, pair_features, rule_fusion
 from allfuse.inputs import check_images
@@ -49,6 +50,7 @@ from allfuse.model_folder import (
     inference_from_training,
     load_corrector,
     load_deblur,
+    load_destripe,
     load_gate,
     load_refiner,
     load_weights,
@@ -57,6 +59,7 @@ from allfuse.model_folder import (
     resolve_model_folder,
     save_corrector,
     save_deblur,
+    save_destripe,
     save_gate,
     save_pretrained,
     save_refiner,
@@ -90,6 +93,7 @@ class FusionPipeline:
         work_side: int | None = None,
         corrector: Corrector | None = None,
         deblur: DeblurConfig | None = None,
+        destripe: DestripeConfig | None = None,
         gate: GateConfig | None = None,
     ) -> None:
         if not isinstance(cfg, InferenceConfig):  # a training config: the part inference needs
@@ -105,6 +109,7 @@ class FusionPipeline:
         self.work_side = work_side  # default of __call__'s work_side (the model folder's refiner.json)
         self.corrector = corrector.eval() if corrector is not None else None
         self.deblur = deblur  # the blind deblurring stage (allfuse.deblur), None = none
+        self.destripe = destripe  # the stripe-removal stage (allfuse.destripe), None = none
         self.gate = gate  # the clean-input gate (allfuse.gate), None = none
 
     @classmethod
@@ -150,6 +155,7 @@ class FusionPipeline:
         if kind is FusionPipeline:
             pipe.corrector = load_corrector(folder)
             pipe.deblur = load_deblur(folder)
+            pipe.destripe = load_destripe(folder)
             pipe.gate = load_gate(folder)
         return pipe.to(target) if target is not None else pipe
 
@@ -163,6 +169,8 @@ class FusionPipeline:
             save_corrector(self.corrector, folder)
         if self.deblur is not None:
             save_deblur(self.deblur, folder)
+        if self.destripe is not None:
+            save_destripe(self.destripe, folder)
         if self.gate is not None:
             save_gate(self.gate, folder)
         return folder
@@ -230,6 +238,7 @@ class FusionPipeline:
         correct: bool = True,
         deblur: bool = True,
         gate: bool = True,
+        destripe: bool = True,
     ) -> Image:
         """Fuse >= 2 same-size images; gray output when every input is gray.
 
@@ -252,12 +261,15 @@ class FusionPipeline:
         image) when the model has one and it is enabled for the task (its config's `tasks`).
         deblur: first measure the inputs' blur and deconvolve them when they are blurred (allfuse.deblur),
         when the model has that stage (deblur.json) and it is enabled for the task; before the corrector.
-        gate: after those two stages, fuse a pair that measures clean by the teacher's classical rule
+        destripe: before that, remove the fixed-pattern column or row stripes of an input that measures
+        striped (allfuse.destripe: an infrared camera's), when the model has that stage (destripe.json) and
+        it is enabled for the task.
+        gate: after those stages, fuse a pair that measures clean by the teacher's classical rule
         instead of the latent path, and mix the rule's fusion into the model's where the gate's blend says
         so (allfuse.gate), when the model has a gate (gate.json) for the task; False: the model alone."""
         images, colour, task = self.prepare(images, task)
         check_options(steps, sampler, tile, work_side, tile_pixels)
-        images = self.restore_inputs(images, task, deblur, correct)
+        images = self.restore_inputs(images, task, deblur, correct, destripe)
         weight = self.gate_decision(images, task)[1] if gate else 0.0
         limit = DEFAULT_TILE_PIXELS if tile_pixels is None else tile_pixels
         if weight >= 1.0:
@@ -271,10 +283,18 @@ class FusionPipeline:
         return out if colour else to_gray(out)
 
     def restore_inputs(
-        self, images: list[Image], task: Task, deblur: bool = True, correct: bool = True
+        self,
+        images: list[Image],
+        task: Task,
+        deblur: bool = True,
+        correct: bool = True,
+        destripe: bool = True,
     ) -> list[Image]:
-        """Checked inputs through the classical stages that precede fusion: the deblurring stage, then the
-        input corrector, each when the model has it, it is enabled for the task and asked for."""
+        """Checked inputs through the classical stages that precede fusion: stripe removal, the deblurring
+        stage, then the input corrector, each when the model has it, it is enabled for the task and asked
+        for."""
+        if destripe and self.destripe is not None:
+            images = destripe_inputs(images, task, self.destripe)
         if deblur and self.deblur is not None and task in self.deblur.tasks:
             images = deblur_inputs(images, self.deblur)[0]
         if correct and self.corrector is not None and task in self.corrector.cfg.tasks:
@@ -282,11 +302,15 @@ class FusionPipeline:
         return images
 
     def gate_inputs(
-        self, images: Sequence[Image], task: Task | str = "auto", deblur: bool = True
+        self,
+        images: Sequence[Image],
+        task: Task | str = "auto",
+        deblur: bool = True,
+        destripe: bool = True,
     ) -> list[Image]:
         """What the gate measures and the rule fuses: the inputs checked and through restore_inputs."""
         checked, _, task = self.prepare(images, task)
-        return self.restore_inputs(checked, task, deblur)
+        return self.restore_inputs(checked, task, deblur, destripe=destripe)
 
     def gate_decision(self, images: Sequence[Image], task: Task) -> tuple[float, float]:
         """P(these restored inputs are clean), by the model's gate, and the teacher's rule's weight in the
@@ -297,14 +321,18 @@ class FusionPipeline:
         return self.gate.tasks[task].rule_weight(pair_features(images))
 
     def gate_choice(
-        self, images: Sequence[Image], task: Task | str = "auto", deblur: bool = True
+        self,
+        images: Sequence[Image],
+        task: Task | str = "auto",
+        deblur: bool = True,
+        destripe: bool = True,
     ) -> tuple[Task, float, float]:
         """What the gate decides for these inputs, as __call__ would (`allfuse fuse -v`, the benches): the
         task, P(clean) (-1.0 without a gate for the task) and the rule's weight (gate_decision)."""
         task = self.prepare(images, task)[2]
         if self.gate is None or task not in self.gate.tasks:
             return task, -1.0, 0.0
-        return task, *self.gate_decision(self.gate_inputs(images, task, deblur), task)
+        return task, *self.gate_decision(self.gate_inputs(images, task, deblur, destripe), task)
 
     def prepare(self, images: Sequence[Image], task: Task | str) -> tuple[list[Image], bool, Task]:
         """Checked images, whether any is colour, and the task (guessed from the images for "auto")."""

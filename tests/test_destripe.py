@@ -1,0 +1,120 @@
+"""The stripe-removal stage: it finds and removes an infrared camera's column and row offsets, and leaves
+clean, noisy and textured images untouched (a false alarm costs more than a stripe left in)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from skimage import data
+from skimage.transform import resize
+
+from allfuse.destripe import DestripeConfig, destripe_image, destripe_inputs, stripe_levels
+from allfuse.model_folder import CONFIG, MODELS_DIR, WEIGHTS, load_destripe, save_destripe
+from allfuse.pipeline import FusionPipeline
+
+CFG = DestripeConfig()
+
+
+def _photo(name: str = "camera", side: int = 320) -> np.ndarray:
+    x = getattr(data, name)().astype(np.float32) / 255.0
+    return resize(x, (side, side) if x.ndim == 2 else (side, side, 3), anti_aliasing=True).astype(np.float32)
+
+
+def _striped(x: np.ndarray, col: float, row: float = 0.0, seed: int = 0) -> np.ndarray:
+    """Column offsets that wander slowly down the frame, plus row offsets (std in 1/255 steps)."""
+    rng = np.random.default_rng(seed)
+    h, w = x.shape[:2]
+    wobble = 1.0 + 0.4 * np.sin(np.linspace(0.0, 2.0 * np.pi, h) + rng.uniform(0, 6.3))
+    offset = rng.normal(0, col / 255, (1, w)) * wobble[:, None] + rng.normal(0, row / 255, (h, 1))
+    if x.ndim == 3:
+        offset = offset[..., None]
+    return np.clip(x + offset, 0, 1).astype(np.float32)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(1.0 / np.mean((a - b) ** 2)))
+
+
+@pytest.mark.parametrize("name", ["camera", "astronaut", "brick", "coffee"])
+def test_clean_photos_come_back_untouched(name: str) -> None:
+    x = _photo(name)
+    out, axes = destripe_image(x, CFG)
+    assert axes == ()
+    np.testing.assert_array_equal(out, x)
+
+
+def test_isotropic_noise_is_not_taken_for_stripes() -> None:
+    x = _photo()
+    noisy = np.clip(x + np.random.default_rng(1).normal(0, 12 / 255, x.shape), 0, 1).astype(np.float32)
+    cols, rows = stripe_levels(noisy, CFG)
+    assert cols > 1.0 and rows > 1.0  # the noise does reach the estimates ...
+    assert destripe_image(noisy, CFG)[1] == ()  # ... on both axes alike: no stripes
+
+
+@pytest.mark.parametrize(("col", "row", "axes", "gain_db"), [(4, 0, (1,), 3.0), (10, 4, (1, 0), 6.0)])
+def test_column_and_row_stripes_are_found_and_removed(
+    col: float, row: float, axes: tuple, gain_db: float
+) -> None:
+    x = _photo()
+    s = _striped(x, col, row)
+    out, found = destripe_image(s, CFG)
+    assert found == axes
+    assert _psnr(out, x) > _psnr(s, x) + gain_db
+    levels = stripe_levels(out, CFG)
+    assert levels[0] < CFG.floor and levels[1] < CFG.floor  # nothing left the detector would find
+
+
+def test_row_stripes_alone_are_found_too() -> None:
+    x = _photo()
+    s = np.ascontiguousarray(_striped(x.T, 8).T)  # column stripes of the transpose: row stripes
+    out, found = destripe_image(s, CFG)
+    assert found == (0,)
+    assert _psnr(out, x) > _psnr(s, x) + 3.0
+
+
+def test_colour_images_get_the_same_change_on_every_channel() -> None:
+    x = _photo("astronaut")
+    s = _striped(x, 8)
+    out, found = destripe_image(s, CFG)
+    assert found == (1,)
+    change = out - s
+    inside = ((s > 0) & (s < 1) & (out > 0) & (out < 1)).all(axis=2)  # no channel clipped
+    np.testing.assert_allclose(change[inside][:, 0], change[inside][:, 2], atol=1e-5)
+    assert _psnr(out, x) > _psnr(s, x) + 3.0
+
+
+def test_only_the_infrared_input_and_only_the_listed_tasks() -> None:
+    ir, vis = _striped(_photo(), 8), _striped(_photo("astronaut"), 8, seed=2)
+    out = destripe_inputs([ir, vis], "vif", CFG)
+    assert not np.array_equal(out[0], ir) and out[1] is vis
+    both = destripe_inputs([ir, vis], "vif", DestripeConfig(infrared_only=False))
+    assert not np.array_equal(both[1], vis)
+    assert all(a is b for a, b in zip(destripe_inputs([ir, vis], "mff", CFG), [ir, vis], strict=True))
+
+
+def test_config_is_checked_and_round_trips(tmp_path) -> None:
+    with pytest.raises(ValueError, match="destripe"):
+        DestripeConfig(floor=0)
+    with pytest.raises(ValueError, match="destripe"):
+        DestripeConfig(tasks=("sharpen",))
+    cfg = DestripeConfig(floor=3.5, tasks=("vif", "mff"))
+    assert DestripeConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    for name in (CONFIG, WEIGHTS):  # a model folder without the stage
+        shutil.copy(MODELS_DIR / "allfuse-reg" / name, tmp_path / name)
+    assert load_destripe(tmp_path) is None
+    save_destripe(cfg, tmp_path)
+    assert load_destripe(tmp_path) == cfg
+    (tmp_path / "destripe.json").write_text('{"destripe": {"floor": "high"}}')
+    with pytest.raises(ValueError, match=r"destripe\.json"):
+        load_destripe(tmp_path)
+
+
+def test_shipped_models_destripe_the_infrared_input_before_the_gate_and_the_model() -> None:
+    pipe = FusionPipeline.from_pretrained("allfuse-reg")
+    assert pipe.destripe is not None and "vif" in pipe.destripe.tasks
+    ir, vis = _striped(_photo(), 10), _photo("camera")
+    seen = pipe.gate_inputs([ir, vis], "vif")[0]
+    assert stripe_levels(seen, CFG)[0] < stripe_levels(ir, CFG)[0] / 3
+    kept = pipe.gate_inputs([ir, vis], "vif", destripe=False)[0]
+    assert stripe_levels(kept, CFG)[0] > CFG.floor
