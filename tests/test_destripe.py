@@ -65,12 +65,15 @@ def test_column_and_row_stripes_are_found_and_removed(
     assert levels[0] < CFG.floor and levels[1] < CFG.floor  # nothing left the detector would find
 
 
-def test_row_stripes_alone_are_found_too() -> None:
+def test_row_stripes_alone_are_left_alone() -> None:
+    """Rows are tested only behind column stripes: alone, row structure is what clean and noisy infrared
+    frames show more of (module doc)."""
     x = _photo()
     s = np.ascontiguousarray(_striped(x.T, 8).T)  # column stripes of the transpose: row stripes
+    assert stripe_levels(s, CFG)[1] > CFG.floor
     out, found = destripe_image(s, CFG)
-    assert found == (0,)
-    assert _psnr(out, x) > _psnr(s, x) + 3.0
+    assert found == ()
+    np.testing.assert_array_equal(out, s)
 
 
 def test_colour_images_get_the_same_change_on_every_channel() -> None:
@@ -118,3 +121,10 @@ def test_shipped_models_destripe_the_infrared_input_before_the_gate_and_the_mode
     assert stripe_levels(seen, CFG)[0] < stripe_levels(ir, CFG)[0] / 3
     kept = pipe.gate_inputs([ir, vis], "vif", destripe=False)[0]
     assert stripe_levels(kept, CFG)[0] > CFG.floor
+
+
+def test_a_saved_pipeline_keeps_its_stage(tmp_path) -> None:
+    pipe = FusionPipeline.from_pretrained("allfuse-reg")
+    pipe.destripe = DestripeConfig(floor=4.0)
+    again = FusionPipeline.from_pretrained(pipe.save_pretrained(tmp_path / "copy"))
+    assert again.destripe == DestripeConfig(floor=4.0)

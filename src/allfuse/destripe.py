@@ -8,17 +8,21 @@ most of them, and every fusion rule carries them into the output.
 
 Estimate (per axis; columns first): each line's residual against the median of its `window` neighbours
 across the lines is the line's offset plus scene detail; clipped to 3 robust standard deviations (so an
-edge counts little) and smoothed ALONG the line by a Gaussian of sigma = length / `span`, it keeps what is
-constant down the line, the stripe, and averages the scene detail away; the offset wanders slowly, so the
-smoothing is not a plain mean. Two passes, each on the previous one's result.
+edge counts little) and smoothed ALONG the line by a Gaussian of sigma = length / `span` (on the means of
+at most 64 bands, interpolated back), it keeps what is constant down the line, the stripe, and averages the
+scene detail away; the offset wanders slowly, so the smoothing is not a plain mean. Two passes, each on the
+previous one's result. About 0.07 s to test a 1024² image on one core, 0.3 s to also correct it.
 
 Detect: an axis is corrected only when its estimated offsets' RMS is at least `floor` (in 1/255 steps) and
 `ratio` times the other axis's: isotropic noise and texture raise both axes alike. Columns are tested
-first, rows then on the image without its column stripes. On the 1,000 clean images of the shared
-benchmark pairs (long side 512) the largest column RMS is 2.68/255 (a church facade's verticals) and the
-largest row RMS 2.72/255 (a FLIR infrared frame), so from 2.8 the stage leaves every one of them
-untouched; the validation bench's mild stripes measure 2.7-4.5/255 (its strong ones 6.5-12.3) and the
-training generator's 2.2-7.0/255. A false alarm costs more than a stripe left in: Qabf against the clean
+first; rows only on an image whose columns were striped, after their removal (a readout's row offsets
+come with its column offsets, and the rows of clean and noisy infrared frames measure higher than their
+columns: on their own, rows were the detector's false alarms). On the 1,000 clean images of the shared
+benchmark pairs (long side 512) the largest column RMS is 2.67/255 (a church facade's verticals), so from
+2.8 the stage leaves every one of them untouched; nor does it touch any of the 40 validation infrared
+images under the bench's noise (mild or strong). It finds the bench's mild stripes in 35 of those 40
+images (2.7-4.5/255), its strong ones in all 40 (6.5-12.3/255) and the training generator's (`ir_stripes`,
+severities 1-3) in 115 of 120. A false alarm costs more than a stripe left in: Qabf against the clean
 sources drops by about 0.04 on clean infrared + visible pairs whose infrared image is "destriped" (a
 change of 40-50 dB PSNR), so the floor sits above clean images, not at them.
 """
@@ -29,11 +33,15 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from scipy import ndimage
 
 from allfuse.color import is_color, to_gray
 from allfuse.types import TASKS, Image
+
+BAND_PIXELS = 1 << 18  # pixels per band of rows of the running median (median_across)
+LINE_BINS = 64  # the offsets along a line are smoothed on at most this many bands (smooth_down)
 
 
 @dataclass(frozen=True)
@@ -66,14 +74,42 @@ class DestripeConfig:
         return cls(**{**values, "tasks": tuple(values.get("tasks", cls.tasks))})
 
 
+def median_across(gray: np.ndarray, window: int) -> np.ndarray:
+    """Each pixel's median over `window` (odd) neighbours along its row, reflected at the borders: a partial
+    bubble sort of the shifted rows by elementwise min/max, which stops once the middle one is in place
+    (about window² / 3 array operations, on bands of rows small enough to stay in cache)."""
+    half = window // 2
+    padded = np.pad(gray, ((0, 0), (half, half)), mode="reflect")
+    h, w = gray.shape
+    out = np.empty_like(gray)
+    band = max(1, BAND_PIXELS // max(w, 1))
+    for r0 in range(0, h, band):
+        vals = [padded[r0 : r0 + band, j : j + w] for j in range(window)]
+        for i in range(half + 1):  # after pass i, vals[i] holds the (i+1)-th smallest
+            for j in range(window - 1, i, -1):
+                vals[j - 1], vals[j] = np.minimum(vals[j - 1], vals[j]), np.maximum(vals[j - 1], vals[j])
+        out[r0 : r0 + band] = vals[half]
+    return out
+
+
+def smooth_down(values: np.ndarray, span: float) -> np.ndarray:
+    """A Gaussian of sigma = height / span down each column: on the column means of at most LINE_BINS
+    bands of rows, brought back to full height by linear interpolation (the offsets vary slowly, and a
+    sigma of hundreds of pixels at full size would cost thousands of taps per pixel)."""
+    h, w = values.shape
+    bins = min(h, LINE_BINS)
+    small = cv2.resize(values, (w, bins), interpolation=cv2.INTER_AREA)
+    small = ndimage.gaussian_filter1d(small, sigma=bins / span, axis=0, mode="reflect")
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 def line_offsets(gray: np.ndarray, axis: int, window: int, span: float) -> np.ndarray:
     """The slowly varying offset of every column (axis=1) or row (axis=0), as a full-size map."""
-    size = (1, window) if axis == 1 else (window, 1)
-    residual = gray - ndimage.median_filter(gray, size=size, mode="reflect")
+    g = np.ascontiguousarray(gray if axis == 1 else gray.T, dtype=np.float32)  # columns of g are the lines
+    residual = g - median_across(g, window)
     spread = 1.4826 * float(np.median(np.abs(residual))) + 1e-6  # robust std (MAD)
-    residual = np.clip(residual, -3.0 * spread, 3.0 * spread)
-    along = 0 if axis == 1 else 1  # a column runs down axis 0
-    return ndimage.gaussian_filter1d(residual, sigma=gray.shape[along] / span, axis=along, mode="reflect")
+    offsets = smooth_down(np.clip(residual, -3.0 * spread, 3.0 * spread), span)
+    return offsets if axis == 1 else np.ascontiguousarray(offsets.T)
 
 
 def stripe_levels(gray: np.ndarray, cfg: DestripeConfig) -> tuple[float, float]:
@@ -86,16 +122,16 @@ def stripe_levels(gray: np.ndarray, cfg: DestripeConfig) -> tuple[float, float]:
 
 def destripe_image(image: Image, cfg: DestripeConfig) -> tuple[Image, tuple[int, ...]]:
     """The image with the offsets of its striped axes removed (from the luminance, the same change on every
-    colour channel), and those axes (1: columns, 0: rows). Columns are tested first; rows are tested on the
-    image without its column stripes, whose rows otherwise hide behind them (the ratio test). An image the
-    detector finds clean comes back as it is."""
+    colour channel), and those axes (1: columns, 0: rows). Columns are tested first; rows only when the
+    columns were striped, on the image without its column stripes (module doc). An image the detector
+    finds clean comes back as it is."""
     x = np.asarray(image, np.float32)
     gray = np.ascontiguousarray(to_gray(x), dtype=np.float32)
     offset, axes = np.zeros_like(gray), []
     for axis in (1, 0):
         cols, rows = stripe_levels(gray - offset, cfg)
         mine, other = (cols, rows) if axis == 1 else (rows, cols)
-        if mine < cfg.floor or mine < cfg.ratio * other:
+        if (axis == 0 and not axes) or mine < cfg.floor or mine < cfg.ratio * other:
             continue
         axes.append(axis)
         for _ in range(cfg.passes):
