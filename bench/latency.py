@@ -74,6 +74,24 @@ def deblur_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]:
     return ["Deblurring stage alone (default settings, the same pairs): " + "; ".join(cells) + "."]
 
 
+def destripe_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]:
+    """The stripe-removal stage alone (allfuse.destripe, default settings) on the first input at each
+    size: testing it as it is (the demo is not striped: what every infrared + visible pair pays), and
+    testing plus removing on a copy with column stripes of 6/255 (what a striped infrared image pays)."""
+    from allfuse.destripe import DestripeConfig, destripe_image
+
+    cfg, cells = DestripeConfig(), []
+    for size, ims in pairs.items():
+        x = ims[0]
+        offsets = np.random.default_rng(0).normal(0, 6 / 255, (1, x.shape[1]))
+        striped = np.clip(x + (offsets[..., None] if x.ndim == 3 else offsets), 0, 1).astype(np.float32)
+        axes = destripe_image(striped, cfg)[1]
+        test = best_time(lambda x=x: destripe_image(x, cfg), repeats)[0]
+        both = best_time(lambda s=striped: destripe_image(s, cfg), repeats)[0]
+        cells.append(f"{size}²: testing {test:.3f} s, testing and removing (axes {axes}) {both:.3f} s")
+    return ["Stripe-removal stage alone (default settings, the first input): " + "; ".join(cells) + "."]
+
+
 def gate_choices(pipes: list, pairs: dict[int, list[np.ndarray]], task: str, repeats: int) -> list[str]:
     """What each gated pipeline's gate chose for the pair at each size (the default row times that path),
     and what measuring the pair's statistics costs (allfuse.gate.pair_features, the gate's own work)."""
@@ -163,7 +181,8 @@ def main() -> None:
         cells = [f"{t:.3f}" for t, _ in runs] + [f"{runs[-1][1]:,.0f}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
-    lines += ["", *deblur_cost(pairs, args.repeats), *gate_choices(gated, pairs, task, args.repeats)]
+    lines += ["", *deblur_cost(pairs, args.repeats), *destripe_cost(pairs, args.repeats)]
+    lines += gate_choices(gated, pairs, task, args.repeats)
     print("\n".join(lines[len(methods) + 3 :]))
     if args.out:
         command = "python bench/latency.py " + " ".join(sys.argv[1:])
