@@ -24,9 +24,11 @@ CASES = (("allfuse-reg", "mff"), ("allfuse-fm", "mef"))  # (model, demo pair): o
 
 
 def weights_digest(model: str) -> str:
-    """sha256 of a shipped model's weight files, so the test can tell a moved code path from new weights."""
+    """sha256 of a shipped model's weight files and fitted stage configs, so the test can tell a moved code
+    path from new weights (a new corrector or gate changes the outputs as much as a new DiT)."""
     h = hashlib.sha256()
-    for name in ("model.safetensors", "refiner.safetensors"):
+    files = ("model", "refiner", "corrector")
+    for name in (*(f"{f}.safetensors" for f in files), "gate.json", "deblur.json", "destripe.json"):
         path = MODELS_DIR / model / name
         if path.is_file():
             h.update(path.read_bytes())

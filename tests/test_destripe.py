@@ -128,3 +128,18 @@ def test_a_saved_pipeline_keeps_its_stage(tmp_path) -> None:
     pipe.destripe = DestripeConfig(floor=4.0)
     again = FusionPipeline.from_pretrained(pipe.save_pretrained(tmp_path / "copy"))
     assert again.destripe == DestripeConfig(floor=4.0)
+
+
+def test_the_command_line_reports_and_can_skip_the_stage(tmp_path, capsys) -> None:
+    from allfuse.cli import main
+    from allfuse.io import read_image, write_image
+
+    ir, vis = tmp_path / "ir.png", tmp_path / "vis.png"
+    write_image(ir, _striped(_photo(), 10, 4))
+    write_image(vis, _photo("astronaut"))
+    outs = {flag: tmp_path / f"out{i}.png" for i, flag in enumerate(("-v", "--no-destripe"))}
+    for flag, out in outs.items():
+        assert main(["fuse", str(ir), str(vis), "-o", str(out), "--task", "vif", flag]) == 0
+    assert "stripe removal (vif): input 1: column and row stripes removed" in capsys.readouterr().out
+    on, off = (read_image(out).astype(np.float32).mean(axis=2) / 255 for out in outs.values())
+    assert stripe_levels(on, CFG)[0] < stripe_levels(off, CFG)[0] / 2  # the fusion keeps fewer stripes

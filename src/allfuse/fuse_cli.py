@@ -269,6 +269,10 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
         if args.verbose and task not in shown:  # once per task (a batch may hold several)
             shown.add(task)
             print(f"prompt ({task}): {pipe.understand(args.prompt, task).describe()}")  # type: ignore[arg-type]
+        if args.verbose and cfg.arch != "joint" and not args.no_destripe:
+            line = destripe_line(pipe, images, task)
+            if line:
+                print(line)
         if args.verbose and cfg.arch != "joint" and not args.no_gate:
             print(gate_line(pipe, images, task, not args.no_deblur, not args.no_destripe))
         joint = {"cfg_text": args.cfg_text, "cfg_image": args.cfg_image}
@@ -296,6 +300,24 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
         return out, model
 
     return run_model
+
+
+def destripe_line(pipe, images: list[np.ndarray], task: str) -> str:
+    """`-v`'s account of the stripe-removal stage for one set of inputs ("" when it does not run)."""
+    from allfuse.destripe import destripe_image
+
+    checked, _, task = pipe.prepare(images, task)
+    cfg = pipe.destripe
+    if cfg is None or task not in cfg.tasks:
+        return ""
+    which = [0] if task == "vif" and cfg.infrared_only else range(len(checked))
+    names = {1: "column", 0: "row"}
+    found = []
+    for i in which:
+        axes = destripe_image(checked[i], cfg)[1]
+        if axes:
+            found.append(f"input {i + 1}: {' and '.join(names[a] for a in axes)} stripes removed")
+    return f"stripe removal ({task}): " + ("; ".join(found) if found else "no stripes found")
 
 
 def gate_line(pipe, images: list[np.ndarray], task: str, deblur: bool, destripe: bool = True) -> str:
