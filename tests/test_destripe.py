@@ -101,6 +101,8 @@ def test_config_is_checked_and_round_trips(tmp_path) -> None:
         DestripeConfig(floor=0)
     with pytest.raises(ValueError, match="destripe"):
         DestripeConfig(tasks=("sharpen",))
+    with pytest.raises(ValueError, match="odd window"):
+        DestripeConfig(window=8)
     cfg = DestripeConfig(floor=3.5, tasks=("vif", "mff"))
     assert DestripeConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     for name in (CONFIG, WEIGHTS):  # a model folder without the stage

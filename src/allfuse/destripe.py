@@ -50,18 +50,18 @@ class DestripeConfig:
 
     floor: float = 2.8  # 1/255 steps: RMS of an axis's estimated line offsets from which it can be corrected
     ratio: float = 1.6  # ... and at least this many times the other axis's RMS
-    window: int = 9  # px, the neighbours across the lines each line is compared with (median)
+    window: int = 9  # px (odd), the neighbours across the lines each line is compared with (median)
     span: float = 6.0  # the offsets along a line are smoothed by a Gaussian of sigma = line length / span
     passes: int = 2
     tasks: tuple[str, ...] = ("vif",)
     infrared_only: bool = True  # for infrared + visible pairs, only the first input (the infrared image)
 
     def __post_init__(self) -> None:
-        ok = self.floor > 0 and self.ratio >= 1 and self.window >= 3 and self.span > 0 and self.passes >= 1
-        if not ok or not set(self.tasks) <= set(TASKS):
+        ok = self.floor > 0 and self.ratio >= 1 and self.span > 0 and self.passes >= 1
+        if not ok or self.window < 3 or self.window % 2 == 0 or not set(self.tasks) <= set(TASKS):
             raise ValueError(
-                "bad destripe config: need floor > 0, ratio >= 1, window >= 3, span > 0, passes >= 1 and "
-                f"tasks among {', '.join(TASKS)}: {self}"
+                "bad destripe config: need floor > 0, ratio >= 1, an odd window >= 3, span > 0, passes >= 1 "
+                f"and tasks among {', '.join(TASKS)}: {self}"
             )
 
     def to_dict(self) -> dict:
