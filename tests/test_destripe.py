@@ -76,6 +76,15 @@ def test_row_stripes_alone_are_left_alone() -> None:
     np.testing.assert_array_equal(out, s)
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (1, 40), (40, 1), (3, 3), (31, 200), (200, 31, 3)])
+def test_images_too_small_to_tell_stripes_from_content_pass_untouched(shape: tuple) -> None:
+    x = np.random.default_rng(0).random(shape).astype(np.float32) * 0.8
+    x[:, ::2] += 0.1  # every other column brighter: stripy, even so
+    out, found = destripe_image(x, CFG)
+    assert found == ()
+    np.testing.assert_array_equal(out, x)
+
+
 def test_colour_images_get_the_same_change_on_every_channel() -> None:
     x = _photo("astronaut")
     s = _striped(x, 8)

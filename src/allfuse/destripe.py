@@ -42,6 +42,7 @@ from allfuse.types import TASKS, Image
 
 BAND_PIXELS = 1 << 18  # pixels per band of rows of the running median (median_across)
 LINE_BINS = 64  # the offsets along a line are smoothed on at most this many bands (smooth_down)
+MIN_SIDE = 32  # px: a smaller image has too few pixels per line to tell a stripe from its content
 
 
 @dataclass(frozen=True)
@@ -124,8 +125,10 @@ def destripe_image(image: Image, cfg: DestripeConfig) -> tuple[Image, tuple[int,
     """The image with the offsets of its striped axes removed (from the luminance, the same change on every
     colour channel), and those axes (1: columns, 0: rows). Columns are tested first; rows only when the
     columns were striped, on the image without its column stripes (module doc). An image the detector
-    finds clean comes back as it is."""
+    finds clean, or one with a side below MIN_SIDE, comes back as it is."""
     x = np.asarray(image, np.float32)
+    if min(x.shape[:2]) < MIN_SIDE:
+        return image, ()
     gray = np.ascontiguousarray(to_gray(x), dtype=np.float32)
     offset, axes = np.zeros_like(gray), []
     for axis in (1, 0):
