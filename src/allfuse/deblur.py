@@ -37,7 +37,6 @@ on the validation bench's blur cells it restored less, mean Qabf 0.005 lower, `a
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,7 +48,7 @@ import torch.nn.functional as F
 from scipy.fft import next_fast_len
 
 from allfuse.color import to_gray
-from allfuse.types import TASKS, Image
+from allfuse.types import TASKS, Image, TaskStageConfig
 
 REBLUR_SIGMA = 1.0  # s0 of the re-blur ratio, px
 MIN_EDGE_GRADIENT = 0.1  # Sobel magnitude (of [0, 1] luminance) an edge pixel needs to be measured
@@ -61,7 +60,7 @@ TILE_MARGIN_SIGMAS = 8  # each tile's margin, in PSF sigmas (+ 16 px): the inver
 
 
 @dataclass(frozen=True)
-class DeblurConfig:
+class DeblurConfig(TaskStageConfig):
     """The blind deblurring stage of a model folder (deblur.json; module doc)."""
 
     sharp_width: float = 0.85  # px, edge width of a sharp capture (subtracted in quadrature)
@@ -77,15 +76,6 @@ class DeblurConfig:
                 "bad deblur config: need 0 <= sharp_width < min_width, max_sigma > 0, balance > 0 and tasks "
                 f"among {', '.join(TASKS)}: {self}"
             )
-
-    def to_dict(self) -> dict:
-        """JSON-ready form."""
-        return {**dataclasses.asdict(self), "tasks": list(self.tasks)}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> DeblurConfig:
-        """Inverse of to_dict; unknown keys are a TypeError naming them."""
-        return cls(**{**values, "tasks": tuple(values.get("tasks", cls.tasks))})
 
 
 def edge_width(image: Image, band_pixels: int = BAND_PIXELS) -> float | None:

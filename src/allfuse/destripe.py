@@ -29,7 +29,6 @@ change of 40-50 dB PSNR), so the floor sits above clean images, not at them.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -38,7 +37,7 @@ import numpy as np
 from scipy import ndimage
 
 from allfuse.color import is_color, to_gray
-from allfuse.types import TASKS, Image
+from allfuse.types import TASKS, Image, TaskStageConfig
 
 BAND_PIXELS = 1 << 18  # pixels per band of rows of the running median (median_across)
 LINE_BINS = 64  # the offsets along a line are smoothed on at most this many bands (smooth_down)
@@ -46,7 +45,7 @@ MIN_SIDE = 32  # px: a smaller image has too few pixels per line to tell a strip
 
 
 @dataclass(frozen=True)
-class DestripeConfig:
+class DestripeConfig(TaskStageConfig):
     """The stripe-removal stage of a model folder (destripe.json; module doc)."""
 
     floor: float = 2.8  # 1/255 steps: RMS of an axis's estimated line offsets from which it can be corrected
@@ -64,15 +63,6 @@ class DestripeConfig:
                 "bad destripe config: need floor > 0, ratio >= 1, an odd window >= 3, span > 0, passes >= 1 "
                 f"and tasks among {', '.join(TASKS)}: {self}"
             )
-
-    def to_dict(self) -> dict:
-        """JSON-ready form."""
-        return {**dataclasses.asdict(self), "tasks": list(self.tasks)}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> DestripeConfig:
-        """Inverse of to_dict; unknown keys are a TypeError naming them."""
-        return cls(**{**values, "tasks": tuple(values.get("tasks", cls.tasks))})
 
 
 def median_across(gray: np.ndarray, window: int) -> np.ndarray:
