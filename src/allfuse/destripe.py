@@ -135,13 +135,17 @@ def destripe_image(image: Image, cfg: DestripeConfig) -> tuple[Image, tuple[int,
     return np.clip(x - change, 0.0, 1.0).astype(np.float32), tuple(axes)
 
 
-def destripe_inputs(images: Sequence[Image], task: str, cfg: DestripeConfig) -> list[Image]:
-    """The inputs through the stage: for an infrared + visible pair only the infrared image (the first) when
-    `infrared_only`, every input otherwise."""
-    out = list(images)
+def destripe_targets(task: str, n: int, cfg: DestripeConfig) -> list[int]:
+    """Which of n inputs the stage tests: none for a task it does not run for; for an infrared + visible
+    pair only the infrared image (the first) when `infrared_only`; every input otherwise."""
     if task not in cfg.tasks:
-        return out
-    which = [0] if task == "vif" and cfg.infrared_only else range(len(out))
-    for i in which:
+        return []
+    return [0] if task == "vif" and cfg.infrared_only else list(range(n))
+
+
+def destripe_inputs(images: Sequence[Image], task: str, cfg: DestripeConfig) -> list[Image]:
+    """The inputs through the stage (destripe_targets says which it tests)."""
+    out = list(images)
+    for i in destripe_targets(task, len(out), cfg):
         out[i] = destripe_image(out[i], cfg)[0]
     return out

@@ -304,13 +304,13 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
 
 def destripe_line(pipe, images: list[np.ndarray], task: str) -> str:
     """`-v`'s account of the stripe-removal stage for one set of inputs ("" when it does not run)."""
-    from allfuse.destripe import destripe_image
+    from allfuse.destripe import destripe_image, destripe_targets
 
     checked, _, task = pipe.prepare(images, task)
     cfg = pipe.destripe
-    if cfg is None or task not in cfg.tasks:
+    which = destripe_targets(task, len(checked), cfg) if cfg is not None else []
+    if not which:
         return ""
-    which = [0] if task == "vif" and cfg.infrared_only else range(len(checked))
     names = {1: "column", 0: "row"}
     found = []
     for i in which:
