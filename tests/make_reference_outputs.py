@@ -27,8 +27,9 @@ def weights_digest(model: str) -> str:
     """sha256 of a shipped model's weight files and fitted stage configs, so the test can tell a moved code
     path from new weights (a new corrector or gate changes the outputs as much as a new DiT)."""
     h = hashlib.sha256()
-    files = ("model", "refiner", "corrector")
-    for name in (*(f"{f}.safetensors" for f in files), "gate.json", "deblur.json", "destripe.json"):
+    weights = tuple(f"{f}.safetensors" for f in ("model", "refiner", "corrector"))
+    stages = ("gate.json", "deblur.json", "destripe.json", "exposure.json")
+    for name in (*weights, *stages):
         path = MODELS_DIR / model / name
         if path.is_file():
             h.update(path.read_bytes())

@@ -94,6 +94,13 @@ def add_fuse_parser(sub: argparse._SubParsersAction) -> None:
         "stripes",
     )
     p.add_argument(
+        "--no-exposure",
+        action="store_true",
+        default=None,
+        help="skip the model's exposure stage (its exposure.json): keep an under-exposed pair as dark as "
+        "it is",
+    )
+    p.add_argument(
         "--no-deblur",
         action="store_true",
         default=None,
@@ -200,6 +207,7 @@ MODEL_ONLY = (
     ("--device", "device"),
     ("--no-deblur", "no_deblur"),
     ("--no-destripe", "no_destripe"),
+    ("--no-exposure", "no_exposure"),
     ("--no-gate", "no_gate"),
 )
 
@@ -250,6 +258,7 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
     for flag, key, stage in (
         ("--no-deblur", "no_deblur", "deblurring stage"),
         ("--no-destripe", "no_destripe", "stripe-removal stage"),
+        ("--no-exposure", "no_exposure", "exposure stage"),
         ("--no-gate", "no_gate", "gate"),
     ):
         if getattr(args, key) and cfg.arch == "joint":
@@ -273,8 +282,13 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
             line = destripe_line(pipe, images, task)
             if line:
                 print(line)
+        if args.verbose and cfg.arch != "joint" and not args.no_exposure:
+            line = exposure_line(pipe, images, task, not args.no_destripe)
+            if line:
+                print(line)
         if args.verbose and cfg.arch != "joint" and not args.no_gate:
-            print(gate_line(pipe, images, task, not args.no_deblur, not args.no_destripe))
+            stages = (not args.no_deblur, not args.no_destripe, not args.no_exposure)
+            print(gate_line(pipe, images, task, *stages))
         joint = {"cfg_text": args.cfg_text, "cfg_image": args.cfg_image}
         extra = (
             joint
@@ -282,6 +296,7 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
             else {
                 "deblur": not args.no_deblur,
                 "destripe": not args.no_destripe,
+                "exposure": not args.no_exposure,
                 "gate": not args.no_gate,
             }
         )
@@ -320,11 +335,22 @@ def destripe_line(pipe, images: list[np.ndarray], task: str) -> str:
     return f"stripe removal ({task}): " + ("; ".join(found) if found else "no stripes found")
 
 
-def gate_line(pipe, images: list[np.ndarray], task: str, deblur: bool, destripe: bool = True) -> str:
+def exposure_line(pipe, images: list[np.ndarray], task: str, destripe: bool) -> str:
+    """`-v`'s account of the exposure stage for one set of inputs ("" when it does not run)."""
+    task = pipe.prepare(images, task)[2]
+    if pipe.exposure is None or task not in pipe.exposure.tasks:
+        return ""
+    gain = pipe.exposure_gain(images, task, destripe)
+    return f"exposure ({task}): " + (f"under-exposed, gain {gain:.2f}" if gain > 1 else "no gain")
+
+
+def gate_line(
+    pipe, images: list[np.ndarray], task: str, deblur: bool, destripe: bool = True, exposure: bool = True
+) -> str:
     """`-v`'s account of the clean-input gate's choice for one set of inputs."""
     from allfuse.tasks import CLASSICAL_DEFAULT
 
-    task, p, weight = pipe.gate_choice(images, task, deblur, destripe)
+    task, p, weight = pipe.gate_choice(images, task, deblur, destripe, exposure)
     if p < 0:
         return f"gate ({task}): none, the model fuses"
     limit, rule = pipe.gate.tasks[task].threshold, CLASSICAL_DEFAULT[task]

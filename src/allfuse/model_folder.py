@@ -46,6 +46,7 @@ from allfuse.config import (
 from allfuse.data.prompts import CONTROL_TAGS, task_tags
 from allfuse.deblur import DeblurConfig
 from allfuse.destripe import DestripeConfig
+from allfuse.exposure import ExposureConfig
 from allfuse.gate import GateConfig
 from allfuse.io import atomic_write_safetensors, atomic_write_text
 from allfuse.models.correct import Corrector, CorrectorConfig
@@ -62,6 +63,7 @@ REFINER_WEIGHTS, REFINER_CONFIG = "refiner.safetensors", "refiner.json"
 CORRECTOR_WEIGHTS, CORRECTOR_CONFIG = "corrector.safetensors", "corrector.json"
 DEBLUR_CONFIG = "deblur.json"  # the blind deblurring stage (allfuse.deblur): a config, no weights
 DESTRIPE_CONFIG = "destripe.json"  # the stripe-removal stage (allfuse.destripe): a config, no weights
+EXPOSURE_CONFIG = "exposure.json"  # the exposure stage (allfuse.exposure): a config, no weights
 GATE_CONFIG = "gate.json"  # the clean-input gate (allfuse.gate): a fitted logistic regression, no weights
 PARTS = {"refiner": (REFINER_CONFIG, REFINER_WEIGHTS), "corrector": (CORRECTOR_CONFIG, CORRECTOR_WEIGHTS)}
 LATEST = "latest.json"  # a training run folder's pointer to its newest checkpoint (allfuse.train.checkpoint)
@@ -361,6 +363,16 @@ def load_destripe(folder: Path) -> DestripeConfig | None:
 def save_destripe(cfg: DestripeConfig, folder: str | os.PathLike) -> Path:
     """Add the stripe-removal stage to an existing model folder (destripe.json). Atomic."""
     return save_stage(cfg.to_dict(), folder, DESTRIPE_CONFIG, "destripe")
+
+
+def load_exposure(folder: Path) -> ExposureConfig | None:
+    """The exposure stage of a model folder (exposure.json's "exposure" entry), or None without one."""
+    return load_stage(folder, EXPOSURE_CONFIG, "exposure", ExposureConfig.from_dict, "exposure")
+
+
+def save_exposure(cfg: ExposureConfig, folder: str | os.PathLike) -> Path:
+    """Add the exposure stage to an existing model folder (exposure.json). Atomic."""
+    return save_stage(cfg.to_dict(), folder, EXPOSURE_CONFIG, "exposure")
 
 
 def load_gate(folder: Path) -> GateConfig | None:

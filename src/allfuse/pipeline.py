@@ -40,6 +40,7 @@ from allfuse.data.prompts import (
 from allfuse.deblur import DeblurConfig, deblur_inputs
 from allfuse.destripe import DestripeConfig, destripe_inputs
 from allfuse.devices import autocast, keep_freed_memory, parse_device
+from allfuse.exposure import ExposureConfig, expose_inputs, exposure_gain
 from allfuse.gate import GateConfig, pair_features, rule_fusion
 from allfuse.inputs import check_images
 from allfuse.model_folder import (
@@ -51,6 +52,7 @@ from allfuse.model_folder import (
     load_corrector,
     load_deblur,
     load_destripe,
+    load_exposure,
     load_gate,
     load_refiner,
     load_weights,
@@ -60,6 +62,7 @@ from allfuse.model_folder import (
     save_corrector,
     save_deblur,
     save_destripe,
+    save_exposure,
     save_gate,
     save_pretrained,
     save_refiner,
@@ -95,6 +98,7 @@ class FusionPipeline:
         deblur: DeblurConfig | None = None,
         destripe: DestripeConfig | None = None,
         gate: GateConfig | None = None,
+        exposure: ExposureConfig | None = None,
     ) -> None:
         if not isinstance(cfg, InferenceConfig):  # a training config: the part inference needs
             cfg = inference_from_training(config_to_dict(cfg))
@@ -111,6 +115,7 @@ class FusionPipeline:
         self.deblur = deblur  # the blind deblurring stage (allfuse.deblur), None = none
         self.destripe = destripe  # the stripe-removal stage (allfuse.destripe), None = none
         self.gate = gate  # the clean-input gate (allfuse.gate), None = none
+        self.exposure = exposure  # the exposure stage (allfuse.exposure), None = none
 
     @classmethod
     def from_pretrained(
@@ -156,6 +161,7 @@ class FusionPipeline:
             pipe.corrector = load_corrector(folder)
             pipe.deblur = load_deblur(folder)
             pipe.destripe = load_destripe(folder)
+            pipe.exposure = load_exposure(folder)
             pipe.gate = load_gate(folder)
         return pipe.to(target) if target is not None else pipe
 
@@ -171,6 +177,8 @@ class FusionPipeline:
             save_deblur(self.deblur, folder)
         if self.destripe is not None:
             save_destripe(self.destripe, folder)
+        if self.exposure is not None:
+            save_exposure(self.exposure, folder)
         if self.gate is not None:
             save_gate(self.gate, folder)
         return folder
@@ -239,6 +247,7 @@ class FusionPipeline:
         deblur: bool = True,
         gate: bool = True,
         destripe: bool = True,
+        exposure: bool = True,
     ) -> Image:
         """Fuse >= 2 same-size images; gray output when every input is gray.
 
@@ -264,12 +273,15 @@ class FusionPipeline:
         destripe: before that, remove the fixed-pattern column or row stripes of an input that measures
         striped (allfuse.destripe: an infrared camera's), when the model has that stage (destripe.json) and
         it is enabled for the task.
+        exposure: after stripe removal, multiply an under-exposed pair by the gain its headroom asks for
+        (allfuse.exposure: the pair's brightest pixels far below white), when the model has that stage
+        (exposure.json) for the task.
         gate: after those stages, fuse a pair that measures clean by the teacher's classical rule
         instead of the latent path, and mix the rule's fusion into the model's where the gate's blend says
         so (allfuse.gate), when the model has a gate (gate.json) for the task; False: the model alone."""
         images, colour, task = self.prepare(images, task)
         check_options(steps, sampler, tile, work_side, tile_pixels)
-        images = self.restore_inputs(images, task, deblur, correct, destripe)
+        images = self.restore_inputs(images, task, deblur, correct, destripe, exposure)
         weight = self.gate_decision(images, task)[1] if gate else 0.0
         limit = DEFAULT_TILE_PIXELS if tile_pixels is None else tile_pixels
         if weight >= 1.0:
@@ -289,12 +301,15 @@ class FusionPipeline:
         deblur: bool = True,
         correct: bool = True,
         destripe: bool = True,
+        exposure: bool = True,
     ) -> list[Image]:
-        """Checked inputs through the classical stages that precede fusion: stripe removal, the deblurring
-        stage, then the input corrector, each when the model has it, it is enabled for the task and asked
-        for."""
+        """Checked inputs through the stages that precede fusion: stripe removal, the exposure gain, the
+        deblurring stage, then the input corrector, each when the model has it, it is enabled for the task
+        and asked for."""
         if destripe and self.destripe is not None:
             images = destripe_inputs(images, task, self.destripe)
+        if exposure and self.exposure is not None:
+            images = expose_inputs(images, task, self.exposure)[0]
         if deblur and self.deblur is not None and task in self.deblur.tasks:
             images = deblur_inputs(images, self.deblur)[0]
         if correct and self.corrector is not None and task in self.corrector.cfg.tasks:
@@ -307,10 +322,23 @@ class FusionPipeline:
         task: Task | str = "auto",
         deblur: bool = True,
         destripe: bool = True,
+        exposure: bool = True,
     ) -> list[Image]:
         """What the gate measures and the rule fuses: the inputs checked and through restore_inputs."""
         checked, _, task = self.prepare(images, task)
-        return self.restore_inputs(checked, task, deblur, destripe=destripe)
+        return self.restore_inputs(checked, task, deblur, True, destripe, exposure)
+
+    def exposure_gain(
+        self, images: Sequence[Image], task: Task | str = "auto", destripe: bool = True
+    ) -> float:
+        """The gain the exposure stage gives these inputs, as __call__ would (`allfuse fuse -v`); 1.0 when
+        the model has no such stage or it does not run for the task."""
+        checked, _, task = self.prepare(images, task)
+        if self.exposure is None:
+            return 1.0
+        if destripe and self.destripe is not None:
+            checked = destripe_inputs(checked, task, self.destripe)
+        return exposure_gain(checked, task, self.exposure)
 
     def gate_decision(self, images: Sequence[Image], task: Task) -> tuple[float, float]:
         """P(these restored inputs are clean), by the model's gate, and the teacher's rule's weight in the
@@ -326,13 +354,15 @@ class FusionPipeline:
         task: Task | str = "auto",
         deblur: bool = True,
         destripe: bool = True,
+        exposure: bool = True,
     ) -> tuple[Task, float, float]:
         """What the gate decides for these inputs, as __call__ would (`allfuse fuse -v`, the benches): the
         task, P(clean) (-1.0 without a gate for the task) and the rule's weight (gate_decision)."""
         task = self.prepare(images, task)[2]
         if self.gate is None or task not in self.gate.tasks:
             return task, -1.0, 0.0
-        return task, *self.gate_decision(self.gate_inputs(images, task, deblur, destripe), task)
+        inputs = self.gate_inputs(images, task, deblur, destripe, exposure)
+        return task, *self.gate_decision(inputs, task)
 
     def prepare(self, images: Sequence[Image], task: Task | str) -> tuple[list[Image], bool, Task]:
         """Checked images, whether any is colour, and the task (guessed from the images for "auto")."""
