@@ -128,6 +128,13 @@ def pair_features(images: Sequence[Image]) -> np.ndarray:
     return np.stack([per.min(axis=0), per.max(axis=0)], axis=1).ravel()
 
 
+def pair_noise(images: Sequence[Image]) -> float:
+    """The lower noise std of a set of inputs, in 1/255 steps, measured as the gate measures it (each
+    input's luminance at a long side of at most GATE_SIDE): a noisy capture makes every input noisy, while
+    fine texture raises one image's estimate alone."""
+    return min(noise_std(to_gray(shrink(x))) for x in images) * 255.0
+
+
 def shrink(image: Image) -> Image:
     """An image area-downscaled to long side GATE_SIDE (unchanged when it is not larger)."""
     x = np.asarray(image, np.float32)

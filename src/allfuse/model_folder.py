@@ -52,6 +52,7 @@ from allfuse.io import atomic_write_safetensors, atomic_write_text
 from allfuse.models.correct import Corrector, CorrectorConfig
 from allfuse.models.joint import JointConfig
 from allfuse.models.refine import Refiner, RefinerConfig
+from allfuse.types import TASKS
 
 MODELS_DIR = Path(__file__).parent / "weights"
 EMBEDDED = ("allfuse-reg", "allfuse-fm", "allfuse-ditfuse")
@@ -276,13 +277,36 @@ def save_refiner(
     dtype: torch.dtype = torch.float32,
     info: dict | None = None,
     work_side: int | None = None,
+    noise_guard: dict[str, tuple[float, float]] | None = None,
 ) -> Path:
     """Add a trained refiner to an existing model folder (refiner.safetensors + refiner.json; how it was
-    trained goes to training.json); work_side becomes the pipeline's default latent-path side. Atomic."""
+    trained goes to training.json); work_side becomes the pipeline's default latent-path side, noise_guard
+    its per-task noise guard (check_noise_guard). Atomic."""
     if work_side is not None and work_side < 16:
         raise ValueError(f"work_side {work_side} px is too small (>= 16)")
-    meta = {"refiner": net.cfg.to_dict(), **({"work_side": work_side} if work_side else {})}
+    meta: dict[str, Any] = {"refiner": net.cfg.to_dict(), **({"work_side": work_side} if work_side else {})}
+    if noise_guard:
+        meta["noise_guard"] = {t: list(v) for t, v in check_noise_guard(noise_guard).items()}
     return save_part("refiner", net, meta, folder, dtype, info)
+
+
+def check_noise_guard(value: Any) -> dict[str, tuple[float, float]]:
+    """A refiner's noise guard, {task: (low, high)}: the pair's noise level (1/255, allfuse.gate.pair_noise)
+    from which the refiner's change is damped, and from which it is dropped; 0 < low < high. Anything
+    else is a ValueError saying what."""
+    if not isinstance(value, dict):
+        raise ValueError(f"noise_guard must map tasks to [low, high], got {value!r}")
+    out = {}
+    for task, bounds in value.items():
+        ok = task in TASKS and isinstance(bounds, (list, tuple)) and len(bounds) == 2
+        ok = ok and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
+        if not ok or not 0 < bounds[0] < bounds[1]:
+            raise ValueError(
+                f"noise_guard {task!r}: need a task among {', '.join(TASKS)} and [low, high] with "
+                f"0 < low < high, got {bounds!r}"
+            )
+        out[task] = (float(bounds[0]), float(bounds[1]))
+    return out
 
 
 def save_corrector(
@@ -404,6 +428,14 @@ def refiner_meta(folder: Path) -> dict:
     """refiner.json of a model folder ({} when it has none): the refiner config and its default work_side."""
     path = folder / REFINER_CONFIG
     return read_json_object(path) if path.is_file() else {}
+
+
+def load_noise_guard(folder: Path) -> dict[str, tuple[float, float]]:
+    """The refiner's noise guard from refiner.json ({} without one); a bad one is a ValueError naming it."""
+    try:
+        return check_noise_guard(refiner_meta(folder).get("noise_guard", {}))
+    except ValueError as e:
+        raise ValueError(f"{folder / REFINER_CONFIG}: {e}") from None
 
 
 def read_training(folder: Path) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from allfuse.deblur import DeblurConfig, deblur_inputs
 from allfuse.destripe import DestripeConfig, destripe_inputs
 from allfuse.devices import autocast, keep_freed_memory, parse_device
 from allfuse.exposure import ExposureConfig, expose_inputs, exposure_gain
-from allfuse.gate import GateConfig, pair_features, rule_fusion
+from allfuse.gate import GateConfig, pair_features, pair_noise, rule_fusion
 from allfuse.inputs import check_images
 from allfuse.model_folder import (
     REFINER_CONFIG,
@@ -54,6 +54,7 @@ from allfuse.model_folder import (
     load_destripe,
     load_exposure,
     load_gate,
+    load_noise_guard,
     load_refiner,
     load_weights,
     read_model_config,
@@ -70,7 +71,7 @@ from allfuse.model_folder import (
 from allfuse.models import FusionDiT, JointDiT
 from allfuse.models.correct import Corrector
 from allfuse.models.joint import JointConfig
-from allfuse.models.refine import Refiner, classical_source
+from allfuse.models.refine import DampedRefiner, Refiner, classical_source, guard_weight
 from allfuse.sampling import sample_latent
 from allfuse.sampling.tiling import TiledModel
 from allfuse.stacks import STACK_ORDER, fuse_stack
@@ -116,6 +117,8 @@ class FusionPipeline:
         self.destripe = destripe  # the stripe-removal stage (allfuse.destripe), None = none
         self.gate = gate  # the clean-input gate (allfuse.gate), None = none
         self.exposure = exposure  # the exposure stage (allfuse.exposure), None = none
+        # the refiner's noise guard, {task: (low, high)} (refiner.json; refiner_weight)
+        self.noise_guard: dict[str, tuple[float, float]] = {}
 
     @classmethod
     def from_pretrained(
@@ -162,6 +165,7 @@ class FusionPipeline:
             pipe.deblur = load_deblur(folder)
             pipe.destripe = load_destripe(folder)
             pipe.exposure = load_exposure(folder)
+            pipe.noise_guard = load_noise_guard(folder) if refiner is not None else {}
             pipe.gate = load_gate(folder)
         return pipe.to(target) if target is not None else pipe
 
@@ -170,7 +174,7 @@ class FusionPipeline:
         back."""
         folder = save_pretrained(self.model, self.cfg, folder)
         if self.refiner is not None:
-            save_refiner(self.refiner, folder, work_side=self.work_side)
+            save_refiner(self.refiner, folder, work_side=self.work_side, noise_guard=self.noise_guard)
         if self.corrector is not None:
             save_corrector(self.corrector, folder)
         if self.deblur is not None:
@@ -421,11 +425,15 @@ class FusionPipeline:
         if work_side is None:  # the model's default needs its refiner to restore full-size detail
             work_side = self.work_side if refine and self.refiner is not None else None
 
+        weight = self.refiner_weight(images, task) if refine and self.refiner is not None else 0.0
+
         def fuse(xs: list[Image]) -> Image:  # one step: 2..slots images -> (H, W, 3)
             h, w = xs[0].shape[:2]
             work = work_size((h, w), work_side or None)
             limit = DEFAULT_TILE_PIXELS if tile_pixels is None else tile_pixels
-            refiner = self.refiner if refine else None
+            refiner: Refiner | DampedRefiner | None = self.refiner if weight > 0 else None
+            if refiner is not None and weight < 1:
+                refiner = DampedRefiner(refiner, weight)
             classical = functools.partial(classical_source, task=task)
             if refiner is None or not refiner.cfg.classical:
                 classical = None
@@ -439,12 +447,21 @@ class FusionPipeline:
 
         return fuse_stack(fuse, images, self.slots(refine), STACK_ORDER[task])
 
+    def refiner_weight(self, images: Sequence[Image], task: Task) -> float:
+        """How much of the refiner's change these (restored) inputs get: 1 without a noise guard for the
+        task; else 1 up to the guard's `low` noise level (allfuse.gate.pair_noise), 0 from `high` on,
+        linear between. On strongly noisy multi-focus pairs the refiner's per-pixel choice of the sharper
+        input takes noise for detail and copies it into the fusion (MODEL_CARD)."""
+        if task not in self.noise_guard:
+            return 1.0
+        return guard_weight(pair_noise(images), *self.noise_guard[task])
+
     def fuse_whole(
         self,
         images: list[Image],
         latent: LatentFn,
         work: tuple[int, int],
-        refiner: Refiner | None,
+        refiner: Refiner | DampedRefiner | None,
         classical: ClassicalFn | None = None,
     ) -> Image:
         """The whole path on whole images: (H, W, 3) float32; `latent` runs the DiT and its sampler, then

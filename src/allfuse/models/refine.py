@@ -261,6 +261,33 @@ class Refiner(nn.Module):
         return blended.add_(y[:, :3]).add_(detail)
 
 
+class DampedRefiner(nn.Module):
+    """A refiner whose change to the decoded fusion is scaled by `weight` in [0, 1]: the pipeline's noise
+    guard (refiner.json's `noise_guard`). Its `cfg` is the refiner's."""
+
+    def __init__(self, refiner: Refiner, weight: float) -> None:
+        super().__init__()
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"refiner weight must be in [0, 1], got {weight}")
+        self.refiner, self.weight = refiner, weight
+
+    @property
+    def cfg(self) -> RefinerConfig:
+        """The wrapped refiner's config."""
+        return self.refiner.cfg
+
+    def forward(self, fused: Tensor, inputs: Sequence[Tensor], classical: Tensor | None = None) -> Tensor:
+        """fused + weight * (refiner(fused, inputs, classical) - fused)."""
+        out = self.refiner(fused, inputs, classical)
+        return fused.to(out.dtype) + self.weight * (out - fused.to(out.dtype))
+
+
+def guard_weight(noise: float, low: float, high: float) -> float:
+    """The refiner's weight under a noise guard (low, high): 1 up to `low`, 0 from `high` on, linear
+    between."""
+    return min(1.0, max(0.0, (high - noise) / (high - low)))
+
+
 def classical_source(images: Sequence[np.ndarray], task: str) -> np.ndarray:
     """The task's classical fusion (allfuse.tasks.CLASSICAL_DEFAULT) of 2+ images, (H, W, 3) float32: the
     `classical` source of a refiner. Inputs may mix gray (H, W) and colour (H, W, 3)."""

@@ -1,0 +1,92 @@
+"""The refiner's noise guard: on a strongly noisy multi-focus pair the refiner's change is damped or dropped
+(refiner.json `noise_guard`), and nothing else changes."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from skimage import data
+from skimage.transform import resize
+
+from allfuse.gate import pair_noise
+from allfuse.model_folder import MODELS_DIR, check_noise_guard, load_noise_guard
+from allfuse.models.refine import DampedRefiner, Refiner, RefinerConfig, guard_weight
+from allfuse.pipeline import FusionPipeline
+
+
+def _pair(noise: float, seed: int = 0) -> list[np.ndarray]:
+    """A synthetic multi-focus pair of the astronaut (left / right half blurred), with Gaussian noise of
+    std `noise`/255 on both inputs."""
+    x = data.astronaut().astype(np.float32) / 255
+    x = resize(x, (160, 160, 3), anti_aliasing=True).astype(np.float32)
+    soft = np.stack([np.asarray(resize(resize(c, (40, 40)), (160, 160))) for c in x.transpose(2, 0, 1)], -1)
+    a, b = x.copy(), x.copy()
+    a[:, 80:], b[:, :80] = soft[:, 80:], soft[:, :80]
+    rng = np.random.default_rng(seed)
+    return [np.clip(im + rng.normal(0, noise / 255, im.shape), 0, 1).astype(np.float32) for im in (a, b)]
+
+
+def test_guard_weight_ramps_from_one_to_zero() -> None:
+    assert guard_weight(2.0, 7.0, 10.0) == 1.0 and guard_weight(12.0, 7.0, 10.0) == 0.0
+    assert guard_weight(8.5, 7.0, 10.0) == pytest.approx(0.5)
+
+
+def test_a_damped_refiner_moves_the_fusion_part_of_the_way() -> None:
+    torch.manual_seed(0)
+    net = Refiner(RefinerConfig(width=8, blocks=(1, 1), mix=True)).eval()
+    for p in net.parameters():  # a refiner that changes its input (an untrained one returns it)
+        p.data.normal_(0, 0.2)
+    fused, inputs = torch.rand(1, 3, 32, 32), [torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)]
+    with torch.no_grad():
+        full = net(fused, inputs)
+        assert not torch.allclose(full, fused)
+        torch.testing.assert_close(DampedRefiner(net, 1.0)(fused, inputs), full)
+        torch.testing.assert_close(DampedRefiner(net, 0.0)(fused, inputs), fused)
+        torch.testing.assert_close(DampedRefiner(net, 0.25)(fused, inputs), fused + 0.25 * (full - fused))
+    assert DampedRefiner(net, 0.5).cfg is net.cfg
+    with pytest.raises(ValueError, match="weight"):
+        DampedRefiner(net, 1.5)
+
+
+def test_noise_guards_are_checked() -> None:
+    assert check_noise_guard({"mff": [7, 10]}) == {"mff": (7.0, 10.0)}
+    for bad in ({"mff": [10, 7]}, {"mff": [0, 7]}, {"sharpen": [1, 2]}, {"mff": [1]}, [7, 10], {"mff": "7"}):
+        with pytest.raises(ValueError, match="noise_guard"):
+            check_noise_guard(bad)
+
+
+def test_a_bad_guard_in_refiner_json_is_named(tmp_path) -> None:
+    folder = tmp_path / "m"
+    shutil.copytree(MODELS_DIR / "allfuse-reg", folder)
+    meta = json.loads((folder / "refiner.json").read_text())
+    meta["noise_guard"] = {"mff": [10, 3]}
+    (folder / "refiner.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"refiner\.json: noise_guard"):
+        load_noise_guard(folder)
+    with pytest.raises(ValueError, match=r"refiner\.json"):
+        FusionPipeline.from_pretrained(folder)
+
+
+def test_the_shipped_guard_measures_the_pair_and_spares_clean_and_other_tasks() -> None:
+    pipe = FusionPipeline.from_pretrained("allfuse-reg")
+    assert set(pipe.noise_guard) == {"mff"}
+    clean, noisy = _pair(0.0), _pair(25.0)
+    assert pair_noise(clean) < 3 and pair_noise(noisy) > 12  # luminance averages the channels
+    assert pipe.refiner_weight(clean, "mff") == 1.0
+    assert pipe.refiner_weight(noisy, "mff") == 0.0
+    assert pipe.refiner_weight(noisy, "vif") == 1.0
+
+
+def test_a_dropped_refiner_gives_the_work_side_fusion_and_the_guard_survives_saving(tmp_path) -> None:
+    pipe = FusionPipeline.from_pretrained("allfuse-reg")
+    noisy = _pair(25.0)
+    guarded = pipe(noisy, task="mff", gate=False)
+    plain = pipe(noisy, task="mff", gate=False, refine=False, work_side=pipe.work_side)
+    np.testing.assert_allclose(guarded, plain, atol=1e-6)
+    pipe.noise_guard = {}
+    assert np.abs(pipe(noisy, task="mff", gate=False) - guarded).max() > 0.02
+    pipe.noise_guard = {"mff": (30.0, 40.0), "mef": (5.0, 6.0)}
+    again = FusionPipeline.from_pretrained(pipe.save_pretrained(tmp_path / "copy"))
+    assert again.noise_guard == {"mff": (30.0, 40.0), "mef": (5.0, 6.0)}
