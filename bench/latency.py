@@ -92,6 +92,20 @@ def destripe_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]
     return ["Stripe-removal stage alone (default settings, the first input): " + "; ".join(cells) + "."]
 
 
+def measure_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]:
+    """What the exposure stage's test (allfuse.exposure: the pooled 99.5th percentile) and the refiner's
+    noise guard (allfuse.gate.pair_noise) cost on the pair at each size; applying a gain is one multiply."""
+    from allfuse.exposure import ExposureConfig, exposure_gain
+    from allfuse.gate import pair_noise
+
+    cfg, cells = ExposureConfig(), []
+    for size, ims in pairs.items():
+        gain = best_time(lambda ims=ims: exposure_gain(ims, "mff", cfg), repeats)[0]
+        noise = best_time(lambda ims=ims: pair_noise(ims), repeats)[0]
+        cells.append(f"{size}²: exposure test {gain:.3f} s, noise level {noise:.3f} s")
+    return ["Exposure stage and noise guard measures alone (the same pairs): " + "; ".join(cells) + "."]
+
+
 def gate_choices(pipes: list, pairs: dict[int, list[np.ndarray]], task: str, repeats: int) -> list[str]:
     """What each gated pipeline's gate chose for the pair at each size (the default row times that path),
     and what measuring the pair's statistics costs (allfuse.gate.pair_features, the gate's own work)."""
@@ -182,6 +196,7 @@ def main() -> None:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
     lines += ["", *deblur_cost(pairs, args.repeats), *destripe_cost(pairs, args.repeats)]
+    lines += measure_cost(pairs, args.repeats)
     lines += gate_choices(gated, pairs, task, args.repeats)
     print("\n".join(lines[len(methods) + 3 :]))
     if args.out:
