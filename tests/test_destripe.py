@@ -2,15 +2,15 @@
 clean, noisy and textured images untouched (a false alarm costs more than a stripe left in)."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 from skimage import data
 from skimage.transform import resize
+from stage_folder import check_stage_file
 
 from allfuse.destripe import DestripeConfig, destripe_image, destripe_inputs, stripe_levels
-from allfuse.model_folder import CONFIG, MODELS_DIR, WEIGHTS, load_destripe, save_destripe
+from allfuse.model_folder import load_destripe, save_destripe
 from allfuse.pipeline import FusionPipeline
 
 CFG = DestripeConfig()
@@ -114,14 +114,8 @@ def test_config_is_checked_and_round_trips(tmp_path) -> None:
         DestripeConfig(window=8)
     cfg = DestripeConfig(floor=3.5, tasks=("vif", "mff"))
     assert DestripeConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
-    for name in (CONFIG, WEIGHTS):  # a model folder without the stage
-        shutil.copy(MODELS_DIR / "allfuse-reg" / name, tmp_path / name)
-    assert load_destripe(tmp_path) is None
-    save_destripe(cfg, tmp_path)
-    assert load_destripe(tmp_path) == cfg
-    (tmp_path / "destripe.json").write_text('{"destripe": {"floor": "high"}}')
-    with pytest.raises(ValueError, match=r"destripe\.json"):
-        load_destripe(tmp_path)
+    bad = '{"destripe": {"floor": "high"}}'
+    check_stage_file(tmp_path, cfg, load_destripe, save_destripe, "destripe.json", bad)
 
 
 def test_shipped_models_destripe_the_infrared_input_before_the_gate_and_the_model() -> None:

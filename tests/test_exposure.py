@@ -3,16 +3,16 @@ bracket member of a multi-exposure pair and infrared + visible pairs are left as
 
 import itertools
 import json
-import shutil
 
 import numpy as np
 import pytest
 from skimage import data
 from skimage.transform import resize
+from stage_folder import check_stage_file
 
 from allfuse.exposure import ExposureConfig, expose_inputs, exposure_gain, headroom
 from allfuse.io import find_pairs
-from allfuse.model_folder import CONFIG, MODELS_DIR, WEIGHTS, load_exposure, save_exposure
+from allfuse.model_folder import load_exposure, save_exposure
 from allfuse.pipeline import FusionPipeline
 
 CFG = ExposureConfig()
@@ -81,14 +81,8 @@ def test_config_is_checked_and_round_trips(tmp_path) -> None:
     cfg = ExposureConfig(high={"vif": 0.5}, low={"vif": 0.3}, max_gain=2.0)
     assert ExposureConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     assert cfg.tasks == ("vif",)
-    for name in (CONFIG, WEIGHTS):  # a model folder without the stage
-        shutil.copy(MODELS_DIR / "allfuse-reg" / name, tmp_path / name)
-    assert load_exposure(tmp_path) is None
-    save_exposure(cfg, tmp_path)
-    assert load_exposure(tmp_path) == cfg
-    (tmp_path / "exposure.json").write_text('{"exposure": {"gain": 2}}')
-    with pytest.raises(ValueError, match=r"exposure\.json"):
-        load_exposure(tmp_path)
+    bad = '{"exposure": {"gain": 2}}'
+    check_stage_file(tmp_path, cfg, load_exposure, save_exposure, "exposure.json", bad)
 
 
 @pytest.mark.parametrize("name", ["allfuse-reg", "allfuse-fm"])
