@@ -90,3 +90,16 @@ def test_a_dropped_refiner_gives_the_work_side_fusion_and_the_guard_survives_sav
     pipe.noise_guard = {"mff": (30.0, 40.0), "mef": (5.0, 6.0)}
     again = FusionPipeline.from_pretrained(pipe.save_pretrained(tmp_path / "copy"))
     assert again.noise_guard == {"mff": (30.0, 40.0), "mef": (5.0, 6.0)}
+
+
+def test_the_command_line_reports_the_guard(tmp_path, capsys) -> None:
+    from allfuse.cli import main
+    from allfuse.io import write_image
+
+    paths = [tmp_path / "a.png", tmp_path / "b.png"]
+    for p, im in zip(paths, _pair(25.0), strict=True):
+        write_image(p, im)
+    assert main(["fuse", *map(str, paths), "-o", str(tmp_path / "out.png"), "--task", "mff", "-v"]) == 0
+    assert "noise guard 7-10/255: keeps 0% of its change" in capsys.readouterr().out
+    assert main(["fuse", *map(str, paths), "-o", str(tmp_path / "vif.png"), "--task", "vif", "-v"]) == 0
+    assert "noise guard" not in capsys.readouterr().out  # no guard for infrared + visible pairs

@@ -286,9 +286,13 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
             line = exposure_line(pipe, images, task, not args.no_destripe)
             if line:
                 print(line)
+        stages = (not args.no_deblur, not args.no_destripe, not args.no_exposure)
         if args.verbose and cfg.arch != "joint" and not args.no_gate:
-            stages = (not args.no_deblur, not args.no_destripe, not args.no_exposure)
             print(gate_line(pipe, images, task, *stages))
+        if args.verbose and cfg.arch != "joint":
+            line = guard_line(pipe, images, task, *stages)
+            if line:
+                print(line)
         joint = {"cfg_text": args.cfg_text, "cfg_image": args.cfg_image}
         extra = (
             joint
@@ -342,6 +346,24 @@ def exposure_line(pipe, images: list[np.ndarray], task: str, destripe: bool) -> 
         return ""
     gain = pipe.exposure_gain(images, task, destripe)
     return f"exposure ({task}): " + (f"under-exposed, gain {gain:.2f}" if gain > 1 else "no gain")
+
+
+def guard_line(
+    pipe, images: list[np.ndarray], task: str, deblur: bool, destripe: bool, exposure: bool
+) -> str:
+    """`-v`'s account of the refiner's noise guard for one set of inputs ("" without a guard for the task)."""
+    from allfuse.gate import pair_noise
+
+    task = pipe.prepare(images, task)[2]
+    if task not in pipe.noise_guard or pipe.refiner is None:
+        return ""
+    restored = pipe.gate_inputs(images, task, deblur, destripe, exposure)
+    low, high = pipe.noise_guard[task]
+    share = pipe.refiner_weight(restored, task)
+    return (
+        f"refiner ({task}): pair noise {pair_noise(restored):.1f}/255, noise guard {low:g}-{high:g}/255: "
+        f"keeps {share:.0%} of its change"
+    )
 
 
 def gate_line(
