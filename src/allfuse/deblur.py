@@ -11,7 +11,7 @@ but only where the inputs are blurred and with the blur measured, so sharp input
    R = |grad I| / |grad (G_s0 * I)| = sqrt(s^2 + s0^2) / s,  so  s = s0 / sqrt(R^2 - 1).
    Taken at Canny edges with a clear gradient, the median over an image is its edge width. Sharp photos
    measure about 0.85 px (optics and demosaicking are never a delta; measured on the training pairs,
-   below), so the blur added on top is  sigma = sqrt(s^2 - sharp_width^2).
+   below), and the blur added on top is taken as  sigma = sqrt(s^2 - sharp_width^2).
 2. A pair's blur is its SHARPER input's (the minimum over the inputs): a blur that hits a capture hits the
    whole rig (shake, a focus error on both sensors, a soft lens), while one soft input alone is that
    input's nature (thermal optics) or, for multi-focus pairs, the point of fusing.
@@ -29,10 +29,16 @@ chain's is. Noise lowers the estimate (noise adds gradient at every scale), so a
 less, which is also what keeps the filter from amplifying noise.
 
 Calibration (`sharp_width`, `min_width`): on the 425 training pairs at native size, the pair estimate s has
-median 0.84 (0.86 with the long side capped to 512 px), 95th percentile 1.08 and maximum 1.33. sharp_width
-is that median; a pair is deblurred from s >= min_width = 1.12 on, which leaves about 97 % of the clean
-training pairs untouched and deconvolves the others by sigma <= 1.0 px. (A first setting subtracted 1.0 px:
-on the validation bench's blur cells it restored less, mean Qabf 0.005 lower, `allfuse-reg`'s model card.)
+median 0.84 (0.86 with the long side capped to 512 px; 5th percentile 0.66, 10th 0.71), 95th percentile
+1.08 and maximum 1.33. A pair is deblurred from s >= min_width = 1.12 on, which leaves about 97 % of the
+clean training pairs untouched. sharp_width is 0.5, below even the sharpest clean pairs: a median edge
+includes soft scene edges (shading), and the bench's defocus disks and shake paths are deconvolved too
+little by the Gaussian of their measured width. Measured on the validation bench's blur and mix cells
+(allfuse-reg, `bench/quality.py --sections families`): subtracting the clean pairs' median 0.85 px, 20 of
+the 24 blur and mix cells scored 0.002 to 0.020 lower than with 0.5 (mild defocus of infrared + visible
+and multi-exposure pairs 0.317 / 0.409 against 0.336 / 0.429), 2 higher (mild Gaussian blur and mild
+mixes of multi-focus pairs, 0.584 / 0.490 against 0.572 / 0.482) and 2 the same; subtracting 1.0 px
+restored less still (`allfuse-reg`'s model card).
 """
 
 from __future__ import annotations
@@ -63,7 +69,7 @@ TILE_MARGIN_SIGMAS = 8  # each tile's margin, in PSF sigmas (+ 16 px): the inver
 class DeblurConfig(TaskStageConfig):
     """The blind deblurring stage of a model folder (deblur.json; module doc)."""
 
-    sharp_width: float = 0.85  # px, edge width of a sharp capture (subtracted in quadrature)
+    sharp_width: float = 0.5  # px, subtracted in quadrature from the measured width (module doc)
     min_width: float = 1.12  # px, measured pair edge width below which the inputs pass untouched
     max_sigma: float = 4.0  # px, the deconvolution never assumes more blur than this
     balance: float = 0.02  # Wiener-Hunt regularization weight (the restore-then-fuse chains' value)
