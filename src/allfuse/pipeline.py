@@ -340,9 +340,9 @@ class FusionPipeline:
         checked, _, task = self.prepare(images, task)
         if self.exposure is None:
             return 1.0
-        if destripe and self.destripe is not None:
-            checked = destripe_inputs(checked, task, self.destripe)
-        return exposure_gain(checked, task, self.exposure)
+        # the stages before this one (stripe removal) and none after it
+        before = self.restore_inputs(checked, task, False, False, destripe, exposure=False)
+        return exposure_gain(before, task, self.exposure)
 
     def gate_decision(self, images: Sequence[Image], task: Task) -> tuple[float, float]:
         """P(these restored inputs are clean), by the model's gate, and the teacher's rule's weight in the
