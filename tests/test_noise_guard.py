@@ -1,5 +1,5 @@
-"""The refiner's noise guard: on a strongly noisy multi-focus pair the refiner's change is damped or dropped
-(refiner.json `noise_guard`), and nothing else changes."""
+"""The refiner's noise guard: on a strongly noisy multi-focus pair the refiner's change is damped down to a
+floor or dropped (refiner.json `noise_guard`), and nothing else changes."""
 
 import json
 import shutil
@@ -28,9 +28,11 @@ def _pair(noise: float, seed: int = 0) -> list[np.ndarray]:
     return [np.clip(im + rng.normal(0, noise / 255, im.shape), 0, 1).astype(np.float32) for im in (a, b)]
 
 
-def test_guard_weight_ramps_from_one_to_zero() -> None:
+def test_guard_weight_ramps_from_one_to_its_floor() -> None:
     assert guard_weight(2.0, 7.0, 10.0) == 1.0 and guard_weight(12.0, 7.0, 10.0) == 0.0
     assert guard_weight(8.5, 7.0, 10.0) == pytest.approx(0.5)
+    assert guard_weight(2.0, 7.0, 10.0, 0.25) == 1.0 and guard_weight(30.0, 7.0, 10.0, 0.25) == 0.25
+    assert guard_weight(8.5, 7.0, 10.0, 0.25) == pytest.approx(0.625)
 
 
 def test_a_damped_refiner_moves_the_fusion_part_of_the_way() -> None:
@@ -51,8 +53,10 @@ def test_a_damped_refiner_moves_the_fusion_part_of_the_way() -> None:
 
 
 def test_noise_guards_are_checked() -> None:
-    assert check_noise_guard({"mff": [7, 10]}) == {"mff": (7.0, 10.0)}
-    for bad in ({"mff": [10, 7]}, {"mff": [0, 7]}, {"sharpen": [1, 2]}, {"mff": [1]}, [7, 10], {"mff": "7"}):
+    assert check_noise_guard({"mff": [7, 10]}) == {"mff": (7.0, 10.0, 0.0)}
+    assert check_noise_guard({"mff": [7, 10, 0.25]}) == {"mff": (7.0, 10.0, 0.25)}
+    bad_guards = ({"mff": [10, 7]}, {"mff": [0, 7]}, {"sharpen": [1, 2]}, {"mff": [1]}, [7, 10], {"mff": "7"})
+    for bad in (*bad_guards, {"mff": [7, 10, 1.0]}, {"mff": [7, 10, -0.1]}, {"mff": [7, 10, 0.2, 1]}):
         with pytest.raises(ValueError, match="noise_guard"):
             check_noise_guard(bad)
 
@@ -75,21 +79,26 @@ def test_the_shipped_guard_measures_the_pair_and_spares_clean_and_other_tasks() 
     clean, noisy = _pair(0.0), _pair(25.0)
     assert pair_noise(clean) < 3 and pair_noise(noisy) > 12  # luminance averages the channels
     assert pipe.refiner_weight(clean, "mff") == 1.0
-    assert pipe.refiner_weight(noisy, "mff") == 0.0
+    assert pipe.refiner_weight(noisy, "mff") == pipe.noise_guard["mff"][2] < 1
     assert pipe.refiner_weight(noisy, "vif") == 1.0
 
 
-def test_a_dropped_refiner_gives_the_work_side_fusion_and_the_guard_survives_saving(tmp_path) -> None:
+def test_a_guarded_refiner_keeps_its_floor_of_the_change_and_the_guard_survives_saving(tmp_path) -> None:
     pipe = FusionPipeline.from_pretrained("allfuse-reg")
     noisy = _pair(25.0)
-    guarded = pipe(noisy, task="mff", gate=False)
     plain = pipe(noisy, task="mff", gate=False, refine=False, work_side=pipe.work_side)
-    np.testing.assert_allclose(guarded, plain, atol=1e-6)
     pipe.noise_guard = {}
-    assert np.abs(pipe(noisy, task="mff", gate=False) - guarded).max() > 0.02
-    pipe.noise_guard = {"mff": (30.0, 40.0), "mef": (5.0, 6.0)}
+    full = pipe(noisy, task="mff", gate=False)
+    assert np.abs(full - plain).max() > 0.02
+    pipe.noise_guard = {"mff": (7.0, 10.0)}  # no floor: the refiner is dropped
+    np.testing.assert_allclose(pipe(noisy, task="mff", gate=False), plain, atol=1e-6)
+    pipe.noise_guard = {"mff": (7.0, 10.0, 0.25)}  # the floor: a quarter of the refiner's change
+    floor = pipe(noisy, task="mff", gate=False)
+    inside = (full > 0.01) & (full < 0.99)  # where the output's clipping to [0, 1] did not cut the change
+    np.testing.assert_allclose(floor[inside], (plain + 0.25 * (full - plain))[inside], atol=2e-3)
+    pipe.noise_guard = {"mff": (30.0, 40.0, 0.5), "mef": (5.0, 6.0, 0.0)}
     again = FusionPipeline.from_pretrained(pipe.save_pretrained(tmp_path / "copy"))
-    assert again.noise_guard == {"mff": (30.0, 40.0), "mef": (5.0, 6.0)}
+    assert again.noise_guard == {"mff": (30.0, 40.0, 0.5), "mef": (5.0, 6.0, 0.0)}
 
 
 def test_the_command_line_reports_the_guard(tmp_path, capsys) -> None:
@@ -100,6 +109,6 @@ def test_the_command_line_reports_the_guard(tmp_path, capsys) -> None:
     for p, im in zip(paths, _pair(25.0), strict=True):
         write_image(p, im)
     assert main(["fuse", *map(str, paths), "-o", str(tmp_path / "out.png"), "--task", "mff", "-v"]) == 0
-    assert "noise guard 7-10/255: keeps 0% of its change" in capsys.readouterr().out
+    assert "noise guard 7-10/255 (at least 25%): keeps 25% of its change" in capsys.readouterr().out
     assert main(["fuse", *map(str, paths), "-o", str(tmp_path / "vif.png"), "--task", "vif", "-v"]) == 0
     assert "noise guard" not in capsys.readouterr().out  # no guard for infrared + visible pairs

@@ -358,11 +358,12 @@ def guard_line(
     if task not in pipe.noise_guard or pipe.refiner is None:
         return ""
     restored = pipe.gate_inputs(images, task, deblur, destripe, exposure)
-    low, high = pipe.noise_guard[task]
+    low, high, *floor = pipe.noise_guard[task]
     share = pipe.refiner_weight(restored, task)
+    least = f" (at least {floor[0]:.0%})" if floor and floor[0] else ""
     return (
-        f"refiner ({task}): pair noise {pair_noise(restored):.1f}/255, noise guard {low:g}-{high:g}/255: "
-        f"keeps {share:.0%} of its change"
+        f"refiner ({task}): pair noise {pair_noise(restored):.1f}/255, noise guard {low:g}-{high:g}/255"
+        f"{least}: keeps {share:.0%} of its change"
     )
 
 

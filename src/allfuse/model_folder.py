@@ -277,7 +277,7 @@ def save_refiner(
     dtype: torch.dtype = torch.float32,
     info: dict | None = None,
     work_side: int | None = None,
-    noise_guard: dict[str, tuple[float, float]] | None = None,
+    noise_guard: dict[str, tuple[float, float, float]] | None = None,
 ) -> Path:
     """Add a trained refiner to an existing model folder (refiner.safetensors + refiner.json; how it was
     trained goes to training.json); work_side becomes the pipeline's default latent-path side, noise_guard
@@ -290,22 +290,23 @@ def save_refiner(
     return save_part("refiner", net, meta, folder, dtype, info)
 
 
-def check_noise_guard(value: Any) -> dict[str, tuple[float, float]]:
-    """A refiner's noise guard, {task: (low, high)}: the pair's noise level (1/255, allfuse.gate.pair_noise)
-    from which the refiner's change is damped, and from which it is dropped; 0 < low < high. Anything
+def check_noise_guard(value: Any) -> dict[str, tuple[float, float, float]]:
+    """A refiner's noise guard, {task: (low, high, floor)}: the pair's noise level (1/255,
+    allfuse.gate.pair_noise) from which the refiner's change is damped, the level from which it keeps only
+    `floor` of it (0 <= floor < 1; [low, high] alone means floor 0: dropped); 0 < low < high. Anything
     else is a ValueError saying what."""
     if not isinstance(value, dict):
-        raise ValueError(f"noise_guard must map tasks to [low, high], got {value!r}")
+        raise ValueError(f"noise_guard must map tasks to [low, high, floor], got {value!r}")
     out = {}
     for task, bounds in value.items():
-        ok = task in TASKS and isinstance(bounds, (list, tuple)) and len(bounds) == 2
+        ok = task in TASKS and isinstance(bounds, (list, tuple)) and len(bounds) in (2, 3)
         ok = ok and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
-        if not ok or not 0 < bounds[0] < bounds[1]:
+        if not ok or not 0 < bounds[0] < bounds[1] or not 0 <= (bounds[2] if len(bounds) == 3 else 0) < 1:
             raise ValueError(
-                f"noise_guard {task!r}: need a task among {', '.join(TASKS)} and [low, high] with "
-                f"0 < low < high, got {bounds!r}"
+                f"noise_guard {task!r}: need a task among {', '.join(TASKS)} and [low, high, floor] with "
+                f"0 < low < high and 0 <= floor < 1 (floor may be left out: 0), got {bounds!r}"
             )
-        out[task] = (float(bounds[0]), float(bounds[1]))
+        out[task] = (float(bounds[0]), float(bounds[1]), float(bounds[2]) if len(bounds) == 3 else 0.0)
     return out
 
 
@@ -430,7 +431,7 @@ def refiner_meta(folder: Path) -> dict:
     return read_json_object(path) if path.is_file() else {}
 
 
-def load_noise_guard(folder: Path) -> dict[str, tuple[float, float]]:
+def load_noise_guard(folder: Path) -> dict[str, tuple[float, float, float]]:
     """The refiner's noise guard from refiner.json ({} without one); a bad one is a ValueError naming it."""
     try:
         return check_noise_guard(refiner_meta(folder).get("noise_guard", {}))

@@ -117,8 +117,8 @@ class FusionPipeline:
         self.destripe = destripe  # the stripe-removal stage (allfuse.destripe), None = none
         self.gate = gate  # the clean-input gate (allfuse.gate), None = none
         self.exposure = exposure  # the exposure stage (allfuse.exposure), None = none
-        # the refiner's noise guard, {task: (low, high)} (refiner.json; refiner_weight)
-        self.noise_guard: dict[str, tuple[float, float]] = {}
+        # the refiner's noise guard, {task: (low, high, floor)} (refiner.json; refiner_weight)
+        self.noise_guard: dict[str, tuple[float, ...]] = {}
 
     @classmethod
     def from_pretrained(
@@ -449,9 +449,10 @@ class FusionPipeline:
 
     def refiner_weight(self, images: Sequence[Image], task: Task) -> float:
         """How much of the refiner's change these (restored) inputs get: 1 without a noise guard for the
-        task; else 1 up to the guard's `low` noise level (allfuse.gate.pair_noise), 0 from `high` on,
-        linear between. On strongly noisy multi-focus pairs the refiner's per-pixel choice of the sharper
-        input takes noise for detail and copies it into the fusion (MODEL_CARD)."""
+        task; else 1 up to the guard's `low` noise level (allfuse.gate.pair_noise), its `floor` from `high`
+        on, linear between. On strongly noisy multi-focus pairs the refiner's per-pixel choice of the
+        sharper input takes noise for detail and copies it into the fusion (MODEL_CARD); without any of its
+        change, the fusion is the latent path's, upsampled, and softer than it need be."""
         if task not in self.noise_guard:
             return 1.0
         return guard_weight(pair_noise(images), *self.noise_guard[task])

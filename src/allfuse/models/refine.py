@@ -282,10 +282,10 @@ class DampedRefiner(nn.Module):
         return fused.to(out.dtype) + self.weight * (out - fused.to(out.dtype))
 
 
-def guard_weight(noise: float, low: float, high: float) -> float:
-    """The refiner's weight under a noise guard (low, high): 1 up to `low`, 0 from `high` on, linear
-    between."""
-    return min(1.0, max(0.0, (high - noise) / (high - low)))
+def guard_weight(noise: float, low: float, high: float, floor: float = 0.0) -> float:
+    """The refiner's weight under a noise guard (low, high, floor): 1 up to `low`, `floor` from `high` on,
+    linear between."""
+    return floor + (1.0 - floor) * min(1.0, max(0.0, (high - noise) / (high - low)))
 
 
 def classical_source(images: Sequence[np.ndarray], task: str) -> np.ndarray:
