@@ -14,7 +14,8 @@ the gate chose for the pair at each size: allfuse.gate). With
 refiner brings the result back to full size; 0 = full size); bench/quality.py --work-side measures what
 that costs in quality. The last column counts the minor page faults of one run at the largest size (Unix:
 resource.getrusage), what glibc's malloc costs when it unmaps freed blocks (allfuse.devices; run with
-ALLFUSE_MALLOC=0 to see the default).
+ALLFUSE_MALLOC=0 to see the default). The lines after the table time the classical stages alone: the
+rows fuse as multi-focus pairs, where the stripe-removal and denoising stages do not run.
 """
 
 from __future__ import annotations
@@ -90,6 +91,25 @@ def destripe_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]
         both = best_time(lambda s=striped: destripe_image(s, cfg), repeats)[0]
         cells.append(f"{size}²: testing {test:.3f} s, testing and removing (axes {axes}) {both:.3f} s")
     return ["Stripe-removal stage alone (default settings, the first input): " + "; ".join(cells) + "."]
+
+
+def denoise_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]:
+    """The denoising stage alone (allfuse.denoise, default settings, run as for an infrared + visible pair)
+    at each size: measuring both inputs as they are (the demo is clean: what every such pair pays), and
+    measuring plus denoising a copy with Gaussian noise of std 8/255 (what a noisy pair pays)."""
+    from allfuse.denoise import DenoiseConfig, denoise_inputs
+
+    cfg, cells = DenoiseConfig(), []
+    for size, ims in pairs.items():
+        rng = np.random.default_rng(0)
+        noisy = [np.clip(x + rng.normal(0, 8 / 255, x.shape), 0, 1).astype(np.float32) for x in ims]
+        weights = denoise_inputs(noisy, "vif", cfg)[1]
+        test = best_time(lambda ims=ims: denoise_inputs(ims, "vif", cfg), repeats)[0]
+        both = best_time(lambda n=noisy: denoise_inputs(n, "vif", cfg), repeats)[0]
+        done = f"{sum(w > 0 for w in weights)} of {len(weights)} inputs"
+        cells.append(f"{size}²: measuring {test:.3f} s, measuring and denoising ({done}) {both:.3f} s")
+    head = "Denoising stage alone (default settings, the pair as infrared + visible): "
+    return [head + "; ".join(cells) + "."]
 
 
 def measure_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]:
@@ -196,6 +216,7 @@ def main() -> None:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
     lines += ["", *deblur_cost(pairs, args.repeats), *destripe_cost(pairs, args.repeats)]
+    lines += denoise_cost(pairs, args.repeats)
     lines += measure_cost(pairs, args.repeats)
     lines += gate_choices(gated, pairs, task, args.repeats)
     print("\n".join(lines[len(methods) + 3 :]))

@@ -94,6 +94,12 @@ def add_fuse_parser(sub: argparse._SubParsersAction) -> None:
         "stripes",
     )
     p.add_argument(
+        "--no-denoise",
+        action="store_true",
+        default=None,
+        help="skip the model's denoising stage (its denoise.json): leave a noisy input's grain to the model",
+    )
+    p.add_argument(
         "--no-exposure",
         action="store_true",
         default=None,
@@ -208,6 +214,7 @@ MODEL_ONLY = (
     ("--no-deblur", "no_deblur"),
     ("--no-destripe", "no_destripe"),
     ("--no-exposure", "no_exposure"),
+    ("--no-denoise", "no_denoise"),
     ("--no-gate", "no_gate"),
 )
 
@@ -259,6 +266,7 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
         ("--no-deblur", "no_deblur", "deblurring stage"),
         ("--no-destripe", "no_destripe", "stripe-removal stage"),
         ("--no-exposure", "no_exposure", "exposure stage"),
+        ("--no-denoise", "no_denoise", "denoising stage"),
         ("--no-gate", "no_gate", "gate"),
     ):
         if getattr(args, key) and cfg.arch == "joint":
@@ -282,11 +290,15 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
             line = destripe_line(pipe, images, task)
             if line:
                 print(line)
-        if args.verbose and cfg.arch != "joint" and not args.no_exposure:
-            line = exposure_line(pipe, images, task, not args.no_destripe)
+        if args.verbose and cfg.arch != "joint" and not args.no_denoise:
+            line = denoise_line(pipe, images, task, not args.no_destripe)
             if line:
                 print(line)
-        stages = (not args.no_deblur, not args.no_destripe, not args.no_exposure)
+        if args.verbose and cfg.arch != "joint" and not args.no_exposure:
+            line = exposure_line(pipe, images, task, not args.no_destripe, not args.no_denoise)
+            if line:
+                print(line)
+        stages = (not args.no_deblur, not args.no_destripe, not args.no_exposure, not args.no_denoise)
         if args.verbose and cfg.arch != "joint" and not args.no_gate:
             print(gate_line(pipe, images, task, *stages))
         if args.verbose and cfg.arch != "joint":
@@ -301,6 +313,7 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
                 "deblur": not args.no_deblur,
                 "destripe": not args.no_destripe,
                 "exposure": not args.no_exposure,
+                "denoise": not args.no_denoise,
                 "gate": not args.no_gate,
             }
         )
@@ -339,17 +352,41 @@ def destripe_line(pipe, images: list[np.ndarray], task: str) -> str:
     return f"stripe removal ({task}): " + ("; ".join(found) if found else "no stripes found")
 
 
-def exposure_line(pipe, images: list[np.ndarray], task: str, destripe: bool) -> str:
+def denoise_line(pipe, images: list[np.ndarray], task: str, destripe: bool) -> str:
+    """`-v`'s account of the denoising stage for one set of inputs ("" when it does not run)."""
+    from allfuse.denoise import denoise_weight, input_noise
+
+    checked, _, task = pipe.prepare(images, task)
+    cfg = pipe.denoise
+    if cfg is None or task not in cfg.tasks:
+        return ""
+    if destripe and pipe.destripe is not None:  # the stage before this one
+        checked = pipe.restore_inputs(checked, task, False, False, True, False, False)
+    parts = []
+    for i, x in enumerate(checked):
+        noise = input_noise(x)
+        w = denoise_weight(noise, cfg)
+        parts.append(f"input {i + 1} noise {noise:.1f}/255, " + (f"denoised ({w:.0%})" if w else "kept"))
+    return f"denoising ({task}, from {cfg.low:g}/255): " + "; ".join(parts)
+
+
+def exposure_line(pipe, images: list[np.ndarray], task: str, destripe: bool, denoise: bool = True) -> str:
     """`-v`'s account of the exposure stage for one set of inputs ("" when it does not run)."""
     task = pipe.prepare(images, task)[2]
     if pipe.exposure is None or task not in pipe.exposure.tasks:
         return ""
-    gain = pipe.exposure_gain(images, task, destripe)
+    gain = pipe.exposure_gain(images, task, destripe, denoise)
     return f"exposure ({task}): " + (f"under-exposed, gain {gain:.2f}" if gain > 1 else "no gain")
 
 
 def guard_line(
-    pipe, images: list[np.ndarray], task: str, deblur: bool, destripe: bool, exposure: bool
+    pipe,
+    images: list[np.ndarray],
+    task: str,
+    deblur: bool,
+    destripe: bool,
+    exposure: bool,
+    denoise: bool = True,
 ) -> str:
     """`-v`'s account of the refiner's noise guard for one set of inputs ("" without a guard for the task)."""
     from allfuse.gate import pair_noise
@@ -357,7 +394,7 @@ def guard_line(
     task = pipe.prepare(images, task)[2]
     if task not in pipe.noise_guard or pipe.refiner is None:
         return ""
-    restored = pipe.gate_inputs(images, task, deblur, destripe, exposure)
+    restored = pipe.gate_inputs(images, task, deblur, destripe, exposure, denoise)
     low, high, *floor = pipe.noise_guard[task]
     share = pipe.refiner_weight(restored, task)
     least = f" (at least {floor[0]:.0%})" if floor and floor[0] else ""
@@ -368,12 +405,18 @@ def guard_line(
 
 
 def gate_line(
-    pipe, images: list[np.ndarray], task: str, deblur: bool, destripe: bool = True, exposure: bool = True
+    pipe,
+    images: list[np.ndarray],
+    task: str,
+    deblur: bool,
+    destripe: bool = True,
+    exposure: bool = True,
+    denoise: bool = True,
 ) -> str:
     """`-v`'s account of the clean-input gate's choice for one set of inputs."""
     from allfuse.tasks import CLASSICAL_DEFAULT
 
-    task, p, weight = pipe.gate_choice(images, task, deblur, destripe, exposure)
+    task, p, weight = pipe.gate_choice(images, task, deblur, destripe, exposure, denoise)
     if p < 0:
         return f"gate ({task}): none, the model fuses"
     limit, rule = pipe.gate.tasks[task].threshold, CLASSICAL_DEFAULT[task]

@@ -45,6 +45,7 @@ from allfuse.config import (
 )
 from allfuse.data.prompts import CONTROL_TAGS, task_tags
 from allfuse.deblur import DeblurConfig
+from allfuse.denoise import DenoiseConfig
 from allfuse.destripe import DestripeConfig
 from allfuse.exposure import ExposureConfig
 from allfuse.gate import GateConfig
@@ -65,6 +66,7 @@ CORRECTOR_WEIGHTS, CORRECTOR_CONFIG = "corrector.safetensors", "corrector.json"
 DEBLUR_CONFIG = "deblur.json"  # the blind deblurring stage (allfuse.deblur): a config, no weights
 DESTRIPE_CONFIG = "destripe.json"  # the stripe-removal stage (allfuse.destripe): a config, no weights
 EXPOSURE_CONFIG = "exposure.json"  # the exposure stage (allfuse.exposure): a config, no weights
+DENOISE_CONFIG = "denoise.json"  # the denoising stage (allfuse.denoise): a config, no weights
 GATE_CONFIG = "gate.json"  # the clean-input gate (allfuse.gate): a fitted logistic regression, no weights
 PARTS = {"refiner": (REFINER_CONFIG, REFINER_WEIGHTS), "corrector": (CORRECTOR_CONFIG, CORRECTOR_WEIGHTS)}
 LATEST = "latest.json"  # a training run folder's pointer to its newest checkpoint (allfuse.train.checkpoint)
@@ -398,6 +400,16 @@ def load_exposure(folder: Path) -> ExposureConfig | None:
 def save_exposure(cfg: ExposureConfig, folder: str | os.PathLike) -> Path:
     """Add the exposure stage to an existing model folder (exposure.json). Atomic."""
     return save_stage(cfg.to_dict(), folder, EXPOSURE_CONFIG, "exposure")
+
+
+def load_denoise(folder: Path) -> DenoiseConfig | None:
+    """The denoising stage of a model folder (denoise.json's "denoise" entry), or None without one."""
+    return load_stage(folder, DENOISE_CONFIG, "denoise", DenoiseConfig.from_dict, "denoise")
+
+
+def save_denoise(cfg: DenoiseConfig, folder: str | os.PathLike) -> Path:
+    """Add the denoising stage to an existing model folder (denoise.json). Atomic."""
+    return save_stage(cfg.to_dict(), folder, DENOISE_CONFIG, "denoise")
 
 
 def load_gate(folder: Path) -> GateConfig | None:

@@ -38,6 +38,7 @@ from allfuse.data.prompts import (
     tagged_prompt,
 )
 from allfuse.deblur import DeblurConfig, deblur_inputs
+from allfuse.denoise import DenoiseConfig, denoise_inputs
 from allfuse.destripe import DestripeConfig, destripe_inputs
 from allfuse.devices import autocast, keep_freed_memory, parse_device
 from allfuse.exposure import ExposureConfig, expose_inputs, exposure_gain
@@ -51,6 +52,7 @@ from allfuse.model_folder import (
     inference_from_training,
     load_corrector,
     load_deblur,
+    load_denoise,
     load_destripe,
     load_exposure,
     load_gate,
@@ -62,6 +64,7 @@ from allfuse.model_folder import (
     resolve_model_folder,
     save_corrector,
     save_deblur,
+    save_denoise,
     save_destripe,
     save_exposure,
     save_gate,
@@ -100,6 +103,7 @@ class FusionPipeline:
         destripe: DestripeConfig | None = None,
         gate: GateConfig | None = None,
         exposure: ExposureConfig | None = None,
+        denoise: DenoiseConfig | None = None,
     ) -> None:
         if not isinstance(cfg, InferenceConfig):  # a training config: the part inference needs
             cfg = inference_from_training(config_to_dict(cfg))
@@ -117,6 +121,7 @@ class FusionPipeline:
         self.destripe = destripe  # the stripe-removal stage (allfuse.destripe), None = none
         self.gate = gate  # the clean-input gate (allfuse.gate), None = none
         self.exposure = exposure  # the exposure stage (allfuse.exposure), None = none
+        self.denoise = denoise  # the denoising stage (allfuse.denoise), None = none
         # the refiner's noise guard, {task: (low, high, floor)} (refiner.json; refiner_weight)
         self.noise_guard: dict[str, tuple[float, ...]] = {}
 
@@ -165,6 +170,7 @@ class FusionPipeline:
             pipe.deblur = load_deblur(folder)
             pipe.destripe = load_destripe(folder)
             pipe.exposure = load_exposure(folder)
+            pipe.denoise = load_denoise(folder)
             pipe.noise_guard = load_noise_guard(folder) if refiner is not None else {}
             pipe.gate = load_gate(folder)
         return pipe.to(target) if target is not None else pipe
@@ -183,6 +189,8 @@ class FusionPipeline:
             save_destripe(self.destripe, folder)
         if self.exposure is not None:
             save_exposure(self.exposure, folder)
+        if self.denoise is not None:
+            save_denoise(self.denoise, folder)
         if self.gate is not None:
             save_gate(self.gate, folder)
         return folder
@@ -252,6 +260,7 @@ class FusionPipeline:
         gate: bool = True,
         destripe: bool = True,
         exposure: bool = True,
+        denoise: bool = True,
     ) -> Image:
         """Fuse >= 2 same-size images; gray output when every input is gray.
 
@@ -280,12 +289,15 @@ class FusionPipeline:
         exposure: after stripe removal, multiply an under-exposed pair by the gain its headroom asks for
         (allfuse.exposure: the pair's brightest pixels far below white), when the model has that stage
         (exposure.json) for the task.
+        denoise: between those two, replace an input that measures noisy by its non-local-means result
+        (allfuse.denoise; each input measured on its own), when the model has that stage (denoise.json) for
+        the task.
         gate: after those stages, fuse a pair that measures clean by the teacher's classical rule
         instead of the latent path, and mix the rule's fusion into the model's where the gate's blend says
         so (allfuse.gate), when the model has a gate (gate.json) for the task; False: the model alone."""
         images, colour, task = self.prepare(images, task)
         check_options(steps, sampler, tile, work_side, tile_pixels)
-        images = self.restore_inputs(images, task, deblur, correct, destripe, exposure)
+        images = self.restore_inputs(images, task, deblur, correct, destripe, exposure, denoise)
         weight = self.gate_decision(images, task)[1] if gate else 0.0
         limit = DEFAULT_TILE_PIXELS if tile_pixels is None else tile_pixels
         if weight >= 1.0:
@@ -306,12 +318,15 @@ class FusionPipeline:
         correct: bool = True,
         destripe: bool = True,
         exposure: bool = True,
+        denoise: bool = True,
     ) -> list[Image]:
-        """Checked inputs through the stages that precede fusion: stripe removal, the exposure gain, the
-        deblurring stage, then the input corrector, each when the model has it, it is enabled for the task
-        and asked for."""
+        """Checked inputs through the stages that precede fusion: stripe removal, denoising, the exposure
+        gain, the deblurring stage, then the input corrector, each when the model has it, it is enabled for
+        the task and asked for."""
         if destripe and self.destripe is not None:
             images = destripe_inputs(images, task, self.destripe)
+        if denoise and self.denoise is not None:
+            images = denoise_inputs(images, task, self.denoise)[0]
         if exposure and self.exposure is not None:
             images = expose_inputs(images, task, self.exposure)[0]
         if deblur and self.deblur is not None and task in self.deblur.tasks:
@@ -327,21 +342,26 @@ class FusionPipeline:
         deblur: bool = True,
         destripe: bool = True,
         exposure: bool = True,
+        denoise: bool = True,
     ) -> list[Image]:
         """What the gate measures and the rule fuses: the inputs checked and through restore_inputs."""
         checked, _, task = self.prepare(images, task)
-        return self.restore_inputs(checked, task, deblur, True, destripe, exposure)
+        return self.restore_inputs(checked, task, deblur, True, destripe, exposure, denoise)
 
     def exposure_gain(
-        self, images: Sequence[Image], task: Task | str = "auto", destripe: bool = True
+        self,
+        images: Sequence[Image],
+        task: Task | str = "auto",
+        destripe: bool = True,
+        denoise: bool = True,
     ) -> float:
         """The gain the exposure stage gives these inputs, as __call__ would (`allfuse fuse -v`); 1.0 when
         the model has no such stage or it does not run for the task."""
         checked, _, task = self.prepare(images, task)
-        if self.exposure is None:
+        if self.exposure is None or task not in self.exposure.tasks:
             return 1.0
-        # the stages before this one (stripe removal) and none after it
-        before = self.restore_inputs(checked, task, False, False, destripe, exposure=False)
+        # the stages before this one (stripe removal, denoising) and none after it
+        before = self.restore_inputs(checked, task, False, False, destripe, False, denoise)
         return exposure_gain(before, task, self.exposure)
 
     def gate_decision(self, images: Sequence[Image], task: Task) -> tuple[float, float]:
@@ -359,13 +379,14 @@ class FusionPipeline:
         deblur: bool = True,
         destripe: bool = True,
         exposure: bool = True,
+        denoise: bool = True,
     ) -> tuple[Task, float, float]:
         """What the gate decides for these inputs, as __call__ would (`allfuse fuse -v`, the benches): the
         task, P(clean) (-1.0 without a gate for the task) and the rule's weight (gate_decision)."""
         task = self.prepare(images, task)[2]
         if self.gate is None or task not in self.gate.tasks:
             return task, -1.0, 0.0
-        inputs = self.gate_inputs(images, task, deblur, destripe, exposure)
+        inputs = self.gate_inputs(images, task, deblur, destripe, exposure, denoise)
         return task, *self.gate_decision(inputs, task)
 
     def prepare(self, images: Sequence[Image], task: Task | str) -> tuple[list[Image], bool, Task]:

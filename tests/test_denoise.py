@@ -1,0 +1,122 @@
+"""The denoising stage: an input that measures noisy is replaced by its non-local-means result, each input on
+its own; clean inputs, and tasks the stage is not configured for, are left as they are."""
+
+import json
+
+import numpy as np
+import pytest
+from skimage import data
+from skimage.transform import resize
+from stage_folder import check_stage_file
+
+from allfuse.denoise import DenoiseConfig, denoise_inputs, denoise_weight, denoise_weights, input_noise
+from allfuse.io import find_pairs
+from allfuse.model_folder import load_denoise, save_denoise
+from allfuse.pipeline import FusionPipeline
+
+CFG = DenoiseConfig()
+
+
+def _photo(name: str = "astronaut", side: int = 192) -> np.ndarray:
+    x = getattr(data, name)().astype(np.float32) / 255.0
+    return resize(x, (side, side) if x.ndim == 2 else (side, side, 3), anti_aliasing=True).astype(np.float32)
+
+
+def _noisy(x: np.ndarray, std: float, seed: int = 0) -> np.ndarray:
+    """x plus Gaussian noise of `std` in 1/255 steps."""
+    rng = np.random.default_rng(seed)
+    return np.clip(x + rng.normal(0, std / 255, x.shape), 0, 1).astype(np.float32)
+
+
+def _mse(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean((a - b) ** 2))
+
+
+def test_a_noisy_input_is_denoised_and_a_clean_one_kept() -> None:
+    ir, vis = _photo("camera"), _photo()
+    noisy_vis = _noisy(vis, 10)
+    assert input_noise(ir) < CFG.low and input_noise(noisy_vis) > CFG.high
+    out, weights = denoise_inputs([ir, noisy_vis], "vif", CFG)
+    assert weights == [0.0, 1.0]
+    assert out[0] is ir  # each input is measured on its own: the clean infrared image is untouched
+    assert out[1].shape == vis.shape and out[1].dtype == np.float32
+    assert _mse(out[1], vis) < _mse(noisy_vis, vis) / 2
+
+
+def test_the_stage_runs_only_for_its_tasks() -> None:
+    noisy = [_noisy(_photo("camera"), 10), _noisy(_photo(), 10, seed=1)]
+    for task in ("mef", "mff"):
+        out, weights = denoise_inputs(noisy, task, CFG)
+        assert weights == [0.0, 0.0] and all(a is b for a, b in zip(out, noisy, strict=True))
+    assert denoise_weights(noisy, "mff", DenoiseConfig(tasks=("vif", "mff"))) == [1.0, 1.0]
+
+
+def test_the_weight_ramps_without_a_jump() -> None:
+    levels = np.linspace(0, 10, 401)
+    weights = np.array([denoise_weight(n, CFG) for n in levels])
+    assert weights[levels <= CFG.low].max() == 0.0 and weights[levels >= CFG.high].min() == 1.0
+    assert np.all(np.diff(weights) >= 0)
+    assert np.abs(np.diff(weights)).max() <= (levels[1] - levels[0]) / (CFG.high - CFG.low) + 1e-9
+
+
+def test_a_partial_weight_mixes_input_and_filter() -> None:
+    vis = _photo()
+    noisy = _noisy(vis, 4.0)
+    n = input_noise(noisy)
+    cfg = DenoiseConfig(low=n - 1.0, high=n + 1.0)  # this input sits half way up the ramp
+    out, weights = denoise_inputs([noisy], "vif", cfg)
+    full = denoise_inputs([noisy], "vif", DenoiseConfig(low=n - 2.0, high=n - 1.0))[0][0]
+    assert weights[0] == pytest.approx(0.5)
+    np.testing.assert_allclose(out[0], np.clip(noisy + 0.5 * (full - noisy), 0, 1), atol=1e-6)
+
+
+def test_no_clean_benchmark_input_is_denoised(shared_data) -> None:
+    """The module doc's calibration: `low` sits above every clean infrared and visible image."""
+    for folder in ("ivif/TNO", "ivif/RoadScene", "ivif/MSRS"):
+        for pair in find_pairs(shared_data / folder):
+            assert denoise_weights(pair.load()[0], "vif", CFG) == [0.0, 0.0], pair.name
+
+
+def test_config_is_checked_and_round_trips(tmp_path) -> None:
+    with pytest.raises(ValueError, match="denoise"):
+        DenoiseConfig(low=5.0, high=4.0)
+    with pytest.raises(ValueError, match="denoise"):
+        DenoiseConfig(low=0.0, high=4.0)
+    with pytest.raises(ValueError, match="denoise"):
+        DenoiseConfig(tasks=("sharpen",))
+    cfg = DenoiseConfig(low=3.0, high=6.0, tasks=("vif", "mff"))
+    assert DenoiseConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    bad = '{"denoise": {"sigma": 2}}'
+    check_stage_file(tmp_path, cfg, load_denoise, save_denoise, "denoise.json", bad)
+
+
+@pytest.mark.parametrize("name", ["allfuse-reg", "allfuse-fm"])
+def test_shipped_models_denoise_before_the_gate_and_keep_it_when_saved(name: str, tmp_path) -> None:
+    pipe = FusionPipeline.from_pretrained(name)
+    assert pipe.denoise is not None and pipe.denoise.tasks == ("vif",)
+    ir, vis = _photo("camera"), _photo()
+    noisy = [ir, _noisy(vis, 10)]
+    seen = pipe.gate_inputs(noisy, "vif", deblur=False)
+    kept = pipe.gate_inputs(noisy, "vif", deblur=False, denoise=False)
+    assert _mse(seen[1], vis) < _mse(kept[1], vis) / 2
+    np.testing.assert_array_equal(seen[0], kept[0])
+    again = FusionPipeline.from_pretrained(pipe.save_pretrained(tmp_path / "copy"))
+    assert again.denoise == pipe.denoise
+
+
+def test_the_command_line_reports_and_can_skip_the_stage(tmp_path, capsys) -> None:
+    from allfuse.cli import main
+    from allfuse.io import read_image, write_image
+
+    ir, vis = _photo("camera"), _photo()
+    paths = [tmp_path / "ir.png", tmp_path / "vis.png"]
+    write_image(paths[0], ir)
+    write_image(paths[1], _noisy(vis, 12))
+    outs = {flag: tmp_path / f"out{i}.png" for i, flag in enumerate(("-v", "--no-denoise"))}
+    for flag, out in outs.items():
+        assert main(["fuse", *map(str, paths), "-o", str(out), "--task", "vif", flag]) == 0
+    said = capsys.readouterr().out
+    assert "denoising (vif, from 3.5/255): input 1 noise" in said and "input 2 noise" in said
+    assert "kept; input 2" in said and "denoised (100%)" in said
+    on, off = (read_image(out).astype(np.float32) / 255 for out in outs.values())
+    assert input_noise(on) < input_noise(off)
