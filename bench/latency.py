@@ -96,13 +96,14 @@ def destripe_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]
 def denoise_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]:
     """The denoising stage alone (allfuse.denoise, default settings, run as for an infrared + visible pair)
     at each size: measuring both inputs as they are (the demo is clean: what every such pair pays), and
-    measuring plus denoising a copy with Gaussian noise of std 8/255 (what a noisy pair pays)."""
+    measuring plus denoising a copy with Gaussian noise that measures about 8/255 where the stage measures
+    it, at a long side of 512 px (std 8/255 x side / 512 at full size: what a noisy pair pays)."""
     from allfuse.denoise import DenoiseConfig, denoise_inputs
 
     cfg, cells = DenoiseConfig(), []
     for size, ims in pairs.items():
-        rng = np.random.default_rng(0)
-        noisy = [np.clip(x + rng.normal(0, 8 / 255, x.shape), 0, 1).astype(np.float32) for x in ims]
+        rng, std = np.random.default_rng(0), 8 / 255 * max(1.0, size / 512)
+        noisy = [np.clip(x + rng.normal(0, std, x.shape), 0, 1).astype(np.float32) for x in ims]
         weights = denoise_inputs(noisy, "vif", cfg)[1]
         test = best_time(lambda ims=ims: denoise_inputs(ims, "vif", cfg), repeats)[0]
         both = best_time(lambda n=noisy: denoise_inputs(n, "vif", cfg), repeats)[0]

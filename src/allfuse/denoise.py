@@ -20,17 +20,24 @@ Thresholds: on the 262 clean infrared + visible pairs of the shared benchmark th
 the ramp starts above it, at `low` 3.5. The bench's noisy inputs measure 4.0-6.5 (mild noise, visible),
 4.4-7.4 (low light, visible) and 8-17 (strong noise): `high` 4.5 gives them all of it. A partial weight is
 a poor compromise, not a safe one: a ramp over 4-6 left the bench's mild low light at Qabf 0.491 and a
-ramp over 3.5-5 at 0.577, while the full filter gives 0.643 (no stage: 0.487).
+ramp over 3.5-5 at 0.577, while the full filter gives 0.643 (allfuse-reg; no stage: 0.487).
 
 Tasks: infrared + visible only in the shipped models. On exposure and focus pairs non-local means lost Qabf
 on the main validation bench (MEF 0.358 -> 0.340) and left flat, waxy patches that raised BRISQUE (MEF 47.4
--> 52.2, MFF 30.8 -> 36.3); the latent path denoises those better. Cost: about 0.3 s for a 512² RGB image
-and 1.6 s at 1024² (2 threads), paid only by an input that measures noisy; measuring costs a few ms.
+-> 52.2, MFF 30.8 -> 36.3; bench/results/tried/reg-denoise-nlm_main.md); the latent path denoises those
+better.
+
+Measured at 512 px, an input's noise is what the latent path (which runs at that side: refiner.json's
+work_side) sees: a 1024² image needs noise of about twice the std at full size to measure as noisy.
+Cost (bench/latency.py, 2 cores): measuring a pair 0.004 s at 1024²; filtering two colour inputs, in
+parallel threads, about 0.3 s at 512² and 1.7 s at 1024², paid only by inputs that measure noisy.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,16 +85,19 @@ def denoise_weights(images: Sequence[Image], task: str, cfg: DenoiseConfig) -> l
 
 def denoise_inputs(images: Sequence[Image], task: str, cfg: DenoiseConfig) -> tuple[list[Image], list[float]]:
     """The inputs, each one that measures noisy moved toward its non-local-means result by its weight (the
-    same array when its weight is 0); and the weights."""
+    same array when its weight is 0); and the weights. Several noisy inputs are filtered in parallel
+    threads (scikit-image's non-local means releases the GIL), at most one per CPU core."""
     from allfuse.baselines.restoration import denoise_nlm
 
     weights = denoise_weights(images, task, cfg)
-    out: list[Image] = []
-    for x, w in zip(images, weights, strict=True):
-        if w == 0.0:
-            out.append(x)
-            continue
-        x = np.asarray(x, np.float32)
-        y = denoise_nlm(x)
-        out.append(y if w == 1.0 else np.clip(x + np.float32(w) * (y - x), 0.0, 1.0))
+    noisy = [i for i, w in enumerate(weights) if w > 0.0]
+    out = list(images)
+    if not noisy:
+        return out, weights
+    xs = [np.asarray(images[i], np.float32) for i in noisy]
+    with ThreadPoolExecutor(max_workers=max(1, min(len(xs), os.cpu_count() or 1))) as pool:
+        ys = list(pool.map(denoise_nlm, xs))
+    for i, x, y in zip(noisy, xs, ys, strict=True):
+        w = np.float32(weights[i])
+        out[i] = y if w == 1.0 else np.clip(x + w * (y - x), 0.0, 1.0)
     return out, weights
