@@ -9,7 +9,15 @@ from skimage import data
 from skimage.transform import resize
 from stage_folder import check_stage_file
 
-from allfuse.denoise import DenoiseConfig, denoise_inputs, denoise_weight, denoise_weights, input_noise
+from allfuse.baselines.restoration import denoise_nlm
+from allfuse.denoise import (
+    DenoiseConfig,
+    denoise_images,
+    denoise_inputs,
+    denoise_weight,
+    denoise_weights,
+    input_noise,
+)
 from allfuse.io import find_pairs
 from allfuse.model_folder import load_denoise, save_denoise
 from allfuse.pipeline import FusionPipeline
@@ -41,6 +49,18 @@ def test_a_noisy_input_is_denoised_and_a_clean_one_kept() -> None:
     assert out[0] is ir  # each input is measured on its own: the clean infrared image is untouched
     assert out[1].shape == vis.shape and out[1].dtype == np.float32
     assert _mse(out[1], vis) < _mse(noisy_vis, vis) / 2
+
+
+@pytest.mark.parametrize("gray", [False, True])
+def test_tiles_give_the_whole_images_result(gray: bool) -> None:
+    """Each tile is filtered with the margin non-local means reads and the whole image's sigma: no seam."""
+    x = _noisy(_photo(side=150), 12)
+    x = x.mean(axis=2) if gray else x
+    other = _noisy(_photo("coffee", side=100), 20, seed=1)  # filtered alongside, with its own sigma
+    tiled, tiled_other = denoise_images([x, other], tile=64)  # 3 x 3 tiles, the last ones narrower
+    np.testing.assert_allclose(tiled, denoise_nlm(x), atol=1e-6)
+    np.testing.assert_allclose(tiled_other, denoise_nlm(other), atol=1e-6)
+    assert _mse(tiled, x) > 1e-4  # it did filter
 
 
 def test_the_stage_runs_only_for_its_tasks() -> None:

@@ -29,8 +29,10 @@ better.
 
 Measured at 512 px, an input's noise is what the latent path (which runs at that side: refiner.json's
 work_side) sees: a 1024² image needs noise of about twice the std at full size to measure as noisy.
-Cost (bench/latency.py, 2 cores): measuring a pair 0.004 s at 1024²; filtering two colour inputs, in
-parallel threads, about 0.3 s at 512² and 1.7 s at 1024², paid only by inputs that measure noisy.
+Large inputs are filtered in 512 px tiles, each with the few pixels of its surroundings that non-local
+means reads and the whole image's noise sigma, so the result is the whole image's, in bounded memory; the
+tiles run in parallel threads. Cost (bench/latency.py, 2 cores): measuring a pair 0.004 s at 1024²;
+filtering is paid only by inputs that measure noisy (the bench's line times two colour inputs).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ import numpy as np
 
 from allfuse.color import to_gray
 from allfuse.types import TASKS, Image, TaskStageConfig
+
+TILE = 512  # px: side of the tiles large inputs are filtered in (denoise_image)
 
 
 @dataclass(frozen=True)
@@ -83,21 +87,49 @@ def denoise_weights(images: Sequence[Image], task: str, cfg: DenoiseConfig) -> l
     return [denoise_weight(input_noise(x), cfg) for x in images]
 
 
-def denoise_inputs(images: Sequence[Image], task: str, cfg: DenoiseConfig) -> tuple[list[Image], list[float]]:
-    """The inputs, each one that measures noisy moved toward its non-local-means result by its weight (the
-    same array when its weight is 0); and the weights. Several noisy inputs are filtered in parallel
-    threads (scikit-image's non-local means releases the GIL), at most one per CPU core."""
-    from allfuse.baselines.restoration import denoise_nlm
+def denoise_images(images: Sequence[Image], tile: int = TILE) -> list[Image]:
+    """Non-local means of each image (allfuse.baselines.restoration.denoise_nlm) in tiles of at most `tile`
+    px a side, each filtered with NLM_REACH px of its surroundings and its whole image's noise sigma, so
+    the result equals each whole image's filtered at once, in bounded memory. All tiles of all images run
+    in parallel threads (scikit-image's non-local means releases the GIL), one per CPU core."""
+    from allfuse.baselines.restoration import NLM_REACH, denoise_nlm, noise_sigma
 
+    xs = [np.asarray(im, np.float32) for im in images]
+    outs = [np.empty_like(x) for x in xs]
+    jobs = []
+    for x, out in zip(xs, outs, strict=True):
+        sigma = noise_sigma(x)
+        if not sigma > 0:
+            out[...] = x
+            continue
+        h, w = x.shape[:2]
+        jobs += [
+            (x, out, sigma, (y0, min(h, y0 + tile), x0, min(w, x0 + tile)))
+            for y0 in range(0, h, tile)
+            for x0 in range(0, w, tile)
+        ]
+
+    def run(job: tuple[np.ndarray, np.ndarray, float, tuple[int, int, int, int]]) -> None:
+        x, out, sigma, (y0, y1, x0, x1) = job
+        h, w = x.shape[:2]
+        top, left = max(0, y0 - NLM_REACH), max(0, x0 - NLM_REACH)
+        y = denoise_nlm(x[top : min(h, y1 + NLM_REACH), left : min(w, x1 + NLM_REACH)], sigma)
+        out[y0:y1, x0:x1] = y[y0 - top : y1 - top, x0 - left : x1 - left]
+
+    if jobs:
+        with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
+            list(pool.map(run, jobs))
+    return outs
+
+
+def denoise_inputs(images: Sequence[Image], task: str, cfg: DenoiseConfig) -> tuple[list[Image], list[float]]:
+    """The inputs, each one that measures noisy moved toward its non-local-means result (denoise_images) by
+    its weight (the same array when its weight is 0); and the weights."""
     weights = denoise_weights(images, task, cfg)
     noisy = [i for i, w in enumerate(weights) if w > 0.0]
     out = list(images)
-    if not noisy:
-        return out, weights
     xs = [np.asarray(images[i], np.float32) for i in noisy]
-    with ThreadPoolExecutor(max_workers=max(1, min(len(xs), os.cpu_count() or 1))) as pool:
-        ys = list(pool.map(denoise_nlm, xs))
-    for i, x, y in zip(noisy, xs, ys, strict=True):
+    for i, x, y in zip(noisy, xs, denoise_images(xs), strict=True):
         w = np.float32(weights[i])
         out[i] = y if w == 1.0 else np.clip(x + w * (y - x), 0.0, 1.0)
     return out, weights

@@ -17,16 +17,34 @@ from allfuse.types import Image
 BLUR_SIGMA = 1.5
 
 
-def denoise_nlm(image: np.ndarray) -> Image:
-    """Non-local means (Buades et al. 2005) with sigma from a wavelet MAD estimate (Donoho 1994)."""
+NLM_PATCH, NLM_DISTANCE = 5, 6  # px: non-local means' patch side and search distance
+NLM_REACH = NLM_DISTANCE + NLM_PATCH // 2  # px: how far from a pixel the pixels that set it lie
+
+
+def noise_sigma(image: np.ndarray) -> float:
+    """Noise std of an image (gray or RGB, channels averaged): a wavelet MAD estimate (Donoho 1994)."""
+    x = check_image(image)
+    return float(estimate_sigma(x, channel_axis=-1 if x.ndim == 3 else None, average_sigmas=True))
+
+
+def denoise_nlm(image: np.ndarray, sigma: float | None = None) -> Image:
+    """Non-local means (Buades et al. 2005) for a noise std `sigma`, by default noise_sigma(image). A pixel
+    depends on the pixels within NLM_REACH of it only, so crops of an image with that much margin, given
+    the whole image's sigma, give the whole image's result (allfuse.denoise tiles large images so)."""
     x = check_image(image)
     axis = -1 if x.ndim == 3 else None
-    sigma = float(estimate_sigma(x, channel_axis=axis, average_sigmas=True))
+    sigma = noise_sigma(x) if sigma is None else sigma
     if not sigma > 0:
         return x
     # h = 0.8 sigma with sigma passed in: scikit-image's advice for fast_mode (it subtracts 2 sigma^2).
     y = denoise_nl_means(
-        x, h=0.8 * sigma, sigma=sigma, fast_mode=True, patch_size=5, patch_distance=6, channel_axis=axis
+        x,
+        h=0.8 * sigma,
+        sigma=sigma,
+        fast_mode=True,
+        patch_size=NLM_PATCH,
+        patch_distance=NLM_DISTANCE,
+        channel_axis=axis,
     )
     return np.clip(y, 0.0, 1.0).astype(np.float32)
 
