@@ -6,7 +6,7 @@ On infrared + visible pairs it does not: a dark, grainy visible image (the bench
 linear light, the sensor's shot and read noise at that light level, 8-bit quantization) comes out of the
 latent path with most of its grain, and Qabf against the clean sources counts grain as lost edges. There
 the chains' own first step, non-local means (Buades, Coll & Morel 2005; allfuse.baselines.restoration.
-denoise_nlm: the patch distance's noise sigma from a wavelet MAD estimate, h = 0.8 sigma), wins by far.
+denoise_nlm: the noise sigma from a wavelet MAD estimate, h = 0.8 sigma), wins by far.
 
 Measure: each input's noise std by the gate's estimator (allfuse.gate.noise_std: the median absolute
 deviation of the finest diagonal Haar detail, on the luminance at a long side of at most 512, in 1/255
