@@ -60,19 +60,22 @@ def best_time(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
 
 
 def deblur_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]:
-    """The deblurring stage alone (allfuse.deblur, default settings) on the pair at each size: measuring
-    the blur, and measuring plus deconvolving both inputs; whole-pipeline rows differ by less than their
-    run-to-run spread, so the stage's own cost is timed directly."""
-    from allfuse.deblur import DeblurConfig, deblur_inputs, pair_blur
+    """The deblurring stage alone (allfuse.deblur, allfuse-reg's settings) on the pair at each size:
+    measuring the blur, and measuring plus deconvolving both inputs; whole-pipeline rows differ by less
+    than their run-to-run spread, so the stage's own cost is timed directly."""
+    from allfuse.deblur import deblur_inputs, pair_psf
+    from allfuse.model_folder import load_deblur, resolve_model_folder
 
-    cfg, cells = DeblurConfig(), []
+    cfg, cells = load_deblur(resolve_model_folder("allfuse-reg")), []
     for size, ims in pairs.items():
-        sigma = pair_blur(ims, cfg)
-        measure = best_time(lambda ims=ims: pair_blur(ims, cfg), repeats)[0]
+        psf = pair_psf(ims, cfg)
+        measure = best_time(lambda ims=ims: pair_psf(ims, cfg), repeats)[0]
         whole = best_time(lambda ims=ims: deblur_inputs(ims, cfg), repeats)[0]
-        what = f"deconvolving too (sigma {sigma:.2f} px) {whole:.3f} s" if sigma else "measured as sharp"
+        stds = np.sqrt(np.linalg.eigvalsh(np.eye(2) * psf**2 if np.ndim(psf) == 0 else psf))
+        found = f"PSF std {stds[1]:.2f} x {stds[0]:.2f} px" if stds[1] > 0 else ""
+        what = f"deconvolving too ({found}) {whole:.3f} s" if found else "measured as sharp"
         cells.append(f"{size}²: measuring {measure:.3f} s, {what}")
-    return ["Deblurring stage alone (default settings, the same pairs): " + "; ".join(cells) + "."]
+    return ["Deblurring stage alone (allfuse-reg's settings, the same pairs): " + "; ".join(cells) + "."]
 
 
 def destripe_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]:

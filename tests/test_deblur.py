@@ -17,6 +17,8 @@ from allfuse.deblur import (
     deblur_inputs,
     edge_width,
     pair_blur,
+    pair_psf,
+    psf_covariance,
     wiener_gaussian,
 )
 from allfuse.model_folder import resolve_model_folder
@@ -86,7 +88,56 @@ def test_deblurring_restores_a_blurred_photo_in_gray_and_colour() -> None:
         assert psnr(out, x) > psnr(soft, x) + 1.0
 
 
+def elliptic_blur(x: np.ndarray, major: float, minor: float, degrees: float) -> np.ndarray:
+    """x blurred by a Gaussian of std `major` along the direction `degrees` (x right, y down) and `minor`
+    across it."""
+    r = int(np.ceil(4 * major))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1].astype(np.float64)
+    t = np.deg2rad(degrees)
+    along, across = xx * np.cos(t) + yy * np.sin(t), -xx * np.sin(t) + yy * np.cos(t)
+    k = np.exp(-0.5 * ((along / major) ** 2 + (across / minor) ** 2))
+    return cv2.filter2D(x, -1, (k / k.sum()).astype(np.float32), borderType=cv2.BORDER_REFLECT)
+
+
+def axis_of(cov: np.ndarray) -> tuple[float, float]:
+    """The direction (degrees in [0, 180)) of a covariance's major axis and its axis-std ratio."""
+    variances, axes = np.linalg.eigh(cov)
+    degrees = np.rad2deg(np.arctan2(axes[1, 1], axes[0, 1])) % 180.0
+    return float(degrees), float(np.sqrt(variances[1] / max(variances[0], 1e-9)))
+
+
+def test_the_elliptic_psf_finds_the_blur_direction_and_restores_more_than_the_round_one() -> None:
+    x = np.ascontiguousarray(skdata.astronaut()[:384, :384].astype(np.float32) / 255.0)
+    cfg = DeblurConfig(anisotropic=True)
+    for degrees in (30.0, 120.0):
+        soft = elliptic_blur(x, 2.6, 0.9, degrees)
+        psf = pair_psf([soft], cfg)
+        assert np.shape(psf) == (2, 2)
+        found, ratio = axis_of(psf)
+        assert abs((found - degrees + 90.0) % 180.0 - 90.0) < 15.0, (degrees, found)
+        assert ratio > 1.6, (degrees, ratio)
+        (elliptic, *_), _ = deblur_inputs([soft], cfg)
+        (round_, *_), _ = deblur_inputs([soft], DeblurConfig())
+        assert psnr(elliptic, x) > psnr(round_, x) + 0.3 > psnr(soft, x) + 0.3
+    # a round blur is measured round, and sharp inputs still pass untouched
+    assert axis_of(pair_psf([blur(x, 2.0)], cfg))[1] < 1.35
+    assert pair_psf([x], cfg) == 0.0
+
+
+def test_an_elliptic_psf_of_equal_axes_is_the_round_one() -> None:
+    x = blur(photo(), 1.6)
+    np.testing.assert_allclose(
+        wiener_gaussian(x, np.eye(2) * 1.6**2, 0.02), wiener_gaussian(x, 1.6, 0.02), atol=1e-5
+    )
+    for bad in (np.array([[1.0, 2.0], [0.0, 1.0]]), np.array([[1.0, 0.0], [0.0, -1.0]]), np.eye(3)):
+        with pytest.raises(ValueError, match="Gaussian PSF"):
+            psf_covariance(bad)
+
+
 def test_bad_configs_are_refused() -> None:
+    assert DeblurConfig.from_dict({"tasks": ["mff"]}).anisotropic is False  # folders written before it
+    with pytest.raises(ValueError, match="anisotropic true or false"):
+        DeblurConfig(anisotropic="yes")  # type: ignore[arg-type]
     for bad in ({"min_width": 0.5}, {"balance": 0.0}, {"tasks": ("sharpen",)}, {"max_sigma": 0.0}):
         with pytest.raises(ValueError, match="bad deblur config"):
             DeblurConfig(**bad)
@@ -95,7 +146,7 @@ def test_bad_configs_are_refused() -> None:
 
 def test_the_shipped_pipeline_deblurs_blurred_inputs_first_and_leaves_sharp_ones(tmp_path) -> None:
     pipe = FusionPipeline.from_pretrained("allfuse-reg")
-    assert pipe.deblur == DeblurConfig()
+    assert pipe.deblur == DeblurConfig(anisotropic=True)
     x = photo()
     sharp = [x, x[:, ::-1].copy()]
     np.testing.assert_array_equal(pipe(sharp, task="vif"), pipe(sharp, task="vif", deblur=False))

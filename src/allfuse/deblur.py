@@ -23,6 +23,18 @@ but only where the inputs are blurred and with the blur measured, so sharp input
    Here the Gaussian's transfer function is analytic and the FFT is torch's, about 5 times faster than the
    scikit-image call at 1024 x 1024 (`bench/latency.py` shows the cost with the rest of the pipeline). A
    colour image's luminance is deconvolved and the change added to its three channels.
+4. With `anisotropic` (the shipped models), the PSF is an elliptic Gaussian: at an edge whose gradient
+   points along n = (cos theta, sin theta), a blur of covariance C widens the edge profile by the PSF's
+   std along n, so s(theta)^2 = n^T C n. The median width in each of 4 bins of edge direction (0, 45, 90,
+   135 degrees) gives 4 such equations for C's 3 entries, solved by least squares; sharp_width^2 comes off
+   each of C's variances (its eigenvalues) and the filter's transfer function is H(f) = exp(-2 pi^2 f^T C f).
+   A round blur is fitted round (axis ratio within about 1.1 on a photo blurred by sigma 2), an elliptic
+   one along its axis (within about 6 degrees on the tests' photo). Shake, astigmatism and a lens soft in
+   one direction blur unevenly. Measured on the validation bench's families (`bench/quality.py`; the
+   bench's Gaussian blur is elliptic, its shake a curved path; the training generator's blur is round),
+   against the round PSF, allfuse-reg: every Gaussian blur cell up by 0.012 to 0.044 Qabf, mild
+   multi-focus motion blur by 0.032, defocus and the other motion cells within -0.002 to +0.004 (the model
+   cards). A bin with fewer than MIN_BIN_EDGES edge pixels leaves the round PSF.
 
 A Gaussian is not every PSF (defocus is a disk, shake a path): the deconvolution is partial there, as the
 chain's is. Noise lowers the estimate (noise adds gradient at every scale), so a noisy image is deblurred
@@ -45,7 +57,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -59,6 +71,8 @@ from allfuse.types import TASKS, Image, TaskStageConfig
 REBLUR_SIGMA = 1.0  # s0 of the re-blur ratio, px
 MIN_EDGE_GRADIENT = 0.1  # Sobel magnitude (of [0, 1] luminance) an edge pixel needs to be measured
 MIN_EDGES = 200  # fewer measured edge pixels: no estimate (a flat or tiny image)
+ORIENTATION_BINS = 4  # edge directions the elliptic PSF is fitted over: 0, 45, 90 and 135 degrees
+MIN_BIN_EDGES = 50  # fewer edge pixels in a direction: no elliptic fit, the round PSF
 BAND_PIXELS = 1 << 20  # edge_width measures large images in bands of rows of about this many pixels
 BAND_MARGIN = 16  # rows of context above and below each band (the filters reach 4 px)
 TILE = 1024  # px, wiener_gaussian transforms larger images in tiles of this side
@@ -74,13 +88,16 @@ class DeblurConfig(TaskStageConfig):
     max_sigma: float = 4.0  # px, the deconvolution never assumes more blur than this
     balance: float = 0.02  # Wiener-Hunt regularization weight (the restore-then-fuse chains' value)
     tasks: tuple[str, ...] = ("vif", "mef", "mff")
+    # the PSF an elliptic Gaussian fitted to the edge widths by edge orientation (module doc, step 4);
+    # False (and folders written before it existed): a round Gaussian of the median width
+    anisotropic: bool = False
 
     def __post_init__(self) -> None:
         ok = 0 <= self.sharp_width < self.min_width and self.max_sigma > 0 and self.balance > 0
-        if not ok or not set(self.tasks) <= set(TASKS):
+        if not ok or not set(self.tasks) <= set(TASKS) or not isinstance(self.anisotropic, bool):
             raise ValueError(
-                "bad deblur config: need 0 <= sharp_width < min_width, max_sigma > 0, balance > 0 and tasks "
-                f"among {', '.join(TASKS)}: {self}"
+                "bad deblur config: need 0 <= sharp_width < min_width, max_sigma > 0, balance > 0, tasks "
+                f"among {', '.join(TASKS)} and anisotropic true or false: {self}"
             )
 
 
@@ -89,31 +106,65 @@ def edge_width(image: Image, band_pixels: int = BAND_PIXELS) -> float | None:
     (module doc, step 1); None when it has fewer than MIN_EDGES measurable edge pixels. Measured in bands
     of rows of about `band_pixels` pixels (overlapping by BAND_MARGIN rows, each row counted once), so a
     large image costs a few band-sized maps, not several image-sized ones."""
+    samples = edge_samples(image, band_pixels)
+    return None if samples is None else float(np.median(samples[0]))
+
+
+def edge_samples(image: Image, band_pixels: int = BAND_PIXELS) -> tuple[np.ndarray, np.ndarray] | None:
+    """The Gaussian edge width s (px) at each measurable Canny edge pixel of an image and the direction
+    of its gradient (radians), measured in bands of rows as edge_width says; None when there are fewer
+    than MIN_EDGES."""
     x = np.asarray(image, dtype=np.float32)
     h, w = x.shape[:2]
     rows = max(1, band_pixels // max(w, 1))
-    ratios = []
+    ratios, angles = [], []
     for top in range(0, h, rows):
         a, b = max(top - BAND_MARGIN, 0), min(top + rows + BAND_MARGIN, h)
-        idx, r = edge_ratios(to_gray(x[a:b]))
+        idx, r, theta = edge_ratios(to_gray(x[a:b]))
         own = (idx >= (top - a) * w) & (idx < (min(top + rows, h) - a) * w)  # the band's own rows
         ratios.append(r[own])
-    ratio = np.concatenate(ratios)
-    ratio = ratio[ratio > 1.0001]  # R <= 1: not a blurred step (noise, texture finer than s0)
-    if ratio.size < MIN_EDGES:
+        angles.append(theta[own])
+    ratio, angle = np.concatenate(ratios), np.concatenate(angles)
+    keep = ratio > 1.0001  # R <= 1: not a blurred step (noise, texture finer than s0)
+    if keep.sum() < MIN_EDGES:
         return None
-    return float(np.median(REBLUR_SIGMA / np.sqrt(ratio * ratio - 1.0)))
+    return REBLUR_SIGMA / np.sqrt(ratio[keep] ** 2 - 1.0), angle[keep]
 
 
-def edge_ratios(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The measurable Canny edge pixels of a luminance image (flat indices) and their re-blur gradient
-    ratios R = |grad I| / |grad (G_s0 * I)|."""
+def edge_ratios(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The measurable Canny edge pixels of a luminance image (flat indices), their re-blur gradient
+    ratios R = |grad I| / |grad (G_s0 * I)| and their gradient directions atan2(dy, dx) (x to the right,
+    y down)."""
     g = np.ascontiguousarray(gray, dtype=np.float32)
-    g0 = sobel_magnitude(g)
+    dx, dy = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
+    g0 = cv2.magnitude(dx, dy)
     edges = cv2.Canny(cv2.GaussianBlur(cv2.convertScaleAbs(g, alpha=255.0), (0, 0), 1.0), 30, 80)
     idx = np.flatnonzero(cv2.bitwise_and(edges, (g0 > MIN_EDGE_GRADIENT).view(np.uint8)))
     g1 = sobel_magnitude(cv2.GaussianBlur(g, (0, 0), REBLUR_SIGMA))
-    return idx, g0.ravel()[idx] / np.maximum(g1.ravel()[idx], 1e-6)
+    ratio = g0.ravel()[idx] / np.maximum(g1.ravel()[idx], 1e-6)
+    return idx, ratio, np.arctan2(dy.ravel()[idx], dx.ravel()[idx])
+
+
+def edge_covariance(widths: np.ndarray, angles: np.ndarray) -> np.ndarray | None:
+    """The covariance (2 x 2, x then y, px^2) of the elliptic Gaussian whose edge widths best fit the
+    measured ones by gradient direction (module doc, step 4): the median width in each of ORIENTATION_BINS
+    bins of direction (modulo pi) is the PSF's std along that direction, n^T C n = s(theta)^2 with
+    n = (cos theta, sin theta), solved for C's three entries by least squares. None when a bin has fewer
+    than MIN_BIN_EDGES edge pixels (the fit would rest on too few)."""
+    step = np.pi / ORIENTATION_BINS
+    centres = np.arange(ORIENTATION_BINS) * step
+    # the nearest bin centre of each direction, modulo pi (a gradient and its opposite: the same edge)
+    nearest = np.round(np.mod(angles, np.pi) / step).astype(np.int64) % ORIENTATION_BINS
+    variances = []
+    for k in range(ORIENTATION_BINS):
+        chosen = widths[nearest == k]
+        if chosen.size < MIN_BIN_EDGES:
+            return None
+        variances.append(float(np.median(chosen)) ** 2)
+    c, s = np.cos(centres), np.sin(centres)
+    design = np.stack([c * c, 2 * s * c, s * s], axis=1)
+    xx, xy, yy = np.linalg.lstsq(design, np.asarray(variances), rcond=None)[0]
+    return np.array([[xx, xy], [xy, yy]])
 
 
 def sobel_magnitude(g: np.ndarray) -> np.ndarray:
@@ -124,45 +175,79 @@ def sobel_magnitude(g: np.ndarray) -> np.ndarray:
 def pair_blur(images: Sequence[Image], cfg: DeblurConfig) -> float:
     """The blur sigma (px) to deconvolve a set of inputs by: the sharper input's edge width s beyond
     cfg.sharp_width, sqrt(s^2 - sharp_width^2); 0 when s < cfg.min_width or no input can be measured
-    (module doc, steps 1-2)."""
-    widths = [w for w in (edge_width(x) for x in images) if w is not None]
-    if not widths or min(widths) < cfg.min_width:
+    (module doc, steps 1-2). The round PSF whatever cfg.anisotropic says (pair_psf)."""
+    return float(pair_psf(images, replace(cfg, anisotropic=False)))
+
+
+def pair_psf(images: Sequence[Image], cfg: DeblurConfig) -> float | np.ndarray:
+    """The Gaussian PSF to deconvolve a set of inputs by: 0.0 when they are sharp (pair_blur); else the
+    round PSF's sigma (pair_blur), or with cfg.anisotropic the elliptic PSF fitted to the sharper input's
+    edges (edge_covariance) less sharp_width^2 along each axis, each variance within [0, max_sigma^2]
+    (module doc, step 4): a 2 x 2 covariance; the round PSF when the fit fails."""
+    measured = [m for m in (edge_samples(x) for x in images) if m is not None]
+    if not measured:
         return 0.0
-    return min(math.sqrt(min(widths) ** 2 - cfg.sharp_width**2), cfg.max_sigma)
+    widths = [float(np.median(m[0])) for m in measured]
+    sharper = int(np.argmin(widths))
+    if widths[sharper] < cfg.min_width:
+        return 0.0
+    sigma = min(math.sqrt(widths[sharper] ** 2 - cfg.sharp_width**2), cfg.max_sigma)
+    cov = edge_covariance(*measured[sharper]) if cfg.anisotropic else None
+    if cov is None:
+        return sigma
+    variances, axes = np.linalg.eigh(cov)
+    variances = np.clip(variances - cfg.sharp_width**2, 0.0, cfg.max_sigma**2)
+    if not variances.any():  # a fit at odds with the median width: keep the round PSF
+        return sigma
+    return axes @ np.diag(variances) @ axes.T
 
 
-def wiener_gaussian(image: Image, sigma: float, balance: float, tile: int = TILE) -> Image:
-    """Wiener-Hunt deconvolution of an (H, W) or (H, W, C) float image in [0, 1] by a Gaussian PSF of std
-    sigma with a Laplacian regularizer (module doc, step 3); reflect-padded against wrap-around, clipped to
-    [0, 1], float32. One channel at a time, and on images larger than tile x tile in tiles of that size,
-    each transformed with a margin of TILE_MARGIN_SIGMAS * sigma + 16 px of its surroundings of which
-    only the tile is kept (overlap-save), so the spectra held are one tile's."""
+def psf_covariance(psf: float | np.ndarray) -> np.ndarray:
+    """A Gaussian PSF as its 2 x 2 covariance (x then y, px^2): a number is a round PSF's std."""
+    if np.ndim(psf) == 0:
+        return np.eye(2) * float(psf) ** 2
+    cov = np.asarray(psf, dtype=np.float64)
+    if cov.shape != (2, 2) or not np.allclose(cov, cov.T) or np.linalg.eigvalsh(cov).min() < -1e-9:
+        raise ValueError(f"a Gaussian PSF is a std or a symmetric 2 x 2 covariance >= 0, got {psf!r}")
+    return cov
+
+
+def wiener_gaussian(image: Image, sigma: float | np.ndarray, balance: float, tile: int = TILE) -> Image:
+    """Wiener-Hunt deconvolution of an (H, W) or (H, W, C) float image in [0, 1] by a Gaussian PSF (std
+    `sigma` px, or a 2 x 2 covariance for an elliptic one: psf_covariance) with a Laplacian regularizer
+    (module doc, step 3); reflect-padded against wrap-around, clipped to [0, 1], float32. One channel at a
+    time, and on images larger than tile x tile in tiles of that size, each transformed with a margin of
+    TILE_MARGIN_SIGMAS * (the PSF's largest std) + 16 px of its surroundings of which only the tile is
+    kept (overlap-save), so the spectra held are one tile's."""
     x = np.asarray(image, dtype=np.float32)
+    cov = psf_covariance(sigma)
     planes = x[..., None] if x.ndim == 2 else x
     h, w = planes.shape[:2]
-    margin = math.ceil(TILE_MARGIN_SIGMAS * sigma) + 16
+    margin = math.ceil(TILE_MARGIN_SIGMAS * math.sqrt(np.linalg.eigvalsh(cov).max())) + 16
     out = np.empty_like(planes)
     for c in range(planes.shape[2]):
         for top in range(0, h, tile):
             for left in range(0, w, tile):
                 a, b = max(top - margin, 0), min(top + tile + margin, h)
                 l, r = max(left - margin, 0), min(left + tile + margin, w)
-                y = wiener_plane(planes[a:b, l:r, c], sigma, balance)
+                y = wiener_plane(planes[a:b, l:r, c], cov, balance)
                 out[top : top + tile, left : left + tile, c] = y[
                     top - a : top - a + tile, left - l : left - l + tile
                 ]
     return out[..., 0] if x.ndim == 2 else out
 
 
-def wiener_plane(plane: np.ndarray, sigma: float, balance: float) -> np.ndarray:
-    """`wiener_gaussian` of one (H, W) plane, whole."""
+def wiener_plane(plane: np.ndarray, cov: np.ndarray, balance: float) -> np.ndarray:
+    """`wiener_gaussian` of one (H, W) plane, whole, for a PSF of covariance `cov` (psf_covariance)."""
     h, w = plane.shape
-    pad = min(math.ceil(4 * sigma) + 8, h - 1, w - 1)
+    pad = min(math.ceil(4 * math.sqrt(np.linalg.eigvalsh(cov).max())) + 8, h - 1, w - 1)
     # padded to sizes whose FFT is fast (factors 2, 3, 5, 7): a size with a large prime factor is many
     # times slower; the extra rows and columns are more reflection below and to the right
     ph, pw = (min(next_fast_len(n + 2 * pad), 2 * n + pad - 1) for n in (h, w))
     fy, fx = torch.fft.fftfreq(ph)[:, None], torch.fft.rfftfreq(pw)[None, :]
-    otf = torch.exp(-2 * math.pi**2 * sigma**2 * (fx * fx + fy * fy))  # real and even: conj(H) = H
+    # the Gaussian's transfer function, exp(-2 pi^2 f^T C f): real and even, so conj(H) = H
+    (cxx, cxy), (_, cyy) = cov.tolist()
+    otf = torch.exp(-2 * math.pi**2 * (cxx * fx * fx + 2 * cxy * fx * fy + cyy * fy * fy))
     lap = (2 - 2 * torch.cos(2 * math.pi * fx)) + (2 - 2 * torch.cos(2 * math.pi * fy))
     filt = otf / (otf * otf + balance * lap * lap)
     del otf, lap
@@ -172,7 +257,7 @@ def wiener_plane(plane: np.ndarray, sigma: float, balance: float) -> np.ndarray:
     return y[pad : pad + h, pad : pad + w].clamp(0, 1).numpy()
 
 
-def deblur_image(image: Image, sigma: float, balance: float) -> Image:
+def deblur_image(image: Image, sigma: float | np.ndarray, balance: float) -> Image:
     """`wiener_gaussian` of a gray image; of a colour image's luminance only, the change added to every
     channel (sharpness lives in the luminance, which every fusion metric scores: one transform instead of
     three, and no colour fringes from the chroma's ringing), clipped to [0, 1]."""
@@ -184,9 +269,10 @@ def deblur_image(image: Image, sigma: float, balance: float) -> Image:
     return np.clip(x + change[..., None], 0.0, 1.0)
 
 
-def deblur_inputs(images: Sequence[Image], cfg: DeblurConfig) -> tuple[list[Image], float]:
-    """The inputs deconvolved by their pair's blur (the same images when it is 0), and that sigma."""
-    sigma = pair_blur(images, cfg)
-    if not sigma:
+def deblur_inputs(images: Sequence[Image], cfg: DeblurConfig) -> tuple[list[Image], float | np.ndarray]:
+    """The inputs deconvolved by their pair's PSF (pair_psf; the same images when it is 0), and that PSF:
+    a sigma, or an elliptic PSF's covariance."""
+    psf = pair_psf(images, cfg)
+    if np.ndim(psf) == 0 and not psf:
         return list(images), 0.0
-    return [deblur_image(x, sigma, cfg.balance) for x in images], sigma
+    return [deblur_image(x, psf, cfg.balance) for x in images], psf
