@@ -210,3 +210,24 @@ def test_large_images_are_deconvolved_in_tiles_without_seams() -> None:
         inner = (slice(48, -48), slice(48, -48))  # the image's own border is padded differently
         assert np.abs(tiled - whole)[inner].max() < 3e-3, sigma
         assert np.abs(whole - x)[inner].mean() > 0.001  # it did deconvolve
+
+
+def test_the_command_line_says_what_the_stage_measured(tmp_path, capsys) -> None:
+    from allfuse.cli import main
+    from allfuse.io import write_image
+
+    x = photo("camera")
+    for name, im in (("sharp", x), ("soft", elliptic_blur(x, 2.6, 0.9, 30.0))):
+        paths = [tmp_path / f"{name}{i}.png" for i in range(2)]
+        for path, y in zip(paths, (im, im[:, ::-1].copy()), strict=True):
+            write_image(path, y)
+        out = tmp_path / f"{name}_out.png"
+        assert main(["fuse", *map(str, paths), "-o", str(out), "--task", "vif", "-v"]) == 0
+    said = capsys.readouterr().out.splitlines()
+    lines = [line for line in said if line.startswith("deblurring (vif): edge width")]
+    assert len(lines) == 2, said
+    assert lines[0].endswith("(below 1.12), kept")
+    assert "deconvolved (elliptic Gaussian, std " in lines[1] and "from horizontal" in lines[1]
+    degrees = float(lines[1].split("long axis ")[1].split(" deg")[0])
+    # the mirrored input blurs along 150 degrees: the sharper of the two sets the pair's PSF, either axis
+    assert min(abs(degrees - 30.0), abs(degrees - 150.0)) < 15.0, lines[1]

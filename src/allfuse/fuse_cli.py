@@ -298,6 +298,11 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
             line = exposure_line(pipe, images, task, not args.no_destripe, not args.no_denoise)
             if line:
                 print(line)
+        if args.verbose and cfg.arch != "joint" and not args.no_deblur:
+            before = (not args.no_destripe, not args.no_exposure, not args.no_denoise)
+            line = deblur_line(pipe, images, task, *before)
+            if line:
+                print(line)
         stages = (not args.no_deblur, not args.no_destripe, not args.no_exposure, not args.no_denoise)
         if args.verbose and cfg.arch != "joint" and not args.no_gate:
             print(gate_line(pipe, images, task, *stages))
@@ -377,6 +382,36 @@ def exposure_line(pipe, images: list[np.ndarray], task: str, destripe: bool, den
         return ""
     gain = pipe.exposure_gain(images, task, destripe, denoise)
     return f"exposure ({task}): " + (f"under-exposed, gain {gain:.2f}" if gain > 1 else "no gain")
+
+
+def deblur_line(
+    pipe, images: list[np.ndarray], task: str, destripe: bool, exposure: bool, denoise: bool
+) -> str:
+    """`-v`'s account of the deblurring stage for one set of inputs ("" when it does not run): the pair's
+    edge width and the Gaussian PSF it deconvolves by (allfuse.deblur), or why it keeps the inputs."""
+    from allfuse.deblur import edge_width, pair_psf
+
+    checked, _, task = pipe.prepare(images, task)
+    cfg = pipe.deblur
+    if cfg is None or task not in cfg.tasks:
+        return ""
+    # the stages before this one (stripe removal, denoising, the exposure gain) and none after it
+    before = pipe.restore_inputs(checked, task, False, False, destripe, exposure, denoise)
+    widths = [w for w in (edge_width(x) for x in before) if w is not None]
+    head = f"deblurring ({task}): "
+    if not widths:
+        return head + "too few edges to measure, kept"
+    width = f"edge width {min(widths):.2f} px"
+    psf = pair_psf(before, cfg)
+    if np.ndim(psf) == 0:
+        if not psf:
+            return head + f"{width} (below {cfg.min_width:g}), kept"
+        return head + f"{width}, deconvolved (round Gaussian, std {float(psf):.2f} px)"
+    variances, axes = np.linalg.eigh(psf)
+    stds = np.sqrt(variances)
+    degrees = float(np.degrees(np.arctan2(axes[1, 1], axes[0, 1]))) % 180.0  # image rows go down
+    shape = f"elliptic Gaussian, std {stds[1]:.2f} x {stds[0]:.2f} px, long axis {degrees:.0f} deg clockwise"
+    return head + f"{width}, deconvolved ({shape} from horizontal)"
 
 
 def guard_line(
