@@ -37,8 +37,10 @@ but only where the inputs are blurred and with the blur measured, so sharp input
    cards). A bin with fewer than MIN_BIN_EDGES edge pixels leaves the round PSF.
 
 A Gaussian is not every PSF (defocus is a disk, shake a path): the deconvolution is partial there, as the
-chain's is. Noise lowers the estimate (noise adds gradient at every scale), so a noisy image is deblurred
-less, which is also what keeps the filter from amplifying noise.
+chain's is. A straight motion streak is fitted as a thin ellipse along it, but its spectrum has zeros a
+Gaussian lacks, so deconvolving harder along the streak also adds some ringing: on such blurs the
+elliptic PSF does no better than the round one. Noise lowers the estimate (noise adds gradient at every
+scale), so a noisy image is deblurred less, which is also what keeps the filter from amplifying noise.
 
 Calibration (`sharp_width`, `min_width`): on the 425 training pairs at native size, the pair estimate s has
 median 0.84 (0.86 with the long side capped to 512 px; 5th percentile 0.66, 10th 0.71), 95th percentile
