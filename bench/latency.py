@@ -63,7 +63,7 @@ def deblur_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]:
     """The deblurring stage alone (allfuse.deblur, allfuse-reg's settings) on the pair at each size:
     measuring the blur, and measuring plus deconvolving both inputs; whole-pipeline rows differ by less
     than their run-to-run spread, so the stage's own cost is timed directly."""
-    from allfuse.deblur import deblur_inputs, pair_psf
+    from allfuse.deblur import deblur_inputs, pair_psf, psf_axes
     from allfuse.model_folder import load_deblur, resolve_model_folder
 
     cfg, cells = load_deblur(resolve_model_folder("allfuse-reg")), []
@@ -71,8 +71,8 @@ def deblur_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]:
         psf = pair_psf(ims, cfg)
         measure = best_time(lambda ims=ims: pair_psf(ims, cfg), repeats)[0]
         whole = best_time(lambda ims=ims: deblur_inputs(ims, cfg), repeats)[0]
-        stds = np.sqrt(np.linalg.eigvalsh(np.eye(2) * psf**2 if np.ndim(psf) == 0 else psf))
-        found = f"PSF std {stds[1]:.2f} x {stds[0]:.2f} px" if stds[1] > 0 else ""
+        major, minor, _ = psf_axes(psf)
+        found = f"PSF std {major:.2f} x {minor:.2f} px" if major > 0 else ""
         what = f"deconvolving too ({found}) {whole:.3f} s" if found else "measured as sharp"
         cells.append(f"{size}²: measuring {measure:.3f} s, {what}")
     return ["Deblurring stage alone (allfuse-reg's settings, the same pairs): " + "; ".join(cells) + "."]

@@ -214,6 +214,15 @@ def psf_covariance(psf: float | np.ndarray) -> np.ndarray:
     return cov
 
 
+def psf_axes(psf: float | np.ndarray) -> tuple[float, float, float]:
+    """A Gaussian PSF's std along its long axis and across it (px) and the long axis's direction, degrees in
+    [0, 180) clockwise from horizontal (image rows go down); a round PSF's direction is 0."""
+    variances, axes = np.linalg.eigh(psf_covariance(psf))
+    stds = np.sqrt(np.clip(variances, 0.0, None))
+    degrees = float(np.degrees(np.arctan2(axes[1, 1], axes[0, 1]))) % 180.0 if stds[1] > stds[0] else 0.0
+    return float(stds[1]), float(stds[0]), degrees
+
+
 def wiener_gaussian(image: Image, sigma: float | np.ndarray, balance: float, tile: int = TILE) -> Image:
     """Wiener-Hunt deconvolution of an (H, W) or (H, W, C) float image in [0, 1] by a Gaussian PSF (std
     `sigma` px, or a 2 x 2 covariance for an elliptic one: psf_covariance) with a Laplacian regularizer
@@ -225,7 +234,7 @@ def wiener_gaussian(image: Image, sigma: float | np.ndarray, balance: float, til
     cov = psf_covariance(sigma)
     planes = x[..., None] if x.ndim == 2 else x
     h, w = planes.shape[:2]
-    margin = math.ceil(TILE_MARGIN_SIGMAS * math.sqrt(np.linalg.eigvalsh(cov).max())) + 16
+    margin = math.ceil(TILE_MARGIN_SIGMAS * psf_axes(cov)[0]) + 16
     out = np.empty_like(planes)
     for c in range(planes.shape[2]):
         for top in range(0, h, tile):
@@ -242,7 +251,7 @@ def wiener_gaussian(image: Image, sigma: float | np.ndarray, balance: float, til
 def wiener_plane(plane: np.ndarray, cov: np.ndarray, balance: float) -> np.ndarray:
     """`wiener_gaussian` of one (H, W) plane, whole, for a PSF of covariance `cov` (psf_covariance)."""
     h, w = plane.shape
-    pad = min(math.ceil(4 * math.sqrt(np.linalg.eigvalsh(cov).max())) + 8, h - 1, w - 1)
+    pad = min(math.ceil(4 * psf_axes(cov)[0]) + 8, h - 1, w - 1)
     # padded to sizes whose FFT is fast (factors 2, 3, 5, 7): a size with a large prime factor is many
     # times slower; the extra rows and columns are more reflection below and to the right
     ph, pw = (min(next_fast_len(n + 2 * pad), 2 * n + pad - 1) for n in (h, w))

@@ -389,7 +389,7 @@ def deblur_line(
 ) -> str:
     """`-v`'s account of the deblurring stage for one set of inputs ("" when it does not run): the pair's
     edge width and the Gaussian PSF it deconvolves by (allfuse.deblur), or why it keeps the inputs."""
-    from allfuse.deblur import edge_width, pair_psf
+    from allfuse.deblur import edge_width, pair_psf, psf_axes
 
     checked, _, task = pipe.prepare(images, task)
     cfg = pipe.deblur
@@ -407,10 +407,8 @@ def deblur_line(
         if not psf:
             return head + f"{width} (below {cfg.min_width:g}), kept"
         return head + f"{width}, deconvolved (round Gaussian, std {float(psf):.2f} px)"
-    variances, axes = np.linalg.eigh(psf)
-    stds = np.sqrt(variances)
-    degrees = float(np.degrees(np.arctan2(axes[1, 1], axes[0, 1]))) % 180.0  # image rows go down
-    shape = f"elliptic Gaussian, std {stds[1]:.2f} x {stds[0]:.2f} px, long axis {degrees:.0f} deg clockwise"
+    major, minor, degrees = psf_axes(psf)
+    shape = f"elliptic Gaussian, std {major:.2f} x {minor:.2f} px, long axis {degrees:.0f} deg clockwise"
     return head + f"{width}, deconvolved ({shape} from horizontal)"
 
 
