@@ -13,7 +13,7 @@ from allfuse.data.pipeline import PipelineConfig
 from allfuse.data.samples import Sources, make_sample
 from allfuse.data.sources import ImagePool, PairPool, validation_pairs
 from allfuse.train.config import load_train_config
-from allfuse.train.loop import build_dataset
+from allfuse.train.data import build_dataset
 
 
 def _pair_folder(root: Path, names: list[str]) -> None:

@@ -47,10 +47,10 @@ from allfuse.pipeline import (
     check_intent,
     check_options,
     check_prompt,
-    image_tensor,
     work_size,
 )
 from allfuse.sampling.joint import predict_mask, sample_guided
+from allfuse.stages import image_tensor
 from allfuse.tiled import LatentFn
 from allfuse.tokenizer.base import pad_to_multiple
 from allfuse.types import Image, Task

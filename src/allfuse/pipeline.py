@@ -37,11 +37,11 @@ from allfuse.data.prompts import (
     phrases,
     tagged_prompt,
 )
-from allfuse.deblur import DeblurConfig, deblur_inputs
-from allfuse.denoise import DenoiseConfig, denoise_inputs
-from allfuse.destripe import DestripeConfig, destripe_inputs
+from allfuse.deblur import DeblurConfig
+from allfuse.denoise import DenoiseConfig
+from allfuse.destripe import DestripeConfig
 from allfuse.devices import autocast, keep_freed_memory, parse_device
-from allfuse.exposure import ExposureConfig, expose_inputs, exposure_gain
+from allfuse.exposure import ExposureConfig, exposure_gain
 from allfuse.gate import GateConfig, pair_features, pair_noise, rule_fusion
 from allfuse.inputs import check_images
 from allfuse.model_folder import (
@@ -78,6 +78,7 @@ from allfuse.models.refine import DampedRefiner, Refiner, classical_source, guar
 from allfuse.sampling import sample_latent
 from allfuse.sampling.tiling import TiledModel
 from allfuse.stacks import STACK_ORDER, fuse_stack
+from allfuse.stages import InputStages, image_tensor
 from allfuse.tasks import guess_task
 from allfuse.tiled import DEFAULT_TILE_PIXELS, ClassicalFn, LatentFn, check_tile_pixels, fuse_large
 from allfuse.types import TASKS, Image, Task
@@ -323,17 +324,14 @@ class FusionPipeline:
         """Checked inputs through the stages that precede fusion: stripe removal, denoising, the exposure
         gain, the deblurring stage, then the input corrector, each when the model has it, it is enabled for
         the task and asked for."""
-        if destripe and self.destripe is not None:
-            images = destripe_inputs(images, task, self.destripe)
-        if denoise and self.denoise is not None:
-            images = denoise_inputs(images, task, self.denoise)[0]
-        if exposure and self.exposure is not None:
-            images = expose_inputs(images, task, self.exposure)[0]
-        if deblur and self.deblur is not None and task in self.deblur.tasks:
-            images = deblur_inputs(images, self.deblur)[0]
-        if correct and self.corrector is not None and task in self.corrector.cfg.tasks:
-            images = self.correct_inputs(images, task)
-        return images
+        return self.stages.restore(images, task, deblur, correct, destripe, exposure, denoise)
+
+    @property
+    def stages(self) -> InputStages:
+        """This pipeline's pre-fusion stages (allfuse.stages), the corrector on its device."""
+        return InputStages(
+            self.destripe, self.denoise, self.exposure, self.deblur, self.corrector, self.device
+        )
 
     def gate_inputs(
         self,
@@ -398,15 +396,6 @@ class FusionPipeline:
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose auto or one of {', '.join(TASKS)}")
         return images, colour, task  # type: ignore[return-value]
-
-    def correct_inputs(self, images: list[Image], task: Task) -> list[Image]:
-        """The corrector's whole-image gain/offset correction of every input (all of them as context)."""
-        xs = [image_tensor(im).to(self.device) for im in images]
-        out = []
-        for im, y in zip(images, self.corrector.correct(xs, task), strict=True):  # type: ignore[union-attr]
-            a = y[0].permute(1, 2, 0).cpu().numpy().astype(np.float32)
-            out.append(a.mean(axis=2) if np.asarray(im).ndim == 2 else a)
-        return out
 
     def encode_prompt(self, prompt: str | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Token embeddings (1, L, D) and mask (1, L) of a prompt, on the pipeline's device; or None, None."""
@@ -589,11 +578,3 @@ def work_size(size: tuple[int, int], work_side: int | None) -> tuple[int, int]:
         return h, w
     s = work_side / max(h, w)
     return max(1, round(h * s)), max(1, round(w * s))
-
-
-def image_tensor(im: Image) -> torch.Tensor:
-    """(H, W) or (H, W, 3) float [0, 1] -> (1, 3, H, W) float32, gray replicated."""
-    a = np.asarray(im, dtype=np.float32)
-    if a.ndim == 2:
-        a = np.repeat(a[..., None], 3, axis=2)
-    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]

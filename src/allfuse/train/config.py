@@ -116,6 +116,9 @@ class TrainConfig:
     text_encoder: str = "default"  # allfuse.text.load_text_encoder name or path; "none" = no prompt
     out_dir: str = "runs/tiny-reg"
     init_from: str = ""  # warm start: network weights of a model folder or run (fresh optimizer and schedule)
+    # a model folder whose pre-fusion stages (allfuse.stages) the fusion samples' inputs pass through, as
+    # at inference; "" = the degraded inputs as synthesized (train.data.StagedDataset)
+    stages_from: str = ""
     max_steps: int = 4000
     batch_size: int = 8  # per process
     grad_accum: int = 1

@@ -8,6 +8,7 @@ import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
@@ -85,6 +86,57 @@ def build_dataset(cfg: TrainConfig, seed: int) -> Dataset:
         seg_real=cfg.data.seg_real,
         control_weights=cfg.data.control_weights,
     )
+
+
+def training_dataset(cfg: TrainConfig, seed: int) -> Dataset:
+    """The DiT loop's dataset: build_dataset, through cfg.stages_from's stages when it names a model."""
+    ds = build_dataset(cfg, seed)
+    if not cfg.stages_from:
+        return ds
+    from allfuse.stages import InputStages
+
+    return StagedDataset(ds, InputStages.from_folder(cfg.stages_from))
+
+
+class StagedDataset(Dataset):
+    """A synthesis dataset whose fusion samples' degraded inputs pass through a model's pre-fusion stages
+    (allfuse.stages: stripe removal, denoising, exposure gain, deblurring, input corrector), each for the
+    tasks it runs for, as FusionPipeline runs them before its DiT; M3, control and seg samples pass as
+    they are. A grey input (three equal channels, an infrared image) is staged as one channel, as the
+    pipeline sees it. The target and clean sources are unchanged."""
+
+    def __init__(self, ds: Dataset, stages) -> None:
+        self.ds, self.stages = ds, stages
+
+    def __len__(self) -> int:
+        return len(self.ds)  # type: ignore[arg-type]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.ds.set_epoch(epoch)  # type: ignore[attr-defined]
+
+    def sample(self, index: int):
+        """The underlying dataset's Sample (unstaged: its clean sources and target are what validation
+        scores against)."""
+        return self.ds.sample(index)  # type: ignore[attr-defined]
+
+    def __getitem__(self, index: int) -> dict:
+        from allfuse.data.samples import SAMPLE_KINDS
+        from allfuse.types import TASKS
+
+        item = self.ds[index]
+        task = SAMPLE_KINDS[int(item["task_id"])]
+        if task not in TASKS:
+            return item
+        images = []
+        for key in ("a", "b"):
+            x = item[key].permute(1, 2, 0).numpy()
+            grey = bool((x[..., 0] == x[..., 1]).all() and (x[..., 1] == x[..., 2]).all())
+            images.append(np.ascontiguousarray(x[..., 0] if grey else x))
+        for key, y in zip(("a", "b"), self.stages.restore(images, task), strict=True):
+            y = np.clip(np.asarray(y, np.float32), 0.0, 1.0)
+            y = np.repeat(y[..., None], 3, axis=2) if y.ndim == 2 else y
+            item[key] = torch.from_numpy(np.ascontiguousarray(y.transpose(2, 0, 1)))
+        return item
 
 
 class Frozen:

@@ -25,7 +25,7 @@ from allfuse.config import config_to_dict
 from allfuse.train import checkpoint as ckpt
 from allfuse.train import dist
 from allfuse.train.config import TrainConfig, check_runnable
-from allfuse.train.data import EpochDataset, Frozen, StepSampler, build_dataset, step_generator, step_seed
+from allfuse.train.data import EpochDataset, Frozen, StepSampler, step_generator, step_seed, training_dataset
 from allfuse.train.ema import EMA
 from allfuse.train.log import ScalarLog
 from allfuse.train.network import build_trainee
@@ -51,7 +51,7 @@ def train(cfg: TrainConfig, resume: bool = True, until: int | None = None) -> Pa
         step = ckpt.resume(out, model, ema, opt, sched)
     net = DistributedDataParallel(model) if info.world > 1 else model
 
-    base = build_dataset(cfg, cfg.seed)
+    base = training_dataset(cfg, cfg.seed)
     sampler = StepSampler(len(base), cfg.batch_size, info.rank, info.world, cfg.seed, step * cfg.grad_accum)
     loader = DataLoader(
         EpochDataset(base, len(base)),

@@ -33,9 +33,9 @@ def validate(
     model: torch.nn.Module, frozen: Frozen, cfg: TrainConfig, step: int, out: Path
 ) -> dict[str, float]:
     """Fuse cfg.data.val_pairs fixed samples; metrics against the clean sources and the target."""
-    from allfuse.train.data import build_dataset
+    from allfuse.train.data import training_dataset
 
-    ds = build_dataset(cfg, cfg.seed + VAL_SEED_OFFSET)
+    ds = training_dataset(cfg, cfg.seed + VAL_SEED_OFFSET)
     model.eval()
     scores: dict[str, list[float]] = {}
     rows = []

@@ -1,0 +1,102 @@
+"""The stages that precede fusion, as one object: stripe removal, denoising, the exposure gain, deblurring
+and the input corrector (FusionPipeline.restore_inputs; each stage's module says what it does).
+
+`InputStages.restore` is what a model's DiT sees at inference: the pipeline calls it, and a training run
+with `stages_from` (allfuse.train.config) passes its fusion samples' degraded inputs through the same
+stages of a model folder, so that the network learns to fuse what those stages leave (a deconvolved
+input's ringing, a denoised one's smooth patches) rather than raw degradations it never meets at inference.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from allfuse.deblur import DeblurConfig, deblur_inputs
+from allfuse.denoise import DenoiseConfig, denoise_inputs
+from allfuse.destripe import DestripeConfig, destripe_inputs
+from allfuse.exposure import ExposureConfig, expose_inputs
+from allfuse.models.correct import Corrector
+from allfuse.types import Image, Task
+
+
+def image_tensor(im: Image) -> torch.Tensor:
+    """(H, W) or (H, W, 3) float [0, 1] -> (1, 3, H, W) float32, gray replicated."""
+    a = np.asarray(im, dtype=np.float32)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]
+
+
+@dataclass
+class InputStages:
+    """A model folder's pre-fusion stages; None = the folder has no such stage."""
+
+    destripe: DestripeConfig | None = None
+    denoise: DenoiseConfig | None = None
+    exposure: ExposureConfig | None = None
+    deblur: DeblurConfig | None = None
+    corrector: Corrector | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # the corrector's
+
+    @classmethod
+    def from_folder(cls, name_or_path: str | os.PathLike) -> InputStages:
+        """The stages of an embedded model ("allfuse-reg") or a model folder, on the CPU."""
+        from allfuse.model_folder import (
+            load_corrector,
+            load_deblur,
+            load_denoise,
+            load_destripe,
+            load_exposure,
+            resolve_model_folder,
+        )
+
+        folder = resolve_model_folder(name_or_path)
+        corrector = load_corrector(folder)
+        return cls(
+            load_destripe(folder),
+            load_denoise(folder),
+            load_exposure(folder),
+            load_deblur(folder),
+            corrector.eval().requires_grad_(False) if corrector is not None else None,
+        )
+
+    def restore(
+        self,
+        images: Sequence[Image],
+        task: Task,
+        deblur: bool = True,
+        correct: bool = True,
+        destripe: bool = True,
+        exposure: bool = True,
+        denoise: bool = True,
+    ) -> list[Image]:
+        """Checked inputs through stripe removal, denoising, the exposure gain, the deblurring stage, then the
+        input corrector, each when there is one, it is enabled for the task and asked for."""
+        images = list(images)
+        if destripe and self.destripe is not None:
+            images = destripe_inputs(images, task, self.destripe)
+        if denoise and self.denoise is not None:
+            images = denoise_inputs(images, task, self.denoise)[0]
+        if exposure and self.exposure is not None:
+            images = expose_inputs(images, task, self.exposure)[0]
+        if deblur and self.deblur is not None and task in self.deblur.tasks:
+            images = deblur_inputs(images, self.deblur)[0]
+        if correct and self.corrector is not None and task in self.corrector.cfg.tasks:
+            images = self.correct(images, task)
+        return images
+
+    @torch.no_grad()
+    def correct(self, images: list[Image], task: Task) -> list[Image]:
+        """The corrector's whole-image gain/offset correction of every input (all of them as context)."""
+        assert self.corrector is not None
+        xs = [image_tensor(im).to(self.device) for im in images]
+        out = []
+        for im, y in zip(images, self.corrector.correct(xs, task), strict=True):
+            a = y[0].permute(1, 2, 0).cpu().numpy().astype(np.float32)
+            out.append(a.mean(axis=2) if np.asarray(im).ndim == 2 else a)
+        return out
