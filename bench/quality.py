@@ -112,7 +112,12 @@ def main_task(task: str, args: argparse.Namespace, models: dict[str, Method], re
         teacher.append(score({"teacher": pair.target}, pair.images, SOURCE_METRICS))
         cells = ", ".join(f"{m} {per_case[-1][m]['Qabf']:.3f}" for m in models)
         chain = max(per_case[-1][c]["Qabf"] for c in CHAINS)
-        report.say(f"- {pair.name} [{' + '.join(case.steps)}] Qabf: {cells}, best chain {chain:.3f}")
+        # per pair, so a sharpness deficit can be traced to the degradations that cause it
+        sharp = ", ".join(f"{m} {per_case[-1][m]['SF']:.1f}" for m in models)
+        report.say(
+            f"- {pair.name} [{' + '.join(case.steps)}] Qabf: {cells}, best chain {chain:.3f}; "
+            f"SF: {sharp}, teacher on clean {teacher[-1]['teacher']['SF']:.1f}"
+        )
     rows = mean_rows(per_case)
     ref = mean_rows(teacher)["teacher"]
     shown = {m: rows[m] for m in models} | {"teacher on CLEAN pair (reference)": ref}
