@@ -95,3 +95,20 @@ def test_stages_from_wraps_the_training_dataset() -> None:
     assert not isinstance(training_dataset(cfg, 0), StagedDataset)
     staged = training_dataset(load_train_config("tiny-reg", ["data.data=[]", "stages_from=allfuse-reg"]), 0)
     assert isinstance(staged, StagedDataset) and staged.stages.deblur is not None
+
+
+def test_refiner_training_data_through_the_stages() -> None:
+    from types import SimpleNamespace
+
+    from allfuse.train.refine import RefineTrainConfig
+    from allfuse.train.refine_data import refiner_dataset
+
+    fusion = SimpleNamespace(cfg=load_train_config("tiny-reg", ["data.data=[]", "data.length=4"]))
+    plain = refiner_dataset(fusion, RefineTrainConfig(model="allfuse-reg", size=32), 0)  # type: ignore[arg-type]
+    assert not isinstance(plain, StagedDataset)
+    cfg = RefineTrainConfig(model="allfuse-reg", size=32, stages=True)
+    staged = refiner_dataset(fusion, cfg, 0)  # type: ignore[arg-type]
+    assert isinstance(staged, StagedDataset) and staged.stages.corrector is not None
+    assert staged[0]["a"].shape == plain[0]["a"].shape == (3, 32, 32)
+    with pytest.raises(ValueError, match="already runs the input corrector"):
+        RefineTrainConfig(model="allfuse-reg", stages=True, correct=True)

@@ -25,6 +25,10 @@ With `correct`, the inputs first go through the model folder's input corrector (
 for the tasks it runs for, as the pipeline does, so the refiner trains on what it sees at inference. A
 refiner with a classical source (`refiner.classical`) gets each sample's classical fusion of its
 (corrected) inputs, by the task's rule (refine_data.CLASSICAL_TASK).
+With `stages`, the inputs go through all of the model folder's pre-fusion stages (allfuse.stages: stripe
+removal, denoising, exposure gain, deblurring, input corrector), each for its tasks, in the data workers
+(train.data.StagedDataset, as `allfuse train stages_from=MODEL` does for the DiT): the refiner then blends
+inputs as restored as the pipeline's, not the raw degraded ones.
 With `trainable`, only the named parts of the refiner train (e.g. [fine_tail], the head of a gain just
 added by widening a shipped refiner, models/refine.py), so the rest keeps exactly what it learnt: a
 refiner retrained whole behind a later DiT has lost sharpness and identity (allfuse-reg's model card).
@@ -95,6 +99,8 @@ class RefineTrainConfig:
     data_overrides: dict[str, object] = field(default_factory=dict)
     work_every: int = 0  # every k-th step trains guided upsampling (module doc); 0 = never
     correct: bool = False  # inputs through the model's input corrector first, as at inference (module doc)
+    # inputs through all of the model's pre-fusion stages, corrector included, as at inference (module doc)
+    stages: bool = False
     seed: int = 1
     threads: int = 0
     workers: int = 1
@@ -114,6 +120,8 @@ class RefineTrainConfig:
             raise ValueError(f"grad_mode must be one of {', '.join(GRAD_MODES)}, got {self.grad_mode!r}")
         if self.kinds is not None:
             check_kinds(self.kinds)
+        if self.stages and self.correct:
+            raise ValueError("stages=true already runs the input corrector: drop correct=true")
 
     def to_dict(self) -> dict:
         """JSON-ready form (stored in checkpoints as {"kind": "refiner", ...})."""
@@ -135,7 +143,7 @@ def train_refiner(cfg: RefineTrainConfig, until: int | None = None) -> Path:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out_dir)
-    fusion = FrozenFusion(cfg.model, cfg.correct)
+    fusion = FrozenFusion(cfg.model, cfg.correct)  # stages: in the data (refiner_dataset)
     net = Refiner(cfg.refiner)
     if cfg.init_from:
         net.load_state_dict(initial_refiner_state(cfg.init_from, cfg.refiner))

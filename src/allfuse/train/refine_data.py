@@ -19,7 +19,7 @@ from allfuse.sampling import sample_latent
 from allfuse.sampling.tiling import TiledModel
 from allfuse.train.config import DataConfig, TrainConfig, config_from_dict
 from allfuse.train.correct import corrector_task
-from allfuse.train.data import EpochDataset, Frozen, StepSampler, build_dataset
+from allfuse.train.data import EpochDataset, Frozen, StagedDataset, StepSampler, build_dataset
 
 if TYPE_CHECKING:
     from allfuse.train.refine import RefineTrainConfig
@@ -106,7 +106,12 @@ def refiner_dataset(fusion: FrozenFusion, cfg: RefineTrainConfig, seed: int, fac
         data = dataclasses.replace(data, kinds=dict(cfg.kinds))
     if cfg.data_overrides:
         data = build_config(DataConfig, dict(cfg.data_overrides), prefix="data.", base=data)
-    return build_dataset(dataclasses.replace(fusion.cfg, data=data), seed)
+    ds = build_dataset(dataclasses.replace(fusion.cfg, data=data), seed)
+    if not cfg.stages:
+        return ds
+    from allfuse.stages import InputStages
+
+    return StagedDataset(ds, InputStages.from_folder(cfg.model))
 
 
 def work_batch_size(cfg: RefineTrainConfig) -> int:
