@@ -53,6 +53,23 @@ def test_vif_weather_on_visible_and_ir_gets_mild_blur():
         assert rec[0]["images"] == [1] and np.array_equal(out[0], ir)
 
 
+def test_ir_weather_blur_sets_how_often_the_ir_image_of_a_weather_pair_is_blurred():
+    ir = np.random.default_rng(1).random((64, 64)).astype(np.float32)
+    vi = np.random.default_rng(2).random((64, 64, 3)).astype(np.float32)
+    sharp = PipelineConfig(ir_weather_blur=0.0)
+    for op in WEATHER_OPS:
+        out, rec = degrade_pair([ir, vi], "vif", [(op, 2)], np.random.default_rng(0), sharp)
+        assert [r["op"] for r in rec] == [op] and np.array_equal(out[0], ir)
+    half = PipelineConfig(ir_weather_blur=0.5)
+    blurred = [
+        len(degrade_pair([ir, vi], "vif", [("rain", 1)], np.random.default_rng(s), half)[1]) == 2
+        for s in range(40)
+    ]
+    assert 8 < sum(blurred) < 32
+    with pytest.raises(ValueError, match="ir_weather_blur"):
+        PipelineConfig(ir_weather_blur=1.5)
+
+
 def test_shared_params_independent_noise():
     x = np.full((32, 32), 0.5, np.float32)
     out, _ = degrade_pair([x, x], "mef", [("noise", 2), ("gaussian_blur", 2)], np.random.default_rng(0))

@@ -176,6 +176,10 @@ def test_bad_gate_configs_are_refused() -> None:
         GateTrainConfig(model="m", clean_share=1.5)
     with pytest.raises(ValueError, match="blend_tasks"):
         GateTrainConfig(model="m", blend_tasks=("seg",))
+    with pytest.raises(ValueError, match="data_overrides"):
+        GateTrainConfig(model="m", data_overrides={"ir_blur": 0.5})  # not a generator key
+    with pytest.raises(ValueError, match="ir_weather_blur"):
+        GateTrainConfig(model="m", data_overrides={"ir_weather_blur": 2.0})
 
 
 def test_the_pipeline_hands_a_gated_pair_to_the_rule_and_keeps_the_option_off(tmp_path) -> None:
@@ -281,6 +285,14 @@ def test_export_adds_a_gate_run_to_a_model_folder(tmp_path) -> None:
     assert main(["export", str(run), str(folder)]) == 0
     assert FusionPipeline.from_pretrained(folder).gate == gate
     assert main(["export", str(run), str(folder), "--tasks", "vif"]) == 2
+    # a run fitted for one task replaces that task's gate and leaves the folder's others
+    vif = always(False, tasks=("vif",), blend=0.5)
+    (run / "gate.json").write_text(json.dumps({"gate": vif.to_dict()}))
+    assert main(["export", str(run), str(folder)]) == 0
+    merged = FusionPipeline.from_pretrained(folder).gate
+    assert merged.tasks == {"mef": gate.tasks["mef"], "vif": vif.tasks["vif"]}
+    (run / "gate.json").unlink()
+    assert main(["export", str(run), str(folder)]) == 2  # nothing to export
 
 
 def test_the_web_demo_says_when_the_gate_gave_a_pair_to_the_rule_or_blended_it(tmp_path) -> None:

@@ -258,7 +258,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def export_gate(args: argparse.Namespace) -> int:
-    """Add a train-gate run's gate.json to an existing model folder."""
+    """Add a train-gate run's gate.json to an existing model folder: the run's tasks' gates replace the
+    folder's, its gates of other tasks stay."""
+    import dataclasses
+
     from allfuse.model_folder import load_gate, save_gate
 
     given = [f for f, v in (("--work-side", args.work_side), ("--tasks", args.tasks)) if v is not None]
@@ -266,10 +269,19 @@ def export_gate(args: argparse.Namespace) -> int:
         raise CliError(f"{' and '.join(given)}: not an option of a gate run's export")
     try:
         gate = load_gate(args.run)
-        folder = save_gate(gate, args.out)  # type: ignore[arg-type]
+        if gate is None:
+            raise FileNotFoundError(f"{args.run}: no gate.json (has the train-gate run finished?)")
+        # A run fitted for some tasks replaces those tasks' gates; the folder's gates of other tasks stay.
+        old = load_gate(Path(args.out)) if Path(args.out).is_dir() else None
+        kept = sorted(set(old.tasks) - set(gate.tasks)) if old is not None else []
+        fitted = ", ".join(gate.tasks)
+        if old is not None and kept:
+            gate = dataclasses.replace(gate, tasks={**old.tasks, **gate.tasks})
+        folder = save_gate(gate, args.out)
     except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e)) from None
-    print(f"exported the gate of {args.run} ({', '.join(gate.tasks)}) -> {folder}")  # type: ignore[union-attr]
+    note = f"; the folder's gates for {', '.join(kept)} stay" if kept else ""
+    print(f"exported the gate of {args.run} ({fitted}) -> {folder}{note}")
     return 0
 
 

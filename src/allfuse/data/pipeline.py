@@ -2,7 +2,8 @@
 
 Pair order follows `allfuse.io.LAYOUTS`: VIF (ir, vi), MEF (under, over), MFF (near, far). Routing:
   * VIF: weather (rain, haze, snow) and low or high exposure go on the visible image, while the IR image
-    of the pair gets a mild Gaussian blur instead of the weather; IR stripes go on the IR image; low
+    of the pair gets a mild Gaussian blur instead of the weather (with probability `ir_weather_blur`, 1 by
+    default as in MMAIF); IR stripes go on the IR image; low
     contrast on one image picked at random; every other op on both.
   * MFF: low or high exposure on one image or both (picked at random); everything else on both.
   * MEF: every op on both.
@@ -43,9 +44,15 @@ class PipelineConfig:
     op_weights: Mapping[str, float] = field(default_factory=dict)  # relative; missing ops weigh 1, 0 drops
     levels: tuple[int, ...] = LEVELS
     depth: str = "heuristic"  # depth provider spec for haze (see depth.get_depth_provider)
+    # VIF: probability that a weather op on the visible image comes with a mild blur of the IR image (MMAIF
+    # Sect. 3.1 always blurs it; a real thermal camera in haze or rain often stays sharp)
+    ir_weather_blur: float = 1.0
 
     def __post_init__(self) -> None:
-        """Refuse unknown op names and negative weights in op_weights (a typo would silently do nothing)."""
+        """Refuse unknown op names, negative weights in op_weights (a typo would silently do nothing) and an
+        ir_weather_blur outside [0, 1]."""
+        if not 0.0 <= self.ir_weather_blur <= 1.0:
+            raise ValueError(f"ir_weather_blur must be in [0, 1], got {self.ir_weather_blur}")
         bad = sorted(set(self.op_weights) - set(OP_NAMES))
         if bad:
             raise ValueError(f"op_weights: unknown degradation(s) {bad}; choose from {', '.join(OP_NAMES)}")
@@ -182,8 +189,13 @@ def degrade_pair(
         if op in INDEPENDENT_NOISE and len(targets) > 1:
             record["seed_rule"] = "image i uses seed + i"
         records.append(record)
-        if task == "vif" and op in WEATHER_OPS:
-            # MMAIF Sect. 3.1: the IR image of a weather-degraded pair gets a mild blur instead.
+        # MMAIF Sect. 3.1: the IR image of a weather-degraded pair gets a mild blur instead (below 1, only
+        # sometimes; at 1 no number is drawn, so the random stream is the one it always was).
+        if (
+            task == "vif"
+            and op in WEATHER_OPS
+            and (cfg.ir_weather_blur >= 1 or rng.random() < cfg.ir_weather_blur)
+        ):
             out[0], p = apply_op("gaussian_blur", out[0], rng, 1)
             records.append({"op": "gaussian_blur", "level": 1, "images": [0], "params": p, "ir_for": op})
     return out, records

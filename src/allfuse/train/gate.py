@@ -1,17 +1,18 @@
 """Fitting the clean-input gate (allfuse.gate) of a model folder.
 
     allfuse train-gate MODEL_FOLDER RUN_DIR [samples=1800 clean_share=0.3 ...]
-    allfuse export RUN_DIR MODEL_FOLDER          # adds gate.json to the folder
+    allfuse export RUN_DIR MODEL_FOLDER          # adds gate.json (the run's tasks) to the folder
 
 1. Samples (`samples.jsonl`, appended one line per sample, so an interrupted run resumes where it stopped):
    a random TRAINING pair of a task (the validation pairs of splits.json are never loaded), its long side
    capped to `max_side` and scaled by a random factor in [min_scale, 1], degraded by the training generator
-   (allfuse.data.pipeline: the ops and ranges the DiT was trained on, one to three of them) or, in
-   `clean_share` of the samples, left clean. Each sample is fused twice, by the model (its whole default
-   path) and by the teacher's rule on the inputs as the gate sees them (after the deblurring stage and the
-   corrector), both scored against the CLEAN sources (Qabf, VIF), as are their mixes at BLENDS (step 4),
-   and its FEATURES are recorded. Samples recorded with other FEATURES (an older version) are measured
-   again on the same inputs, which a sample's seed and index determine; their scores are kept.
+   (allfuse.data.pipeline: the ops and ranges the DiT was trained on, one to three of them; `data_overrides`
+   changes its PipelineConfig, e.g. `ir_weather_blur`) or, in `clean_share` of the samples, left clean.
+   Each sample is fused twice, by the model (its whole default path) and by the teacher's rule on the
+   inputs as the gate sees them (after the deblurring stage and the corrector), both scored against the
+   CLEAN sources (Qabf, VIF), as are their mixes at BLENDS (step 4), and its FEATURES are recorded.
+   Samples recorded with other FEATURES (an older version) are measured again on the same inputs, which a
+   sample's seed and index determine; their scores are kept.
 2. Fit, per task: a ridge logistic regression (Newton's method on standardized features) of P(the pair is
    clean). Not of "the rule scores better": on the training generator's degradations the rule, after the
    deblurring stage and the corrector, often scores better than the model, but the validation bench's
@@ -77,6 +78,8 @@ class GateTrainConfig:
     vif_weight: float = 0.5  # g = dQabf + vif_weight * dVIF, the gain that picks the threshold
     l2: float = 1.0  # ridge weight on the standardized coefficients
     tasks: tuple[str, ...] = TASKS
+    # overrides of the training generator's allfuse.data.pipeline.PipelineConfig (e.g. ir_weather_blur)
+    data_overrides: dict = dataclasses.field(default_factory=dict)
     # tasks whose gate may blend (step 4); the others switch only. Chosen on the validation bench: for VIF
     # and MEF the blends fitted on the training generator lost there (module doc, step 4)
     blend_tasks: tuple[str, ...] = ("vif", "mff")
@@ -84,6 +87,12 @@ class GateTrainConfig:
     threads: int = 0  # torch threads, 0 = torch's default
 
     def __post_init__(self) -> None:
+        from allfuse.data.pipeline import PipelineConfig
+
+        try:
+            PipelineConfig(**self.data_overrides)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"bad gate run: data_overrides {self.data_overrides}: {e}") from None
         ok = (
             self.samples > 0
             and 0 <= self.clean_share <= 1
@@ -129,7 +138,7 @@ def sample_inputs(k: int, cfg: GateTrainConfig, pool, depth) -> tuple[str, int, 
     ops: list[tuple[str, int]] = []
     degraded = [c.copy() for c in clean]
     if rng.random() >= cfg.clean_share:
-        data_cfg = PipelineConfig()
+        data_cfg = PipelineConfig(**cfg.data_overrides)
         ops = sample_ops(task, rng, data_cfg)
         out, _ = degrade_pair(clean, task, ops, rng, data_cfg, depth)
         degraded = [np.clip(np.asarray(x, np.float32), 0, 1) for x in out]
