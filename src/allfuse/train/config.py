@@ -71,6 +71,8 @@ class DataConfig:
     aspects: tuple[tuple[int, int], ...] = PipelineConfig.aspects  # crop aspect ratios drawn
     keep_aspect: bool = PipelineConfig.keep_aspect  # outputs keep the crop's aspect (long side = size)
     depth: str = PipelineConfig.depth  # depth provider for haze (allfuse.data.depth)
+    # VIF: chance that rain, haze or snow on the visible image comes with a mild blur of the IR image
+    ir_weather_blur: float = PipelineConfig.ir_weather_blur
     length: int = 20_000  # samples per epoch; each epoch draws new degradations
     val_pairs: int = 8  # held-in synthetic samples scored with allfuse.metrics at each validation
     workers: int = 1  # DataLoader worker processes
