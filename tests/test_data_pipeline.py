@@ -196,3 +196,13 @@ def test_tagged_prompt_round_trip():
         parse_prompt("[EDIT]. fuse")
     with pytest.raises(ValueError):
         parse_prompt("[FUSION]. <LIGHT+++>. fuse")
+
+
+def test_every_generator_field_is_a_training_data_key():
+    import dataclasses
+
+    from allfuse.train.config import DataConfig
+
+    generator = {f.name for f in dataclasses.fields(PipelineConfig)}
+    assert generator <= {f.name for f in dataclasses.fields(DataConfig)}
+    assert DataConfig(ir_weather_blur=0.5).pipeline().ir_weather_blur == 0.5
