@@ -154,6 +154,35 @@ def test_fit_gate_blends_where_a_mix_of_the_two_fusions_pays() -> None:
     assert GateConfig.from_dict(json.loads(json.dumps(gate.to_dict()))) == gate
 
 
+def test_a_gate_with_squares_learns_a_choice_that_pays_at_both_ends_of_a_feature() -> None:
+    rng = np.random.default_rng(4)
+    records = []
+    for k in range(400):  # the rule wins (clean pairs) where the first feature is far from 0 either way
+        f = rng.normal(size=N)
+        dq = 0.03 if abs(f[0]) > 1 else -0.05
+        ops = [] if abs(f[0]) > 1 else [["noise", 2]]
+        records.append(
+            {"task": "mef", "scene": f"s{k % 40}", "ops": ops, "features": f.tolist(),
+             "model": {"Qabf": 0.5, "VIF": 0.6}, "rule": {"Qabf": 0.5 + dq, "VIF": 0.6 + dq}}
+        )  # fmt: skip
+    linear, plain = fit_gate(records, GateTrainConfig(model="m", tasks=("mef",)))
+    gate, report = fit_gate(records, GateTrainConfig(model="m", tasks=("mef",), squares_tasks=("mef",)))
+    g = gate.tasks["mef"]
+    assert g.squares and len(g.weights) == len(g.mean) == 2 * N and not linear.tasks["mef"].squares
+    far, near = np.zeros(N), np.zeros(N)
+    for v in (-2.0, 2.0):
+        far[0] = v
+        assert g.rule_weight(far)[1] == 1.0
+    assert g.rule_weight(near)[1] == 0.0
+    best = report["cross_validated"]["all"]["best_possible_Qabf_gain"]
+    assert report["cross_validated"]["all"]["Qabf_gain"] > 0.8 * best
+    assert plain["cross_validated"]["all"]["Qabf_gain"] < 0.5 * best  # a linear P cannot rise at both ends
+    assert set(report["coefficients"]["mef"]) == set(FEATURES) | {f"{f}^2" for f in FEATURES}
+    assert GateConfig.from_dict(json.loads(json.dumps(gate.to_dict()))) == gate
+    with pytest.raises(ValueError, match="one per square"):
+        dataclasses.replace(linear.tasks["mef"], squares=True)  # N weights where 2 N are needed
+
+
 def test_bad_gate_configs_are_refused() -> None:
     good = always(True).to_dict()
     with pytest.raises(ValueError, match="features"):
@@ -176,6 +205,8 @@ def test_bad_gate_configs_are_refused() -> None:
         GateTrainConfig(model="m", clean_share=1.5)
     with pytest.raises(ValueError, match="blend_tasks"):
         GateTrainConfig(model="m", blend_tasks=("seg",))
+    with pytest.raises(ValueError, match="squares_tasks"):
+        GateTrainConfig(model="m", squares_tasks=("seg",))
     with pytest.raises(ValueError, match="data_overrides"):
         GateTrainConfig(model="m", data_overrides={"ir_blur": 0.5})  # not a generator key
     with pytest.raises(ValueError, match="ir_weather_blur"):

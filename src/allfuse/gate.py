@@ -180,15 +180,19 @@ class TaskGate:
     blend_bias: float = 0.0
     blend_from: float = 0.5
     blend_top: float = 0.0
+    # True: both regressions also see each feature's square after standardization (z^2, z = (f - mean) /
+    # scale over the first len(FEATURES) entries), so P can rise at both ends of a feature's range; the
+    # vectors then hold 2 * len(FEATURES) entries (the features, then their squares)
+    squares: bool = False
 
     def __post_init__(self) -> None:
-        n = len(FEATURES)
+        n = len(FEATURES) * (2 if self.squares else 1)
         ok = len(self.weights) == len(self.mean) == len(self.scale) == n and all(s > 0 for s in self.scale)
         finite = all(map(math.isfinite, (*self.weights, self.bias, *self.blend_weights, self.blend_bias)))
         if not ok or not 0 < self.threshold < 1 or not finite:
             raise ValueError(
-                f"needs {n} finite weights (one per feature: {', '.join(FEATURES)}), as many means and "
-                "positive scales, and 0 < threshold < 1"
+                f"needs {n} finite weights (one per feature: {', '.join(FEATURES)}; and one per square with "
+                "squares), as many means and positive scales, and 0 < threshold < 1"
             )
         blend_ok = len(self.blend_weights) in (0, n) and 0 <= self.blend_from < 1 and 0 <= self.blend_top <= 1
         if not blend_ok or (self.blend_top > 0 and not self.blend_weights):
@@ -198,8 +202,13 @@ class TaskGate:
             )
 
     def standardized(self, feats: np.ndarray) -> np.ndarray:
-        """One pair's features, standardized as in the fit."""
-        return (np.asarray(feats, np.float64) - np.asarray(self.mean)) / np.asarray(self.scale)
+        """One pair's features (len(FEATURES) of them), expanded by their squares if the gate has them and
+        standardized as in the fit."""
+        f = np.asarray(feats, np.float64)
+        if self.squares:
+            n = len(FEATURES)
+            f = np.r_[f, ((f - np.asarray(self.mean[:n])) / np.asarray(self.scale[:n])) ** 2]
+        return (f - np.asarray(self.mean)) / np.asarray(self.scale)
 
     def probability(self, feats: np.ndarray) -> float:
         """P(the pair is clean) for one pair's features."""

@@ -37,6 +37,10 @@
    training generator's low exposure was noiseless cost infrared + visible pairs with a dark visible image
    0.16 to 0.25 Qabf: on a clean dark image the guided filter's fusion often scores better, on a dark and
    noisy one (a real dim capture, as the bench's) it does not, and `low_exposure` adds that noise.
+5. For `squares_tasks`, both regressions (steps 2 and 4) also weigh each standardized feature's square
+   (allfuse.gate.TaskGate.squares). On the infrared + visible samples of allfuse-reg's stage 15 that raised
+   the cross-validated gain (g +0.0172 -> +0.0190) and lost on the validation bench (VIF family mean
+   -0.0005), so the shipped gates are linear.
 """
 
 from __future__ import annotations
@@ -83,6 +87,8 @@ class GateTrainConfig:
     # tasks whose gate may blend (step 4); the others switch only. Chosen on the validation bench: for VIF
     # and MEF the blends fitted on the training generator lost there (module doc, step 4)
     blend_tasks: tuple[str, ...] = ("vif", "mff")
+    # tasks whose regressions also see the squared standardized features (allfuse.gate.TaskGate.squares)
+    squares_tasks: tuple[str, ...] = ()
     seed: int = 1
     threads: int = 0  # torch threads, 0 = torch's default
 
@@ -105,11 +111,13 @@ class GateTrainConfig:
             or self.vif_weight < 0
             or not set(self.tasks) <= set(TASKS)
             or not set(self.blend_tasks) <= set(TASKS)
+            or not set(self.squares_tasks) <= set(TASKS)
             or not self.tasks
         ):
             raise ValueError(
                 "bad gate run: need samples > 0, 0 <= clean_share <= 1, 0 < min_scale <= 1, max_side >= 64, "
-                f"l2 >= 0, vif_weight >= 0 and tasks and blend_tasks among {', '.join(TASKS)}: {self}"
+                f"l2 >= 0, vif_weight >= 0 and tasks, blend_tasks, squares_tasks among {', '.join(TASKS)}: "
+                f"{self}"
             )
 
 
@@ -358,6 +366,20 @@ def fit_blend(
     return fields, weight, table
 
 
+def with_squares(x: np.ndarray) -> np.ndarray:
+    """Features (n, len(FEATURES)) and their squares after standardization over these samples, as
+    allfuse.gate.TaskGate.standardized expands one pair's (fit_logistic then finds the same means and
+    scales for the first len(FEATURES) columns)."""
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale = np.where(scale > 1e-9, scale, 1.0)
+    return np.c_[x, ((x - mean) / scale) ** 2]
+
+
+def feature_names(squares: bool) -> tuple[str, ...]:
+    """Names of a TaskGate's coefficients."""
+    return FEATURES + tuple(f"{f}^2" for f in FEATURES) if squares else FEATURES
+
+
 def fit_gate(records: Sequence[dict], cfg: GateTrainConfig) -> tuple[GateConfig, dict]:
     """Steps 2-4 (module doc), task by task: the gate and its report."""
     x = np.array([r["features"] for r in records], dtype=np.float64)
@@ -374,12 +396,13 @@ def fit_gate(records: Sequence[dict], cfg: GateTrainConfig) -> tuple[GateConfig,
         m = tasks == task
         if not m.any():
             raise ValueError(f"no {task} samples to fit the gate on")
-        p = cross_validate(x[m], clean[m], list(scenes[m]), cfg.l2, cfg.seed)
+        xt = with_squares(x[m]) if task in cfg.squares_tasks else x[m]
+        p = cross_validate(xt, clean[m], list(scenes[m]), cfg.l2, cfg.seed)
         gain = {float(t): float((g[m, -1] * (p >= t)).mean()) for t in THRESHOLDS}
         threshold = max(gain, key=gain.get)  # type: ignore[arg-type]
-        mean, scale, coef, bias = fit_logistic(x[m], clean[m], np.ones(m.sum()), cfg.l2)
+        mean, scale, coef, bias = fit_logistic(xt, clean[m], np.ones(m.sum()), cfg.l2)
         if scored and task in cfg.blend_tasks:
-            blend, cv_weight[m], by_blend[task] = fit_blend(x[m], g[m], list(scenes[m]), p >= threshold, cfg)
+            blend, cv_weight[m], by_blend[task] = fit_blend(xt, g[m], list(scenes[m]), p >= threshold, cfg)
         else:
             blend, cv_weight[m] = {}, (p >= threshold).astype(np.float64)
         gates[task] = TaskGate(
@@ -388,6 +411,7 @@ def fit_gate(records: Sequence[dict], cfg: GateTrainConfig) -> tuple[GateConfig,
             mean=tuple(float(v) for v in mean),
             scale=tuple(float(v) for v in scale),
             threshold=threshold,
+            squares=task in cfg.squares_tasks,
             **blend,
         )
         fit_weight[m] = [gates[task].rule_weight(f)[1] for f in x[m]]
@@ -403,7 +427,9 @@ def fit_gate(records: Sequence[dict], cfg: GateTrainConfig) -> tuple[GateConfig,
         "coefficients": {
             t: dict(
                 sorted(
-                    zip(FEATURES, (round(w, 4) for w in gates[t].weights), strict=True),
+                    zip(
+                        feature_names(gates[t].squares), (round(w, 4) for w in gates[t].weights), strict=True
+                    ),
                     key=lambda i: -abs(i[1]),
                 )
             )
