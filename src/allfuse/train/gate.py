@@ -269,11 +269,16 @@ def blend_weight(p_better: np.ndarray, start: float, top: float) -> np.ndarray:
     return top * np.clip((p_better - start) / (1.0 - start), 0.0, 1.0)
 
 
+def standardization(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and scale of samples x; a constant column (one task only) gets scale 1, no weight."""
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    return mean, np.where(scale > 1e-9, scale, 1.0)
+
+
 def fit_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float) -> tuple[np.ndarray, ...]:
     """Weighted ridge logistic regression by Newton's method on standardized features: (mean, scale,
     coefficients, bias)."""
-    mean, scale = x.mean(axis=0), x.std(axis=0)
-    scale = np.where(scale > 1e-9, scale, 1.0)  # a constant feature (one task only) gets no weight
+    mean, scale = standardization(x)
     z = np.c_[(x - mean) / scale, np.ones(len(x))]
     ridge = l2 * np.diag(np.r_[np.ones(z.shape[1] - 1), 0.0])
     beta = np.zeros(z.shape[1])
@@ -370,8 +375,7 @@ def with_squares(x: np.ndarray) -> np.ndarray:
     """Features (n, len(FEATURES)) and their squares after standardization over these samples, as
     allfuse.gate.TaskGate.standardized expands one pair's (fit_logistic then finds the same means and
     scales for the first len(FEATURES) columns)."""
-    mean, scale = x.mean(axis=0), x.std(axis=0)
-    scale = np.where(scale > 1e-9, scale, 1.0)
+    mean, scale = standardization(x)
     return np.c_[x, ((x - mean) / scale) ** 2]
 
 
