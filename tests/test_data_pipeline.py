@@ -70,6 +70,40 @@ def test_ir_weather_blur_sets_how_often_the_ir_image_of_a_weather_pair_is_blurre
         PipelineConfig(ir_weather_blur=1.5)
 
 
+def test_haze_variety_tints_the_airlight_and_varies_the_veil_and_replays_from_its_record():
+    from allfuse.data.depth import HeuristicDepth
+    from allfuse.data.weather import HazeVariety, haze
+
+    y, x = np.mgrid[0:64, 0:96] / 64.0
+    img = np.stack([0.4 + 0.1 * np.sin(6 * x), 0.4 + 0.1 * np.cos(5 * y), 0.4 + 0.0 * x], -1).astype(
+        np.float32
+    )
+    depth = HeuristicDepth()(img)
+    _, rec = degrade_pair([img, img], "mef", [("haze", 3)], np.random.default_rng(0))
+    assert "variety" not in rec[0]  # haze_variety 0 (the default): the plain model
+    varied = PipelineConfig(haze_variety=1.0)
+    tints, spreads = [], []
+    for seed in range(8):
+        out, rec = degrade_pair(
+            [img, img], "mef", [("haze", 3)], np.random.default_rng(seed), varied, HeuristicDepth()
+        )
+        v = HazeVariety(**{**rec[0]["variety"], "tint": tuple(rec[0]["variety"]["tint"])})
+        d, beta = v.maps(depth)
+        again, _ = haze(img, np.random.default_rng(99), rec[0]["params"], d, v.tint, beta)
+        np.testing.assert_allclose(again, out[0], atol=1e-6)  # the record replays it
+        np.testing.assert_array_equal(out[0], out[1])  # one scene, one veil
+        assert 0.0 <= d.min() and d.max() <= 1.0 and beta.min() > 0.0
+        tints.append(np.ptp(v.tint))
+        spreads.append(float(np.std(beta)))
+        # a far, hazy region takes the airlight's colour: the channels part by the tint
+        far = out[0][d > np.quantile(d, 0.9)].mean(axis=0)
+        order = np.argsort(v.tint)
+        assert far[order[0]] < far[order[2]]
+    assert max(tints) > 0.05 and max(spreads) > 0.05
+    with pytest.raises(ValueError, match="haze_variety"):
+        PipelineConfig(haze_variety=-0.1)
+
+
 def test_shared_params_independent_noise():
     x = np.full((32, 32), 0.5, np.float32)
     out, _ = degrade_pair([x, x], "mef", [("noise", 2), ("gaussian_blur", 2)], np.random.default_rng(0))
@@ -206,3 +240,4 @@ def test_every_generator_field_is_a_training_data_key():
     generator = {f.name for f in dataclasses.fields(PipelineConfig)}
     assert generator <= {f.name for f in dataclasses.fields(DataConfig)}
     assert DataConfig(ir_weather_blur=0.5).pipeline().ir_weather_blur == 0.5
+    assert DataConfig(haze_variety=0.5).pipeline().haze_variety == 0.5

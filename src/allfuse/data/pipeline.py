@@ -22,6 +22,7 @@ import numpy as np
 from allfuse.data.degradations import apply_op
 from allfuse.data.depth import DepthProvider, get_depth_provider
 from allfuse.data.severity import EXCLUSIVE, LEVELS, OP_NAMES, ORDER, TASK_OPS, WEATHER_OPS, sample_params
+from allfuse.data.weather import HazeVariety
 from allfuse.types import Image
 
 Aspect = tuple[int, int]
@@ -47,12 +48,16 @@ class PipelineConfig:
     # VIF: probability that a weather op on the visible image comes with a mild blur of the IR image (MMAIF
     # Sect. 3.1 always blurs it; a real thermal camera in haze or rain often stays sharp)
     ir_weather_blur: float = 1.0
+    # Probability that a haze departs from the plain model: tinted airlight, a depth mixed with a random
+    # layout, patchy scattering (weather.HazeVariety); at 0 no number is drawn for it.
+    haze_variety: float = 0.0
 
     def __post_init__(self) -> None:
         """Refuse unknown op names, negative weights in op_weights (a typo would silently do nothing) and an
-        ir_weather_blur outside [0, 1]."""
-        if not 0.0 <= self.ir_weather_blur <= 1.0:
-            raise ValueError(f"ir_weather_blur must be in [0, 1], got {self.ir_weather_blur}")
+        ir_weather_blur or haze_variety outside [0, 1]."""
+        for name in ("ir_weather_blur", "haze_variety"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         bad = sorted(set(self.op_weights) - set(OP_NAMES))
         if bad:
             raise ValueError(f"op_weights: unknown degradation(s) {bad}; choose from {', '.join(OP_NAMES)}")
@@ -176,16 +181,23 @@ def degrade_pair(
     for op, level in ops:
         targets = route(task, op, rng)
         params = sample_params(op, level, rng)
-        kw = {}
+        kw: dict[str, object] = {}
+        variety = None
         if op == "haze":
             if depth is None:
                 depth = pair_depth(images, task, depth_provider or get_depth_provider(cfg.depth))
             kw["depth"] = depth
+            if cfg.haze_variety > 0 and rng.random() < cfg.haze_variety:
+                variety = HazeVariety.draw(rng)
+                kw["depth"], kw["beta_field"] = variety.maps(depth)
+                kw["tint"] = variety.tint
         per_image = {}
         for i in targets:
             p = dict(params, seed=params["seed"] + i) if op in INDEPENDENT_NOISE else params
             out[i], per_image[i] = apply_op(op, out[i], rng, p, **kw)
         record = {"op": op, "level": level, "images": list(targets), "params": per_image[targets[0]]}
+        if variety is not None:
+            record["variety"] = variety.as_dict()
         if op in INDEPENDENT_NOISE and len(targets) > 1:
             record["seed_rule"] = "image i uses seed + i"
         records.append(record)

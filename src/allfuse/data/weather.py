@@ -4,6 +4,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -48,22 +52,82 @@ def rain(image: Image, rng: np.random.Generator, spec: Spec = 2) -> tuple[Image,
 
 
 def haze(
-    image: Image, rng: np.random.Generator, spec: Spec = 2, depth: np.ndarray | None = None
+    image: Image,
+    rng: np.random.Generator,
+    spec: Spec = 2,
+    depth: np.ndarray | None = None,
+    tint: Sequence[float] | None = None,
+    beta_field: np.ndarray | None = None,
 ) -> tuple[Image, Params]:
     """Atmospheric scattering (Koschmieder): I * t + A * (1 - t), t = exp(-beta * d), d relative depth.
 
     `depth` (H, W) in [0, 1] (1 = far) comes from a depth provider; the offline heuristic is used when
-    it is None. Depth is offset to [0.1, 1] so even the nearest point gets a trace of haze.
+    it is None. Depth is offset to [0.1, 1] so even the nearest point gets a trace of haze. `tint` (3,)
+    scales the airlight per colour (a bluish or yellowish sky; a gray image takes its mean), `beta_field`
+    (H, W) scales the scattering coefficient per pixel (a patchy veil); `HazeVariety` draws both.
     """
     p = resolve("haze", spec, rng)
     x = np.asarray(image, np.float32)
     d = HeuristicDepth()(x) if depth is None else np.asarray(depth, np.float32)
     if d.shape != x.shape[:2]:
         raise ValueError(f"depth shape {d.shape} does not match image {x.shape[:2]}")
-    t = np.exp(-p["beta"] * (0.1 + 0.9 * d))
+    beta = p["beta"] if beta_field is None else p["beta"] * np.asarray(beta_field, np.float32)
+    t = np.exp(-beta * (0.1 + 0.9 * d))
+    air: float | np.ndarray = p["airlight"]
+    if tint is not None:
+        scale = np.asarray(tint, np.float32)
+        air = p["airlight"] * (scale if x.ndim == 3 else float(scale.mean()))
     if x.ndim == 3:
         t = t[..., None]
-    return finish(x * t + p["airlight"] * (1.0 - t)), p
+    return finish(x * t + air * (1.0 - t)), p
+
+
+def smooth_field(shape: tuple[int, int], seed: int, cells: int) -> np.ndarray:
+    """A smooth random field (H, W) in [0, 1]: `cells` x `cells` uniform values, bicubically enlarged."""
+    h, w = shape
+    coarse = np.random.default_rng(seed).uniform(0.0, 1.0, (cells, cells)).astype(np.float32)
+    field = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+    lo, hi = float(field.min()), float(field.max())
+    return (field - lo) / max(hi - lo, 1e-6)
+
+
+@dataclass(frozen=True)
+class HazeVariety:
+    """How far a haze departs from the plain Koschmieder model of `haze`: a tinted airlight, a depth mixed
+    with a random smooth layout (real depth is not the heuristic's ground plane: a fog bank, a valley, a
+    street canyon) and a patchy scattering coefficient. Replays from its fields (`draw`, `maps`)."""
+
+    tint: tuple[float, float, float]  # per-colour airlight scale
+    depth_mix: float  # weight of the random layout in the depth, [0, 1)
+    patch: float  # beta is scaled by 1 + patch * (2 f - 1), f a smooth field in [0, 1]
+    seed: int  # of the two smooth fields
+    cells: int  # their coarseness: cells per side
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> HazeVariety:
+        """Tint up to +-8 % per colour, depth mix up to 0.6, patchiness up to 0.5, 2-6 cells."""
+        tint = tuple(float(v) for v in 1.0 + rng.uniform(-0.08, 0.08, 3))
+        return cls(
+            tint,  # type: ignore[arg-type]
+            float(rng.uniform(0.0, 0.6)),
+            float(rng.uniform(0.0, 0.5)),
+            int(rng.integers(2**31)),
+            int(rng.integers(2, 7)),
+        )
+
+    def maps(self, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The varied depth (renormalized to [0, 1]) and the beta scale, both (H, W) float32."""
+        shape = depth.shape[:2]
+        layout = smooth_field(shape, self.seed, self.cells)
+        mixed = (1.0 - self.depth_mix) * np.asarray(depth, np.float32) + self.depth_mix * layout
+        lo, hi = float(mixed.min()), float(mixed.max())
+        mixed = (mixed - lo) / max(hi - lo, 1e-6)
+        patchy = smooth_field(shape, self.seed + 1, self.cells)
+        return mixed.astype(np.float32), (1.0 + self.patch * (2.0 * patchy - 1.0)).astype(np.float32)
+
+    def as_dict(self) -> dict:
+        """JSON-ready form (a sample's record)."""
+        return dataclasses.asdict(self)
 
 
 def flake_layer(

@@ -73,6 +73,8 @@ class DataConfig:
     depth: str = PipelineConfig.depth  # depth provider for haze (allfuse.data.depth)
     # VIF: chance that rain, haze or snow on the visible image comes with a mild blur of the IR image
     ir_weather_blur: float = PipelineConfig.ir_weather_blur
+    # chance that a haze has a tinted airlight, a varied depth layout and patchy scattering
+    haze_variety: float = PipelineConfig.haze_variety
     length: int = 20_000  # samples per epoch; each epoch draws new degradations
     val_pairs: int = 8  # held-in synthetic samples scored with allfuse.metrics at each validation
     workers: int = 1  # DataLoader worker processes
