@@ -2,6 +2,7 @@
 where the thumbnail puts them, learns to lift a veil, trains and resumes exactly, and ships in a model
 folder that the pipeline applies before everything else."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,7 +16,14 @@ from test_train_loop import TINY
 
 from allfuse.models.correct import Corrector, CorrectorConfig, apply_coefficients
 from allfuse.train.config import load_train_config
-from allfuse.train.correct import PHOTOMETRIC_OPS, CorrectTrainConfig, correct_loss, hazed, train_corrector
+from allfuse.train.correct import (
+    PHOTOMETRIC_OPS,
+    CorrectTrainConfig,
+    correct_loss,
+    hazed,
+    initial_corrector_state,
+    train_corrector,
+)
 from allfuse.train.loop import train
 
 
@@ -220,6 +228,16 @@ def test_corrector_resumes_exactly_and_ships_in_the_model_folder(dit_folder: Pat
     again = pipe.save_pretrained(tmp_path / "again")  # a saved pipeline keeps its corrector
     loaded = FusionPipeline.from_pretrained(again).corrector
     torch.testing.assert_close(loaded.state_dict(), pipe.corrector.state_dict())
+    # a run can continue the folder's corrector (init_from), of the same architecture only
+    cont = dataclasses.replace(_cfg(dit_folder, tmp_path / "c"), init_from=str(model), max_steps=1, lr=1e-12)
+    train_corrector(cont)
+    start = latest_weights(tmp_path / "c")
+    for k, v in pipe.corrector.state_dict().items():
+        torch.testing.assert_close(start[k], v, rtol=1e-4, atol=1e-6, msg=k)
+    with pytest.raises(ValueError, match="cannot start"):
+        initial_corrector_state(str(model), CorrectorConfig(width=4, thumb=16))
+    with pytest.raises(FileNotFoundError, match="no corrector"):
+        initial_corrector_state(str(dit_folder), CorrectorConfig(width=8, thumb=16))
     (model / "corrector.json").write_text('{"corrector": {"width": "wide"}}')
     with pytest.raises(ValueError, match=r"corrector\.json"):
         FusionPipeline.from_pretrained(model)

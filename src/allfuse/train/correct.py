@@ -1,6 +1,7 @@
 """Training the input corrector (allfuse.models.correct) on its own: degraded input -> its clean source.
 
     allfuse train-corrector MODEL_FOLDER RUN_DIR [max_steps=N size=PX batch_size=B corrector.width=32 ...]
+                                                 [init_from=MODEL_FOLDER: continue its corrector]
     allfuse export RUN_DIR MODEL_FOLDER          # adds corrector.safetensors + corrector.json to the folder
 
 Samples are synthesized as the model folder's DiT was trained (its training.json data config, fusion kinds
@@ -36,7 +37,7 @@ from torch.utils.data import DataLoader
 
 from allfuse.config import build_config
 from allfuse.data.samples import FUSION_KINDS, SAMPLE_KINDS
-from allfuse.model_folder import read_training, resolve_model_folder
+from allfuse.model_folder import load_corrector, read_training, resolve_model_folder
 from allfuse.models.correct import CORRECT_TASKS, Corrector, CorrectorConfig
 from allfuse.ops import sobel_xy
 from allfuse.train.config import DataConfig, TrainConfig, config_from_dict
@@ -57,6 +58,7 @@ class CorrectTrainConfig:
     model: str  # model folder (or embedded name) whose training data config the samples follow
     out_dir: str = "runs/corrector"
     corrector: CorrectorConfig = field(default_factory=CorrectorConfig)
+    init_from: str = ""  # model folder whose corrector (same architecture) starts this run; "" = scratch
     size: int = 256  # crop size, px
     max_steps: int = 2000
     batch_size: int = 8
@@ -106,6 +108,17 @@ def corrector_data(cfg: CorrectTrainConfig, seed: int):
     if cfg.data_overrides:
         data = build_config(DataConfig, dict(cfg.data_overrides), prefix="data.", base=data)
     return build_dataset(dataclasses.replace(base, data=data), seed)
+
+
+def initial_corrector_state(folder: str, cfg: CorrectorConfig) -> dict[str, torch.Tensor]:
+    """Weights of the corrector shipped in a model folder, for a run of config `cfg`: the same architecture
+    and strength prior (the tasks it runs for may differ), else an error naming both."""
+    src = load_corrector(resolve_model_folder(folder))
+    if src is None:
+        raise FileNotFoundError(f"{folder}: has no corrector to start from")
+    if dataclasses.replace(src.cfg, tasks=cfg.tasks) != cfg:
+        raise ValueError(f"{folder}: its corrector {src.cfg} cannot start a run of {cfg}")
+    return src.state_dict()
 
 
 def corrector_task(task_id: torch.Tensor) -> torch.Tensor:
@@ -159,6 +172,8 @@ def train_corrector(cfg: CorrectTrainConfig, until: int | None = None) -> Path:
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out_dir)
     net = Corrector(cfg.corrector)
+    if cfg.init_from:
+        net.load_state_dict(initial_corrector_state(cfg.init_from, cfg.corrector))
     stage = Stage(net, cfg)
     base = corrector_data(cfg, cfg.seed)
     loader = DataLoader(
