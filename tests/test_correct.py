@@ -17,7 +17,6 @@ from test_train_loop import TINY
 from allfuse.models.correct import Corrector, CorrectorConfig, apply_coefficients
 from allfuse.train.config import load_train_config
 from allfuse.train.correct import (
-    PHOTOMETRIC_OPS,
     CorrectTrainConfig,
     correct_loss,
     hazed,
@@ -276,47 +275,3 @@ def test_the_haze_label_teaches_the_strength_which_input_was_hazed() -> None:
         _, strength = net.forward_with_strength([batch["a"], batch["b"]], torch.full((4,), 2))
     assert (strength[:, 0] > 0.7).all() and (strength[:, 1] < 0.3).all()
     assert "haze_bce" in logs and "haze_bce" not in correct_loss(net, batch, 1.0)[1]
-
-
-def test_the_gain_label_teaches_the_gain_strength_which_input_an_exposure_touched() -> None:
-    meta = json.dumps({"ops": [{"op": "low_exposure", "images": [0]}, {"op": "noise", "images": [0, 1]}]})
-    assert hazed([meta], PHOTOMETRIC_OPS).tolist() == [[1.0, 0.0]]
-    torch.manual_seed(0)
-    clear = 0.3 + 0.6 * torch.rand(4, 3, 32, 32)
-    batch = {
-        "a": 0.35 * clear,  # under-exposed
-        "b": clear,
-        "clean_a": clear,
-        "clean_b": clear,
-        "task_id": torch.full((4,), 2),
-        "meta": [meta] * 4,
-    }
-    net = Corrector(CorrectorConfig(width=8, thumb=32, gain_gate=True))
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    for _ in range(30):
-        loss, logs = correct_loss(net, batch, grad_weight=0.0, gain_weight=1.0)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        _, strengths = net.forward_with_strengths([batch["a"], batch["b"]], torch.full((4,), 2))
-    assert strengths.shape == (4, 2, 2)
-    assert (strengths[:, 0, 1] > 0.7).all() and (strengths[:, 1, 1] < 0.3).all()
-    assert "gain_bce" in logs
-    with pytest.raises(ValueError, match="gain_gate"):
-        CorrectTrainConfig(model="allfuse-reg", gain_weight=0.2)
-
-
-def test_a_closed_gain_strength_leaves_only_the_dehazing() -> None:
-    torch.manual_seed(0)
-    net = Corrector(CorrectorConfig(width=8, thumb=32, gain_gate=True))
-    with torch.no_grad():
-        net.head.bias.copy_(torch.tensor([1.0] * 6 + [0.0, -30.0]))  # large gains, but s ~ 0
-        x = torch.rand(1, 3, 40, 30)
-        shut = net([x, x], torch.tensor([1]))[0]
-        net.head.bias[7] = 30.0  # s ~ 1: the gains apply
-        opened = net([x, x], torch.tensor([1]))[0]
-        net.head.bias[:6] = 0.0  # no gain: the dehazing alone
-        plain = net([x, x], torch.tensor([1]))[0]
-    torch.testing.assert_close(shut, plain, atol=1e-5, rtol=1e-5)
-    assert (opened - plain).abs().mean() > 0.05

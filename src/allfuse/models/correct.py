@@ -30,12 +30,6 @@ resolution to the full image the same way). Two stages, both affine in I:
    changes contrast without moving brightness (in the form a D + b every gain step must be paired with
    an offset step, a narrow valley that first-order training crawls along). u = v = 0 at init.
 
-   With `gain_gate` the network also predicts a second strength s = sigmoid(y) in (0, 1) per cell and the
-   logits become s u, s v: s -> 0 makes the second stage the identity. Training tells s which inputs an
-   exposure, contrast or haze degradation touched (allfuse.train.correct, `gain_weight`), as the haze label
-   tells w: without it, a clean dusk photo (scikit-image's rocket) was lifted by 8-26/255 as if
-   under-exposed (measured).
-
 Each cell's gain and offset (the whole map is affine in I) are bilinearly upsampled from the grid. The
 strength starts at w = omega_init (0.5): an image whose dark channel is zero (t_dcp = 1) passes through
 unchanged at init, and a clean, well-exposed input should pass through after training too
@@ -80,7 +74,6 @@ class CorrectorConfig:
     max_gain: float = 8.0  # M: gains in [1/M, M], offsets in [-M, M]
     omega_init: float = 0.5  # dehazing strength w at init
     t_min: float = 0.1  # lower bound of the transmission (He et al. 2009: t0)
-    gain_gate: bool = False  # a learned strength s scales the gain/offset logits (module doc)
     # The tasks the pipeline runs it for (`allfuse export --tasks`): chosen by measurement, per task.
     tasks: tuple[str, ...] = CORRECT_TASKS
 
@@ -120,7 +113,7 @@ class Corrector(nn.Module):
         self.globe = nn.Sequential(nn.Linear(8 * w, 4 * w), nn.GELU(), nn.Linear(4 * w, 4 * w))
         self.dec2 = nn.Sequential(conv(6 * w, 2 * w), conv(2 * w, 2 * w))  # 1/4
         self.dec1 = nn.Sequential(conv(3 * w, w), conv(w, w))  # 1/2: the coefficient grid
-        self.head = nn.Conv2d(w, 8 if cfg.gain_gate else 7, 3, 1, 1)  # (u_rgb, v_rgb, z[, y])
+        self.head = nn.Conv2d(w, 7, 3, 1, 1)  # (u_rgb, v_rgb, z)
         for m in self.modules():  # He init: without normalisation layers, PyTorch's default init shrinks
             if isinstance(m, nn.Conv2d | nn.Linear):  # the activations ~3x per layer (measured: std 0.3 ->
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")  # 0.01 at 1/8), which stalls training
@@ -144,8 +137,7 @@ class Corrector(nn.Module):
         return coef, thumb
 
     def predict(self, images: Sequence[Tensor], task: Tensor) -> tuple[Tensor, tuple[int, int], Tensor]:
-        """`coefficients` and the strengths per cell, (B, N, K, gh, gw): the dehazing strength w and, with
-        `gain_gate`, the gain/offset strength s (K = 2)."""
+        """`coefficients` and the dehazing strength w per cell, (B, N, gh, gw)."""
         th = self.thumbnails(images)  # (B, N, 3, h, w)
         b, n, _, h, w = th.shape
         flat = th.flatten(0, 1)  # (B N, 3, h, w)
@@ -166,19 +158,15 @@ class Corrector(nn.Module):
         d2 = self.dec2(torch.cat([up, f2], dim=1))
         up = F.interpolate(d2, size=f1.shape[-2:], mode="bilinear", align_corners=False)
         d1 = self.dec1(torch.cat([up, f1], dim=1))
-        out = self.head(d1).float()  # (B N, 7 or 8, (h + ph) / 2, (w + pw) / 2)
+        out = self.head(d1).float()  # (B N, 7, (h + ph) / 2, (w + pw) / 2)
+        out = torch.cat([HEAD_SCALE * out[:, :6], out[:, 6:]], dim=1)
         cfg = self.cfg
         omega = torch.sigmoid(out[:, 6:7] + math.log(cfg.omega_init / (1 - cfg.omega_init)))
-        strengths = omega
-        uv = HEAD_SCALE * out[:, :6]
-        if cfg.gain_gate:
-            gate = torch.sigmoid(out[:, 7:8])
-            uv, strengths = uv * gate, torch.cat([omega, gate], dim=1)
         t = (1 - omega * (1 - F.avg_pool2d(x[:, 5:6].float(), 2))).clamp(min=cfg.t_min)
         a = air[:, :, None, None].float().expand(-1, -1, *t.shape[-2:])
         local = (F.avg_pool2d(x[:, :3].float(), 2) - a) / t + a  # m: 2 x 2 means of the dehazed thumbnail
-        coef = torch.cat([uv, local, t, a], dim=1).unflatten(0, (b, n))
-        return coef, (h, w), strengths.unflatten(0, (b, n))
+        coef = torch.cat([out[:, :6], local, t, a], dim=1).unflatten(0, (b, n))
+        return coef, (h, w), omega[:, 0].unflatten(0, (b, n))
 
     def gain_offset(self, coef: Tensor) -> tuple[Tensor, Tensor]:
         """(B, 13, ...) cells (u, v, m, t, A) -> gain and offset, each (B, 3, ...), of the whole map
@@ -195,14 +183,9 @@ class Corrector(nn.Module):
 
     def forward_with_strength(self, images: Sequence[Tensor], task: Tensor) -> tuple[list[Tensor], Tensor]:
         """`forward` and the image-mean dehazing strength of each input, (B, N)."""
-        outs, strengths = self.forward_with_strengths(images, task)
-        return outs, strengths[:, :, 0]
-
-    def forward_with_strengths(self, images: Sequence[Tensor], task: Tensor) -> tuple[list[Tensor], Tensor]:
-        """`forward` and the image-mean strengths of each input, (B, N, K): w and, with `gain_gate`, s."""
-        coef, thumb, strengths = self.predict(images, task)
+        coef, thumb, omega = self.predict(images, task)
         outs = [apply_coefficients(x, coef[:, i], thumb, self) for i, x in enumerate(images)]
-        return outs, strengths.mean(dim=(-2, -1))
+        return outs, omega.mean(dim=(-2, -1))
 
     @torch.no_grad()
     def correct(self, images: Sequence[Tensor], task: str) -> list[Tensor]:

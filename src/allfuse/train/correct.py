@@ -12,8 +12,6 @@ with P_s an area downscale by s and grad the signed Sobel pair (d/dx, d/dy), wei
 means alone are matched by an offset; the gradient term is what asks for contrast back (haze scales every
 edge by t, so only a gain of 1 / t matches it), and it also charges a gain for the noise it amplifies.
 Noise otherwise averages out of the downscaled terms.
-With gain_weight > 0 (a corrector with `gain_gate`) the gain/offset strength s is pushed the same way towards
-"did haze, an exposure or a contrast degradation touch this input" (PHOTOMETRIC_OPS).
 With haze_weight > 0 the synthesis also says which inputs it hazed, and the image-mean dehazing strength
 w of each input is pushed towards that label by a binary cross-entropy, haze_weight * BCE(mean w, hazed).
 The L1 alone gives weak, conflicting gradients on w across a mixed batch (a clear photo and a hazy one can
@@ -47,8 +45,6 @@ from allfuse.train.stage import Stage
 VAL_SEED_OFFSET = 7_919  # validation samples come from a stream the training never draws
 LOSS_SCALES = (4, 16)  # area-downscale factors of the loss's L1 terms (module doc)
 GRAD_SCALE = 2  # area-downscale factor of its gradient term
-# the degradations of the training generator that the gain/offset stage undoes (its strength's label)
-PHOTOMETRIC_OPS = ("haze", "low_exposure", "high_exposure", "low_contrast")
 
 
 @dataclass(frozen=True)
@@ -68,7 +64,6 @@ class CorrectTrainConfig:
     ema_decay: float = 0.995
     grad_weight: float = 1.0  # w of the loss's gradient term (module doc)
     haze_weight: float = 0.0  # weight of the hazed-or-not cross-entropy on the dehazing strength
-    gain_weight: float = 0.0  # same for the gain/offset strength (needs corrector.gain_gate)
     kinds: dict[str, float] = field(default_factory=lambda: {"vif": 1.3, "mef": 1.0, "mff": 1.0})
     # Fields of the DiT's DataConfig to change for this run, e.g. {"n_weights": [2, 2, 2, 2]}.
     data_overrides: dict[str, object] = field(default_factory=dict)
@@ -84,8 +79,6 @@ class CorrectTrainConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.kinds, dict) or not self.kinds:
             raise ValueError(f"kinds must map fusion tasks to weights, e.g. {{vif: 2}}, got {self.kinds!r}")
-        if self.gain_weight and not self.corrector.gain_gate:
-            raise ValueError("gain_weight needs a corrector with a gain strength: corrector.gain_gate=true")
         unknown = sorted(set(self.kinds) - set(FUSION_KINDS))
         if unknown:
             raise ValueError(f"kinds: {unknown} are not fusion tasks; the corrector trains on {FUSION_KINDS}")
@@ -126,23 +119,21 @@ def corrector_task(task_id: torch.Tensor) -> torch.Tensor:
     return torch.tensor([CORRECT_TASKS.index(SAMPLE_KINDS[int(i)]) for i in task_id.reshape(-1)])
 
 
-def hazed(meta: list[str], names: tuple[str, ...] = ("haze",)) -> torch.Tensor:
-    """(B, 2) float: which input of each sample one of the ops `names` touched (from the samples'
-    metadata); by default, which the synthesis hazed."""
+def hazed(meta: list[str]) -> torch.Tensor:
+    """(B, 2) float: which input of each sample the synthesis hazed (from the samples' metadata)."""
     rows = []
     for text in meta:
         ops = json.loads(text).get("ops", [])
-        rows.append([float(any(op["op"] in names and j in op["images"] for op in ops)) for j in (0, 1)])
+        rows.append([float(any(op["op"] == "haze" and j in op["images"] for op in ops)) for j in (0, 1)])
     return torch.tensor(rows)
 
 
 def correct_loss(
-    net: Corrector, batch: dict, grad_weight: float, haze_weight: float = 0.0, gain_weight: float = 0.0
+    net: Corrector, batch: dict, grad_weight: float, haze_weight: float = 0.0
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Low-band L1 and gradient loss of each corrected input to its clean source, and the labels'
-    cross-entropies on the dehazing and gain strengths (module doc)."""
-    outs, strengths = net.forward_with_strengths([batch["a"], batch["b"]], corrector_task(batch["task_id"]))
-    strength = strengths[:, :, 0]
+    """Low-band L1 and gradient loss of each corrected input to its clean source, and the haze label's
+    cross-entropy on the dehazing strength (module doc)."""
+    outs, strength = net.forward_with_strength([batch["a"], batch["b"]], corrector_task(batch["task_id"]))
     l1 = grad = torch.zeros((), dtype=torch.float32)
     for out, clean in zip(outs, (batch["clean_a"], batch["clean_b"]), strict=True):
         out, clean = out.float(), clean.float()
@@ -157,11 +148,6 @@ def correct_loss(
         bce = F.binary_cross_entropy(strength.float().clamp(1e-6, 1 - 1e-6), label)
         loss = loss + haze_weight * bce
         logs["haze_bce"] = bce.item()
-    if gain_weight:
-        label = hazed(batch["meta"], PHOTOMETRIC_OPS).to(strengths.device)
-        bce = F.binary_cross_entropy(strengths[:, :, 1].float().clamp(1e-6, 1 - 1e-6), label)
-        loss = loss + gain_weight * bce
-        logs["gain_bce"] = bce.item()
     return loss, {"loss": loss.item(), **logs}
 
 
@@ -188,7 +174,7 @@ def train_corrector(cfg: CorrectTrainConfig, until: int | None = None) -> Path:
     def train_step(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         batch = next(batches)
         with torch.autocast(batch["a"].device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            return correct_loss(net, batch, cfg.grad_weight, cfg.haze_weight, cfg.gain_weight)
+            return correct_loss(net, batch, cfg.grad_weight, cfg.haze_weight)
 
     def validate(ema: torch.nn.Module, step: int) -> None:
         validate_corrector(ema, cfg, step, out)
