@@ -1,5 +1,6 @@
 """Validation pairs never reach training; self pairs and defocus blur of the synthesis pipeline."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -92,6 +93,37 @@ def test_self_pairs_are_the_teacher_fusion_twice_with_it_as_target(tmp_path: Pat
     assert "self_pair" not in plain.meta
     np.testing.assert_array_equal(s.target, plain.target)
     assert not np.array_equal(s.clean[0], plain.clean[0]) and not np.array_equal(s.clean[0], plain.clean[1])
+
+
+def test_scene_self_pairs_are_a_training_visible_image_twice_with_it_as_target(tmp_path: Path) -> None:
+    _pair_folder(tmp_path, ["a"])
+    rng = np.random.default_rng(1)
+    for sub, level in (("ir", 200), ("vi", 30)):  # a dark visible image, as a night scene's
+        (tmp_path / "ivif" / "Night" / sub).mkdir(parents=True)
+        for n in ("n1", "n2"):
+            x = rng.integers(0, level, (40, 48, 3)).astype(np.uint8)
+            PILImage.fromarray(x).save(tmp_path / "ivif" / "Night" / sub / f"{n}.png")
+    (tmp_path / "splits.json").write_text(json.dumps({"val": {"Night": ["n2"]}}))
+    pool = PairPool([tmp_path])
+    config = PipelineConfig(size=32, scene_self_pairs=1.0, n_ops=(0,))
+    for i in range(6):
+        s = make_sample("mff", Sources(pool, config=config), 0, i)
+        assert s.meta["self_pair"] == "scene" and (s.meta["dataset"], s.meta["name"]) == ("Night", "n1")
+        np.testing.assert_array_equal(s.target, s.clean[0])
+        np.testing.assert_array_equal(s.degraded[0], s.target)  # no op: it passes through
+        assert s.target.mean() < 40 / 255  # the visible image, not the infrared one
+    one_op = dataclasses.replace(config, n_ops=(1,))
+    hazed = make_sample("mef", Sources(pool, config=one_op), 0, 0)
+    assert hazed.meta["self_pair"] == "scene" and hazed.meta["ops"][0]["images"] == [0, 1]  # one capture
+    vif = make_sample("vif", Sources(pool, config=config), 0, 0)
+    assert "self_pair" not in vif.meta  # only exposure and focus samples
+    plain = PipelineConfig(size=32, n_ops=(0,))  # at 0 no number is drawn: old recipes replay unchanged
+    off = make_sample("mff", Sources(pool, config=dataclasses.replace(config, scene_self_pairs=0.0)), 0, 4)
+    np.testing.assert_array_equal(off.target, make_sample("mff", Sources(pool, config=plain), 0, 4).target)
+    with pytest.raises(ValueError, match="scene_self_pairs"):
+        make_sample("mff", Sources(PairPool([tmp_path / "mff"]), config=config), 0, 0)
+    with pytest.raises(ValueError, match="scene_self_pairs"):
+        PipelineConfig(scene_self_pairs=1.5)
 
 
 def test_defocus_disk_has_the_gaussian_std_and_erases_mid_frequencies_harder() -> None:

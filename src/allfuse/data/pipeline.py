@@ -51,11 +51,16 @@ class PipelineConfig:
     # Probability that a haze departs from the plain model: tinted airlight, a depth mixed with a random
     # layout, patchy scattering (weather.HazeVariety); at 0 no number is drawn for it.
     haze_variety: float = 0.0
+    # Probability that a multi-exposure or multi-focus sample is instead one real scene twice: the visible
+    # image of a random infrared + visible pair (many are night scenes), itself the clean source and the
+    # target, degraded like a self pair. Our multi-exposure and multi-focus sources are daylight scenes, so
+    # without it "dark" always means "degraded" for those tasks; at 0 no number is drawn for it.
+    scene_self_pairs: float = 0.0
 
     def __post_init__(self) -> None:
         """Refuse unknown op names, negative weights in op_weights (a typo would silently do nothing) and an
-        ir_weather_blur or haze_variety outside [0, 1]."""
-        for name in ("ir_weather_blur", "haze_variety"):
+        ir_weather_blur, haze_variety or scene_self_pairs outside [0, 1]."""
+        for name in ("ir_weather_blur", "haze_variety", "scene_self_pairs"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         bad = sorted(set(self.op_weights) - set(OP_NAMES))

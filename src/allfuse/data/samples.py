@@ -98,8 +98,29 @@ def pair_meta(src: Sources, i: int) -> dict:
     return {"sources": [str(s) for s in p.sources], "dataset": p.dataset, "name": p.name}
 
 
+def make_scene_self_pair(task: str, src: Sources, rng: np.random.Generator) -> Sample:
+    """PipelineConfig.scene_self_pairs: the visible image of a random infrared + visible pair twice, itself
+    the clean source and the target, every op on both copies (one capture twice, as a self pair)."""
+    if not (src.pairs and src.pairs.indices("vif")):
+        raise ValueError("scene_self_pairs takes the visible images of infrared + visible pairs; none found")
+    i = choose_pair(src, "vif", rng)
+    visible = src.pairs.load(i, "vif")[0][1]
+    box = sample_crop(*visible.shape[:2], rng, src.config)
+    scene = box.apply(visible)
+    ops = sample_ops(task, rng, src.config)
+    degraded, records = degrade_pair([scene, scene], "mef", ops, rng, src.config, src.depth_provider())
+    instruction, prompt = make_prompts(task, rng, ops, split=src.split)
+    meta = {**pair_meta(src, i), "crop": box.as_dict(), "ops": records, "self_pair": "scene"}
+    if any(op == "haze" for op, _ in ops):
+        meta["depth"] = src.depth_provider().name
+    return Sample(task, (scene, scene), (degraded[0], degraded[1]), scene, instruction, prompt, meta)
+
+
 def make_fusion(task: str, src: Sources, rng: np.random.Generator) -> Sample:
     """MMAIF 3.1: crop a clean pair, degrade it task-aware, target = teacher fusion of the clean pair."""
+    scene_p = src.config.scene_self_pairs if task in ("mef", "mff") else 0.0
+    if scene_p > 0 and rng.random() < scene_p:
+        return make_scene_self_pair(task, src, rng)
     i = choose_pair(src, task, rng)
     images, full_target = src.pairs.load(i, task)
     clean, target, crop = crop_pair(images, full_target, src, rng)
