@@ -113,10 +113,13 @@ def test_scene_self_pairs_are_a_training_visible_image_twice_with_it_as_target(t
         np.testing.assert_array_equal(s.degraded[0], s.target)  # no op: it passes through
         assert s.target.mean() < 40 / 255  # the visible image, not the infrared one
     one_op = dataclasses.replace(config, n_ops=(1,))
-    hazed = make_sample("mef", Sources(pool, config=one_op), 0, 0)
-    assert hazed.meta["self_pair"] == "scene" and hazed.meta["ops"][0]["images"] == [0, 1]  # one capture
+    for i in range(6):  # every op goes on both copies, as on one capture
+        ops = make_sample("mff", Sources(pool, config=one_op), 0, i).meta["ops"]
+        assert len(ops) == 1 and ops[0]["images"] == [0, 1]
     vif = make_sample("vif", Sources(pool, config=config), 0, 0)
-    assert "self_pair" not in vif.meta  # only exposure and focus samples
+    assert "self_pair" not in vif.meta  # multi-focus samples only
+    with pytest.raises(ValueError, match="no mef pairs"):  # not one exposure twice: that is not a bracket
+        make_sample("mef", Sources(pool, config=config), 0, 0)
     plain = PipelineConfig(size=32, n_ops=(0,))  # at 0 no number is drawn: old recipes replay unchanged
     off = make_sample("mff", Sources(pool, config=dataclasses.replace(config, scene_self_pairs=0.0)), 0, 4)
     np.testing.assert_array_equal(off.target, make_sample("mff", Sources(pool, config=plain), 0, 4).target)

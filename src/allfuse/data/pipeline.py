@@ -51,10 +51,11 @@ class PipelineConfig:
     # Probability that a haze departs from the plain model: tinted airlight, a depth mixed with a random
     # layout, patchy scattering (weather.HazeVariety); at 0 no number is drawn for it.
     haze_variety: float = 0.0
-    # Probability that a multi-exposure or multi-focus sample is instead one real scene twice: the visible
-    # image of a random infrared + visible pair (many are night scenes), itself the clean source and the
-    # target, degraded like a self pair. Our multi-exposure and multi-focus sources are daylight scenes, so
-    # without it "dark" always means "degraded" for those tasks; at 0 no number is drawn for it.
+    # Probability that a multi-focus sample is instead one real scene twice: the visible image of a random
+    # infrared + visible pair (many are night scenes), itself the clean source and the target, degraded like
+    # a self pair. Our multi-focus sources are daylight scenes, so without it "dark" always means "degraded"
+    # for that task. Not for multi-exposure samples: one exposure twice is not a bracket. At 0 no number is
+    # drawn for it.
     scene_self_pairs: float = 0.0
 
     def __post_init__(self) -> None:

@@ -118,8 +118,7 @@ def make_scene_self_pair(task: str, src: Sources, rng: np.random.Generator) -> S
 
 def make_fusion(task: str, src: Sources, rng: np.random.Generator) -> Sample:
     """MMAIF 3.1: crop a clean pair, degrade it task-aware, target = teacher fusion of the clean pair."""
-    scene_p = src.config.scene_self_pairs if task in ("mef", "mff") else 0.0
-    if scene_p > 0 and rng.random() < scene_p:
+    if task == "mff" and src.config.scene_self_pairs > 0 and rng.random() < src.config.scene_self_pairs:
         return make_scene_self_pair(task, src, rng)
     i = choose_pair(src, task, rng)
     images, full_target = src.pairs.load(i, task)
