@@ -52,10 +52,9 @@ class PipelineConfig:
     # layout, patchy scattering (weather.HazeVariety); at 0 no number is drawn for it.
     haze_variety: float = 0.0
     # Probability that a multi-focus sample is instead one real scene twice: the visible image of a random
-    # infrared + visible pair (many are night scenes), itself the clean source and the target, degraded like
-    # a self pair. Our multi-focus sources are daylight scenes, so without it "dark" always means "degraded"
-    # for that task. Not for multi-exposure samples: one exposure twice is not a bracket. At 0 no number is
-    # drawn for it.
+    # infrared + visible pair (street scenes of other cameras, some at night), itself the clean source and
+    # the target, degraded like a self pair. Our multi-focus sources are all bright daylight scenes. Not for
+    # multi-exposure samples: one exposure twice is not a bracket. At 0 no number is drawn for it.
     scene_self_pairs: float = 0.0
 
     def __post_init__(self) -> None:

@@ -75,7 +75,7 @@ class DataConfig:
     ir_weather_blur: float = PipelineConfig.ir_weather_blur
     # chance that a haze has a tinted airlight, a varied depth layout and patchy scattering
     haze_variety: float = PipelineConfig.haze_variety
-    # chance that an MFF sample is a visible image of an infrared + visible pair twice (night scenes too)
+    # chance that an MFF sample is the visible image of an infrared + visible pair twice, its own target
     scene_self_pairs: float = PipelineConfig.scene_self_pairs
     length: int = 20_000  # samples per epoch; each epoch draws new degradations
     val_pairs: int = 8  # held-in synthetic samples scored with allfuse.metrics at each validation
