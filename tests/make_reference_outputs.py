@@ -28,7 +28,8 @@ def weights_digest(model: str) -> str:
     path from new weights (a new corrector or gate changes the outputs as much as a new DiT)."""
     h = hashlib.sha256()
     weights = tuple(f"{f}.safetensors" for f in ("model", "refiner", "corrector"))
-    stages = ("gate.json", "deblur.json", "denoise.json", "destripe.json", "exposure.json", "refiner.json")
+    stages = ("gate.json", "deblock.json", "deblur.json", "denoise.json", "destripe.json", "exposure.json")
+    stages += ("refiner.json",)
     for name in (*weights, *stages):
         path = MODELS_DIR / model / name
         if path.is_file():

@@ -31,7 +31,8 @@ def blurred_pair() -> list[np.ndarray]:
 
 
 def test_a_model_folder_has_every_stage(stages: InputStages) -> None:
-    assert stages.destripe and stages.denoise and stages.exposure and stages.deblur and stages.corrector
+    assert stages.deblock and stages.destripe and stages.denoise and stages.exposure and stages.deblur
+    assert stages.corrector
     assert not stages.corrector.training and not any(p.requires_grad for p in stages.corrector.parameters())
 
 

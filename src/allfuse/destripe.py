@@ -1,4 +1,4 @@
-"""Fixed-pattern stripe removal: the first classical stage, before deblurring (pipeline.restore_inputs).
+"""Fixed-pattern stripe removal: after JPEG deblocking, before deblurring (pipeline.restore_inputs).
 
 Beyond the papers. A microbolometer's readout gives every column (and often every row) its own offset and
 gain: vertical stripes over the whole frame, drifting slowly with temperature. The DiT's windows see a few

@@ -87,6 +87,12 @@ def add_fuse_parser(sub: argparse._SubParsersAction) -> None:
         "(default 1048576 = 1024x1024; 0 = never)",
     )
     p.add_argument(
+        "--no-deblock",
+        action="store_true",
+        default=None,
+        help="skip the model's JPEG deblocking stage (its deblock.json): keep a low-quality JPEG's blocks",
+    )
+    p.add_argument(
         "--no-destripe",
         action="store_true",
         default=None,
@@ -212,6 +218,7 @@ MODEL_ONLY = (
     ("--tile-pixels", "tile_pixels"),
     ("--device", "device"),
     ("--no-deblur", "no_deblur"),
+    ("--no-deblock", "no_deblock"),
     ("--no-destripe", "no_destripe"),
     ("--no-exposure", "no_exposure"),
     ("--no-denoise", "no_denoise"),
@@ -264,6 +271,7 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
         )
     for flag, key, stage in (
         ("--no-deblur", "no_deblur", "deblurring stage"),
+        ("--no-deblock", "no_deblock", "JPEG deblocking stage"),
         ("--no-destripe", "no_destripe", "stripe-removal stage"),
         ("--no-exposure", "no_exposure", "exposure stage"),
         ("--no-denoise", "no_denoise", "denoising stage"),
@@ -286,24 +294,35 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
         if args.verbose and task not in shown:  # once per task (a batch may hold several)
             shown.add(task)
             print(f"prompt ({task}): {pipe.understand(args.prompt, task).describe()}")  # type: ignore[arg-type]
+        deblock = not args.no_deblock
+        if args.verbose and cfg.arch != "joint" and deblock:
+            line = deblock_line(pipe, images, task)
+            if line:
+                print(line)
         if args.verbose and cfg.arch != "joint" and not args.no_destripe:
-            line = destripe_line(pipe, images, task)
+            line = destripe_line(pipe, images, task, deblock)
             if line:
                 print(line)
         if args.verbose and cfg.arch != "joint" and not args.no_denoise:
-            line = denoise_line(pipe, images, task, not args.no_destripe)
+            line = denoise_line(pipe, images, task, not args.no_destripe, deblock)
             if line:
                 print(line)
         if args.verbose and cfg.arch != "joint" and not args.no_exposure:
-            line = exposure_line(pipe, images, task, not args.no_destripe, not args.no_denoise)
+            line = exposure_line(pipe, images, task, not args.no_destripe, not args.no_denoise, deblock)
             if line:
                 print(line)
         if args.verbose and cfg.arch != "joint" and not args.no_deblur:
-            before = (not args.no_destripe, not args.no_exposure, not args.no_denoise)
+            before = (not args.no_destripe, not args.no_exposure, not args.no_denoise, deblock)
             line = deblur_line(pipe, images, task, *before)
             if line:
                 print(line)
-        stages = (not args.no_deblur, not args.no_destripe, not args.no_exposure, not args.no_denoise)
+        stages = (
+            not args.no_deblur,
+            not args.no_destripe,
+            not args.no_exposure,
+            not args.no_denoise,
+            deblock,
+        )
         if args.verbose and cfg.arch != "joint" and not args.no_gate:
             print(gate_line(pipe, images, task, *stages))
         if args.verbose and cfg.arch != "joint":
@@ -319,6 +338,7 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
                 "destripe": not args.no_destripe,
                 "exposure": not args.no_exposure,
                 "denoise": not args.no_denoise,
+                "deblock": deblock,
                 "gate": not args.no_gate,
             }
         )
@@ -339,7 +359,26 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
     return run_model
 
 
-def destripe_line(pipe, images: list[np.ndarray], task: str) -> str:
+def deblock_line(pipe, images: list[np.ndarray], task: str) -> str:
+    """`-v`'s account of the JPEG deblocking stage for one set of inputs ("" when it does not run)."""
+    from allfuse.deblock import jpeg_quality
+
+    checked, _, task = pipe.prepare(images, task)
+    cfg = pipe.deblock
+    if cfg is None or task not in cfg.tasks:
+        return ""
+    parts = []
+    for i, x in enumerate(checked):
+        quality, fit = jpeg_quality(x)
+        if fit < cfg.min_fit:
+            parts.append(f"input {i + 1}: no JPEG blocks found")
+        else:
+            done = "deblocked" if quality <= cfg.max_quality else f"kept (above {cfg.max_quality})"
+            parts.append(f"input {i + 1}: JPEG quality {quality}, {done}")
+    return f"JPEG deblocking ({task}): " + "; ".join(parts)
+
+
+def destripe_line(pipe, images: list[np.ndarray], task: str, deblock: bool = True) -> str:
     """`-v`'s account of the stripe-removal stage for one set of inputs ("" when it does not run)."""
     from allfuse.destripe import destripe_image, destripe_targets
 
@@ -348,6 +387,8 @@ def destripe_line(pipe, images: list[np.ndarray], task: str) -> str:
     which = destripe_targets(task, len(checked), cfg) if cfg is not None else []
     if not which:
         return ""
+    # the stage before this one (JPEG deblocking) and none after it
+    checked = pipe.restore_inputs(checked, task, False, False, False, False, False, deblock)
     names = {1: "column", 0: "row"}
     found = []
     for i in which:
@@ -357,7 +398,7 @@ def destripe_line(pipe, images: list[np.ndarray], task: str) -> str:
     return f"stripe removal ({task}): " + ("; ".join(found) if found else "no stripes found")
 
 
-def denoise_line(pipe, images: list[np.ndarray], task: str, destripe: bool) -> str:
+def denoise_line(pipe, images: list[np.ndarray], task: str, destripe: bool, deblock: bool = True) -> str:
     """`-v`'s account of the denoising stage for one set of inputs ("" when it does not run)."""
     from allfuse.denoise import denoise_weight, input_noise
 
@@ -365,8 +406,8 @@ def denoise_line(pipe, images: list[np.ndarray], task: str, destripe: bool) -> s
     cfg = pipe.denoise
     if cfg is None or task not in cfg.tasks:
         return ""
-    if destripe and pipe.destripe is not None:  # the stage before this one
-        checked = pipe.restore_inputs(checked, task, False, False, True, False, False)
+    # the stages before this one (JPEG deblocking, stripe removal)
+    checked = pipe.restore_inputs(checked, task, False, False, destripe, False, False, deblock)
     parts = []
     for i, x in enumerate(checked):
         noise = input_noise(x)
@@ -375,17 +416,25 @@ def denoise_line(pipe, images: list[np.ndarray], task: str, destripe: bool) -> s
     return f"denoising ({task}, from {cfg.low:g}/255): " + "; ".join(parts)
 
 
-def exposure_line(pipe, images: list[np.ndarray], task: str, destripe: bool, denoise: bool = True) -> str:
+def exposure_line(
+    pipe, images: list[np.ndarray], task: str, destripe: bool, denoise: bool = True, deblock: bool = True
+) -> str:
     """`-v`'s account of the exposure stage for one set of inputs ("" when it does not run)."""
     task = pipe.prepare(images, task)[2]
     if pipe.exposure is None or task not in pipe.exposure.tasks:
         return ""
-    gain = pipe.exposure_gain(images, task, destripe, denoise)
+    gain = pipe.exposure_gain(images, task, destripe, denoise, deblock)
     return f"exposure ({task}): " + (f"under-exposed, gain {gain:.2f}" if gain > 1 else "no gain")
 
 
 def deblur_line(
-    pipe, images: list[np.ndarray], task: str, destripe: bool, exposure: bool, denoise: bool
+    pipe,
+    images: list[np.ndarray],
+    task: str,
+    destripe: bool,
+    exposure: bool,
+    denoise: bool,
+    deblock: bool = True,
 ) -> str:
     """`-v`'s account of the deblurring stage for one set of inputs ("" when it does not run): the pair's
     edge width and the Gaussian PSF it deconvolves by (allfuse.deblur), or why it keeps the inputs."""
@@ -395,8 +444,8 @@ def deblur_line(
     cfg = pipe.deblur
     if cfg is None or task not in cfg.tasks:
         return ""
-    # the stages before this one (stripe removal, denoising, the exposure gain) and none after it
-    before = pipe.restore_inputs(checked, task, False, False, destripe, exposure, denoise)
+    # the stages before this one (deblocking, stripe removal, denoising, the exposure gain), none after it
+    before = pipe.restore_inputs(checked, task, False, False, destripe, exposure, denoise, deblock)
     widths = [w for w in (edge_width(x) for x in before) if w is not None]
     head = f"deblurring ({task}): "
     if not widths:
@@ -420,6 +469,7 @@ def guard_line(
     destripe: bool,
     exposure: bool,
     denoise: bool = True,
+    deblock: bool = True,
 ) -> str:
     """`-v`'s account of the refiner's noise guard for one set of inputs ("" without a guard for the task)."""
     from allfuse.gate import pair_noise
@@ -427,7 +477,7 @@ def guard_line(
     task = pipe.prepare(images, task)[2]
     if task not in pipe.noise_guard or pipe.refiner is None:
         return ""
-    restored = pipe.gate_inputs(images, task, deblur, destripe, exposure, denoise)
+    restored = pipe.gate_inputs(images, task, deblur, destripe, exposure, denoise, deblock)
     low, high, *floor = pipe.noise_guard[task]
     share = pipe.refiner_weight(restored, task)
     least = f" (at least {floor[0]:.0%})" if floor and floor[0] else ""
@@ -445,11 +495,12 @@ def gate_line(
     destripe: bool = True,
     exposure: bool = True,
     denoise: bool = True,
+    deblock: bool = True,
 ) -> str:
     """`-v`'s account of the clean-input gate's choice for one set of inputs."""
     from allfuse.tasks import CLASSICAL_DEFAULT
 
-    task, p, weight = pipe.gate_choice(images, task, deblur, destripe, exposure, denoise)
+    task, p, weight = pipe.gate_choice(images, task, deblur, destripe, exposure, denoise, deblock)
     if p < 0:
         return f"gate ({task}): none, the model fuses"
     limit, rule = pipe.gate.tasks[task].threshold, CLASSICAL_DEFAULT[task]

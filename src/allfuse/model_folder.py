@@ -44,6 +44,7 @@ from allfuse.config import (
     known_fields,
 )
 from allfuse.data.prompts import CONTROL_TAGS, task_tags
+from allfuse.deblock import DeblockConfig
 from allfuse.deblur import DeblurConfig
 from allfuse.denoise import DenoiseConfig
 from allfuse.destripe import DestripeConfig
@@ -67,6 +68,7 @@ DEBLUR_CONFIG = "deblur.json"  # the blind deblurring stage (allfuse.deblur): a 
 DESTRIPE_CONFIG = "destripe.json"  # the stripe-removal stage (allfuse.destripe): a config, no weights
 EXPOSURE_CONFIG = "exposure.json"  # the exposure stage (allfuse.exposure): a config, no weights
 DENOISE_CONFIG = "denoise.json"  # the denoising stage (allfuse.denoise): a config, no weights
+DEBLOCK_CONFIG = "deblock.json"  # the JPEG deblocking stage (allfuse.deblock): a config, no weights
 GATE_CONFIG = "gate.json"  # the clean-input gate (allfuse.gate): a fitted logistic regression, no weights
 PARTS = {"refiner": (REFINER_CONFIG, REFINER_WEIGHTS), "corrector": (CORRECTOR_CONFIG, CORRECTOR_WEIGHTS)}
 LATEST = "latest.json"  # a training run folder's pointer to its newest checkpoint (allfuse.train.checkpoint)
@@ -410,6 +412,16 @@ def load_denoise(folder: Path) -> DenoiseConfig | None:
 def save_denoise(cfg: DenoiseConfig, folder: str | os.PathLike) -> Path:
     """Add the denoising stage to an existing model folder (denoise.json). Atomic."""
     return save_stage(cfg.to_dict(), folder, DENOISE_CONFIG, "denoise")
+
+
+def load_deblock(folder: Path) -> DeblockConfig | None:
+    """The JPEG deblocking stage of a model folder (deblock.json's "deblock" entry), or None without one."""
+    return load_stage(folder, DEBLOCK_CONFIG, "deblock", DeblockConfig.from_dict, "deblock")
+
+
+def save_deblock(cfg: DeblockConfig, folder: str | os.PathLike) -> Path:
+    """Add the JPEG deblocking stage to an existing model folder (deblock.json). Atomic."""
+    return save_stage(cfg.to_dict(), folder, DEBLOCK_CONFIG, "deblock")
 
 
 def load_gate(folder: Path) -> GateConfig | None:

@@ -37,6 +37,7 @@ from allfuse.data.prompts import (
     phrases,
     tagged_prompt,
 )
+from allfuse.deblock import DeblockConfig
 from allfuse.deblur import DeblurConfig
 from allfuse.denoise import DenoiseConfig
 from allfuse.destripe import DestripeConfig
@@ -51,6 +52,7 @@ from allfuse.model_folder import (
     embedded_with_tags,
     inference_from_training,
     load_corrector,
+    load_deblock,
     load_deblur,
     load_denoise,
     load_destripe,
@@ -63,6 +65,7 @@ from allfuse.model_folder import (
     refiner_meta,
     resolve_model_folder,
     save_corrector,
+    save_deblock,
     save_deblur,
     save_denoise,
     save_destripe,
@@ -105,6 +108,7 @@ class FusionPipeline:
         gate: GateConfig | None = None,
         exposure: ExposureConfig | None = None,
         denoise: DenoiseConfig | None = None,
+        deblock: DeblockConfig | None = None,
     ) -> None:
         if not isinstance(cfg, InferenceConfig):  # a training config: the part inference needs
             cfg = inference_from_training(config_to_dict(cfg))
@@ -123,6 +127,7 @@ class FusionPipeline:
         self.gate = gate  # the clean-input gate (allfuse.gate), None = none
         self.exposure = exposure  # the exposure stage (allfuse.exposure), None = none
         self.denoise = denoise  # the denoising stage (allfuse.denoise), None = none
+        self.deblock = deblock  # the JPEG deblocking stage (allfuse.deblock), None = none
         # the refiner's noise guard, {task: (low, high, floor)} (refiner.json; refiner_weight)
         self.noise_guard: dict[str, tuple[float, ...]] = {}
 
@@ -172,6 +177,7 @@ class FusionPipeline:
             pipe.destripe = load_destripe(folder)
             pipe.exposure = load_exposure(folder)
             pipe.denoise = load_denoise(folder)
+            pipe.deblock = load_deblock(folder)
             pipe.noise_guard = load_noise_guard(folder) if refiner is not None else {}
             pipe.gate = load_gate(folder)
         return pipe.to(target) if target is not None else pipe
@@ -192,6 +198,8 @@ class FusionPipeline:
             save_exposure(self.exposure, folder)
         if self.denoise is not None:
             save_denoise(self.denoise, folder)
+        if self.deblock is not None:
+            save_deblock(self.deblock, folder)
         if self.gate is not None:
             save_gate(self.gate, folder)
         return folder
@@ -262,6 +270,7 @@ class FusionPipeline:
         destripe: bool = True,
         exposure: bool = True,
         denoise: bool = True,
+        deblock: bool = True,
     ) -> Image:
         """Fuse >= 2 same-size images; gray output when every input is gray.
 
@@ -293,12 +302,15 @@ class FusionPipeline:
         denoise: between those two, replace an input that measures noisy by its non-local-means result
         (allfuse.denoise; each input measured on its own), when the model has that stage (denoise.json) for
         the task.
+        deblock: first of all, re-code an input that measures as a low-quality JPEG on shifted grids and
+        average (allfuse.deblock; each input measured on its own), when the model has that stage
+        (deblock.json) for the task.
         gate: after those stages, fuse a pair that measures clean by the teacher's classical rule
         instead of the latent path, and mix the rule's fusion into the model's where the gate's blend says
         so (allfuse.gate), when the model has a gate (gate.json) for the task; False: the model alone."""
         images, colour, task = self.prepare(images, task)
         check_options(steps, sampler, tile, work_side, tile_pixels)
-        images = self.restore_inputs(images, task, deblur, correct, destripe, exposure, denoise)
+        images = self.restore_inputs(images, task, deblur, correct, destripe, exposure, denoise, deblock)
         weight = self.gate_decision(images, task)[1] if gate else 0.0
         limit = DEFAULT_TILE_PIXELS if tile_pixels is None else tile_pixels
         if weight >= 1.0:
@@ -320,17 +332,18 @@ class FusionPipeline:
         destripe: bool = True,
         exposure: bool = True,
         denoise: bool = True,
+        deblock: bool = True,
     ) -> list[Image]:
-        """Checked inputs through the stages that precede fusion: stripe removal, denoising, the exposure
-        gain, the deblurring stage, then the input corrector, each when the model has it, it is enabled for
-        the task and asked for."""
-        return self.stages.restore(images, task, deblur, correct, destripe, exposure, denoise)
+        """Checked inputs through the stages that precede fusion: JPEG deblocking, stripe removal,
+        denoising, the exposure gain, the deblurring stage, then the input corrector, each when the model
+        has it, it is enabled for the task and asked for."""
+        return self.stages.restore(images, task, deblur, correct, destripe, exposure, denoise, deblock)
 
     @property
     def stages(self) -> InputStages:
         """This pipeline's pre-fusion stages (allfuse.stages), the corrector on its device."""
         return InputStages(
-            self.destripe, self.denoise, self.exposure, self.deblur, self.corrector, self.device
+            self.destripe, self.denoise, self.exposure, self.deblur, self.corrector, self.device, self.deblock
         )
 
     def gate_inputs(
@@ -341,10 +354,11 @@ class FusionPipeline:
         destripe: bool = True,
         exposure: bool = True,
         denoise: bool = True,
+        deblock: bool = True,
     ) -> list[Image]:
         """What the gate measures and the rule fuses: the inputs checked and through restore_inputs."""
         checked, _, task = self.prepare(images, task)
-        return self.restore_inputs(checked, task, deblur, True, destripe, exposure, denoise)
+        return self.restore_inputs(checked, task, deblur, True, destripe, exposure, denoise, deblock)
 
     def exposure_gain(
         self,
@@ -352,14 +366,15 @@ class FusionPipeline:
         task: Task | str = "auto",
         destripe: bool = True,
         denoise: bool = True,
+        deblock: bool = True,
     ) -> float:
         """The gain the exposure stage gives these inputs, as __call__ would (`allfuse fuse -v`); 1.0 when
         the model has no such stage or it does not run for the task."""
         checked, _, task = self.prepare(images, task)
         if self.exposure is None or task not in self.exposure.tasks:
             return 1.0
-        # the stages before this one (stripe removal, denoising) and none after it
-        before = self.restore_inputs(checked, task, False, False, destripe, False, denoise)
+        # the stages before this one (deblocking, stripe removal, denoising) and none after it
+        before = self.restore_inputs(checked, task, False, False, destripe, False, denoise, deblock)
         return exposure_gain(before, task, self.exposure)
 
     def gate_decision(self, images: Sequence[Image], task: Task) -> tuple[float, float]:
@@ -378,13 +393,14 @@ class FusionPipeline:
         destripe: bool = True,
         exposure: bool = True,
         denoise: bool = True,
+        deblock: bool = True,
     ) -> tuple[Task, float, float]:
         """What the gate decides for these inputs, as __call__ would (`allfuse fuse -v`, the benches): the
         task, P(clean) (-1.0 without a gate for the task) and the rule's weight (gate_decision)."""
         task = self.prepare(images, task)[2]
         if self.gate is None or task not in self.gate.tasks:
             return task, -1.0, 0.0
-        inputs = self.gate_inputs(images, task, deblur, destripe, exposure, denoise)
+        inputs = self.gate_inputs(images, task, deblur, destripe, exposure, denoise, deblock)
         return task, *self.gate_decision(inputs, task)
 
     def prepare(self, images: Sequence[Image], task: Task | str) -> tuple[list[Image], bool, Task]:

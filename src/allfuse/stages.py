@@ -1,5 +1,6 @@
-"""The stages that precede fusion, as one object: stripe removal, denoising, the exposure gain, deblurring
-and the input corrector (FusionPipeline.restore_inputs; each stage's module says what it does).
+"""The stages that precede fusion, as one object: JPEG deblocking, stripe removal, denoising, the exposure
+gain, deblurring and the input corrector (FusionPipeline.restore_inputs; each stage's module says what it
+does).
 
 `InputStages.restore` is what a model's DiT sees at inference: the pipeline calls it, and a training run
 with `stages_from` (allfuse.train.config) passes its fusion samples' degraded inputs through the same
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from allfuse.deblock import DeblockConfig, deblock_inputs
 from allfuse.deblur import DeblurConfig, deblur_inputs
 from allfuse.denoise import DenoiseConfig, denoise_inputs
 from allfuse.destripe import DestripeConfig, destripe_inputs
@@ -42,12 +44,14 @@ class InputStages:
     deblur: DeblurConfig | None = None
     corrector: Corrector | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # the corrector's
+    deblock: DeblockConfig | None = None
 
     @classmethod
     def from_folder(cls, name_or_path: str | os.PathLike) -> InputStages:
         """The stages of an embedded model ("allfuse-reg") or a model folder, on the CPU."""
         from allfuse.model_folder import (
             load_corrector,
+            load_deblock,
             load_deblur,
             load_denoise,
             load_destripe,
@@ -63,6 +67,7 @@ class InputStages:
             load_exposure(folder),
             load_deblur(folder),
             corrector.eval().requires_grad_(False) if corrector is not None else None,
+            deblock=load_deblock(folder),
         )
 
     def restore(
@@ -74,10 +79,14 @@ class InputStages:
         destripe: bool = True,
         exposure: bool = True,
         denoise: bool = True,
+        deblock: bool = True,
     ) -> list[Image]:
-        """Checked inputs through stripe removal, denoising, the exposure gain, the deblurring stage, then the
-        input corrector, each when there is one, it is enabled for the task and asked for."""
+        """Checked inputs through JPEG deblocking, stripe removal, denoising, the exposure gain, the
+        deblurring stage, then the input corrector, each when there is one, it is enabled for the task and
+        asked for."""
         images = list(images)
+        if deblock and self.deblock is not None:
+            images = deblock_inputs(images, task, self.deblock)[0]
         if destripe and self.destripe is not None:
             images = destripe_inputs(images, task, self.destripe)
         if denoise and self.denoise is not None:

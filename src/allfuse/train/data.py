@@ -100,10 +100,10 @@ def training_dataset(cfg: TrainConfig, seed: int) -> Dataset:
 
 class StagedDataset(Dataset):
     """A synthesis dataset whose fusion samples' degraded inputs pass through a model's pre-fusion stages
-    (allfuse.stages: stripe removal, denoising, exposure gain, deblurring, input corrector), each for the
-    tasks it runs for, as FusionPipeline runs them before its DiT; M3, control and seg samples pass as
-    they are. A grey input (three equal channels, an infrared image) is staged as one channel, as the
-    pipeline sees it. The target and clean sources are unchanged."""
+    (allfuse.stages: JPEG deblocking, stripe removal, denoising, exposure gain, deblurring, input
+    corrector), each for the tasks it runs for, as FusionPipeline runs them before its DiT; M3, control
+    and seg samples pass as they are. A grey input (three equal channels, an infrared image) is staged as
+    one channel, as the pipeline sees it. The target and clean sources are unchanged."""
 
     def __init__(self, ds: Dataset, stages) -> None:
         self.ds, self.stages = ds, stages
