@@ -97,6 +97,27 @@ def destripe_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]
     return ["Stripe-removal stage alone (default settings, the first input): " + "; ".join(cells) + "."]
 
 
+def stage_cost(
+    pairs: dict[int, list[np.ndarray]],
+    repeats: int,
+    degrade: Callable[[list[np.ndarray], int], list[np.ndarray]],
+    run: Callable[[list[np.ndarray]], tuple[list, list]],
+    action: str,
+) -> list[str]:
+    """A measure-then-apply stage alone at each size: `run` (inputs -> (outputs, per-input amounts; 0 =
+    left alone)) on the pair as it is (what every pair pays) and on `degrade(pair, size)` (what a pair
+    the stage acts on pays)."""
+    cells = []
+    for size, ims in pairs.items():
+        bad = degrade(ims, size)
+        used = run(bad)[1]
+        test = best_time(lambda ims=ims: run(ims), repeats)[0]
+        both = best_time(lambda b=bad: run(b), repeats)[0]
+        done = f"{sum(u > 0 for u in used)} of {len(used)} inputs"
+        cells.append(f"{size}²: measuring {test:.3f} s, measuring and {action} ({done}) {both:.3f} s")
+    return ["; ".join(cells) + "."]
+
+
 def denoise_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]:
     """The denoising stage alone (allfuse.denoise, default settings, run as for an infrared + visible pair)
     at each size: measuring both inputs as they are (the demo is clean: what every such pair pays), and
@@ -104,17 +125,13 @@ def denoise_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]:
     it, at a long side of 512 px (std 8/255 x side / 512 at full size: what a noisy pair pays)."""
     from allfuse.denoise import DenoiseConfig, denoise_inputs
 
-    cfg, cells = DenoiseConfig(), []
-    for size, ims in pairs.items():
+    def noisy(ims: list[np.ndarray], size: int) -> list[np.ndarray]:
         rng, std = np.random.default_rng(0), 8 / 255 * max(1.0, size / 512)
-        noisy = [np.clip(x + rng.normal(0, std, x.shape), 0, 1).astype(np.float32) for x in ims]
-        weights = denoise_inputs(noisy, "vif", cfg)[1]
-        test = best_time(lambda ims=ims: denoise_inputs(ims, "vif", cfg), repeats)[0]
-        both = best_time(lambda n=noisy: denoise_inputs(n, "vif", cfg), repeats)[0]
-        done = f"{sum(w > 0 for w in weights)} of {len(weights)} inputs"
-        cells.append(f"{size}²: measuring {test:.3f} s, measuring and denoising ({done}) {both:.3f} s")
-    head = "Denoising stage alone (default settings, the pair as infrared + visible): "
-    return [head + "; ".join(cells) + "."]
+        return [np.clip(x + rng.normal(0, std, x.shape), 0, 1).astype(np.float32) for x in ims]
+
+    cfg = DenoiseConfig()
+    cells = stage_cost(pairs, repeats, noisy, lambda ims: denoise_inputs(ims, "vif", cfg), "denoising")
+    return ["Denoising stage alone (default settings, the pair as infrared + visible): " + cells[0]]
 
 
 def deblock_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]:
@@ -123,16 +140,12 @@ def deblock_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]:
     coded at JPEG quality 30 (what a pair of low-quality JPEG files pays)."""
     from allfuse.deblock import DeblockConfig, deblock_inputs, encode_decode
 
-    cfg, cells = DeblockConfig(), []
-    for size, ims in pairs.items():
-        coded = [encode_decode(x, 30) for x in ims]
-        used = deblock_inputs(coded, "mff", cfg)[1]
-        test = best_time(lambda ims=ims: deblock_inputs(ims, "mff", cfg), repeats)[0]
-        both = best_time(lambda c=coded: deblock_inputs(c, "mff", cfg), repeats)[0]
-        done = f"{sum(q > 0 for q in used)} of {len(used)} inputs"
-        cells.append(f"{size}²: measuring {test:.3f} s, measuring and deblocking ({done}) {both:.3f} s")
-    head = "JPEG deblocking stage alone (default settings, 64 re-codings per deblocked input): "
-    return [head + "; ".join(cells) + "."]
+    def coded(ims: list[np.ndarray], size: int) -> list[np.ndarray]:
+        return [encode_decode(x, 30) for x in ims]
+
+    cfg = DeblockConfig()
+    cells = stage_cost(pairs, repeats, coded, lambda ims: deblock_inputs(ims, "mff", cfg), "deblocking")
+    return ["JPEG deblocking stage alone (default settings, 64 re-codings per deblocked input): " + cells[0]]
 
 
 def measure_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]:

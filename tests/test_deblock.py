@@ -6,8 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from skimage import data
-from skimage.transform import resize
+from photos import resized_photo
 from stage_folder import check_stage_file
 
 from allfuse.deblock import (
@@ -28,9 +27,7 @@ CFG = DeblockConfig()
 
 
 def _photo(name: str = "astronaut", side: int = 200) -> np.ndarray:
-    """A scikit-image photo area-resized (which removes any coding lattice it had), float32 in [0, 1]."""
-    x = getattr(data, name)().astype(np.float32) / 255.0
-    return resize(x, (side, side) if x.ndim == 2 else (side, side, 3), anti_aliasing=True).astype(np.float32)
+    return resized_photo(name, side)
 
 
 def _mse(a: np.ndarray, b: np.ndarray) -> float:

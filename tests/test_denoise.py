@@ -5,8 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from skimage import data
-from skimage.transform import resize
+from photos import resized_photo
 from stage_folder import check_stage_file
 
 from allfuse.baselines.restoration import denoise_nlm
@@ -26,8 +25,7 @@ CFG = DenoiseConfig()
 
 
 def _photo(name: str = "astronaut", side: int = 192) -> np.ndarray:
-    x = getattr(data, name)().astype(np.float32) / 255.0
-    return resize(x, (side, side) if x.ndim == 2 else (side, side, 3), anti_aliasing=True).astype(np.float32)
+    return resized_photo(name, side)
 
 
 def _noisy(x: np.ndarray, std: float, seed: int = 0) -> np.ndarray:

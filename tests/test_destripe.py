@@ -5,8 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from skimage import data
-from skimage.transform import resize
+from photos import resized_photo
 from stage_folder import check_stage_file
 
 from allfuse.destripe import DestripeConfig, destripe_image, destripe_inputs, stripe_levels
@@ -17,8 +16,7 @@ CFG = DestripeConfig()
 
 
 def _photo(name: str = "camera", side: int = 320) -> np.ndarray:
-    x = getattr(data, name)().astype(np.float32) / 255.0
-    return resize(x, (side, side) if x.ndim == 2 else (side, side, 3), anti_aliasing=True).astype(np.float32)
+    return resized_photo(name, side)
 
 
 def _striped(x: np.ndarray, col: float, row: float = 0.0, seed: int = 0) -> np.ndarray:

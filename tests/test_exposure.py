@@ -6,8 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from skimage import data
-from skimage.transform import resize
+from photos import resized_photo
 from stage_folder import check_stage_file
 
 from allfuse.exposure import ExposureConfig, expose_inputs, exposure_gain, headroom
@@ -19,8 +18,7 @@ CFG = ExposureConfig()
 
 
 def _photo(name: str = "astronaut", side: int = 256) -> np.ndarray:
-    x = getattr(data, name)().astype(np.float32) / 255.0
-    return resize(x, (side, side) if x.ndim == 2 else (side, side, 3), anti_aliasing=True).astype(np.float32)
+    return resized_photo(name, side)
 
 
 def _under(x: np.ndarray, k: float) -> np.ndarray:
