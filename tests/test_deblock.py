@@ -54,6 +54,24 @@ def test_the_quality_of_a_jpeg_is_read_back(quality: int, name: str) -> None:
     assert abs(found - quality) <= 1 and fit >= CFG.min_fit
 
 
+@pytest.mark.parametrize("subsampling", [0, 2])
+@pytest.mark.parametrize("quality", [10, 35, 60])
+def test_another_encoders_jpeg_is_read_too(quality: int, subsampling: int) -> None:
+    """Pillow's libjpeg build, 4:4:4 or 4:2:0 chroma, progressive and optimized: the same luminance tables."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    u8 = np.round(_photo() * 255).astype(np.uint8)
+    Image.fromarray(u8).save(
+        buf, "JPEG", quality=quality, subsampling=subsampling, progressive=True, optimize=True
+    )
+    coded = np.asarray(Image.open(io.BytesIO(buf.getvalue()))).astype(np.float32) / 255
+    found, fit = jpeg_quality(coded)
+    assert abs(found - quality) <= 1 and fit >= CFG.min_fit
+
+
 @pytest.mark.parametrize("name", ["astronaut", "camera", "coffee", "chelsea"])
 def test_an_uncoded_photo_shows_no_lattice(name: str) -> None:
     x = _photo(name, side=256)
