@@ -8,25 +8,25 @@ Noise filters do not see it: the non-local-means chains score as the degraded in
 Measure (jpeg_quality): an image that went through a JPEG codec keeps the codec's quantization lattice in
 its luminance's block DCT: on the 8-pixel grid the codec used, each coefficient (u, v) sits close to a
 multiple of the quantization step Q(u, v). The grid's offset along each axis is the one at which 8-px
-segments hold the least of their AC energy at high frequencies (grid_phase; a coded block's were
-quantized away). For every
-IJG quality q from 5 to 95 (ITU-T T.81 Annex K's luminance table scaled as libjpeg scales it, the tables
-OpenCV, Pillow and most cameras write) the lattice fit of 14 low-frequency coefficients is the share of
-the coefficients larger than Q/2 that lie within 1 (8-bit units) of a multiple of Q, less the share a
-value off any lattice would get by chance (2 / Q). The best q and its fit are the estimate: the true
-table beats its divisors' by the chance term and its multiples' by the share. It reads the quality of
+segments hold the least of their AC energy at high frequencies (grid_phase; a coded block's were quantized
+away). For every IJG quality q from 5 to 95 (ITU-T T.81 Annex K's luminance table scaled as libjpeg scales
+it, the tables OpenCV, Pillow and most cameras write) the lattice fit of 14 low-frequency coefficients is
+the share of the coefficients larger than Q/2 that lie within 1 (8-bit units) of a multiple of Q, less the
+share a value off any lattice would get by chance (2 / Q). The best q and its fit are the estimate: the
+true table beats its divisors' by the chance term and its multiples' by the share. It reads the quality of
 every bench JPEG image of the 9 validation pairs checked to within 1 (14-18 and 35-42), and scikit-image
-photos coded at 15-75, also cropped off the grid (tests/test_deblock.py); a dark or smooth image (few
-large coefficients) fits less: the bench's JPEG images fit 0.18-0.90, the lowest a strongly over-exposed
-multi-focus pair (many saturated, flat blocks). Many of the shared benchmark's images are JPEG files of
-quality 74 (all of RoadScene, most of MFI-WHU and Lytro at their native size; fits 0.3-0.7), which
-`max_quality` leaves alone; at the benches' long side of 512 none of the 1,000 clean images measures as
-a JPEG of quality 60 or less with a fit of `min_fit` or more, at native size one does (an MSRS infrared
-night frame: quality 40, fit 0.17; MSRS frames fit 0.10-0.33 at qualities 40-80, weak lattices of an
-earlier coding). A JPEG whose tones were stretched after decoding measures as the lower quality its
-stretched blocks look like: the bench's over-exposure of RoadScene's quality-74 visible images reads as
-52-56 when strong, with fits of 0.15-0.23 on 3 of the 6 such images of its families and main section,
-which are then deblocked (and score higher Qabf: allfuse-reg's model card), and as 63-65 when mild.
+photos coded at 15-75 by OpenCV, also cropped off the grid, and at 10-60 by Pillow
+(tests/test_deblock.py); a dark or smooth image (few large coefficients) fits less: the bench's JPEG
+images fit 0.18-0.90, the lowest a strongly over-exposed multi-focus pair (many saturated, flat blocks).
+Many of the shared benchmark's images are JPEG files of quality 74 (all of RoadScene, most of MFI-WHU and
+Lytro at their native size; fits 0.3-0.7), which `max_quality` leaves alone; at the benches' long side of
+512 none of the 1,000 clean images measures as a JPEG of quality 60 or less with a fit of `min_fit` or
+more, at native size one does (an MSRS infrared night frame: quality 40, fit 0.17; MSRS frames fit
+0.10-0.33 at qualities 40-80, weak lattices of an earlier coding). A JPEG whose tones were stretched after
+decoding measures as the lower quality its stretched blocks look like: the bench's over-exposure of
+RoadScene's quality-74 visible images reads as 52-56 when strong, with fits of 0.15-0.23 on 3 of the 6
+such images of its families and main section, which are then deblocked (and score higher Qabf: the
+allfuse-reg model card), and as 63-65 when mild.
 
 Deblock (deblock_image): re-application of JPEG (Nosratinia 2001): the image is shifted by (dy, dx) on a
 `shifts` x `shifts` grid of offsets within the 8 x 8 block (8: all 64), encoded and decoded at the
