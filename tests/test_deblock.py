@@ -110,6 +110,19 @@ def test_fewer_shifts_deblock_less(gray: bool) -> None:
     )  # one coding on the grid
 
 
+@pytest.mark.parametrize("gray", [False, True])
+def test_bands_give_the_whole_images_result(gray: bool) -> None:
+    """A tall image is re-coded in bands of rows with margins (bounded memory): the same result."""
+    x = resized_photo("coffee", 200)
+    x = np.concatenate([x, x[::-1], x], axis=0)[:, :170]  # 600 x 170: odd width, rows not a multiple of 16
+    x = x.mean(axis=2) if gray else x
+    coded = encode_decode(x, 25)
+    whole = deblock_image(coded, 25, 4, band=1024)
+    np.testing.assert_array_equal(deblock_image(coded, 25, 4, band=96), whole)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        deblock_image(coded, 25, 4, band=100)
+
+
 def test_no_clean_benchmark_input_is_deblocked(shared_data) -> None:
     """The module doc's calibration at the benches' long side of 512: no clean benchmark image is a JPEG
     of quality 60 or less (many are JPEG files of quality 74-75 at their native size)."""
