@@ -39,7 +39,7 @@ An input is deblocked when its fit is at least `min_fit` and its quality at most
 is measured on its own (the cameras of a pair need not share a codec). Run first: the codec is the last
 step of a capture, so it is undone before anything else. Cost (bench/latency.py, 2 cores): measuring a
 pair 0.03 s at 512² and at 1024² (at most PHASE_SEGMENTS segments and MAX_BLOCKS blocks are read);
-deblocking two colour inputs 0.24 s at 512² and 0.94 s at 1024², paid only by low-quality JPEGs. Images
+deblocking two colour inputs 0.23 s at 512² and 0.79 s at 1024², paid only by low-quality JPEGs. Images
 of more than BAND rows are re-coded in bands (deblock_image), so memory stays bounded: a 12 MP colour JPEG
 of quality 30 took 7.7 s and 0.27 GB above the image itself (/usr/bin/time, 2 cores; 1.3 GB re-coded
 whole).
