@@ -81,10 +81,14 @@ def validation_pairs(data: Path, task: str, limit: int, max_side: int) -> list[C
     return pairs
 
 
-def degrade_case(pair: CleanPair, family: str, strength: Strength | None) -> Case:
-    """Degrade a clean pair with one family (or 'mix'), seeded by (name, family, strength)."""
+def degrade_case(pair: CleanPair, family: str, strength: Strength | None, generator=None) -> Case:
+    """Degrade a clean pair with one family (or 'mix'), seeded by (name, family, strength); `generator` is
+    a module with degrade.py's `degrade_pair` (None: bench/degrade.py; bench/degrade_alb.py for the
+    cross-check)."""
     seed = seed_for(pair.name, family, strength or "random")
-    degraded, steps = degrade_pair(pair.images, pair.task, family, strength, seed)
+    degraded, steps = (generator.degrade_pair if generator else degrade_pair)(
+        pair.images, pair.task, family, strength, seed
+    )
     return Case(pair, degraded, steps)
 
 

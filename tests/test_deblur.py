@@ -16,6 +16,7 @@ from allfuse.deblur import (
     deblur_image,
     deblur_inputs,
     edge_width,
+    input_psfs,
     pair_blur,
     pair_psf,
     psf_covariance,
@@ -60,8 +61,8 @@ def test_flat_or_sharp_inputs_pass_unchanged() -> None:
     flat = np.full((64, 64, 3), 0.4, np.float32)
     assert edge_width(flat) is None
     images = [flat, photo()]
-    out, sigma = deblur_inputs(images, DeblurConfig())
-    assert sigma == 0.0 and all(a is b for a, b in zip(out, images, strict=True))
+    out, psfs = deblur_inputs(images, DeblurConfig())
+    assert psfs == [0.0, 0.0] and all(a is b for a, b in zip(out, images, strict=True))
 
 
 def test_the_filter_is_scikit_images_wiener_hunt_filter() -> None:
@@ -83,7 +84,7 @@ def test_deblurring_restores_a_blurred_photo_in_gray_and_colour() -> None:
     cfg = DeblurConfig()
     for x in (photo("camera"), photo("astronaut")):
         soft = blur(x, 2.0)
-        (out, *_), sigma = deblur_inputs([soft], cfg)
+        (out, *_), (sigma,) = deblur_inputs([soft], cfg)
         assert sigma > 0 and out.shape == x.shape and out.dtype == np.float32
         assert psnr(out, x) > psnr(soft, x) + 1.0
 
@@ -124,6 +125,28 @@ def test_the_elliptic_psf_finds_the_blur_direction_and_restores_more_than_the_ro
     assert pair_psf([x], cfg) == 0.0
 
 
+def test_per_input_tasks_deconvolve_each_input_by_its_own_blur() -> None:
+    x = photo()
+    cfg = DeblurConfig(per_input=("mef",))
+    # one exposure shaken, the other sharp: the pair's PSF keeps both; per input, the soft one alone
+    pair = [x, blur(x, 2.5)]
+    assert deblur_inputs(pair, cfg, "mff")[1] == [0.0, 0.0]
+    (sharp, restored), psfs = deblur_inputs(pair, cfg, "mef")
+    assert psfs[0] == 0.0 and sharp is pair[0]
+    assert psfs[1] == pytest.approx(pair_blur([pair[1]], cfg)) and psnr(restored, x) > psnr(pair[1], x) + 1.0
+    # both blurred, unequally: the pair's PSF is the sharper one's for both; per input each its own
+    both = [blur(x, 1.8), blur(x, 3.0)]
+    shared = input_psfs(both, cfg, "vif")
+    own = input_psfs(both, cfg, "mef")
+    assert shared[0] == shared[1] == pytest.approx(own[0]) and own[1] > own[0] + 0.5
+    per_input = deblur_inputs(both, cfg, "mef")[0][1]
+    assert psnr(per_input, x) > psnr(deblur_inputs(both, cfg, "vif")[0][1], x) + 0.5
+    # an input just below solo_width beside a sharp one is kept; sharp pairs pass
+    assert input_psfs([x, blur(x, 0.5)], cfg, "mef") == [0.0, 0.0]
+    with pytest.raises(ValueError, match="solo_width"):
+        DeblurConfig(solo_width=1.0)
+
+
 def test_an_elliptic_psf_of_equal_axes_is_the_round_one() -> None:
     x = blur(photo(), 1.6)
     np.testing.assert_allclose(
@@ -146,7 +169,7 @@ def test_bad_configs_are_refused() -> None:
 
 def test_the_shipped_pipeline_deblurs_blurred_inputs_first_and_leaves_sharp_ones(tmp_path) -> None:
     pipe = FusionPipeline.from_pretrained("allfuse-reg")
-    assert pipe.deblur == DeblurConfig(anisotropic=True)
+    assert pipe.deblur == DeblurConfig(anisotropic=True, per_input=("mef",))
     x = photo()
     sharp = [x, x[:, ::-1].copy()]
     np.testing.assert_array_equal(pipe(sharp, task="vif"), pipe(sharp, task="vif", deblur=False))
@@ -231,3 +254,20 @@ def test_the_command_line_says_what_the_stage_measured(tmp_path, capsys) -> None
     degrees = float(lines[1].split("long axis ")[1].split(" deg")[0])
     # the mirrored input blurs along 150 degrees: the sharper of the two sets the pair's PSF, either axis
     assert min(abs(degrees - 30.0), abs(degrees - 150.0)) < 15.0, lines[1]
+
+
+def test_the_command_line_says_what_each_exposure_measured(tmp_path, capsys) -> None:
+    from allfuse.cli import main
+    from allfuse.io import write_image
+
+    x = photo("camera")
+    paths = [tmp_path / "sharp.png", tmp_path / "shaken.png"]
+    for path, y in zip(paths, (x, blur(x, 2.5)), strict=True):
+        write_image(path, y)
+    assert main(["fuse", *map(str, paths), "-o", str(tmp_path / "out.png"), "--task", "mef", "-v"]) == 0
+    said = capsys.readouterr().out.splitlines()
+    lines = [line for line in said if line.startswith("deblurring (mef): ")]
+    assert len(lines) == 1, said
+    first, second = lines[0].split("; ")
+    assert first.startswith("deblurring (mef): input 1: edge width") and first.endswith("(below 1.3), kept")
+    assert second.startswith("input 2: edge width") and "deconvolved (" in second

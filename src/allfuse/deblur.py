@@ -14,7 +14,8 @@ but only where the inputs are blurred and with the blur measured, so sharp input
    below), and the blur added on top is taken as  sigma = sqrt(s^2 - sharp_width^2).
 2. A pair's blur is its SHARPER input's (the minimum over the inputs): a blur that hits a capture hits the
    whole rig (shake, a focus error on both sensors, a soft lens), while one soft input alone is that
-   input's nature (thermal optics) or, for multi-focus pairs, the point of fusing.
+   input's nature (thermal optics) or, for multi-focus pairs, the point of fusing. Multi-exposure pairs
+   are the exception (step 5).
 3. Below a measured width of `min_width` nothing is done. Above, every input is deconvolved with a
    Wiener-Hunt filter for a Gaussian PSF of that sigma and a Laplacian regularizer (Hunt 1973;
    scikit-image's `skimage.restoration.wiener` computes the same filter from a sampled PSF; a test
@@ -35,6 +36,17 @@ but only where the inputs are blurred and with the blur measured, so sharp input
    against the round PSF, allfuse-reg: every Gaussian blur cell up by 0.012 to 0.044 Qabf, mild
    multi-focus motion blur by 0.032, defocus and the other motion cells within -0.002 to +0.004 (the model
    cards). A bin with fewer than MIN_BIN_EDGES edge pixels leaves the round PSF.
+
+5. With `per_input` (the shipped models: multi-exposure pairs), each input is deconvolved by its own PSF,
+   fitted to its own edges: all of them when the pair measures blurred (step 2), and on its own an input
+   whose edge width reaches `solo_width` (1.3 px) while the other stays sharp. The exposures of a bracket
+   are separate captures of one camera, and the long one is the one a hand shakes; the sharper input's PSF
+   also fitted the other exposure's blur poorly when both were blurred. No input of the 83 multi-exposure
+   training pairs measures above 1.15 px, none of the infrared + visible or multi-focus ones does not
+   (10 and 20 % of their inputs measure 1.12 px or more: thermal optics, visible cameras of TNO and MSRS,
+   and the defocus a multi-focus pair is made of), so those keep the pair's PSF. Measured on the cross-check
+   generator (`bench/quality.py --generator albumentations`, whose blur draws each input's kernel on its
+   own) and on the validation bench: the allfuse-reg model card.
 
 A Gaussian is not every PSF (defocus is a disk, shake a path): the deconvolution is partial there, as the
 chain's is. A straight motion streak is fitted as a thin ellipse along it, but its spectrum has zeros a
@@ -93,13 +105,24 @@ class DeblurConfig(TaskStageConfig):
     # the PSF an elliptic Gaussian fitted to the edge widths by edge orientation (module doc, step 4);
     # False (and folders written before it existed): a round Gaussian of the median width
     anisotropic: bool = False
+    # tasks whose inputs are each deconvolved by their own PSF: every input when the pair measures blurred,
+    # and on its own an input whose edge width reaches solo_width (module doc, step 5); () (and folders
+    # written before it existed): every task by the pair's PSF
+    per_input: tuple[str, ...] = ()
+    solo_width: float = 1.3  # px
 
     def __post_init__(self) -> None:
-        ok = 0 <= self.sharp_width < self.min_width and self.max_sigma > 0 and self.balance > 0
-        if not ok or not set(self.tasks) <= set(TASKS) or not isinstance(self.anisotropic, bool):
+        ok = (
+            0 <= self.sharp_width < self.min_width <= self.solo_width
+            and self.max_sigma > 0
+            and self.balance > 0
+        )
+        tasks_ok = set(self.tasks) <= set(TASKS) and set(self.per_input) <= set(TASKS)
+        if not ok or not tasks_ok or not isinstance(self.anisotropic, bool):
             raise ValueError(
-                "bad deblur config: need 0 <= sharp_width < min_width, max_sigma > 0, balance > 0, tasks "
-                f"among {', '.join(TASKS)} and anisotropic true or false: {self}"
+                "bad deblur config: need 0 <= sharp_width < min_width <= solo_width, max_sigma > 0, "
+                f"balance > 0, tasks and per_input among {', '.join(TASKS)} and anisotropic true or false: "
+                f"{self}"
             )
 
 
@@ -191,10 +214,16 @@ def pair_psf(images: Sequence[Image], cfg: DeblurConfig) -> float | np.ndarray:
         return 0.0
     widths = [float(np.median(m[0])) for m in measured]
     sharper = int(np.argmin(widths))
-    if widths[sharper] < cfg.min_width:
-        return 0.0
-    sigma = min(math.sqrt(widths[sharper] ** 2 - cfg.sharp_width**2), cfg.max_sigma)
-    cov = edge_covariance(*measured[sharper]) if cfg.anisotropic else None
+    return samples_psf(measured[sharper], cfg) if widths[sharper] >= cfg.min_width else 0.0
+
+
+def samples_psf(samples: tuple[np.ndarray, np.ndarray], cfg: DeblurConfig) -> float | np.ndarray:
+    """The PSF one input's edge samples (edge_samples) give, blurred or not: the round PSF's sigma,
+    sqrt(s^2 - sharp_width^2) of the median width s, at most max_sigma; with cfg.anisotropic the elliptic
+    fit's covariance (pair_psf), the round PSF when the fit fails."""
+    width = float(np.median(samples[0]))
+    sigma = min(math.sqrt(max(width**2 - cfg.sharp_width**2, 0.0)), cfg.max_sigma)
+    cov = edge_covariance(*samples) if cfg.anisotropic else None
     if cov is None:
         return sigma
     variances, axes = np.linalg.eigh(cov)
@@ -202,6 +231,22 @@ def pair_psf(images: Sequence[Image], cfg: DeblurConfig) -> float | np.ndarray:
     if not variances.any():  # a fit at odds with the median width: keep the round PSF
         return sigma
     return axes @ np.diag(variances) @ axes.T
+
+
+def input_psfs(images: Sequence[Image], cfg: DeblurConfig, task: str = "") -> list[float | np.ndarray]:
+    """The PSF each input is deconvolved by (0.0: kept). For a task of cfg.per_input, each input's own
+    (samples_psf) when the pair measures blurred (its sharper measurable input at min_width or more) or
+    when the input's own edge width reaches solo_width; for any other task the pair's (pair_psf), the same
+    for every input (module doc, steps 2 and 5)."""
+    if task not in cfg.per_input:
+        return [pair_psf(images, cfg)] * len(images)
+    measured = [edge_samples(x) for x in images]
+    widths = [float(np.median(m[0])) if m is not None else math.inf for m in measured]
+    blurred = min(widths) < math.inf and min(widths) >= cfg.min_width
+    return [
+        samples_psf(m, cfg) if m is not None and (blurred or w >= cfg.solo_width) else 0.0
+        for m, w in zip(measured, widths, strict=True)
+    ]
 
 
 def psf_covariance(psf: float | np.ndarray) -> np.ndarray:
@@ -280,10 +325,14 @@ def deblur_image(image: Image, sigma: float | np.ndarray, balance: float) -> Ima
     return np.clip(x + change[..., None], 0.0, 1.0)
 
 
-def deblur_inputs(images: Sequence[Image], cfg: DeblurConfig) -> tuple[list[Image], float | np.ndarray]:
-    """The inputs deconvolved by their pair's PSF (pair_psf; the same images when it is 0), and that PSF:
+def deblur_inputs(
+    images: Sequence[Image], cfg: DeblurConfig, task: str = ""
+) -> tuple[list[Image], list[float | np.ndarray]]:
+    """The inputs, each deconvolved by its PSF (input_psfs; the same image where that is 0), and the PSFs:
     a sigma, or an elliptic PSF's covariance."""
-    psf = pair_psf(images, cfg)
-    if np.ndim(psf) == 0 and not psf:
-        return list(images), 0.0
-    return [deblur_image(x, psf, cfg.balance) for x in images], psf
+    psfs = input_psfs(images, cfg, task)
+    out = [
+        x if np.ndim(p) == 0 and not p else deblur_image(x, p, cfg.balance)
+        for x, p in zip(images, psfs, strict=True)
+    ]
+    return out, psfs

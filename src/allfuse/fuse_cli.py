@@ -437,8 +437,9 @@ def deblur_line(
     deblock: bool = True,
 ) -> str:
     """`-v`'s account of the deblurring stage for one set of inputs ("" when it does not run): the pair's
-    edge width and the Gaussian PSF it deconvolves by (allfuse.deblur), or why it keeps the inputs."""
-    from allfuse.deblur import edge_width, pair_psf, psf_axes
+    edge width and the Gaussian PSF it deconvolves by (allfuse.deblur), or why it keeps the inputs; for a
+    task whose inputs are deblurred one by one (`per_input`), each input's."""
+    from allfuse.deblur import edge_width, input_psfs, pair_psf
 
     checked, _, task = pipe.prepare(images, task)
     cfg = pipe.deblur
@@ -446,19 +447,31 @@ def deblur_line(
         return ""
     # the stages before this one (deblocking, stripe removal, denoising, the exposure gain), none after it
     before = pipe.restore_inputs(checked, task, False, False, destripe, exposure, denoise, deblock)
-    widths = [w for w in (edge_width(x) for x in before) if w is not None]
     head = f"deblurring ({task}): "
-    if not widths:
-        return head + "too few edges to measure, kept"
-    width = f"edge width {min(widths):.2f} px"
-    psf = pair_psf(before, cfg)
+    if task in cfg.per_input:
+        parts = [
+            f"input {i}: " + psf_words(edge_width(x), psf, cfg.solo_width)
+            for i, (x, psf) in enumerate(zip(before, input_psfs(before, cfg, task), strict=True), 1)
+        ]
+        return head + "; ".join(parts)
+    widths = [w for w in (edge_width(x) for x in before) if w is not None]
+    return head + psf_words(min(widths) if widths else None, pair_psf(before, cfg), cfg.min_width)
+
+
+def psf_words(width: float | None, psf, limit: float) -> str:
+    """An edge width and what the deblurring stage does with it, in words (deblur_line)."""
+    from allfuse.deblur import psf_axes
+
+    if width is None:
+        return "too few edges to measure, kept"
+    head = f"edge width {width:.2f} px"
     if np.ndim(psf) == 0:
         if not psf:
-            return head + f"{width} (below {cfg.min_width:g}), kept"
-        return head + f"{width}, deconvolved (round Gaussian, std {float(psf):.2f} px)"
+            return head + f" (below {limit:g}), kept"
+        return head + f", deconvolved (round Gaussian, std {float(psf):.2f} px)"
     major, minor, degrees = psf_axes(psf)
     shape = f"elliptic Gaussian, std {major:.2f} x {minor:.2f} px, long axis {degrees:.0f} deg clockwise"
-    return head + f"{width}, deconvolved ({shape} from horizontal)"
+    return head + f", deconvolved ({shape} from horizontal)"
 
 
 def guard_line(

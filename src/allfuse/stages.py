@@ -94,7 +94,7 @@ class InputStages:
         if exposure and self.exposure is not None:
             images = expose_inputs(images, task, self.exposure)[0]
         if deblur and self.deblur is not None and task in self.deblur.tasks:
-            images = deblur_inputs(images, self.deblur)[0]
+            images = deblur_inputs(images, self.deblur, task)[0]
         if correct and self.corrector is not None and task in self.corrector.cfg.tasks:
             images = self.correct(images, task)
         return images

@@ -16,15 +16,17 @@ Image = npt.NDArray[np.float32]
 
 class TaskStageConfig:
     """JSON form of a weightless stage's frozen-dataclass config with a `tasks` tuple (deblur.json,
-    destripe.json): subclasses are dataclasses with a `tasks` field."""
+    destripe.json): subclasses are dataclasses with a `tasks` field; their tuple fields are JSON lists."""
 
     tasks: tuple[str, ...]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {**dataclasses.asdict(self), "tasks": list(self.tasks)}  # type: ignore[call-overload]
+        values = dataclasses.asdict(self)  # type: ignore[call-overload]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Self:
         """Inverse of to_dict; unknown keys are a TypeError naming them."""
-        return cls(**{**values, "tasks": tuple(values.get("tasks", cls.tasks))})
+        tuples = {f.name for f in dataclasses.fields(cls) if isinstance(f.default, tuple)}  # type: ignore[arg-type]
+        return cls(**{k: tuple(v) if k in tuples and isinstance(v, list) else v for k, v in values.items()})
