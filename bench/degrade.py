@@ -380,20 +380,28 @@ def targets(task: str, family: str, n: int) -> list[int]:
 
 
 def plan(
-    task: str, family: str, strength: Strength | None, rng: np.random.Generator
+    task: str,
+    family: str,
+    strength: Strength | None,
+    rng: np.random.Generator,
+    families: dict[str, tuple[str, ...]] = TASK_FAMILIES,
+    order: tuple[str, ...] = ORDER,
+    exclusive: frozenset[str] = EXCLUSIVE,
 ) -> list[tuple[str, Strength]]:
-    """The (family, strength) steps of one capture; `mix` draws 2-3 families (strength None: each random)."""
+    """The (family, strength) steps of one capture; `mix` draws 2-3 families (strength None: each random)
+    in `order`, never all of `exclusive`. The defaults are this generator's; bench/degrade_alb.py passes
+    its own."""
     if family != MIX:
-        if family not in TASK_FAMILIES[task]:
+        if family not in families[task]:
             raise ValueError(f"family {family!r} is not defined for task {task!r}")
         return [(family, strength or "mild")]
     while True:
         k = int(rng.integers(2, 4))
-        chosen = set(rng.choice(TASK_FAMILIES[task], size=k, replace=False).tolist())
-        if not EXCLUSIVE <= chosen:
+        chosen = set(rng.choice(families[task], size=k, replace=False).tolist())
+        if not exclusive <= chosen:
             break
     steps = []
-    for f in (f for f in ORDER if f in chosen):
+    for f in (f for f in order if f in chosen):
         steps.append((f, strength or STRENGTHS[int(rng.integers(len(STRENGTHS)))]))
     return steps
 

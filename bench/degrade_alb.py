@@ -26,8 +26,9 @@ import os
 from collections.abc import Callable, Sequence
 
 import cv2
+import degrade
 import numpy as np
-from degrade import MIX, STRENGTHS, Strength
+from degrade import Strength
 
 # albumentations asks PyPI for a newer version when imported, unless told not to: no network here
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -85,6 +86,7 @@ MAKERS: dict[str, Maker] = {
     ],
 }
 FAMILIES: tuple[str, ...] = tuple(MAKERS)
+STRENGTHS = degrade.STRENGTHS  # mild, strong
 TASK_FAMILIES: dict[str, tuple[str, ...]] = {t: FAMILIES for t in ("vif", "mef", "mff")}
 VISIBLE_ONLY = frozenset({"fog", "rain", "snow", "low_light", "over_exposure"})
 NEEDS_COLOUR = frozenset({"fog", "rain", "snow"})
@@ -130,16 +132,8 @@ def apply(image: np.ndarray, family: str, strength: Strength, seed: int) -> np.n
 def plan(
     task: str, family: str, strength: Strength | None, rng: np.random.Generator
 ) -> list[tuple[str, Strength]]:
-    """The (family, strength) steps of one capture; `mix` draws 2-3 families (strength None: each random)."""
-    if family != MIX:
-        if family not in TASK_FAMILIES[task]:
-            raise ValueError(f"family {family!r} is not defined for task {task!r}")
-        return [(family, strength or "mild")]
-    while True:
-        chosen = set(rng.choice(TASK_FAMILIES[task], size=int(rng.integers(2, 4)), replace=False).tolist())
-        if not EXCLUSIVE <= chosen:
-            break
-    return [(f, strength or STRENGTHS[int(rng.integers(len(STRENGTHS)))]) for f in ORDER if f in chosen]
+    """The (family, strength) steps of one capture: bench/degrade.py's plan over this generator's families."""
+    return degrade.plan(task, family, strength, rng, TASK_FAMILIES, ORDER, EXCLUSIVE)
 
 
 def degrade_pair(

@@ -1,55 +1,29 @@
 """bench/degrade_alb.py, the cross-check's degradations (albumentations): seeded, shape/range-keeping,
 strength-ordered, routed, independent of allfuse."""
 
-import ast
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
-from skimage import data
-from test_bench_degrade import load_bench_module
+from test_bench_degrade import check_contract, gray, imported_modules, load_bench_module, mse, rgb
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 PATH = BENCH / "degrade_alb.py"
 pytest.importorskip("albumentations")  # in the test extra; a bare install may lack it
 sys.path.insert(0, str(BENCH))  # degrade_alb imports degrade, as the bench scripts do
 G = load_bench_module(PATH)
-
-
-@pytest.fixture(scope="module")
-def rgb() -> np.ndarray:
-    return cv2.resize(data.astronaut(), (96, 72), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-
-
-@pytest.fixture(scope="module")
-def gray(rgb) -> np.ndarray:
-    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-
-
-def mse(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.mean((a.astype(np.float64) - b) ** 2))
+__all__ = ["gray", "rgb"]  # the bench generator's test images, as fixtures here too
 
 
 def test_does_not_import_allfuse():
-    tree = ast.parse(PATH.read_text())
-    names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
-    names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
-    assert not [n for n in names if n.startswith("allfuse")]
+    assert not [n for n in imported_modules(PATH) if n.startswith("allfuse")]
 
 
 @pytest.mark.parametrize("family", G.FAMILIES)
 @pytest.mark.parametrize("channels", ["gray", "rgb"])
 def test_contract(family, channels, rgb, gray):
-    x = rgb if channels == "rgb" else gray
-    for strength in G.STRENGTHS:
-        a = G.apply(x, family, strength, seed=7)
-        b = G.apply(x, family, strength, seed=7)
-        assert a.tobytes() == b.tobytes()  # same seed, same bytes
-        assert a.shape == x.shape and a.dtype == np.float32
-        assert 0.0 <= a.min() and a.max() <= 1.0
-        assert mse(a, x) > 1e-4, f"{family}:{strength} left the image unchanged"
+    check_contract(G.apply, rgb if channels == "rgb" else gray, family, 1e-4)
 
 
 @pytest.mark.parametrize("family", ["noise", "gauss_blur", "defocus", "motion", "jpeg", "downscale"])
