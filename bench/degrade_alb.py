@@ -22,31 +22,27 @@ sources of a pair, as between two captures).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import cv2
 import degrade
 import numpy as np
 from degrade import Strength
 
-# albumentations asks PyPI for a newer version when imported, unless told not to: no network here
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-try:  # optional: `pip install -e ".[bench]"` (README, "Evaluate"); checked where used
-    import albumentations as A
-except ImportError:  # pragma: no cover - exercised only where albumentations is absent
-    A = None
-
-Maker = Callable[[Strength], list]  # the transforms of a family at a strength, applied in order
+# the transforms of a family at a strength, applied in order, from the albumentations module A
+Maker = Callable[[Any, Strength], list]
 
 # Each family's transforms; ranges are per strength (mild, strong) at the bench's long side of 512 px.
 MAKERS: dict[str, Maker] = {
-    "noise": lambda s: [A.GaussNoise(std_range={"mild": (0.03, 0.05), "strong": (0.07, 0.10)}[s], p=1.0)],
-    "gauss_blur": lambda s: [
+    "noise": lambda A, s: [A.GaussNoise(std_range={"mild": (0.03, 0.05), "strong": (0.07, 0.10)}[s], p=1.0)],
+    "gauss_blur": lambda A, s: [
         A.GaussianBlur(sigma_limit={"mild": (1.0, 1.5), "strong": (2.0, 2.8)}[s], p=1.0)
     ],
     # generalized Gaussian (beta: box-like to peaked), anisotropic and rotated
-    "aniso_blur": lambda s: [
+    "aniso_blur": lambda A, s: [
         A.AdvancedBlur(
             blur_limit={"mild": (7, 11), "strong": (13, 19)}[s],
             sigma_x_limit={"mild": (0.5, 1.8), "strong": (1.5, 3.0)}[s],
@@ -55,29 +51,29 @@ MAKERS: dict[str, Maker] = {
             p=1.0,
         )
     ],
-    "defocus": lambda s: [
+    "defocus": lambda A, s: [
         A.Defocus(radius={"mild": (2, 3), "strong": (4, 6)}[s], alias_blur=(0.1, 0.3), p=1.0)
     ],
-    "motion": lambda s: [A.MotionBlur(blur_limit={"mild": (5, 9), "strong": (11, 17)}[s], p=1.0)],
-    "fog": lambda s: [A.RandomFog(fog_coef_range={"mild": (0.3, 0.45), "strong": (0.6, 0.8)}[s], p=1.0)],
-    "rain": lambda s: [A.RandomRain(rain_type={"mild": "drizzle", "strong": "heavy"}[s], p=1.0)],
-    "snow": lambda s: [
+    "motion": lambda A, s: [A.MotionBlur(blur_limit={"mild": (5, 9), "strong": (11, 17)}[s], p=1.0)],
+    "fog": lambda A, s: [A.RandomFog(fog_coef_range={"mild": (0.3, 0.45), "strong": (0.6, 0.8)}[s], p=1.0)],
+    "rain": lambda A, s: [A.RandomRain(rain_type={"mild": "drizzle", "strong": "heavy"}[s], p=1.0)],
+    "snow": lambda A, s: [
         A.RandomSnow(snow_point_range={"mild": (0.1, 0.2), "strong": (0.25, 0.35)}[s], method="bleach", p=1.0)
     ],
     # a darker capture (gamma > 1 in percent) and the sensor noise that comes with it
-    "low_light": lambda s: [
+    "low_light": lambda A, s: [
         A.RandomGamma(gamma_limit={"mild": (180, 220), "strong": (260, 320)}[s], p=1.0),
         A.GaussNoise(std_range=(0.01, 0.02), p=1.0),
     ],
-    "over_exposure": lambda s: [
+    "over_exposure": lambda A, s: [
         A.RandomBrightnessContrast(
             brightness_limit={"mild": (0.25, 0.35), "strong": (0.45, 0.6)}[s],
             contrast_limit=(0.0, 0.2),
             p=1.0,
         )
     ],
-    "jpeg": lambda s: [A.ImageCompression(quality_range={"mild": (30, 45), "strong": (10, 20)}[s], p=1.0)],
-    "downscale": lambda s: [
+    "jpeg": lambda A, s: [A.ImageCompression(quality_range={"mild": (30, 45), "strong": (10, 20)}[s], p=1.0)],
+    "downscale": lambda A, s: [
         A.Downscale(
             scale_range={"mild": (0.5, 0.5), "strong": (0.25, 0.3)}[s],
             interpolation_pair={"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_LINEAR},
@@ -98,15 +94,19 @@ ORDER: tuple[str, ...] = (
 )  # fmt: skip
 
 
-def available() -> bool:
-    """Whether albumentations is installed."""
-    return A is not None
-
-
-def require() -> None:
-    """A clear error when albumentations is missing."""
-    if A is None:
-        raise SystemExit("this generator needs albumentations: pip install albumentations")
+@functools.cache
+def albumentations() -> Any:
+    """The albumentations module, imported on first use (it is optional: `pip install -e ".[bench]"`, and
+    it takes seconds to import); a clear error when it is missing."""
+    # albumentations asks PyPI for a newer version when imported, unless told not to: no network here
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    try:
+        import albumentations as alb
+    except ImportError:
+        raise SystemExit(
+            'the albumentations generator needs the albumentations package: pip install -e ".[bench]"'
+        ) from None
+    return alb
 
 
 def targets(task: str, family: str, n: int) -> list[int]:
@@ -117,13 +117,13 @@ def targets(task: str, family: str, n: int) -> list[int]:
 
 def apply(image: np.ndarray, family: str, strength: Strength, seed: int) -> np.ndarray:
     """One source through one family's transforms, seeded; float32 [0, 1] in the image's own shape."""
-    require()
+    A = albumentations()
     x = np.asarray(image, np.float32)
     u8 = np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
     gray = u8.ndim == 2
     if gray and family in NEEDS_COLOUR:
         u8 = np.repeat(u8[..., None], 3, axis=2)
-    out = A.Compose(MAKERS[family](strength), seed=seed)(image=u8)["image"]
+    out = A.Compose(MAKERS[family](A, strength), seed=seed)(image=u8)["image"]
     if out.ndim == 3 and gray:
         out = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)
     return out.astype(np.float32) / 255.0

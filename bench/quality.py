@@ -23,7 +23,7 @@ Sections (--sections, all by default):
 
 --generator albumentations draws the families section's damage from a second, independent code base
 (bench/degrade_alb.py: albumentations' fog, rain, snow, kernels, noise, exposure, JPEG and downscaling;
-`pip install albumentations`), a cross-check that a win is not one generator's: its lines are INFO, the
+`pip install -e ".[bench]"`), a cross-check that a win is not one generator's: its lines are INFO, the
 acceptance checks are defined on bench/degrade.py.
 
 Acceptance checks print as PASS/FAIL lines with margins, again together at the end. BRISQUE is compared
@@ -235,7 +235,7 @@ def families_section(args: argparse.Namespace, models: dict[str, Method], report
     gen = GENERATORS[args.generator]
     cross = gen is not degrade  # a cross-check generator: INFO lines, not acceptance checks
     if cross:
-        degrade_alb.require()
+        degrade_alb.albumentations()  # fails here, clearly, when it is not installed
     for task in args.tasks:
         pairs = validation_pairs(args.data, task, args.family_pairs, args.max_side)
         fams = [f for f in args.families if f == MIX or f in gen.TASK_FAMILIES[task]]

@@ -1,6 +1,7 @@
 """bench/degrade_alb.py, the cross-check's degradations (albumentations): seeded, shape/range-keeping,
 strength-ordered, routed, independent of allfuse."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from test_bench_degrade import check_contract, gray, imported_modules, load_benc
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 PATH = BENCH / "degrade_alb.py"
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no version check against PyPI on import
 pytest.importorskip("albumentations")  # in the test extra; a bare install may lack it
 sys.path.insert(0, str(BENCH))  # degrade_alb imports degrade, as the bench scripts do
 G = load_bench_module(PATH)

@@ -42,9 +42,9 @@ but only where the inputs are blurred and with the blur measured, so sharp input
    whose edge width reaches `solo_width` (1.3 px) while the other stays sharp. The exposures of a bracket
    are separate captures of one camera, and the long one is the one a hand shakes; the sharper input's PSF
    also fitted the other exposure's blur poorly when both were blurred. No input of the 83 multi-exposure
-   training pairs measures above 1.15 px, none of the infrared + visible or multi-focus ones does not
-   (10 and 20 % of their inputs measure 1.12 px or more: thermal optics, visible cameras of TNO and MSRS,
-   and the defocus a multi-focus pair is made of), so those keep the pair's PSF. Measured on the cross-check
+   training pairs measures above 1.15 px; of the clean infrared + visible and multi-focus inputs, 10 and
+   20 % measure 1.12 px or more on their own (thermal optics, the visible cameras of TNO and MSRS, and the
+   defocus a multi-focus pair is made of), so those pairs keep the pair's PSF. Measured on the cross-check
    generator (`bench/quality.py --generator albumentations`, whose blur draws each input's kernel on its
    own) and on the validation bench: the allfuse-reg model card.
 
