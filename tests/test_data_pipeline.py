@@ -70,6 +70,29 @@ def test_ir_weather_blur_sets_how_often_the_ir_image_of_a_weather_pair_is_blurre
         PipelineConfig(ir_weather_blur=1.5)
 
 
+def test_blur_one_puts_an_infrared_visible_blur_on_one_image_at_random():
+    ir = np.random.default_rng(1).random((64, 64)).astype(np.float32)
+    vi = np.random.default_rng(2).random((64, 64, 3)).astype(np.float32)
+
+    def run(images, task, op, seed, cfg):
+        out, records = degrade_pair(images, task, [(op, 2)], np.random.default_rng(seed), cfg)
+        return out, records[0]["images"]
+
+    for op in ("gaussian_blur", "motion_blur", "downsample"):  # by default on both, as before
+        assert run([ir, vi], "vif", op, 0, PipelineConfig())[1] == [0, 1]
+    half = PipelineConfig(blur_one=0.5)
+    runs = [run([ir, vi], "vif", "gaussian_blur", s, half) for s in range(60)]
+    hits = [tuple(images) for _, images in runs]
+    assert 15 < hits.count((0, 1)) < 45 and hits.count((0,)) > 5 and hits.count((1,)) > 5
+    out = runs[hits.index((0,))][0]
+    assert not np.array_equal(out[0], ir) and np.array_equal(out[1], vi)  # the visible image untouched
+    always = PipelineConfig(blur_one=1.0)  # other tasks and other ops are not affected
+    assert run([vi, vi], "mef", "gaussian_blur", 0, always)[1] == [0, 1]
+    assert run([ir, vi], "vif", "noise", 0, always)[1] == [0, 1]
+    with pytest.raises(ValueError, match="blur_one"):
+        PipelineConfig(blur_one=-0.1)
+
+
 def test_haze_variety_tints_the_airlight_and_varies_the_veil_and_replays_from_its_record():
     from allfuse.data.depth import HeuristicDepth
     from allfuse.data.weather import HazeVariety, haze
@@ -240,4 +263,5 @@ def test_every_generator_field_is_a_training_data_key():
     generator = {f.name for f in dataclasses.fields(PipelineConfig)}
     assert generator <= {f.name for f in dataclasses.fields(DataConfig)}
     assert DataConfig(ir_weather_blur=0.5).pipeline().ir_weather_blur == 0.5
+    assert DataConfig(blur_one=0.4).pipeline().blur_one == 0.4
     assert DataConfig(haze_variety=0.5).pipeline().haze_variety == 0.5

@@ -4,7 +4,8 @@ Pair order follows `allfuse.io.LAYOUTS`: VIF (ir, vi), MEF (under, over), MFF (n
   * VIF: weather (rain, haze, snow) and low or high exposure go on the visible image, while the IR image
     of the pair gets a mild Gaussian blur instead of the weather (with probability `ir_weather_blur`, 1 by
     default as in MMAIF); IR stripes go on the IR image; low
-    contrast on one image picked at random; every other op on both.
+    contrast on one image picked at random; a blur on one image at random with probability `blur_one` (0
+    by default); every other op on both.
   * MFF: low or high exposure on one image or both (picked at random); everything else on both.
   * MEF: every op on both.
 Ops applied to both images share parameters (one scene, one camera); random realizations of sensor noise
@@ -27,6 +28,7 @@ from allfuse.types import Image
 
 Aspect = tuple[int, int]
 INDEPENDENT_NOISE = ("noise", "ir_stripes")  # per-image realizations
+BLUR_OPS = ("gaussian_blur", "motion_blur", "downsample")  # what `blur_one` may put on one image only
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,11 @@ class PipelineConfig:
     # VIF: probability that a weather op on the visible image comes with a mild blur of the IR image (MMAIF
     # Sect. 3.1 always blurs it; a real thermal camera in haze or rain often stays sharp)
     ir_weather_blur: float = 1.0
+    # VIF: probability that a blur op (gaussian_blur, motion_blur, downsample) hits one image only, the IR or
+    # the visible one at random, instead of both: two cameras with their own optics. With the MMAIF
+    # protocol alone an IR image is blurred by itself only beside weather on the visible one, and a model
+    # can learn to read a soft IR image as "the visible one is veiled". At 0 no number is drawn for it.
+    blur_one: float = 0.0
     # Probability that a haze departs from the plain model: tinted airlight, a depth mixed with a random
     # layout, patchy scattering (weather.HazeVariety); at 0 no number is drawn for it.
     haze_variety: float = 0.0
@@ -59,8 +66,8 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         """Refuse unknown op names, negative weights in op_weights (a typo would silently do nothing) and an
-        ir_weather_blur, haze_variety or scene_self_pairs outside [0, 1]."""
-        for name in ("ir_weather_blur", "haze_variety", "scene_self_pairs"):
+        ir_weather_blur, blur_one, haze_variety or scene_self_pairs outside [0, 1]."""
+        for name in ("ir_weather_blur", "blur_one", "haze_variety", "scene_self_pairs"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         bad = sorted(set(self.op_weights) - set(OP_NAMES))
@@ -185,6 +192,8 @@ def degrade_pair(
     depth = None
     for op, level in ops:
         targets = route(task, op, rng)
+        if task == "vif" and op in BLUR_OPS and cfg.blur_one > 0 and rng.random() < cfg.blur_one:
+            targets = ((0,), (1,))[int(rng.integers(2))]  # one camera's optics or shake
         params = sample_params(op, level, rng)
         kw: dict[str, object] = {}
         variety = None

@@ -73,6 +73,8 @@ class DataConfig:
     depth: str = PipelineConfig.depth  # depth provider for haze (allfuse.data.depth)
     # VIF: chance that rain, haze or snow on the visible image comes with a mild blur of the IR image
     ir_weather_blur: float = PipelineConfig.ir_weather_blur
+    # VIF: chance that a blur hits the IR or the visible image alone (one camera's optics or shake)
+    blur_one: float = PipelineConfig.blur_one
     # chance that a haze has a tinted airlight, a varied depth layout and patchy scattering
     haze_variety: float = PipelineConfig.haze_variety
     # chance that an MFF sample is the visible image of an infrared + visible pair twice, its own target
