@@ -372,6 +372,8 @@ def parse_args() -> argparse.Namespace:
     args = ap.parse_args()
     args.sections = [s for s in args.sections.split(",") if s]
     args.tasks = [t for t in args.tasks.split(",") if t]
+    if args.generator != "bench" and args.sections != ["families"]:
+        ap.error(f"--generator {args.generator} draws the families section only: use --sections families")
     families = (*GENERATORS[args.generator].FAMILIES, MIX)
     args.families = list(families) if args.families == "all" else [f for f in args.families.split(",") if f]
     choices = [(args.sections, SECTIONS, "section"), (args.tasks, TASKS, "task")]
