@@ -4,6 +4,7 @@ leaves sharp or flat inputs untouched, and ships in a model folder that the pipe
 
 import json
 import shutil
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -17,6 +18,7 @@ from allfuse.deblur import (
     deblur_inputs,
     edge_width,
     input_psfs,
+    min_widths,
     pair_blur,
     pair_psf,
     psf_covariance,
@@ -157,6 +159,48 @@ def test_an_elliptic_psf_of_equal_axes_is_the_round_one() -> None:
             psf_covariance(bad)
 
 
+def test_fine_tasks_deblur_from_a_lower_width_except_recoded_inputs() -> None:
+    x = photo()
+    cfg = DeblurConfig(fine_tasks=("mef",), fine_min_width=1.0)
+    assert min_widths(cfg, 2, "mef", [True, False]) == [1.12, 1.0] and min_widths(cfg, 2, "mef") == [1.0, 1.0]
+    assert min_widths(cfg, 2, "vif") == [1.12, 1.12] and min_widths(DeblurConfig(), 1, "mef") == [1.12]
+    with pytest.raises(ValueError, match="coded flags"):
+        min_widths(cfg, 2, "mef", [True])
+    # a pair measuring between the two thresholds: deconvolved for a fine task, unless its inputs were
+    # re-coded by the deblocking stage; kept for any other task
+    soft = [blur(x, s) for s in np.arange(0.3, 1.2, 0.05)]
+    between = next(y for y in soft if 1.02 < edge_width(y) < 1.10)
+    pair = [between, between.copy()]
+    assert pair_psf(pair, cfg, "mef") > 0 and pair_psf(pair, cfg, "mef", [False, False]) > 0
+    assert pair_psf(pair, cfg, "mef", [True, True]) == 0.0 and pair_psf(pair, cfg, "vif") == 0.0
+    assert deblur_inputs(pair, cfg, "mef", [True, True])[1] == [0.0, 0.0]
+    own = replace(cfg, per_input=("mef",))
+    assert deblur_inputs(pair, own, "mef", [True, True])[1] == [0.0, 0.0]
+    assert all(np.ndim(p) or p > 0 for p in deblur_inputs(pair, own, "mef")[1])
+    for bad in ({"fine_min_width": 0.4}, {"fine_min_width": 1.2}, {"fine_tasks": ("sharpen",)}):
+        with pytest.raises(ValueError, match="bad deblur config"):
+            DeblurConfig(**{"fine_tasks": ("mef",), "fine_min_width": 1.0} | bad)
+
+
+def test_the_pipeline_tells_the_deblurring_stage_which_inputs_were_deblocked(monkeypatch) -> None:
+    import allfuse.stages
+
+    seen = []
+
+    def record(images, cfg, task="", coded=()):
+        seen.append(list(coded))
+        return list(images), [0.0] * len(images)
+
+    monkeypatch.setattr(allfuse.stages, "deblur_inputs", record)
+    pipe = FusionPipeline.from_pretrained("allfuse-reg")
+    x = photo()
+    _, buf = cv2.imencode(".jpg", np.uint8(x * 255), [cv2.IMWRITE_JPEG_QUALITY, 20])
+    coded = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255
+    pipe.restore_inputs([coded, x], "mff")
+    pipe.restore_inputs([coded, x], "mff", deblock=False)
+    assert seen == [[True, False], [False, False]]
+
+
 def test_bad_configs_are_refused() -> None:
     assert DeblurConfig.from_dict({"tasks": ["mff"]}).anisotropic is False  # folders written before it
     with pytest.raises(ValueError, match="anisotropic true or false"):
@@ -169,7 +213,9 @@ def test_bad_configs_are_refused() -> None:
 
 def test_the_shipped_pipeline_deblurs_blurred_inputs_first_and_leaves_sharp_ones(tmp_path) -> None:
     pipe = FusionPipeline.from_pretrained("allfuse-reg")
-    assert pipe.deblur == DeblurConfig(anisotropic=True, per_input=("mef",))
+    assert pipe.deblur == DeblurConfig(
+        anisotropic=True, per_input=("mef",), fine_tasks=("mef", "mff"), fine_min_width=1.0
+    )
     x = photo()
     sharp = [x, x[:, ::-1].copy()]
     np.testing.assert_array_equal(pipe(sharp, task="vif"), pipe(sharp, task="vif", deblur=False))
@@ -269,5 +315,5 @@ def test_the_command_line_says_what_each_exposure_measured(tmp_path, capsys) -> 
     lines = [line for line in said if line.startswith("deblurring (mef): ")]
     assert len(lines) == 1, said
     first, second = lines[0].split("; ")
-    assert first.startswith("deblurring (mef): input 1: edge width") and first.endswith("(below 1.3), kept")
+    assert first.startswith("deblurring (mef): input 1: edge width") and first.endswith("(below 1.30), kept")
     assert second.startswith("input 2: edge width") and "deconvolved (" in second

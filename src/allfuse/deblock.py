@@ -263,14 +263,17 @@ def deblock_image(image: Image, quality: int, shifts: int = 8, band: int = BAND)
     return out
 
 
+def deblock_choices(images: Sequence[Image], task: str, cfg: DeblockConfig) -> list[int]:
+    """The quality deblock_inputs deblocks each input at (0: left as it is): an input that measures as a
+    JPEG of quality at most cfg.max_quality with a lattice fit of at least cfg.min_fit."""
+    if task not in cfg.tasks:
+        return [0] * len(images)
+    fits = [jpeg_quality(x) for x in images]
+    return [q if fit >= cfg.min_fit and 0 < q <= cfg.max_quality else 0 for q, fit in fits]
+
+
 def deblock_inputs(images: Sequence[Image], task: str, cfg: DeblockConfig) -> tuple[list[Image], list[int]]:
     """The inputs, each one that measures as a JPEG of quality at most cfg.max_quality deblocked at that
-    quality (the same array otherwise); and the qualities deblocked at (0: left as it is)."""
-    out, used = list(images), [0] * len(images)
-    if task not in cfg.tasks:
-        return out, used
-    for i, x in enumerate(images):
-        quality, fit = jpeg_quality(x)
-        if fit >= cfg.min_fit and 0 < quality <= cfg.max_quality:
-            out[i], used[i] = deblock_image(x, quality, cfg.shifts), quality
-    return out, used
+    quality (the same array otherwise); and the qualities deblocked at (0: left as it is; deblock_choices)."""
+    used = deblock_choices(images, task, cfg)
+    return [deblock_image(x, q, cfg.shifts) if q else x for x, q in zip(images, used, strict=True)], used

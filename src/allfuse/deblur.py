@@ -48,6 +48,18 @@ but only where the inputs are blurred and with the blur measured, so sharp input
    generator (`bench/quality.py --generator albumentations`, whose blur draws each input's kernel on its
    own) and on the validation bench: the allfuse-reg model card.
 
+6. With `fine_tasks` (allfuse-reg: multi-exposure and multi-focus pairs), a pair is deblurred from
+   `fine_min_width` (1.0 px) on instead of min_width. Their clean inputs measure sharp: of the clean
+   training pairs at a long side of 512 px, 2.4 % of the 83 multi-exposure and 9.2 % of the 120 multi-focus
+   pairs measure 1.0 px or more (none and 1.7 % 1.12 or more), against 21 % of the 222 infrared + visible
+   pairs (4.1 % at 1.12: thermal optics and the soft visible cameras of TNO and MSRS). A mild blur there
+   measures 1.0 to 1.12 px, below min_width: the cross-check generator's mild anisotropic Gaussians, some of
+   the validation bench's mild Gaussian blur and shake. An input that the JPEG deblocking stage re-coded
+   keeps min_width (`coded`, from the pipeline): re-coding on shifted grids smooths an image, and
+   deconvolving that smoothing brings the coding's residue back (a strongly coded exposure of the
+   validation bench measured 1.0 to 1.12 px once deblocked, and its fusion lost 0.09 Qabf when deconvolved).
+   Measured: the allfuse-reg model card.
+
 A Gaussian is not every PSF (defocus is a disk, shake a path): the deconvolution is partial there, as the
 chain's is. A straight motion streak is fitted as a thin ellipse along it, but its spectrum has zeros a
 Gaussian lacks, so deconvolving harder along the streak also adds some ringing: on such blurs the
@@ -110,19 +122,25 @@ class DeblurConfig(TaskStageConfig):
     # written before it existed): every task by the pair's PSF
     per_input: tuple[str, ...] = ()
     solo_width: float = 1.3  # px
+    # tasks whose clean inputs measure sharp, deblurred from fine_min_width on, except an input the JPEG
+    # deblocking stage re-coded (module doc, step 6); () (and folders written before it existed): min_width
+    fine_tasks: tuple[str, ...] = ()
+    fine_min_width: float = 0.0  # px
 
     def __post_init__(self) -> None:
         ok = (
             0 <= self.sharp_width < self.min_width <= self.solo_width
+            and (not self.fine_tasks or self.sharp_width < self.fine_min_width <= self.min_width)
             and self.max_sigma > 0
             and self.balance > 0
         )
-        tasks_ok = set(self.tasks) <= set(TASKS) and set(self.per_input) <= set(TASKS)
+        tasks_ok = set(self.tasks) | set(self.per_input) | set(self.fine_tasks) <= set(TASKS)
         if not ok or not tasks_ok or not isinstance(self.anisotropic, bool):
             raise ValueError(
-                "bad deblur config: need 0 <= sharp_width < min_width <= solo_width, max_sigma > 0, "
-                f"balance > 0, tasks and per_input among {', '.join(TASKS)} and anisotropic true or false: "
-                f"{self}"
+                "bad deblur config: need 0 <= sharp_width < min_width <= solo_width, sharp_width < "
+                "fine_min_width <= min_width when fine_tasks are named, max_sigma > 0, "
+                f"balance > 0, tasks, per_input and fine_tasks among {', '.join(TASKS)} and anisotropic true "
+                f"or false: {self}"
             )
 
 
@@ -204,17 +222,35 @@ def pair_blur(images: Sequence[Image], cfg: DeblurConfig) -> float:
     return float(pair_psf(images, replace(cfg, anisotropic=False)))
 
 
-def pair_psf(images: Sequence[Image], cfg: DeblurConfig) -> float | np.ndarray:
-    """The Gaussian PSF to deconvolve a set of inputs by: 0.0 when they are sharp (pair_blur); else the
-    round PSF's sigma (pair_blur), or with cfg.anisotropic the elliptic PSF fitted to the sharper input's
-    edges (edge_covariance) less sharp_width^2 along each axis, each variance within [0, max_sigma^2]
-    (module doc, step 4): a 2 x 2 covariance; the round PSF when the fit fails."""
-    measured = [m for m in (edge_samples(x) for x in images) if m is not None]
+def pair_psf(
+    images: Sequence[Image], cfg: DeblurConfig, task: str = "", coded: Sequence[bool] = ()
+) -> float | np.ndarray:
+    """The Gaussian PSF to deconvolve a set of inputs by: 0.0 when they are sharp (pair_blur; the sharper
+    input below its min_width: min_widths); else the round PSF's sigma (pair_blur), or with cfg.anisotropic
+    the elliptic PSF fitted to the sharper input's edges (edge_covariance) less sharp_width^2 along each
+    axis, each variance within [0, max_sigma^2] (module doc, step 4): a 2 x 2 covariance; the round PSF
+    when the fit fails. `task` and `coded` (the inputs the JPEG deblocking stage re-coded) set the
+    thresholds (step 6)."""
+    limits = min_widths(cfg, len(images), task, coded)
+    found = (edge_samples(x) for x in images)
+    measured = [(m, t) for m, t in zip(found, limits, strict=True) if m is not None]
     if not measured:
         return 0.0
-    widths = [float(np.median(m[0])) for m in measured]
+    widths = [float(np.median(m[0])) for m, _ in measured]
     sharper = int(np.argmin(widths))
-    return samples_psf(measured[sharper], cfg) if widths[sharper] >= cfg.min_width else 0.0
+    samples, limit = measured[sharper]
+    return samples_psf(samples, cfg) if widths[sharper] >= limit else 0.0
+
+
+def min_widths(cfg: DeblurConfig, n: int, task: str = "", coded: Sequence[bool] = ()) -> list[float]:
+    """Each of n inputs' min_width for a task (module doc, step 6): cfg.fine_min_width for a task of
+    cfg.fine_tasks, except for an input the JPEG deblocking stage re-coded (`coded`: one flag per input,
+    () for none), cfg.min_width otherwise."""
+    flags = list(coded) or [False] * n
+    if len(flags) != n:
+        raise ValueError(f"deblur: {len(flags)} coded flags for {n} inputs")
+    fine = task in cfg.fine_tasks
+    return [cfg.fine_min_width if fine and not c else cfg.min_width for c in flags]
 
 
 def samples_psf(samples: tuple[np.ndarray, np.ndarray], cfg: DeblurConfig) -> float | np.ndarray:
@@ -233,16 +269,20 @@ def samples_psf(samples: tuple[np.ndarray, np.ndarray], cfg: DeblurConfig) -> fl
     return axes @ np.diag(variances) @ axes.T
 
 
-def input_psfs(images: Sequence[Image], cfg: DeblurConfig, task: str = "") -> list[float | np.ndarray]:
+def input_psfs(
+    images: Sequence[Image], cfg: DeblurConfig, task: str = "", coded: Sequence[bool] = ()
+) -> list[float | np.ndarray]:
     """The PSF each input is deconvolved by (0.0: kept). For a task of cfg.per_input, each input's own
-    (samples_psf) when the pair measures blurred (its sharper measurable input at min_width or more) or
-    when the input's own edge width reaches solo_width; for any other task the pair's (pair_psf), the same
-    for every input (module doc, steps 2 and 5)."""
+    (samples_psf) when the pair measures blurred (its sharper measurable input at its min_width or more)
+    or when the input's own edge width reaches solo_width; for any other task the pair's (pair_psf), the
+    same for every input (module doc, steps 2, 5 and 6; `coded` as pair_psf's)."""
     if task not in cfg.per_input:
-        return [pair_psf(images, cfg)] * len(images)
+        return [pair_psf(images, cfg, task, coded)] * len(images)
+    limits = min_widths(cfg, len(images), task, coded)
     measured = [edge_samples(x) for x in images]
     widths = [float(np.median(m[0])) if m is not None else math.inf for m in measured]
-    blurred = min(widths) < math.inf and min(widths) >= cfg.min_width
+    sharper = int(np.argmin(widths))
+    blurred = widths[sharper] < math.inf and widths[sharper] >= limits[sharper]
     return [
         samples_psf(m, cfg) if m is not None and (blurred or w >= cfg.solo_width) else 0.0
         for m, w in zip(measured, widths, strict=True)
@@ -326,11 +366,12 @@ def deblur_image(image: Image, sigma: float | np.ndarray, balance: float) -> Ima
 
 
 def deblur_inputs(
-    images: Sequence[Image], cfg: DeblurConfig, task: str = ""
+    images: Sequence[Image], cfg: DeblurConfig, task: str = "", coded: Sequence[bool] = ()
 ) -> tuple[list[Image], list[float | np.ndarray]]:
     """The inputs, each deconvolved by its PSF (input_psfs; the same image where that is 0), and the PSFs:
-    a sigma, or an elliptic PSF's covariance."""
-    psfs = input_psfs(images, cfg, task)
+    a sigma, or an elliptic PSF's covariance. `coded` flags the inputs the JPEG deblocking stage re-coded
+    (module doc, step 6)."""
+    psfs = input_psfs(images, cfg, task, coded)
     out = [
         x if np.ndim(p) == 0 and not p else deblur_image(x, p, cfg.balance)
         for x, p in zip(images, psfs, strict=True)

@@ -439,7 +439,8 @@ def deblur_line(
     """`-v`'s account of the deblurring stage for one set of inputs ("" when it does not run): the pair's
     edge width and the Gaussian PSF it deconvolves by (allfuse.deblur), or why it keeps the inputs; for a
     task whose inputs are deblurred one by one (`per_input`), each input's."""
-    from allfuse.deblur import edge_width, input_psfs, pair_psf
+    from allfuse.deblock import deblock_choices
+    from allfuse.deblur import edge_width, input_psfs, min_widths, pair_psf
 
     checked, _, task = pipe.prepare(images, task)
     cfg = pipe.deblur
@@ -447,15 +448,20 @@ def deblur_line(
         return ""
     # the stages before this one (deblocking, stripe removal, denoising, the exposure gain), none after it
     before = pipe.restore_inputs(checked, task, False, False, destripe, exposure, denoise, deblock)
+    coded = [False] * len(checked)
+    if deblock and pipe.deblock is not None:
+        coded = [q > 0 for q in deblock_choices(checked, task, pipe.deblock)]
     head = f"deblurring ({task}): "
     if task in cfg.per_input:
         parts = [
             f"input {i}: " + psf_words(edge_width(x), psf, cfg.solo_width)
-            for i, (x, psf) in enumerate(zip(before, input_psfs(before, cfg, task), strict=True), 1)
+            for i, (x, psf) in enumerate(zip(before, input_psfs(before, cfg, task, coded), strict=True), 1)
         ]
         return head + "; ".join(parts)
-    widths = [w for w in (edge_width(x) for x in before) if w is not None]
-    return head + psf_words(min(widths) if widths else None, pair_psf(before, cfg), cfg.min_width)
+    limits = min_widths(cfg, len(before), task, coded)
+    widths = [(w, t) for w, t in zip((edge_width(x) for x in before), limits, strict=True) if w is not None]
+    width, limit = min(widths) if widths else (None, cfg.min_width)
+    return head + psf_words(width, pair_psf(before, cfg, task, coded), limit)
 
 
 def psf_words(width: float | None, psf, limit: float) -> str:
@@ -467,7 +473,7 @@ def psf_words(width: float | None, psf, limit: float) -> str:
     head = f"edge width {width:.2f} px"
     if np.ndim(psf) == 0:
         if not psf:
-            return head + f" (below {limit:g}), kept"
+            return head + f" (below {limit:.2f}), kept"
         return head + f", deconvolved (round Gaussian, std {float(psf):.2f} px)"
     major, minor, degrees = psf_axes(psf)
     shape = f"elliptic Gaussian, std {major:.2f} x {minor:.2f} px, long axis {degrees:.0f} deg clockwise"

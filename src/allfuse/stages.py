@@ -84,9 +84,10 @@ class InputStages:
         """Checked inputs through JPEG deblocking, stripe removal, denoising, the exposure gain, the
         deblurring stage, then the input corrector, each when there is one, it is enabled for the task and
         asked for."""
-        images = list(images)
+        images, coded = list(images), [False] * len(images)
         if deblock and self.deblock is not None:
-            images = deblock_inputs(images, task, self.deblock)[0]
+            images, qualities = deblock_inputs(images, task, self.deblock)
+            coded = [q > 0 for q in qualities]
         if destripe and self.destripe is not None:
             images = destripe_inputs(images, task, self.destripe)
         if denoise and self.denoise is not None:
@@ -94,7 +95,7 @@ class InputStages:
         if exposure and self.exposure is not None:
             images = expose_inputs(images, task, self.exposure)[0]
         if deblur and self.deblur is not None and task in self.deblur.tasks:
-            images = deblur_inputs(images, self.deblur, task)[0]
+            images = deblur_inputs(images, self.deblur, task, coded)[0]
         if correct and self.corrector is not None and task in self.corrector.cfg.tasks:
             images = self.correct(images, task)
         return images
