@@ -48,7 +48,7 @@ but only where the inputs are blurred and with the blur measured, so sharp input
    generator (`bench/quality.py --generator albumentations`, whose blur draws each input's kernel on its
    own) and on the validation bench: the allfuse-reg model card.
 
-6. With `fine_tasks` (allfuse-reg: multi-exposure and multi-focus pairs), a pair is deblurred from
+6. With `fine_tasks` (the shipped models: multi-exposure and multi-focus pairs), a pair is deblurred from
    `fine_min_width` (1.0 px) on instead of min_width. Their clean inputs measure sharp: of the clean
    training pairs at a long side of 512 px, 2.4 % of the 83 multi-exposure and 9.2 % of the 120 multi-focus
    pairs measure 1.0 px or more (none and 1.7 % 1.12 or more), against 21 % of the 222 infrared + visible
@@ -58,7 +58,7 @@ but only where the inputs are blurred and with the blur measured, so sharp input
    keeps min_width (`coded`, from the pipeline): re-coding on shifted grids smooths an image, and
    deconvolving that smoothing brings the coding's residue back (a strongly coded exposure of the
    validation bench measured 1.0 to 1.12 px once deblocked, and its fusion lost 0.09 Qabf when deconvolved).
-   Measured: the allfuse-reg model card.
+   Measured: the models' cards.
 
 A Gaussian is not every PSF (defocus is a disk, shake a path): the deconvolution is partial there, as the
 chain's is. A straight motion streak is fitted as a thin ellipse along it, but its spectrum has zeros a
