@@ -9,8 +9,10 @@ from photos import resized_photo
 from stage_folder import check_stage_file
 
 from allfuse.baselines.restoration import denoise_nlm
+from allfuse.color import to_gray
 from allfuse.denoise import (
     DenoiseConfig,
+    chroma_noise,
     denoise_images,
     denoise_inputs,
     denoise_weight,
@@ -88,11 +90,44 @@ def test_a_partial_weight_mixes_input_and_filter() -> None:
     np.testing.assert_allclose(out[0], np.clip(noisy + 0.5 * (full - noisy), 0, 1), atol=1e-6)
 
 
+def test_chroma_noise_reads_per_channel_noise_and_nothing_on_gray_images() -> None:
+    vis = _photo("chelsea", 384)
+    noisy = _noisy(vis, 3.0)  # independent per channel: the opponent channels carry it all
+    assert chroma_noise(noisy) == pytest.approx(3.0, rel=0.15)
+    assert chroma_noise(vis) < 0.5  # the clean photo's own colour texture reads low
+    gray = _noisy(_photo("camera"), 6.0)
+    assert chroma_noise(gray) == 0.0 and chroma_noise(np.repeat(gray[..., None], 3, axis=2)) == 0.0
+    same = _noisy(vis.mean(axis=2, keepdims=True).repeat(3, axis=2), 6.0)  # one noise field on all channels
+    assert chroma_noise(np.repeat(same[..., :1], 3, axis=2)) == 0.0
+
+
+def test_colour_noise_below_the_luminance_threshold_is_denoised() -> None:
+    """A colour input whose per-channel noise reads below `low` on the luminance: the colour cue takes it;
+    without the cue, and for a gray input with the same luminance noise, it is kept."""
+    cfg = DenoiseConfig(chroma_low=2.0, chroma_high=3.0)
+    vis = _photo("chelsea", 384)
+    noisy = _noisy(vis, 3.5)
+    assert input_noise(noisy) < CFG.low and chroma_noise(noisy) > cfg.chroma_high
+    out, weights = denoise_inputs([_photo("camera"), noisy], "vif", cfg)
+    assert weights == [0.0, 1.0]
+    assert _mse(out[1], vis) < _mse(noisy, vis) / 2
+    assert denoise_weights([noisy], "vif", CFG) == [0.0]  # the cue is off by default
+    gray = np.repeat(to_gray(noisy)[..., None], 3, axis=2)  # the same luminance noise, no colour
+    assert input_noise(gray) == pytest.approx(input_noise(noisy), abs=0.05)
+    assert denoise_weights([gray], "vif", cfg) == [0.0]
+    assert denoise_weights([vis], "vif", cfg) == [0.0]
+    half = DenoiseConfig(chroma_low=chroma_noise(noisy) - 1.0, chroma_high=chroma_noise(noisy) + 1.0)
+    assert denoise_weights([noisy], "vif", half)[0] == pytest.approx(0.5)
+
+
 def test_no_clean_benchmark_input_is_denoised(shared_data) -> None:
-    """The module doc's calibration: `low` sits above every clean infrared and visible image."""
+    """The module doc's calibration: `low` and `chroma_low` sit above every clean infrared and visible
+    image (the shipped models' thresholds)."""
+    cfg = FusionPipeline.from_pretrained("allfuse-reg").denoise
+    assert cfg.chroma
     for folder in ("ivif/TNO", "ivif/RoadScene", "ivif/MSRS"):
         for pair in find_pairs(shared_data / folder):
-            assert denoise_weights(pair.load()[0], "vif", CFG) == [0.0, 0.0], pair.name
+            assert denoise_weights(pair.load()[0], "vif", cfg) == [0.0, 0.0], pair.name
 
 
 def test_config_is_checked_and_round_trips(tmp_path) -> None:
@@ -102,7 +137,10 @@ def test_config_is_checked_and_round_trips(tmp_path) -> None:
         DenoiseConfig(low=0.0, high=4.0)
     with pytest.raises(ValueError, match="denoise"):
         DenoiseConfig(tasks=("sharpen",))
-    cfg = DenoiseConfig(low=3.0, high=6.0, tasks=("vif", "mff"))
+    for lo, hi in ((2.0, 1.0), (0.0, 2.0), (1.0, 0.0)):
+        with pytest.raises(ValueError, match="chroma_low"):
+            DenoiseConfig(chroma_low=lo, chroma_high=hi)
+    cfg = DenoiseConfig(low=3.0, high=6.0, tasks=("vif", "mff"), chroma_low=1.0, chroma_high=2.5)
     assert DenoiseConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     bad = '{"denoise": {"sigma": 2}}'
     check_stage_file(tmp_path, cfg, load_denoise, save_denoise, "denoise.json", bad)
@@ -134,7 +172,8 @@ def test_the_command_line_reports_and_can_skip_the_stage(tmp_path, capsys) -> No
     for flag, out in outs.items():
         assert main(["fuse", *map(str, paths), "-o", str(out), "--task", "vif", flag]) == 0
     said = capsys.readouterr().out
-    assert "denoising (vif, from 3.5/255): input 1 noise" in said and "input 2 noise" in said
+    assert "denoising (vif, from 3.5/255, colour noise from 2/255): input 1 noise" in said
+    assert "input 2 noise" in said and "(colour " in said
     assert "kept; input 2" in said and "denoised (100%)" in said
     on, off = (read_image(out).astype(np.float32) / 255 for out in outs.values())
     assert input_noise(on) < input_noise(off)

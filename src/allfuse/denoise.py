@@ -22,6 +22,21 @@ the ramp starts above it, at `low` 3.5. The bench's noisy inputs measure 4.0-6.5
 a poor compromise, not a safe one: a ramp over 4-6 left the bench's mild low light at Qabf 0.491 and a
 ramp over 3.5-5 at 0.577, while the full filter gives 0.643 (allfuse-reg; no stage: 0.487).
 
+Colour cue (`chroma_low`, `chroma_high`; off when both are 0): a colour input's noise is also read on its
+two opponent chroma channels, (R - G) / sqrt(2) and (R + G - 2 B) / sqrt(6), by the same estimator
+(chroma_noise, the larger of the two), and the input gets the larger of the two ramps' weights. Noise drawn
+per channel (a sensor's, before or after demosaicing) reads its full std there, while the luminance, a
+weighted mean of the channels, carries about 0.67 of it; and clean colour images hold almost none there
+(JPEG's subsampled chroma, the cameras' own chroma filtering): the 237 clean colour visible images of the
+shared infrared + visible pairs read at most 0.34/255 (their luminance up to 2.5). A visible image darkened
+by a gamma curve, with per-channel Gaussian noise of std 2.5-5/255 (bench/degrade_alb.py's low light),
+reads 1.9-4.8 on the luminance, mostly below `low`, and 2.6-4.7 on chroma; left noisy, it was fused at
+Qabf 0.45 / 0.42 (mild / strong) where its non-local-means chains reach 0.59 / 0.56. Photos with a grain
+of their own read up to 1.5 (scikit-image's astronaut, a film scan, at 512 px) and the dimmest frames of
+two multi-exposure brackets 2.1 (MEFB Church and Memorial; not a task of this stage): `chroma_low` 2.0,
+full weight from `chroma_high` 3.0. Gray inputs (infrared images, TNO's visible ones) read 0 and keep the
+luminance thresholds, whose `low` a grainy gray image set.
+
 Tasks: infrared + visible only in the shipped models. On exposure and focus pairs non-local means lost Qabf
 on the main validation bench (MEF 0.358 -> 0.340) and left flat, waxy patches that raised BRISQUE (MEF 47.4
 -> 52.2, MFF 30.8 -> 36.3; bench/results/tried/reg-denoise-nlm_main.md); the latent path denoises those
@@ -58,13 +73,22 @@ class DenoiseConfig(TaskStageConfig):
     low: float = 3.5
     high: float = 4.5
     tasks: tuple[str, ...] = ("vif",)
+    # the colour cue (module doc): the same ramp on a colour input's chroma noise; 0 and 0 turn it off
+    chroma_low: float = 0.0
+    chroma_high: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0 < self.low < self.high or not set(self.tasks) <= set(TASKS):
+        chroma_ok = self.chroma_low == self.chroma_high == 0 or 0 < self.chroma_low < self.chroma_high
+        if not 0 < self.low < self.high or not chroma_ok or not set(self.tasks) <= set(TASKS):
             raise ValueError(
-                f"bad denoise config: need 0 < low < high (noise stds in 1/255 steps) and tasks among "
-                f"{', '.join(TASKS)}: {self}"
+                f"bad denoise config: need 0 < low < high and 0 < chroma_low < chroma_high, or both 0 (noise "
+                f"stds in 1/255 steps), and tasks among {', '.join(TASKS)}: {self}"
             )
+
+    @property
+    def chroma(self) -> bool:
+        """Whether the colour cue is on."""
+        return self.chroma_high > 0
 
 
 def input_noise(image: Image) -> float:
@@ -75,16 +99,37 @@ def input_noise(image: Image) -> float:
     return noise_std(np.asarray(to_gray(shrink(image)), np.float32)) * 255.0
 
 
-def denoise_weight(noise: float, cfg: DenoiseConfig) -> float:
-    """The share of the filter's change an input of this noise std (1/255 steps) gets, in [0, 1]."""
-    return float(min(1.0, max(0.0, (noise - cfg.low) / (cfg.high - cfg.low))))
+def chroma_noise(image: Image) -> float:
+    """A colour input's chroma noise std in 1/255 steps: allfuse.gate.noise_std on the two opponent channels
+    (R - G) / sqrt(2) and (R + G - 2 B) / sqrt(6), the larger one, at a long side of at most
+    allfuse.gate.GATE_SIDE. Noise drawn independently per channel with std s reads s on both; a gray
+    image (one channel, or three equal ones) reads 0."""
+    from allfuse.gate import noise_std, shrink
+
+    x = np.asarray(shrink(image), np.float32)
+    if x.ndim != 3 or x.shape[2] < 3:
+        return 0.0
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    return max(noise_std((r - g) / np.sqrt(2.0)), noise_std((r + g - 2.0 * b) / np.sqrt(6.0))) * 255.0
+
+
+def ramp(value: float, low: float, high: float) -> float:
+    """0 up to `low`, 1 from `high`, linear between."""
+    return float(min(1.0, max(0.0, (value - low) / (high - low))))
+
+
+def denoise_weight(noise: float, cfg: DenoiseConfig, chroma: float = 0.0) -> float:
+    """The share of the filter's change an input gets, in [0, 1], from its luminance noise std and its
+    chroma noise std (1/255 steps; the larger of the two ramps when the colour cue is on)."""
+    w = ramp(noise, cfg.low, cfg.high)
+    return max(w, ramp(chroma, cfg.chroma_low, cfg.chroma_high)) if cfg.chroma else w
 
 
 def denoise_weights(images: Sequence[Image], task: str, cfg: DenoiseConfig) -> list[float]:
     """Each input's weight (0 for every input when the task is not one of the stage's)."""
     if task not in cfg.tasks:
         return [0.0] * len(images)
-    return [denoise_weight(input_noise(x), cfg) for x in images]
+    return [denoise_weight(input_noise(x), cfg, chroma_noise(x) if cfg.chroma else 0.0) for x in images]
 
 
 def denoise_images(images: Sequence[Image], tile: int = TILE) -> list[Image]:

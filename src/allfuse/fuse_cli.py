@@ -400,7 +400,7 @@ def destripe_line(pipe, images: list[np.ndarray], task: str, deblock: bool = Tru
 
 def denoise_line(pipe, images: list[np.ndarray], task: str, destripe: bool, deblock: bool = True) -> str:
     """`-v`'s account of the denoising stage for one set of inputs ("" when it does not run)."""
-    from allfuse.denoise import denoise_weight, input_noise
+    from allfuse.denoise import chroma_noise, denoise_weight, input_noise
 
     checked, _, task = pipe.prepare(images, task)
     cfg = pipe.denoise
@@ -410,10 +410,13 @@ def denoise_line(pipe, images: list[np.ndarray], task: str, destripe: bool, debl
     checked = pipe.restore_inputs(checked, task, False, False, destripe, False, False, deblock)
     parts = []
     for i, x in enumerate(checked):
-        noise = input_noise(x)
-        w = denoise_weight(noise, cfg)
-        parts.append(f"input {i + 1} noise {noise:.1f}/255, " + (f"denoised ({w:.0%})" if w else "kept"))
-    return f"denoising ({task}, from {cfg.low:g}/255): " + "; ".join(parts)
+        noise, chroma = input_noise(x), chroma_noise(x) if cfg.chroma else 0.0
+        w = denoise_weight(noise, cfg, chroma)
+        colour = f" (colour {chroma:.1f}/255)" if cfg.chroma else ""
+        done = f"denoised ({w:.0%})" if w else "kept"
+        parts.append(f"input {i + 1} noise {noise:.1f}/255{colour}, {done}")
+    limits = f"from {cfg.low:g}/255" + (f", colour noise from {cfg.chroma_low:g}/255" if cfg.chroma else "")
+    return f"denoising ({task}, {limits}): " + "; ".join(parts)
 
 
 def exposure_line(
