@@ -119,19 +119,21 @@ def stage_cost(
 
 
 def denoise_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]:
-    """The denoising stage alone (allfuse.denoise, default settings, run as for an infrared + visible pair)
-    at each size: measuring both inputs as they are (the demo is clean: what every such pair pays), and
+    """The denoising stage alone (allfuse.denoise, allfuse-reg's settings: luminance and, for a colour
+    input, chroma noise; run as for an infrared + visible pair) at each size: measuring both inputs as they
+    are (the demo is clean: what every such pair pays), and
     measuring plus denoising a copy with Gaussian noise that measures about 8/255 where the stage measures
     it, at a long side of 512 px (std 8/255 x side / 512 at full size: what a noisy pair pays)."""
-    from allfuse.denoise import DenoiseConfig, denoise_inputs
+    from allfuse.denoise import denoise_inputs
+    from allfuse.model_folder import load_denoise, resolve_model_folder
 
     def noisy(ims: list[np.ndarray], size: int) -> list[np.ndarray]:
         rng, std = np.random.default_rng(0), 8 / 255 * max(1.0, size / 512)
         return [np.clip(x + rng.normal(0, std, x.shape), 0, 1).astype(np.float32) for x in ims]
 
-    cfg = DenoiseConfig()
+    cfg = load_denoise(resolve_model_folder("allfuse-reg"))
     cells = stage_cost(pairs, repeats, noisy, lambda ims: denoise_inputs(ims, "vif", cfg), "denoising")
-    return ["Denoising stage alone (default settings, the pair as infrared + visible): " + cells[0]]
+    return ["Denoising stage alone (allfuse-reg's settings, the pair as infrared + visible): " + cells[0]]
 
 
 def deblock_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]:
