@@ -10,6 +10,8 @@ import torch
 from skimage import data
 from skimage.transform import resize
 
+from allfuse.color import to_gray
+from allfuse.denoise import pair_chroma_noise
 from allfuse.gate import pair_noise
 from allfuse.model_folder import MODELS_DIR, check_noise_guard, load_noise_guard
 from allfuse.models.refine import DampedRefiner, Refiner, RefinerConfig, guard_weight
@@ -53,10 +55,13 @@ def test_a_damped_refiner_moves_the_fusion_part_of_the_way() -> None:
 
 
 def test_noise_guards_are_checked() -> None:
-    assert check_noise_guard({"mff": [7, 10]}) == {"mff": (7.0, 10.0, 0.0)}
-    assert check_noise_guard({"mff": [7, 10, 0.25]}) == {"mff": (7.0, 10.0, 0.25)}
+    assert check_noise_guard({"mff": [7, 10]}) == {"mff": (7.0, 10.0, 0.0, 0.0, 0.0)}
+    assert check_noise_guard({"mff": [7, 10, 0.25]}) == {"mff": (7.0, 10.0, 0.25, 0.0, 0.0)}
+    assert check_noise_guard({"mff": [7, 10, 0.25, 2.5, 4.5]}) == {"mff": (7.0, 10.0, 0.25, 2.5, 4.5)}
     bad_guards = ({"mff": [10, 7]}, {"mff": [0, 7]}, {"sharpen": [1, 2]}, {"mff": [1]}, [7, 10], {"mff": "7"})
-    for bad in (*bad_guards, {"mff": [7, 10, 1.0]}, {"mff": [7, 10, -0.1]}, {"mff": [7, 10, 0.2, 1]}):
+    bad_chroma = ({"mff": [7, 10, 0.2, 4, 2]}, {"mff": [7, 10, 0.2, 0, 2]}, {"mff": [7, 10, 0.2, 1, 0]})
+    bad_floor = ({"mff": [7, 10, 1.0]}, {"mff": [7, 10, -0.1]}, {"mff": [7, 10, 0.2, 1]})
+    for bad in (*bad_guards, *bad_chroma, *bad_floor):
         with pytest.raises(ValueError, match="noise_guard"):
             check_noise_guard(bad)
 
@@ -83,6 +88,34 @@ def test_the_shipped_guard_measures_the_pair_and_spares_clean_and_other_tasks() 
     assert pipe.refiner_weight(noisy, "vif") == 1.0
 
 
+def test_the_chroma_bounds_guard_colour_noise_the_luminance_reads_as_texture() -> None:
+    """Per-channel noise of 5/255 reads below the luminance's `low` but above `chroma_high` on the colour
+    pair; the same pair in gray, whose luminance reads the same, keeps all of the refiner's change."""
+    pipe = FusionPipeline.from_pretrained("allfuse-reg")
+    low, high, floor, chroma_low, chroma_high = pipe.noise_guard["mff"]
+    assert 0 < chroma_low < chroma_high < low
+    colour = _pair(5.0)
+    gray = [np.repeat(to_gray(x)[..., None], 3, axis=2) for x in colour]
+    assert pair_noise(colour) < low and pair_chroma_noise(colour) > chroma_high
+    assert pair_noise(gray) == pytest.approx(pair_noise(colour)) and pair_chroma_noise(gray) == 0.0
+    assert pipe.refiner_weight(colour, "mff") == floor
+    assert pipe.refiner_weight(gray, "mff") == 1.0
+    assert pipe.refiner_weight(_pair(0.0), "mff") == 1.0  # the clean colour pair
+    pipe.noise_guard = {"mff": (low, high, floor)}  # without the chroma bounds
+    assert pipe.refiner_weight(colour, "mff") == 1.0
+
+
+def test_no_clean_multi_focus_pair_reaches_the_chroma_bound(shared_data) -> None:
+    """The card's calibration: every clean multi-focus pair of the shared benchmark reads below the shipped
+    guard's chroma_low, so the chroma bounds damp no clean pair's refiner."""
+    from allfuse.io import find_pairs
+
+    chroma_low = FusionPipeline.from_pretrained("allfuse-reg").noise_guard["mff"][3]
+    for folder in ("mff/Lytro", "mff/MFI-WHU"):
+        for pair in find_pairs(shared_data / folder):
+            assert pair_chroma_noise(pair.load()[0]) < chroma_low, pair.name
+
+
 def test_a_guarded_refiner_keeps_its_floor_of_the_change_and_the_guard_survives_saving(tmp_path) -> None:
     pipe = FusionPipeline.from_pretrained("allfuse-reg")
     noisy = _pair(25.0)
@@ -96,9 +129,12 @@ def test_a_guarded_refiner_keeps_its_floor_of_the_change_and_the_guard_survives_
     floor = pipe(noisy, task="mff", gate=False)
     inside = (full > 0.01) & (full < 0.99)  # where the output's clipping to [0, 1] did not cut the change
     np.testing.assert_allclose(floor[inside], (plain + 0.25 * (full - plain))[inside], atol=2e-3)
-    pipe.noise_guard = {"mff": (30.0, 40.0, 0.5), "mef": (5.0, 6.0, 0.0)}
-    again = FusionPipeline.from_pretrained(pipe.save_pretrained(tmp_path / "copy"))
-    assert again.noise_guard == {"mff": (30.0, 40.0, 0.5), "mef": (5.0, 6.0, 0.0)}
+    pipe.noise_guard = {"mff": (30.0, 40.0, 0.5, 2.0, 3.0), "mef": (5.0, 6.0, 0.0)}
+    folder = pipe.save_pretrained(tmp_path / "copy")
+    again = FusionPipeline.from_pretrained(folder)
+    assert again.noise_guard == {"mff": (30.0, 40.0, 0.5, 2.0, 3.0), "mef": (5.0, 6.0, 0.0, 0.0, 0.0)}
+    saved = json.loads((folder / "refiner.json").read_text())["noise_guard"]
+    assert saved == {"mff": [30.0, 40.0, 0.5, 2.0, 3.0], "mef": [5.0, 6.0, 0.0]}  # no chroma bounds: 3 values
 
 
 def test_the_command_line_reports_the_guard(tmp_path, capsys) -> None:
@@ -109,6 +145,8 @@ def test_the_command_line_reports_the_guard(tmp_path, capsys) -> None:
     for p, im in zip(paths, _pair(25.0), strict=True):
         write_image(p, im)
     assert main(["fuse", *map(str, paths), "-o", str(tmp_path / "out.png"), "--task", "mff", "-v"]) == 0
-    assert "noise guard 7-10/255 (at least 25%): keeps 25% of its change" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "noise guard 7-10/255, colour " in said
+    assert "(guard 2.5-4.5/255) (at least 25%): keeps 25% of its change" in said
     assert main(["fuse", *map(str, paths), "-o", str(tmp_path / "vif.png"), "--task", "vif", "-v"]) == 0
     assert "noise guard" not in capsys.readouterr().out  # no guard for infrared + visible pairs

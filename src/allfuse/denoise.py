@@ -114,6 +114,12 @@ def chroma_noise(image: Image) -> float:
     return max(noise_std((r - g) / np.sqrt(2.0)), noise_std((r + g - 2.0 * b) / np.sqrt(6.0))) * 255.0
 
 
+def pair_chroma_noise(images: Sequence[Image]) -> float:
+    """The lower chroma noise (chroma_noise) of a set of inputs, in 1/255 steps, as allfuse.gate.pair_noise
+    takes the lower luminance noise: a noisy capture makes every input noisy. 0 when any input is gray."""
+    return min(chroma_noise(x) for x in images)
+
+
 def ramp(value: float, low: float, high: float) -> float:
     """0 up to `low`, 1 from `high`, linear between."""
     return float(min(1.0, max(0.0, (value - low) / (high - low))))

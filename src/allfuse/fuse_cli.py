@@ -494,18 +494,23 @@ def guard_line(
     deblock: bool = True,
 ) -> str:
     """`-v`'s account of the refiner's noise guard for one set of inputs ("" without a guard for the task)."""
+    from allfuse.denoise import pair_chroma_noise
     from allfuse.gate import pair_noise
+    from allfuse.model_folder import check_noise_guard
 
     task = pipe.prepare(images, task)[2]
     if task not in pipe.noise_guard or pipe.refiner is None:
         return ""
     restored = pipe.gate_inputs(images, task, deblur, destripe, exposure, denoise, deblock)
-    low, high, *floor = pipe.noise_guard[task]
+    low, high, floor, chroma_low, chroma_high = check_noise_guard(pipe.noise_guard)[task]
     share = pipe.refiner_weight(restored, task)
-    least = f" (at least {floor[0]:.0%})" if floor and floor[0] else ""
+    least = f" (at least {floor:.0%})" if floor else ""
+    chroma = ""
+    if chroma_high:
+        chroma = f", colour {pair_chroma_noise(restored):.1f}/255 (guard {chroma_low:g}-{chroma_high:g}/255)"
     return (
         f"refiner ({task}): pair noise {pair_noise(restored):.1f}/255, noise guard {low:g}-{high:g}/255"
-        f"{least}: keeps {share:.0%} of its change"
+        f"{chroma}{least}: keeps {share:.0%} of its change"
     )
 
 

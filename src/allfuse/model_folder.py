@@ -281,7 +281,7 @@ def save_refiner(
     dtype: torch.dtype = torch.float32,
     info: dict | None = None,
     work_side: int | None = None,
-    noise_guard: dict[str, tuple[float, float, float]] | None = None,
+    noise_guard: dict[str, tuple[float, ...]] | None = None,
 ) -> Path:
     """Add a trained refiner to an existing model folder (refiner.safetensors + refiner.json; how it was
     trained goes to training.json); work_side becomes the pipeline's default latent-path side, noise_guard
@@ -290,28 +290,37 @@ def save_refiner(
         raise ValueError(f"work_side {work_side} px is too small (>= 16)")
     meta: dict[str, Any] = {"refiner": net.cfg.to_dict(), **({"work_side": work_side} if work_side else {})}
     if noise_guard:
-        meta["noise_guard"] = {t: list(v) for t, v in check_noise_guard(noise_guard).items()}
+        meta["noise_guard"] = noise_guard_json(noise_guard)
     return save_part("refiner", net, meta, folder, dtype, info)
 
 
-def check_noise_guard(value: Any) -> dict[str, tuple[float, float, float]]:
-    """A refiner's noise guard, {task: (low, high, floor)}: the pair's noise level (1/255,
-    allfuse.gate.pair_noise) from which the refiner's change is damped, the level from which it keeps only
-    `floor` of it (0 <= floor < 1; [low, high] alone means floor 0: dropped); 0 < low < high. Anything
-    else is a ValueError saying what."""
+def check_noise_guard(value: Any) -> dict[str, tuple[float, float, float, float, float]]:
+    """A refiner's noise guard, {task: (low, high, floor, chroma_low, chroma_high)}: the pair's noise level
+    (1/255, allfuse.gate.pair_noise) from which the refiner's change is damped, the level from which it
+    keeps only `floor` of it (0 <= floor < 1; [low, high] alone means floor 0: dropped), 0 < low < high;
+    and optionally the same ramp on the pair's chroma noise (allfuse.pipeline.pair_chroma_noise), 0 <
+    chroma_low < chroma_high (left out: 0, 0, not read). Anything else is a ValueError saying what."""
     if not isinstance(value, dict):
         raise ValueError(f"noise_guard must map tasks to [low, high, floor], got {value!r}")
     out = {}
     for task, bounds in value.items():
-        ok = task in TASKS and isinstance(bounds, (list, tuple)) and len(bounds) in (2, 3)
+        ok = task in TASKS and isinstance(bounds, (list, tuple)) and len(bounds) in (2, 3, 5)
         ok = ok and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
-        if not ok or not 0 < bounds[0] < bounds[1] or not 0 <= (bounds[2] if len(bounds) == 3 else 0) < 1:
+        b = [float(x) for x in bounds] + [0.0] * (5 - len(bounds)) if ok else []
+        if not ok or not 0 < b[0] < b[1] or not 0 <= b[2] < 1 or not (b[3] == b[4] == 0 or 0 < b[3] < b[4]):
             raise ValueError(
-                f"noise_guard {task!r}: need a task among {', '.join(TASKS)} and [low, high, floor] with "
-                f"0 < low < high and 0 <= floor < 1 (floor may be left out: 0), got {bounds!r}"
+                f"noise_guard {task!r}: need a task among {', '.join(TASKS)} and [low, high, floor] or "
+                "[low, high, floor, chroma_low, chroma_high] with 0 < low < high, 0 <= floor < 1 and "
+                f"0 < chroma_low < chroma_high (floor may be left out: 0), got {bounds!r}"
             )
-        out[task] = (float(bounds[0]), float(bounds[1]), float(bounds[2]) if len(bounds) == 3 else 0.0)
+        out[task] = (b[0], b[1], b[2], b[3], b[4])
     return out
+
+
+def noise_guard_json(guard: dict[str, tuple[float, ...]]) -> dict[str, list[float]]:
+    """refiner.json's form of a noise guard: [low, high, floor], and the chroma bounds when they are set."""
+    checked = check_noise_guard(guard).items()
+    return {t: list(v) if v[4] else list(v[:3]) for t, v in checked}
 
 
 def save_corrector(
@@ -455,7 +464,7 @@ def refiner_meta(folder: Path) -> dict:
     return read_json_object(path) if path.is_file() else {}
 
 
-def load_noise_guard(folder: Path) -> dict[str, tuple[float, float, float]]:
+def load_noise_guard(folder: Path) -> dict[str, tuple[float, float, float, float, float]]:
     """The refiner's noise guard from refiner.json ({} without one); a bad one is a ValueError naming it."""
     try:
         return check_noise_guard(refiner_meta(folder).get("noise_guard", {}))

@@ -39,7 +39,7 @@ from allfuse.data.prompts import (
 )
 from allfuse.deblock import DeblockConfig
 from allfuse.deblur import DeblurConfig
-from allfuse.denoise import DenoiseConfig
+from allfuse.denoise import DenoiseConfig, pair_chroma_noise
 from allfuse.destripe import DestripeConfig
 from allfuse.devices import autocast, keep_freed_memory, parse_device
 from allfuse.exposure import ExposureConfig, exposure_gain
@@ -49,6 +49,7 @@ from allfuse.model_folder import (
     REFINER_CONFIG,
     InferenceConfig,
     check_fingerprint,
+    check_noise_guard,
     embedded_with_tags,
     inference_from_training,
     load_corrector,
@@ -476,12 +477,18 @@ class FusionPipeline:
     def refiner_weight(self, images: Sequence[Image], task: Task) -> float:
         """How much of the refiner's change these (restored) inputs get: 1 without a noise guard for the
         task; else 1 up to the guard's `low` noise level (allfuse.gate.pair_noise), its `floor` from `high`
-        on, linear between. On strongly noisy multi-focus pairs the refiner's per-pixel choice of the
-        sharper input takes noise for detail and copies it into the fusion (MODEL_CARD); without any of its
-        change, the fusion is the latent path's, upsampled, and softer than it need be."""
+        on, linear between; with chroma bounds, the lower of that and the same ramp on the pair's chroma
+        noise (allfuse.denoise.pair_chroma_noise: per-channel noise shows there, while a textured scene
+        raises the luminance reading too). On strongly noisy multi-focus pairs the refiner's per-pixel
+        choice of the sharper input takes noise for detail and copies it into the fusion (MODEL_CARD);
+        without any of its change, the fusion is the latent path's, upsampled, and softer than it need be."""
         if task not in self.noise_guard:
             return 1.0
-        return guard_weight(pair_noise(images), *self.noise_guard[task])
+        low, high, floor, chroma_low, chroma_high = check_noise_guard(self.noise_guard)[task]
+        weight = guard_weight(pair_noise(images), low, high, floor)
+        if chroma_high:  # the same ramp on the pair's chroma noise, the lower weight of the two
+            weight = min(weight, guard_weight(pair_chroma_noise(images), chroma_low, chroma_high, floor))
+        return weight
 
     def fuse_whole(
         self,
