@@ -298,7 +298,7 @@ def check_noise_guard(value: Any) -> dict[str, tuple[float, float, float, float,
     """A refiner's noise guard, {task: (low, high, floor, chroma_low, chroma_high)}: the pair's noise level
     (1/255, allfuse.gate.pair_noise) from which the refiner's change is damped, the level from which it
     keeps only `floor` of it (0 <= floor < 1; [low, high] alone means floor 0: dropped), 0 < low < high;
-    and optionally the same ramp on the pair's chroma noise (allfuse.pipeline.pair_chroma_noise), 0 <
+    and optionally the same ramp on the pair's chroma noise (allfuse.denoise.pair_chroma_noise), 0 <
     chroma_low < chroma_high (left out: 0, 0, not read). Anything else is a ValueError saying what."""
     if not isinstance(value, dict):
         raise ValueError(f"noise_guard must map tasks to [low, high, floor], got {value!r}")
