@@ -88,6 +88,10 @@ from allfuse.tiled import DEFAULT_TILE_PIXELS, ClassicalFn, LatentFn, check_tile
 from allfuse.types import TASKS, Image, Task
 
 SAMPLERS: tuple[str, ...] = get_args(SamplerKind)
+# Multi-focus inputs are one exposure of one scene: defocus moves light within a blur disc and keeps each
+# channel's mean, so the fusion's mean is the (restored) inputs'. The latent path can drift from it (a sharp
+# photo fused with itself came back up to 2.2/255 darker from allfuse-fm); keep_mean takes the drift out.
+MEAN_TASKS: tuple[str, ...] = ("mff",)
 MIN_TILE = 4  # smallest latent window of tiled inference (allfuse.sampling.tiling)
 
 
@@ -131,6 +135,8 @@ class FusionPipeline:
         self.deblock = deblock  # the JPEG deblocking stage (allfuse.deblock), None = none
         # the refiner's noise guard, {task: (low, high, floor)} (refiner.json; refiner_weight)
         self.noise_guard: dict[str, tuple[float, ...]] = {}
+        # tasks whose latent-path fusion keeps the restored inputs' mean colour (keep_mean); () = none
+        self.mean_tasks: tuple[str, ...] = MEAN_TASKS
 
     @classmethod
     def from_pretrained(
@@ -320,6 +326,8 @@ class FusionPipeline:
         prompt_text = self.build_prompt(prompt, task) if self.text is not None else None
         latent = self.latent_fn(prompt_text, steps, sampler, seed, tile)
         out = self.run_path(images, task, latent, refine, work_side, tile_pixels)
+        if task in self.mean_tasks:
+            out = keep_mean(out, images)
         if weight > 0.0:  # the gate's blend (allfuse.gate): a mix of the two fusions
             out = (1.0 - weight) * out + weight * rule_fusion(images, task, limit)
         return out if colour else to_gray(out)
@@ -520,6 +528,17 @@ class FusionPipeline:
     def sampler_config(self) -> SamplerConfig:
         """The sampler used when no steps/sampler are given."""
         return self.cfg.sampler
+
+
+def keep_mean(out: np.ndarray, images: Sequence[Image]) -> np.ndarray:
+    """`out` (H, W, 3) shifted, per channel, to the mean of the images' means (gray images count as three
+    equal channels), clipped to [0, 1]: the fusion's overall colour and brightness are the inputs', its
+    detail and local contrast its own (MEAN_TASKS)."""
+    x = np.asarray(out, np.float32)
+    means = [np.asarray(im, np.float32).reshape(-1, 1 if np.ndim(im) == 2 else 3).mean(0) for im in images]
+    target = np.mean([np.broadcast_to(m, (3,)) for m in means], axis=0)
+    shift = target - x.reshape(-1, 3).mean(axis=0)
+    return np.clip(x + shift.astype(np.float32), 0.0, 1.0)
 
 
 def check_prompt(prompt: str | None) -> ParsedPrompt | None:
