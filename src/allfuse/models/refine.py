@@ -92,6 +92,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from allfuse.denoise import ramp
 from allfuse.devices import autocast_dtype
 from allfuse.models.layers import NAFBlock, NAFNames
 from allfuse.ops import gaussian_blur
@@ -285,7 +286,7 @@ class DampedRefiner(nn.Module):
 def guard_weight(noise: float, low: float, high: float, floor: float = 0.0) -> float:
     """The refiner's weight under a noise guard (low, high, floor): 1 up to `low`, `floor` from `high` on,
     linear between."""
-    return floor + (1.0 - floor) * min(1.0, max(0.0, (high - noise) / (high - low)))
+    return floor + (1.0 - floor) * (1.0 - ramp(noise, low, high))
 
 
 def classical_source(images: Sequence[np.ndarray], task: str) -> np.ndarray:
