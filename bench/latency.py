@@ -9,7 +9,8 @@ also without that (`deblur=False`; the demo pair upscaled to 1024² measures as 
 deconvolves both inputs, at 512² it only measures them: allfuse.deblur), and one with a clean-input gate
 also with it off (`gate=False`, the latent path whatever the gate measures; the rows without a stage and
 the --work-side row turn the gate off too, so they time the latent path; the table is followed by what
-the gate chose for the pair at each size: allfuse.gate). With
+the gate chose for the pair at each size: allfuse.gate), and that latent path once more without its
+mirrored second pass (`mirror=False`: allfuse.pipeline.MIRROR). With
 --work-side N, reg also runs with its latent path at that long side (FusionPipeline's work_side: the
 refiner brings the result back to full size; 0 = full size); bench/quality.py --work-side measures what
 that costs in quality. The last column counts the minor page faults of one run at the largest size (Unix:
@@ -219,6 +220,10 @@ def main() -> None:
         if pipe.gate is not None and task in pipe.gate.tasks:  # the latent path, whatever the gate measures
             gated.append(pipe)
             methods[f"{name} (gate=False)"] = lambda ims, p=pipe: p(ims, task=task, gate=False)
+            # the latent path without its mirrored second pass (allfuse.pipeline.MIRROR)
+            methods[f"{name} (gate=False, mirror=False)"] = lambda ims, p=pipe: p(
+                ims, task=task, gate=False, mirror=False
+            )
         if pipe.corrector is not None and task in pipe.corrector.cfg.tasks:  # what the corrector costs
             methods[f"{name} (correct=False)"] = lambda ims, p=pipe: p(
                 ims, task=task, correct=False, gate=False

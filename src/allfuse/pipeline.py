@@ -92,6 +92,13 @@ SAMPLERS: tuple[str, ...] = get_args(SamplerKind)
 # channel's mean, so the fusion's mean is the (restored) inputs'. The latent path can drift from it (a sharp
 # photo fused with itself came back up to 2.2/255 darker from allfuse-fm); keep_mean takes the drift out.
 MEAN_TASKS: tuple[str, ...] = ("mff",)
+# Geometric self-ensemble (Timofte et al. 2016, "Seven ways to improve example-based single image super
+# resolution"; Lim et al. 2017, EDSR+): the latent path also fuses the left-right mirrored inputs and the two
+# fusions, mirrored back, are averaged. A mirrored scene is still a natural scene (an upside-down one is not:
+# vertical flips lowered infrared + visible Qabf), and the network's errors on the two differ, so their
+# mean errs less (MODEL_CARD). The refiner then runs once, on the mean's upsampled decoded fusion. Costs a
+# second encoder, DiT and decoder pass at the work size (at most 512 px by default).
+MIRROR = True
 MIN_TILE = 4  # smallest latent window of tiled inference (allfuse.sampling.tiling)
 
 
@@ -137,6 +144,8 @@ class FusionPipeline:
         self.noise_guard: dict[str, tuple[float, ...]] = {}
         # tasks whose latent-path fusion keeps the restored inputs' mean colour (keep_mean); () = none
         self.mean_tasks: tuple[str, ...] = MEAN_TASKS
+        # the latent path's default geometric self-ensemble (MIRROR; __call__'s `mirror`)
+        self.mirror: bool = MIRROR
 
     @classmethod
     def from_pretrained(
@@ -278,6 +287,7 @@ class FusionPipeline:
         exposure: bool = True,
         denoise: bool = True,
         deblock: bool = True,
+        mirror: bool | None = None,
     ) -> Image:
         """Fuse >= 2 same-size images; gray output when every input is gray.
 
@@ -314,7 +324,9 @@ class FusionPipeline:
         (deblock.json) for the task.
         gate: after those stages, fuse a pair that measures clean by the teacher's classical rule
         instead of the latent path, and mix the rule's fusion into the model's where the gate's blend says
-        so (allfuse.gate), when the model has a gate (gate.json) for the task; False: the model alone."""
+        so (allfuse.gate), when the model has a gate (gate.json) for the task; False: the model alone.
+        mirror: also run the latent path (and refiner) on the left-right mirrored inputs and average the
+        two fusions (geometric self-ensemble, MIRROR); None = the pipeline's default (`self.mirror`)."""
         images, colour, task = self.prepare(images, task)
         check_options(steps, sampler, tile, work_side, tile_pixels)
         images = self.restore_inputs(images, task, deblur, correct, destripe, exposure, denoise, deblock)
@@ -325,7 +337,8 @@ class FusionPipeline:
             return out if colour else to_gray(out)
         prompt_text = self.build_prompt(prompt, task) if self.text is not None else None
         latent = self.latent_fn(prompt_text, steps, sampler, seed, tile)
-        out = self.run_path(images, task, latent, refine, work_side, tile_pixels)
+        mirror = self.mirror if mirror is None else mirror
+        out = self.run_path(images, task, latent, refine, work_side, tile_pixels, mirror)
         if task in self.mean_tasks:
             out = keep_mean(out, images)
         if weight > 0.0:  # the gate's blend (allfuse.gate): a mix of the two fusions
@@ -454,9 +467,11 @@ class FusionPipeline:
         refine: bool,
         work_side: int | None,
         tile_pixels: int | None,
+        mirror: bool = False,
     ) -> Image:
         """Checked images -> fused (H, W, 3): encode, `latent`, decode, refine, whole or tiled; more inputs
-        than slots fused in steps."""
+        than slots fused in steps; with `mirror`, the decoded fusion is the mean of the latent path's on the
+        images and, mirrored back, on the left-right mirrored images (MIRROR)."""
         if work_side is None:  # the model's default needs its refiner to restore full-size detail
             work_side = self.work_side if refine and self.refiner is not None else None
 
@@ -477,8 +492,8 @@ class FusionPipeline:
                 # per matrix shape, and the MoE's expert batches take a new shape at almost every window
                 fp32 = self.device.type == "cpu" and work[0] * work[1] > limit
                 run = functools.partial(latent, bf16=self.cfg.bf16 and not fp32)
-                return fuse_large(self.tok, run, refiner, xs, work, limit, self.device, classical)
-            return self.fuse_whole(xs, latent, work, refiner, classical)
+                return fuse_large(self.tok, run, refiner, xs, work, limit, self.device, classical, mirror)
+            return self.fuse_whole(xs, latent, work, refiner, classical, mirror)
 
         return fuse_stack(fuse, images, self.slots(refine), STACK_ORDER[task])
 
@@ -505,14 +520,21 @@ class FusionPipeline:
         work: tuple[int, int],
         refiner: Refiner | DampedRefiner | None,
         classical: ClassicalFn | None = None,
+        mirror: bool = False,
     ) -> Image:
-        """The whole path on whole images: (H, W, 3) float32; `latent` runs the DiT and its sampler, then
-        `refiner` (None: none) with `classical(images)` as its classical source if it blends one."""
+        """The whole path on whole images: (H, W, 3) float32; `latent` runs the DiT and its sampler (with
+        `mirror`, on the mirrored images too: MIRROR), then `refiner` (None: none) with
+        `classical(images)` as its classical source if it blends one."""
         x = [image_tensor(im).to(self.device) for im in images]  # each (1, 3, H, W)
         h, w = images[0].shape[:2]
         xw = x if work == (h, w) else [F.interpolate(t, size=work, mode="area") for t in x]
-        z = latent([self.tok.encode(t).clone() for t in xw])
-        dec = self.tok.decode(z, cond=xw, size=work)
+
+        def decoded(xs: list[torch.Tensor]) -> torch.Tensor:  # encode, DiT, decode at the work size
+            return self.tok.decode(latent([self.tok.encode(t).clone() for t in xs]), cond=xs, size=work)
+
+        dec = decoded(xw)
+        if mirror:
+            dec = 0.5 * (dec + decoded([t.flip(-1) for t in xw]).flip(-1))
         if work != (h, w):
             dec = F.interpolate(dec, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
         if refiner is not None:

@@ -269,19 +269,26 @@ def fuse_large(
     tile_pixels: int,
     device: torch.device,
     classical: ClassicalFn | None = None,
+    mirror: bool = False,
 ) -> np.ndarray:
     """FusionPipeline's path for images of more than tile_pixels pixels (module doc): checked (H, W[, 3])
     float32 inputs, the latent path at size `work` -> (H, W, 3) float32 in [0, 1]; `classical` as for
-    refine_tiled."""
+    refine_tiled; with `mirror`, the decoded fusion is averaged with the latent path's on the left-right
+    mirrored inputs, mirrored back (allfuse.pipeline.MIRROR)."""
     h, w = images[0].shape[:2]
     small = work != (h, w)
     xw = [area_downscale(im, work) for im in images] if small else list(images)
-    if work[0] * work[1] > tile_pixels:
-        z = latent(encode_tiled(tok, xw, tile_pixels, device))
-        dec = torch.from_numpy(decode_tiled(tok, z, work, tile_pixels)).permute(2, 0, 1)[None].to(device)
-    else:
-        z = latent([tok.encode(as_batch(x, device)).clone() for x in xw])
-        dec = tok.decode(z, cond=[as_batch(x, device) for x in xw], size=work)
+
+    def decoded(xs: list[np.ndarray]) -> Tensor:  # encode, DiT, decode at the work size, tiled if large
+        if work[0] * work[1] > tile_pixels:
+            z = latent(encode_tiled(tok, xs, tile_pixels, device))
+            return torch.from_numpy(decode_tiled(tok, z, work, tile_pixels)).permute(2, 0, 1)[None].to(device)
+        z = latent([tok.encode(as_batch(x, device)).clone() for x in xs])
+        return tok.decode(z, cond=[as_batch(x, device) for x in xs], size=work)
+
+    dec = decoded(xw)
+    if mirror:
+        dec = 0.5 * (dec + decoded([np.ascontiguousarray(x[:, ::-1]) for x in xw]).flip(-1))
     if small:
         tiles: TileFn = BicubicTiles(dec, (h, w))
     else:
