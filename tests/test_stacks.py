@@ -93,8 +93,10 @@ def test_a_model_with_more_slots_takes_them_at_once(tmp_path: Path) -> None:
     seen: list[int] = []
     pipe.model.register_forward_pre_hook(lambda m, args: seen.append(len(args[0])))
     x = np.random.default_rng(1).random((16, 24), dtype=np.float32)
-    pipe([x, x[::-1].copy(), x[:, ::-1].copy()], task="mff")
+    pipe([x, x[::-1].copy(), x[:, ::-1].copy()], task="mff", mirror=False)
     assert seen == [3]  # one pass with three condition latents, no fallback
+    pipe([x, x[::-1].copy(), x[:, ::-1].copy()], task="mff")
+    assert seen == [3, 3, 3]  # by default the latent path runs again on the mirrored inputs (MIRROR)
 
 
 def test_cli_fuses_three_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
