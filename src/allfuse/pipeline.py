@@ -325,8 +325,9 @@ class FusionPipeline:
         gate: after those stages, fuse a pair that measures clean by the teacher's classical rule
         instead of the latent path, and mix the rule's fusion into the model's where the gate's blend says
         so (allfuse.gate), when the model has a gate (gate.json) for the task; False: the model alone.
-        mirror: also run the latent path (and refiner) on the left-right mirrored inputs and average the
-        two fusions (geometric self-ensemble, MIRROR); None = the pipeline's default (`self.mirror`)."""
+        mirror: also run the latent path (encoder, DiT, decoder) on the left-right mirrored inputs and
+        average the two decoded fusions before the refiner (geometric self-ensemble, MIRROR); None = the
+        pipeline's default (`self.mirror`)."""
         images, colour, task = self.prepare(images, task)
         check_options(steps, sampler, tile, work_side, tile_pixels)
         images = self.restore_inputs(images, task, deblur, correct, destripe, exposure, denoise, deblock)
