@@ -270,7 +270,29 @@ def test_the_command_line_can_turn_the_gate_off_and_says_what_it_chose(tmp_path,
     (folder / "gate.json").write_text(json.dumps({"gate": always(False, blend=0.25).to_dict()}))
     mixed = str(tmp_path / "mixed.png")
     assert main(["fuse", *map(str, paths), "-o", mixed, "--task", "vif", "--model", str(folder), "-v"]) == 0
-    assert "the model's fusion mixed with 25% of the rule gff's" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert (
+        "the model's fusion mixed with 25% of the rule gff's; its latent path runs on the inputs and on"
+        in shown
+    )
+    assert (
+        main(
+            [
+                "fuse",
+                *map(str, paths),
+                "-o",
+                mixed,
+                "--task",
+                "vif",
+                "--model",
+                str(folder),
+                "-v",
+                "--no-mirror",
+            ]
+        )
+        == 0
+    )
+    assert "mirror" not in capsys.readouterr().out.split("gate (vif)")[1].splitlines()[0]
 
 
 def test_a_gate_run_draws_training_pairs_only_and_resumes(tmp_path, shared_data) -> None:

@@ -333,7 +333,7 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
             deblock,
         )
         if args.verbose and cfg.arch != "joint" and not args.no_gate:
-            print(gate_line(pipe, images, task, *stages))
+            print(gate_line(pipe, images, task, *stages, mirror=not args.no_mirror))
         if args.verbose and cfg.arch != "joint":
             line = guard_line(pipe, images, task, *stages)
             if line:
@@ -533,8 +533,10 @@ def gate_line(
     exposure: bool = True,
     denoise: bool = True,
     deblock: bool = True,
+    mirror: bool = False,
 ) -> str:
-    """`-v`'s account of the clean-input gate's choice for one set of inputs."""
+    """`-v`'s account of the clean-input gate's choice for one set of inputs (and, where the model fuses,
+    whether its latent path also runs on the mirrored inputs: allfuse.pipeline.MIRROR)."""
     from allfuse.tasks import CLASSICAL_DEFAULT
 
     task, p, weight = pipe.gate_choice(images, task, deblur, destripe, exposure, denoise, deblock)
@@ -547,7 +549,8 @@ def gate_line(
     who = "the model fuses"
     if weight > 0:
         who = f"the model's fusion mixed with {weight:.0%} of the rule {rule}'s"
-    return f"{head} < {limit:.2f}: {who}"
+    passes = "; its latent path runs on the inputs and on their mirror image (--no-mirror: once)"
+    return f"{head} < {limit:.2f}: {who}{passes if mirror else ''}"
 
 
 def _flag(m: re.Match) -> str:
