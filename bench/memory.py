@@ -5,7 +5,9 @@
 A pair is the multi-focus demo pair resized (bicubic) to 4:3 at each size and written as PNG. Each run is
 a child process doing what `allfuse fuse A.png B.png -o F.png` does (load allfuse-reg, read both PNGs,
 fuse, write the PNG); its peak RSS comes from the kernel's rusage of that child (os.wait4), so it counts
-everything: Python, torch, the models, the decoded images and the fusion. Rows:
+everything: Python, torch, the models, the decoded images and the fusion. The gate is off (`gate=False`):
+the demo pair is clean, and the gate would hand it to the classical rule; a degraded pair takes the latent
+path measured here (with its mirrored pass, allfuse.pipeline.MIRROR). Rows:
   default          the model's own path (latent path at long side <= 512, refiner at full size), tiled
                    above 1024 x 1024 (allfuse.tiled; the 1 MP pair, 1155 x 866, is just below);
   --work-side 0    the whole path (encoder, DiT, decoder, refiner) at full size, tiled the same way;
@@ -41,7 +43,7 @@ def child(a: str, b: str, out: str, flags: dict[str, int]) -> None:
     t1 = time.perf_counter()
     images = [read_image(a), read_image(b)]
     t2 = time.perf_counter()
-    fused = pipe(images, task="mff", **flags)
+    fused = pipe(images, task="mff", gate=False, **flags)  # the latent path (module doc)
     t3 = time.perf_counter()
     write_image(out, fused)
     print(json.dumps({"load": t1 - t0, "read": t2 - t1, "fuse": t3 - t2, "write": time.perf_counter() - t3}))
