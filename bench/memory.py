@@ -108,7 +108,8 @@ def main() -> None:
     lines = [
         machine_line(),
         f"Command: `OMP_NUM_THREADS={threads} python bench/memory.py --sizes {args.sizes} "
-        f"--untiled {args.untiled}`. Model allfuse-reg, the multi-focus demo pair resized (4:3).",
+        f"--untiled {args.untiled}`. Model allfuse-reg, the multi-focus demo pair resized (4:3), "
+        "gate off (the latent path).",
         "Peak RSS of the whole process (Python, torch, models, both decoded inputs, output); seconds: "
         "fusion alone / whole process (load, read, fuse, write the PNG).",
         "",
