@@ -539,7 +539,7 @@ def gate_line(
     whether its latent path also runs on the mirrored inputs: allfuse.pipeline.MIRROR)."""
     from allfuse.tasks import CLASSICAL_DEFAULT
 
-    task, p, weight = pipe.gate_choice(images, task, deblur, destripe, exposure, denoise, deblock, mirror)
+    task, p, weight = pipe.gate_choice(images, task, deblur, destripe, exposure, denoise, deblock)
     if p < 0:
         return f"gate ({task}): none, the model fuses"
     limit, rule = pipe.gate.tasks[task].threshold, CLASSICAL_DEFAULT[task]

@@ -326,14 +326,11 @@ class FusionPipeline:
         instead of the latent path, and mix the rule's fusion into the model's where the gate's blend says
         so (allfuse.gate), when the model has a gate (gate.json) for the task; False: the model alone.
         mirror: also run the latent path (encoder, DiT, decoder) on the left-right mirrored inputs and
-        average the two decoded fusions before the refiner, and average the input corrector's correction
-        with its mirrored one (geometric self-ensemble, MIRROR); None = the pipeline's default
-        (`self.mirror`)."""
+        average the two decoded fusions before the refiner (geometric self-ensemble, MIRROR); None = the
+        pipeline's default (`self.mirror`)."""
         images, colour, task = self.prepare(images, task)
         check_options(steps, sampler, tile, work_side, tile_pixels)
-        mirror = self.mirror if mirror is None else mirror
-        stages = (deblur, correct, destripe, exposure, denoise, deblock, mirror)
-        images = self.restore_inputs(images, task, *stages)
+        images = self.restore_inputs(images, task, deblur, correct, destripe, exposure, denoise, deblock)
         weight = self.gate_decision(images, task)[1] if gate else 0.0
         limit = DEFAULT_TILE_PIXELS if tile_pixels is None else tile_pixels
         if weight >= 1.0:
@@ -341,6 +338,7 @@ class FusionPipeline:
             return out if colour else to_gray(out)
         prompt_text = self.build_prompt(prompt, task) if self.text is not None else None
         latent = self.latent_fn(prompt_text, steps, sampler, seed, tile)
+        mirror = self.mirror if mirror is None else mirror
         out = self.run_path(images, task, latent, refine, work_side, tile_pixels, mirror)
         if task in self.mean_tasks:
             out = keep_mean(out, images)
@@ -358,31 +356,17 @@ class FusionPipeline:
         exposure: bool = True,
         denoise: bool = True,
         deblock: bool = True,
-        mirror: bool | None = None,
     ) -> list[Image]:
         """Checked inputs through the stages that precede fusion: JPEG deblocking, stripe removal,
-        denoising, the exposure gain, the deblurring stage, then the input corrector (with `mirror`, the
-        mean of its correction and its mirrored correction: allfuse.stages; None = `self.mirror`), each when
-        the model has it, it is enabled for the task and asked for."""
-        stages = self.input_stages(self.mirror if mirror is None else mirror)
-        return stages.restore(images, task, deblur, correct, destripe, exposure, denoise, deblock)
+        denoising, the exposure gain, the deblurring stage, then the input corrector, each when the model
+        has it, it is enabled for the task and asked for."""
+        return self.stages.restore(images, task, deblur, correct, destripe, exposure, denoise, deblock)
 
     @property
     def stages(self) -> InputStages:
         """This pipeline's pre-fusion stages (allfuse.stages), the corrector on its device."""
-        return self.input_stages(self.mirror)
-
-    def input_stages(self, mirror: bool) -> InputStages:
-        """The pre-fusion stages, the corrector mirrored or not (allfuse.stages.InputStages.mirror)."""
         return InputStages(
-            self.destripe,
-            self.denoise,
-            self.exposure,
-            self.deblur,
-            self.corrector,
-            self.device,
-            self.deblock,
-            mirror,
+            self.destripe, self.denoise, self.exposure, self.deblur, self.corrector, self.device, self.deblock
         )
 
     def gate_inputs(
@@ -394,11 +378,10 @@ class FusionPipeline:
         exposure: bool = True,
         denoise: bool = True,
         deblock: bool = True,
-        mirror: bool | None = None,
     ) -> list[Image]:
         """What the gate measures and the rule fuses: the inputs checked and through restore_inputs."""
         checked, _, task = self.prepare(images, task)
-        return self.restore_inputs(checked, task, deblur, True, destripe, exposure, denoise, deblock, mirror)
+        return self.restore_inputs(checked, task, deblur, True, destripe, exposure, denoise, deblock)
 
     def exposure_gain(
         self,
@@ -434,14 +417,13 @@ class FusionPipeline:
         exposure: bool = True,
         denoise: bool = True,
         deblock: bool = True,
-        mirror: bool | None = None,
     ) -> tuple[Task, float, float]:
         """What the gate decides for these inputs, as __call__ would (`allfuse fuse -v`, the benches): the
         task, P(clean) (-1.0 without a gate for the task) and the rule's weight (gate_decision)."""
         task = self.prepare(images, task)[2]
         if self.gate is None or task not in self.gate.tasks:
             return task, -1.0, 0.0
-        inputs = self.gate_inputs(images, task, deblur, destripe, exposure, denoise, deblock, mirror)
+        inputs = self.gate_inputs(images, task, deblur, destripe, exposure, denoise, deblock)
         return task, *self.gate_decision(inputs, task)
 
     def prepare(self, images: Sequence[Image], task: Task | str) -> tuple[list[Image], bool, Task]:

@@ -45,9 +45,6 @@ class InputStages:
     corrector: Corrector | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # the corrector's
     deblock: DeblockConfig | None = None
-    # the corrector's output averaged with its output on the left-right mirrored inputs, mirrored back (a
-    # geometric self-ensemble, as the pipeline's latent path: allfuse.pipeline.MIRROR)
-    mirror: bool = True
 
     @classmethod
     def from_folder(cls, name_or_path: str | os.PathLike) -> InputStages:
@@ -105,16 +102,11 @@ class InputStages:
 
     @torch.no_grad()
     def correct(self, images: list[Image], task: Task) -> list[Image]:
-        """The corrector's whole-image gain/offset correction of every input (all of them as context);
-        with `mirror`, the mean of it and, mirrored back, of the correction of the mirrored inputs."""
+        """The corrector's whole-image gain/offset correction of every input (all of them as context)."""
         assert self.corrector is not None
         xs = [image_tensor(im).to(self.device) for im in images]
-        ys = self.corrector.correct(xs, task)
-        if self.mirror:
-            back = self.corrector.correct([x.flip(-1) for x in xs], task)
-            ys = [0.5 * (y + b.flip(-1)) for y, b in zip(ys, back, strict=True)]
         out = []
-        for im, y in zip(images, ys, strict=True):
+        for im, y in zip(images, self.corrector.correct(xs, task), strict=True):
             a = y[0].permute(1, 2, 0).cpu().numpy().astype(np.float32)
             out.append(a.mean(axis=2) if np.asarray(im).ndim == 2 else a)
         return out
