@@ -18,14 +18,15 @@ def test_the_decoded_fusion_is_the_mean_of_both_passes(pipe) -> None:
     assert MIRROR and pipe.mirror
     x = resized_photo("astronaut", 96)
     y = 0.6 * resized_photo("astronaut", 96)[..., 1]  # a darker gray second input: no stage measures it
-    kw = {"task": "vif", "gate": False, "refine": False}  # the latent path alone: what mirror averages
+    # the latent path alone, what mirror averages: no refiner, no detail pick after it (allfuse.pick)
+    kw = {"task": "vif", "gate": False, "refine": False, "pick": False}
     once = pipe([x, y], mirror=False, **kw)
     back = pipe([x[:, ::-1], y[:, ::-1]], mirror=False, **kw)[:, ::-1]
     both = pipe([x, y], **kw)  # the default
     np.testing.assert_allclose(both, (once + back) / 2, atol=2e-6)
     assert np.abs(once - back).mean() > 1e-4  # the two passes differ, so the mean is not one of them
-    refined = pipe([x, y], task="vif", gate=False)  # the refiner then runs once, on the mean
-    assert np.abs(refined - pipe([x, y], task="vif", gate=False, mirror=False)).mean() > 1e-4
+    refined = pipe([x, y], task="vif", gate=False, pick=False)  # the refiner then runs once, on the mean
+    assert np.abs(refined - pipe([x, y], task="vif", gate=False, mirror=False, pick=False)).mean() > 1e-4
 
 
 def test_the_gates_rule_is_not_averaged_with_a_mirrored_pass(pipe) -> None:

@@ -133,6 +133,13 @@ def add_fuse_parser(sub: argparse._SubParsersAction) -> None:
         "averaged with the first (about half the model's time, slightly lower quality)",
     )
     p.add_argument(
+        "--no-pick",
+        action="store_true",
+        default=None,
+        help="keep the model's own fine detail: skip the pick of the teacher's classical rule's detail "
+        "where it is stronger (allfuse.pick)",
+    )
+    p.add_argument(
         "--device",
         default=None,
         help="where the model runs: cpu (default), cuda, cuda:1, mps, ...",
@@ -231,6 +238,7 @@ MODEL_ONLY = (
     ("--no-denoise", "no_denoise"),
     ("--no-gate", "no_gate"),
     ("--no-mirror", "no_mirror"),
+    ("--no-pick", "no_pick"),
 )
 
 
@@ -285,6 +293,7 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
         ("--no-denoise", "no_denoise", "denoising stage"),
         ("--no-gate", "no_gate", "gate"),
         ("--no-mirror", "no_mirror", "mirrored pass"),
+        ("--no-pick", "no_pick", "detail pick"),
     ):
         if getattr(args, key) and cfg.arch == "joint":
             raise CliError(f"{flag}: {model} has no {stage} (allfuse-reg and allfuse-fm have one)")
@@ -334,6 +343,10 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
         )
         if args.verbose and cfg.arch != "joint" and not args.no_gate:
             print(gate_line(pipe, images, task, *stages, mirror=not args.no_mirror))
+        if args.verbose and cfg.arch != "joint" and not args.no_pick:
+            line = pick_line(pipe, images, task, *stages, gate=not args.no_gate)
+            if line:
+                print(line)
         if args.verbose and cfg.arch != "joint":
             line = guard_line(pipe, images, task, *stages)
             if line:
@@ -350,6 +363,7 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
                 "deblock": deblock,
                 "gate": not args.no_gate,
                 "mirror": not args.no_mirror,
+                "pick": not args.no_pick,
             }
         )
         out = pipe(
@@ -491,6 +505,37 @@ def psf_words(width: float | None, psf, limit: float) -> str:
     major, minor, degrees = psf_axes(psf)
     shape = f"elliptic Gaussian, std {major:.2f} x {minor:.2f} px, long axis {degrees:.0f} deg clockwise"
     return head + f", deconvolved ({shape} from horizontal)"
+
+
+def pick_line(
+    pipe,
+    images: list[np.ndarray],
+    task: str,
+    deblur: bool,
+    destripe: bool,
+    exposure: bool,
+    denoise: bool = True,
+    deblock: bool = True,
+    gate: bool = True,
+) -> str:
+    """`-v`'s account of the detail pick (allfuse.pick) for one set of inputs ("" when the gate hands the
+    pair to the rule alone)."""
+    from allfuse.gate import pair_noise
+    from allfuse.pick import PICK_NOISE
+    from allfuse.tasks import CLASSICAL_DEFAULT
+
+    stages = (deblur, destripe, exposure, denoise, deblock)
+    task, _, weight = pipe.gate_choice(images, task, *stages)
+    if gate and weight >= 1:
+        return ""
+    restored = pipe.gate_inputs(images, task, *stages)
+    share = pipe.pick_strength(restored)
+    low, high = PICK_NOISE
+    return (
+        f"detail pick ({task}): pair noise {pair_noise(restored):.1f}/255 (full up to {low:g}, none from "
+        f"{high:g}): takes {share:.0%} of the rule {CLASSICAL_DEFAULT[task]}'s fine detail where it is "
+        "stronger than the model's"
+    )
 
 
 def guard_line(

@@ -82,6 +82,7 @@ from allfuse.models.refine import DampedRefiner, Refiner, classical_source, guar
 from allfuse.sampling import sample_latent
 from allfuse.sampling.tiling import TiledModel
 from allfuse.stacks import STACK_ORDER, fuse_stack
+from allfuse.pick import PICK_NOISE, pick_detail
 from allfuse.stages import InputStages, image_tensor
 from allfuse.tasks import guess_task
 from allfuse.tiled import DEFAULT_TILE_PIXELS, ClassicalFn, LatentFn, check_tile_pixels, fuse_large
@@ -99,6 +100,7 @@ MEAN_TASKS: tuple[str, ...] = ("mff",)
 # mean errs less (MODEL_CARD). The refiner then runs once, on the mean's upsampled decoded fusion. Costs a
 # second encoder, DiT and decoder pass at the work size (at most 512 px by default).
 MIRROR = True
+PICK = True  # the detail pick after the latent path (allfuse.pick); __call__'s `pick`
 MIN_TILE = 4  # smallest latent window of tiled inference (allfuse.sampling.tiling)
 
 
@@ -146,6 +148,8 @@ class FusionPipeline:
         self.mean_tasks: tuple[str, ...] = MEAN_TASKS
         # the latent path's default geometric self-ensemble (MIRROR; __call__'s `mirror`)
         self.mirror: bool = MIRROR
+        # the detail pick between the latent path's fusion and the teacher's rule's (PICK; __call__'s `pick`)
+        self.pick: bool = PICK
 
     @classmethod
     def from_pretrained(
@@ -288,6 +292,7 @@ class FusionPipeline:
         denoise: bool = True,
         deblock: bool = True,
         mirror: bool | None = None,
+        pick: bool | None = None,
     ) -> Image:
         """Fuse >= 2 same-size images; gray output when every input is gray.
 
@@ -327,7 +332,10 @@ class FusionPipeline:
         so (allfuse.gate), when the model has a gate (gate.json) for the task; False: the model alone.
         mirror: also run the latent path (encoder, DiT, decoder) on the left-right mirrored inputs and
         average the two decoded fusions before the refiner (geometric self-ensemble, MIRROR); None = the
-        pipeline's default (`self.mirror`)."""
+        pipeline's default (`self.mirror`).
+        pick: after the latent path, take the teacher's rule's fusion's fine detail wherever it is stronger
+        than the model's, unless the restored inputs measure noisy (allfuse.pick); None = the pipeline's
+        default (`self.pick`)."""
         images, colour, task = self.prepare(images, task)
         check_options(steps, sampler, tile, work_side, tile_pixels)
         images = self.restore_inputs(images, task, deblur, correct, destripe, exposure, denoise, deblock)
@@ -340,10 +348,16 @@ class FusionPipeline:
         latent = self.latent_fn(prompt_text, steps, sampler, seed, tile)
         mirror = self.mirror if mirror is None else mirror
         out = self.run_path(images, task, latent, refine, work_side, tile_pixels, mirror)
+        rule = None
+        strength = self.pick_strength(images) if (self.pick if pick is None else pick) else 0.0
+        if strength > 0:  # the detail pick (allfuse.pick)
+            rule = rule_fusion(images, task, limit)
+            out = pick_detail(out, rule, strength=strength, band_pixels=limit)
         if task in self.mean_tasks:
             out = keep_mean(out, images)
         if weight > 0.0:  # the gate's blend (allfuse.gate): a mix of the two fusions
-            out = (1.0 - weight) * out + weight * rule_fusion(images, task, limit)
+            rule = rule_fusion(images, task, limit) if rule is None else rule
+            out = (1.0 - weight) * out + weight * rule
         return out if colour else to_gray(out)
 
     def restore_inputs(
@@ -497,6 +511,11 @@ class FusionPipeline:
             return self.fuse_whole(xs, latent, work, refiner, classical, mirror)
 
         return fuse_stack(fuse, images, self.slots(refine), STACK_ORDER[task])
+
+    def pick_strength(self, images: Sequence[Image]) -> float:
+        """The detail pick's weight for these restored inputs (allfuse.pick): 1 up to PICK_NOISE[0] of
+        noise (allfuse.gate.pair_noise), 0 from PICK_NOISE[1] on, linear between."""
+        return guard_weight(pair_noise(images), *PICK_NOISE)
 
     def refiner_weight(self, images: Sequence[Image], task: Task) -> float:
         """How much of the refiner's change these (restored) inputs get: 1 without a noise guard for the
