@@ -79,10 +79,10 @@ from allfuse.models import FusionDiT, JointDiT
 from allfuse.models.correct import Corrector
 from allfuse.models.joint import JointConfig
 from allfuse.models.refine import DampedRefiner, Refiner, classical_source, guard_weight
+from allfuse.pick import PICK_NOISE, pick_detail
 from allfuse.sampling import sample_latent
 from allfuse.sampling.tiling import TiledModel
 from allfuse.stacks import STACK_ORDER, fuse_stack
-from allfuse.pick import PICK_NOISE, pick_detail
 from allfuse.stages import InputStages, image_tensor
 from allfuse.tasks import guess_task
 from allfuse.tiled import DEFAULT_TILE_PIXELS, ClassicalFn, LatentFn, check_tile_pixels, fuse_large
