@@ -8,7 +8,7 @@ import pytest
 from photos import resized_photo
 
 from allfuse.gate import pair_noise, rule_fusion
-from allfuse.pick import PICK_NOISE, pick_detail
+from allfuse.pick import PICK_GAIN, PICK_NOISE, pick_detail
 from allfuse.pipeline import PICK, FusionPipeline
 
 
@@ -82,6 +82,23 @@ def test_verbose_fuse_says_how_much_it_picks(tmp_path, capsys) -> None:
     args = ["fuse", *map(str, paths), "-o", out, "--task", "mff", "--no-gate", "-v"]
     assert main(args) == 0
     line = [s for s in capsys.readouterr().out.splitlines() if s.startswith("detail pick (mff)")]
-    assert line and "takes 100% of the rule focus's fine detail where it is stronger" in line[0]
+    assert (
+        line
+        and "exposure gain 1.00" in line[0]
+        and "takes 100% of the rule focus's fine detail where it is stronger" in line[0]
+    )
     assert main([*args, "--no-pick"]) == 0
     assert "detail pick" not in capsys.readouterr().out
+
+
+def test_the_pick_fades_with_the_exposure_stages_gain(pipe) -> None:
+    x = resized_photo("astronaut", 128)
+    clean = pipe.gate_inputs([x, blur(x, 2.0)], "mff")
+    assert [pipe.pick_strength(clean, g) for g in (1.0, 1.2, 1.35, 1.5, 3.0)] == pytest.approx(
+        [1, 1, 0.5, 0, 0]
+    )
+    dark = [0.12 * x, 0.12 * blur(x, 2.0)]  # under-exposed: the exposure stage brightens it
+    gain = pipe.exposure_gain(dark, "mff")
+    assert gain >= PICK_GAIN[1]
+    kw = {"task": "mff", "gate": False}
+    np.testing.assert_array_equal(pipe(dark, **kw), pipe(dark, pick=False, **kw))

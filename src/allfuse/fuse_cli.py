@@ -521,7 +521,7 @@ def pick_line(
     """`-v`'s account of the detail pick (allfuse.pick) for one set of inputs ("" when the gate hands the
     pair to the rule alone)."""
     from allfuse.gate import pair_noise
-    from allfuse.pick import PICK_NOISE
+    from allfuse.pick import PICK_GAIN, PICK_NOISE
     from allfuse.tasks import CLASSICAL_DEFAULT
 
     stages = (deblur, destripe, exposure, denoise, deblock)
@@ -529,12 +529,14 @@ def pick_line(
     if gate and weight >= 1:
         return ""
     restored = pipe.gate_inputs(images, task, *stages)
-    share = pipe.pick_strength(restored)
+    gain = pipe.exposure_gain(images, task, destripe, denoise, deblock) if exposure else 1.0
+    share = pipe.pick_strength(restored, gain)
     low, high = PICK_NOISE
     return (
         f"detail pick ({task}): pair noise {pair_noise(restored):.1f}/255 (full up to {low:g}, none from "
-        f"{high:g}): takes {share:.0%} of the rule {CLASSICAL_DEFAULT[task]}'s fine detail where it is "
-        "stronger than the model's"
+        f"{high:g}), exposure gain {gain:.2f} (full up to {PICK_GAIN[0]:g}, none from {PICK_GAIN[1]:g}): "
+        f"takes {share:.0%} of the rule {CLASSICAL_DEFAULT[task]}'s fine detail where it is stronger than "
+        "the model's"
     )
 
 

@@ -15,8 +15,12 @@ The rule fuses the inputs as the stages left them, noise included: on inputs tha
 rule's strongest detail is noise, which the latent path removes (validation bench: multi-exposure noise
 −0.02 to −0.04 Qabf, low light −0.04 to −0.05 with an unguarded pick). So the pick's weight follows the
 restored inputs' noise (allfuse.gate.pair_noise) as the refiner's noise guard does (guard_weight): full up to
-PICK_NOISE[0], none from PICK_NOISE[1] (in 1/255 steps) on, linear between. Measured effects are in the
-models' cards.
+PICK_NOISE[0], none from PICK_NOISE[1] (in 1/255 steps) on, linear between. An exposure gain multiplies
+what the stages leave below that measure's reach (the 8-bit steps of a dark capture, the faint ringing of
+a deconvolution), and the rule's fusion carries it as detail: on a dim, blurred multi-exposure pair of the
+validation bench (gain 1.69) the pick raised BRISQUE from 46 to 70 at the same Qabf. So the pick also
+fades with the exposure stage's gain: full up to PICK_GAIN[0], none from PICK_GAIN[1]. Measured effects
+are in the models' cards.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from allfuse.baselines.pyramid import collapse_pyramid, laplacian_pyramid
 
 PICK_LEVELS = 4  # finest Laplacian bands taken by max-abs; the base (1/16 of the size) stays the model's
 PICK_NOISE = (2.0, 3.5)  # restored inputs' noise (1/255): full pick up to the first, none from the second
+PICK_GAIN = (1.2, 1.5)  # the exposure stage's gain: full pick up to the first, none from the second
 MARGIN = 96  # rows of context each side of a band (a multiple of 2**PICK_LEVELS; the 4-level support)
 
 

@@ -79,7 +79,7 @@ from allfuse.models import FusionDiT, JointDiT
 from allfuse.models.correct import Corrector
 from allfuse.models.joint import JointConfig
 from allfuse.models.refine import DampedRefiner, Refiner, classical_source, guard_weight
-from allfuse.pick import PICK_NOISE, pick_detail
+from allfuse.pick import PICK_GAIN, PICK_NOISE, pick_detail
 from allfuse.sampling import sample_latent
 from allfuse.sampling.tiling import TiledModel
 from allfuse.stacks import STACK_ORDER, fuse_stack
@@ -338,7 +338,9 @@ class FusionPipeline:
         default (`self.pick`)."""
         images, colour, task = self.prepare(images, task)
         check_options(steps, sampler, tile, work_side, tile_pixels)
-        images = self.restore_inputs(images, task, deblur, correct, destripe, exposure, denoise, deblock)
+        images, gain = self.stages.restore_gain(
+            images, task, deblur, correct, destripe, exposure, denoise, deblock
+        )
         weight = self.gate_decision(images, task)[1] if gate else 0.0
         limit = DEFAULT_TILE_PIXELS if tile_pixels is None else tile_pixels
         if weight >= 1.0:
@@ -349,7 +351,7 @@ class FusionPipeline:
         mirror = self.mirror if mirror is None else mirror
         out = self.run_path(images, task, latent, refine, work_side, tile_pixels, mirror)
         rule = None
-        strength = self.pick_strength(images) if (self.pick if pick is None else pick) else 0.0
+        strength = self.pick_strength(images, gain) if (self.pick if pick is None else pick) else 0.0
         if strength > 0:  # the detail pick (allfuse.pick)
             rule = rule_fusion(images, task, limit)
             out = pick_detail(out, rule, strength=strength, band_pixels=limit)
@@ -512,10 +514,11 @@ class FusionPipeline:
 
         return fuse_stack(fuse, images, self.slots(refine), STACK_ORDER[task])
 
-    def pick_strength(self, images: Sequence[Image]) -> float:
-        """The detail pick's weight for these restored inputs (allfuse.pick): 1 up to PICK_NOISE[0] of
-        noise (allfuse.gate.pair_noise), 0 from PICK_NOISE[1] on, linear between."""
-        return guard_weight(pair_noise(images), *PICK_NOISE)
+    def pick_strength(self, images: Sequence[Image], gain: float = 1.0) -> float:
+        """The detail pick's weight for these restored inputs (allfuse.pick), which the exposure stage gave
+        `gain`: 1 up to PICK_NOISE[0] of noise (allfuse.gate.pair_noise) and a gain of PICK_GAIN[0], 0 from
+        PICK_NOISE[1] or PICK_GAIN[1] on, linear between (the product of the two ramps)."""
+        return guard_weight(pair_noise(images), *PICK_NOISE) * guard_weight(gain, *PICK_GAIN)
 
     def refiner_weight(self, images: Sequence[Image], task: Task) -> float:
         """How much of the refiner's change these (restored) inputs get: 1 without a noise guard for the

@@ -84,7 +84,21 @@ class InputStages:
         """Checked inputs through JPEG deblocking, stripe removal, denoising, the exposure gain, the
         deblurring stage, then the input corrector, each when there is one, it is enabled for the task and
         asked for."""
-        images, coded = list(images), [False] * len(images)
+        return self.restore_gain(images, task, deblur, correct, destripe, exposure, denoise, deblock)[0]
+
+    def restore_gain(
+        self,
+        images: Sequence[Image],
+        task: Task,
+        deblur: bool = True,
+        correct: bool = True,
+        destripe: bool = True,
+        exposure: bool = True,
+        denoise: bool = True,
+        deblock: bool = True,
+    ) -> tuple[list[Image], float]:
+        """restore, and the gain the exposure stage gave the inputs (1.0: none)."""
+        images, coded, gain = list(images), [False] * len(images), 1.0
         if deblock and self.deblock is not None:
             images, qualities = deblock_inputs(images, task, self.deblock)
             coded = [q > 0 for q in qualities]
@@ -93,12 +107,12 @@ class InputStages:
         if denoise and self.denoise is not None:
             images = denoise_inputs(images, task, self.denoise)[0]
         if exposure and self.exposure is not None:
-            images = expose_inputs(images, task, self.exposure)[0]
+            images, gain = expose_inputs(images, task, self.exposure)
         if deblur and self.deblur is not None and task in self.deblur.tasks:
             images = deblur_inputs(images, self.deblur, task, coded)[0]
         if correct and self.corrector is not None and task in self.corrector.cfg.tasks:
             images = self.correct(images, task)
-        return images
+        return images, gain
 
     @torch.no_grad()
     def correct(self, images: list[Image], task: Task) -> list[Image]:
