@@ -10,7 +10,8 @@ deconvolves both inputs, at 512² it only measures them: allfuse.deblur), and on
 also with it off (`gate=False`, the latent path whatever the gate measures; the rows without a stage and
 the --work-side row turn the gate off too, so they time the latent path; the table is followed by what
 the gate chose for the pair at each size: allfuse.gate), and that latent path once more without its
-mirrored second pass (`mirror=False`: allfuse.pipeline.MIRROR). With
+mirrored second pass (`mirror=False`: allfuse.pipeline.MIRROR) and without the detail pick after it
+(`pick=False`: allfuse.pick). With
 --work-side N, reg also runs with its latent path at that long side (FusionPipeline's work_side: the
 refiner brings the result back to full size; 0 = full size); bench/quality.py --work-side measures what
 that costs in quality. The last column counts the minor page faults of one run at the largest size (Unix:
@@ -223,6 +224,10 @@ def main() -> None:
             # the latent path without its mirrored second pass (allfuse.pipeline.MIRROR)
             methods[f"{name} (gate=False, mirror=False)"] = lambda ims, p=pipe: p(
                 ims, task=task, gate=False, mirror=False
+            )
+            # the latent path without the detail pick after it (allfuse.pick)
+            methods[f"{name} (gate=False, pick=False)"] = lambda ims, p=pipe: p(
+                ims, task=task, gate=False, pick=False
             )
         if pipe.corrector is not None and task in pipe.corrector.cfg.tasks:  # what the corrector costs
             methods[f"{name} (correct=False)"] = lambda ims, p=pipe: p(

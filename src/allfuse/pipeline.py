@@ -334,8 +334,8 @@ class FusionPipeline:
         average the two decoded fusions before the refiner (geometric self-ensemble, MIRROR); None = the
         pipeline's default (`self.mirror`).
         pick: after the latent path, take the teacher's rule's fusion's fine detail wherever it is stronger
-        than the model's, unless the restored inputs measure noisy (allfuse.pick); None = the pipeline's
-        default (`self.pick`)."""
+        than the model's, unless the restored inputs measure noisy or the exposure stage brightened them
+        (allfuse.pick); None = the pipeline's default (`self.pick`)."""
         images, colour, task = self.prepare(images, task)
         check_options(steps, sampler, tile, work_side, tile_pixels)
         images, gain = self.stages.restore_gain(
