@@ -70,21 +70,9 @@ class InputStages:
             deblock=load_deblock(folder),
         )
 
-    def restore(
-        self,
-        images: Sequence[Image],
-        task: Task,
-        deblur: bool = True,
-        correct: bool = True,
-        destripe: bool = True,
-        exposure: bool = True,
-        denoise: bool = True,
-        deblock: bool = True,
-    ) -> list[Image]:
-        """Checked inputs through JPEG deblocking, stripe removal, denoising, the exposure gain, the
-        deblurring stage, then the input corrector, each when there is one, it is enabled for the task and
-        asked for."""
-        return self.restore_gain(images, task, deblur, correct, destripe, exposure, denoise, deblock)[0]
+    def restore(self, images: Sequence[Image], task: Task, *flags: bool, **named: bool) -> list[Image]:
+        """restore_gain's restored inputs, without the gain (the same stage flags)."""
+        return self.restore_gain(images, task, *flags, **named)[0]
 
     def restore_gain(
         self,
@@ -97,7 +85,9 @@ class InputStages:
         denoise: bool = True,
         deblock: bool = True,
     ) -> tuple[list[Image], float]:
-        """restore, and the gain the exposure stage gave the inputs (1.0: none)."""
+        """Checked inputs through JPEG deblocking, stripe removal, denoising, the exposure gain, the
+        deblurring stage, then the input corrector, each when there is one, it is enabled for the task and
+        asked for; and the gain the exposure stage gave them (1.0: none)."""
         images, coded, gain = list(images), [False] * len(images), 1.0
         if deblock and self.deblock is not None:
             images, qualities = deblock_inputs(images, task, self.deblock)
