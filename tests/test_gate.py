@@ -240,6 +240,34 @@ def test_the_pipeline_hands_a_gated_pair_to_the_rule_and_keeps_the_option_off(tm
         FusionPipeline.from_pretrained(folder)
 
 
+def test_a_pair_the_deblocking_stage_deblocked_is_never_the_rules(tmp_path, capsys) -> None:
+    from allfuse.cli import main
+    from allfuse.deblock import encode_decode
+    from allfuse.io import write_image
+
+    folder = tmp_path / "m"
+    shutil.copytree(resolve_model_folder("allfuse-reg"), folder)
+    clean = [photo(), photo()[:, ::-1].copy()]
+    coded = [encode_decode(x, 18) for x in clean]  # a JPEG of quality 18: the stage deblocks it
+    for gate, raw in ((always(True), 1.0), (always(False, blend=0.25), 0.25)):
+        (folder / "gate.json").write_text(json.dumps({"gate": gate.to_dict()}))
+        pipe = FusionPipeline.from_pretrained(folder)
+        assert pipe.gate_choice(clean, "vif")[2] == pytest.approx(raw)  # the gate alone would take the rule
+        task, p, weight = pipe.gate_choice(coded, "vif")
+        assert (task, weight) == ("vif", 0.0) and p == pytest.approx(float(raw == 1.0), abs=1e-6)
+        assert pipe.gate_choice(coded, "vif", deblock=False)[2] == pytest.approx(raw)  # stage off: no override
+        np.testing.assert_array_equal(pipe(coded, task="vif"), pipe(coded, task="vif", gate=False))
+    paths = []
+    for i, x in enumerate(coded):
+        paths.append(tmp_path / f"in{i}.png")
+        write_image(paths[-1], x)
+    (folder / "gate.json").write_text(json.dumps({"gate": always(True).to_dict()}))
+    out = str(tmp_path / "out.png")
+    assert main(["fuse", *map(str, paths), "-o", out, "--task", "vif", "--model", str(folder), "-v"]) == 0
+    shown = capsys.readouterr().out.split("gate (vif)")[1].splitlines()[0]
+    assert ">= 0.50: the model fuses (an input was deblocked: a JPEG pair is never the rule's)" in shown
+
+
 def test_a_large_pair_is_fused_by_the_rule_in_tiles_without_seams() -> None:
     a = np.clip(cv2.resize(photo("astronaut"), (700, 600), interpolation=cv2.INTER_CUBIC), 0, 1)
     b = cv2.GaussianBlur(a, (0, 0), 3.0)

@@ -584,20 +584,24 @@ def gate_line(
 ) -> str:
     """`-v`'s account of the clean-input gate's choice for one set of inputs (and, where the model fuses,
     whether its latent path also runs on the mirrored inputs: allfuse.pipeline.MIRROR)."""
+    from allfuse.deblock import deblock_choices
     from allfuse.tasks import CLASSICAL_DEFAULT
 
     task, p, weight = pipe.gate_choice(images, task, deblur, destripe, exposure, denoise, deblock)
     if p < 0:
         return f"gate ({task}): none, the model fuses"
     limit, rule = pipe.gate.tasks[task].threshold, CLASSICAL_DEFAULT[task]
-    head = f"gate ({task}): P(clean) {p:.2f}"
+    head = f"gate ({task}): P(clean) {p:.2f} {'>=' if p >= limit else '<'} {limit:.2f}"
     if weight >= 1:
-        return f"{head} >= {limit:.2f}: the classical rule {rule} fuses (a clean pair)"
+        return f"{head}: the classical rule {rule} fuses (a clean pair)"
     who = "the model fuses"
     if weight > 0:
         who = f"the model's fusion mixed with {weight:.0%} of the rule {rule}'s"
+    elif deblock and pipe.deblock is not None:
+        if any(deblock_choices(pipe.prepare(images, task)[0], task, pipe.deblock)):
+            who += " (an input was deblocked: a JPEG pair is never the rule's)"
     passes = "; its latent path runs on the inputs and on their mirror image (--no-mirror: once)"
-    return f"{head} < {limit:.2f}: {who}{passes if mirror else ''}"
+    return f"{head}: {who}{passes if mirror else ''}"
 
 
 def _flag(m: re.Match) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -32,6 +33,14 @@ def image_tensor(im: Image) -> torch.Tensor:
     if a.ndim == 2:
         a = np.repeat(a[..., None], 3, axis=2)
     return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]
+
+
+class Restored(NamedTuple):
+    """Inputs through the pre-fusion stages (InputStages.restore_gain) and what two of the stages did."""
+
+    images: list[Image]
+    gain: float  # the exposure stage's gain (1.0: none)
+    deblocked: bool  # the JPEG deblocking stage deblocked at least one input
 
 
 @dataclass
@@ -71,8 +80,8 @@ class InputStages:
         )
 
     def restore(self, images: Sequence[Image], task: Task, *flags: bool, **named: bool) -> list[Image]:
-        """restore_gain's restored inputs, without the gain (the same stage flags)."""
-        return self.restore_gain(images, task, *flags, **named)[0]
+        """restore_gain's restored inputs alone (the same stage flags)."""
+        return self.restore_gain(images, task, *flags, **named).images
 
     def restore_gain(
         self,
@@ -84,10 +93,10 @@ class InputStages:
         exposure: bool = True,
         denoise: bool = True,
         deblock: bool = True,
-    ) -> tuple[list[Image], float]:
+    ) -> Restored:
         """Checked inputs through JPEG deblocking, stripe removal, denoising, the exposure gain, the
         deblurring stage, then the input corrector, each when there is one, it is enabled for the task and
-        asked for; and the gain the exposure stage gave them (1.0: none)."""
+        asked for; with the gain the exposure stage gave them and whether the deblocking stage ran on one."""
         images, coded, gain = list(images), [False] * len(images), 1.0
         if deblock and self.deblock is not None:
             images, qualities = deblock_inputs(images, task, self.deblock)
@@ -102,7 +111,7 @@ class InputStages:
             images = deblur_inputs(images, self.deblur, task, coded)[0]
         if correct and self.corrector is not None and task in self.corrector.cfg.tasks:
             images = self.correct(images, task)
-        return images, gain
+        return Restored(images, gain, any(coded))
 
     @torch.no_grad()
     def correct(self, images: list[Image], task: Task) -> list[Image]:
