@@ -240,7 +240,7 @@ def test_the_pipeline_hands_a_gated_pair_to_the_rule_and_keeps_the_option_off(tm
         FusionPipeline.from_pretrained(folder)
 
 
-def test_a_pair_the_deblocking_stage_deblocked_is_never_the_rules(tmp_path, capsys) -> None:
+def test_a_pair_the_deblocking_stage_repaired_is_never_the_rules(tmp_path, capsys) -> None:
     from allfuse.cli import main
     from allfuse.deblock import encode_decode
     from allfuse.io import write_image
@@ -255,8 +255,11 @@ def test_a_pair_the_deblocking_stage_deblocked_is_never_the_rules(tmp_path, caps
         assert pipe.gate_choice(clean, "vif")[2] == pytest.approx(raw)  # the gate alone would take the rule
         task, p, weight = pipe.gate_choice(coded, "vif")
         assert (task, weight) == ("vif", 0.0) and p == pytest.approx(float(raw == 1.0), abs=1e-6)
-        assert pipe.gate_choice(coded, "vif", deblock=False)[2] == pytest.approx(raw)  # stage off: no override
+        assert pipe.gate_choice(coded, "vif", deblock=False)[2] == pytest.approx(raw)  # stage off: the gate's
         np.testing.assert_array_equal(pipe(coded, task="vif"), pipe(coded, task="vif", gate=False))
+        blurred = [cv2.GaussianBlur(x, (0, 0), 2.0) for x in clean]  # measured blurred: deconvolved
+        assert pipe.gate_choice(blurred, "vif")[2] == 0.0
+        assert pipe.gate_choice(blurred, "vif", deblur=False)[2] == pytest.approx(raw)
     paths = []
     for i, x in enumerate(coded):
         paths.append(tmp_path / f"in{i}.png")
@@ -265,7 +268,7 @@ def test_a_pair_the_deblocking_stage_deblocked_is_never_the_rules(tmp_path, caps
     out = str(tmp_path / "out.png")
     assert main(["fuse", *map(str, paths), "-o", out, "--task", "vif", "--model", str(folder), "-v"]) == 0
     shown = capsys.readouterr().out.split("gate (vif)")[1].splitlines()[0]
-    assert ">= 0.50: the model fuses (an input was deblocked: a JPEG pair is never the rule's)" in shown
+    assert ">= 0.50: the model fuses (an input was deblocked (JPEG quality <= 50): a repaired pair" in shown
 
 
 def test_a_large_pair_is_fused_by_the_rule_in_tiles_without_seams() -> None:

@@ -584,7 +584,7 @@ def gate_line(
 ) -> str:
     """`-v`'s account of the clean-input gate's choice for one set of inputs (and, where the model fuses,
     whether its latent path also runs on the mirrored inputs: allfuse.pipeline.MIRROR)."""
-    from allfuse.deblock import deblock_choices
+    from allfuse.pipeline import REPAIRED_JPEG, repaired
     from allfuse.tasks import CLASSICAL_DEFAULT
 
     task, p, weight = pipe.gate_choice(images, task, deblur, destripe, exposure, denoise, deblock)
@@ -597,9 +597,12 @@ def gate_line(
     who = "the model fuses"
     if weight > 0:
         who = f"the model's fusion mixed with {weight:.0%} of the rule {rule}'s"
-    elif deblock and pipe.deblock is not None:
-        if any(deblock_choices(pipe.prepare(images, task)[0], task, pipe.deblock)):
-            who += " (an input was deblocked: a JPEG pair is never the rule's)"
+    else:
+        checked = pipe.prepare(images, task)[0]
+        seen = pipe.stages.restore_gain(checked, task, deblur, True, destripe, exposure, denoise, deblock)
+        if repaired(seen):
+            what = "deconvolved" if seen.deblurred else f"deblocked (JPEG quality <= {REPAIRED_JPEG})"
+            who += f" (an input was {what}: a repaired pair is never the rule's)"
     passes = "; its latent path runs on the inputs and on their mirror image (--no-mirror: once)"
     return f"{head}: {who}{passes if mirror else ''}"
 

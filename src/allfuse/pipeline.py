@@ -83,7 +83,7 @@ from allfuse.pick import PICK_GAIN, PICK_NOISE, pick_detail
 from allfuse.sampling import sample_latent
 from allfuse.sampling.tiling import TiledModel
 from allfuse.stacks import STACK_ORDER, fuse_stack
-from allfuse.stages import InputStages, image_tensor
+from allfuse.stages import InputStages, Restored, image_tensor
 from allfuse.tasks import guess_task
 from allfuse.tiled import DEFAULT_TILE_PIXELS, ClassicalFn, LatentFn, check_tile_pixels, fuse_large
 from allfuse.types import TASKS, Image, Task
@@ -101,6 +101,9 @@ MEAN_TASKS: tuple[str, ...] = ("mff",)
 # second encoder, DiT and decoder pass at the work size (at most 512 px by default).
 MIRROR = True
 PICK = True  # the detail pick after the latent path (allfuse.pick); __call__'s `pick`
+# A pair in which a stage found and undid a degradation the gate's statistics then no longer show is fused
+# by the latent path alone (gate_decision): an input deblocked at this JPEG quality or lower, or deconvolved.
+REPAIRED_JPEG = 50
 MIN_TILE = 4  # smallest latent window of tiled inference (allfuse.sampling.tiling)
 
 
@@ -330,7 +333,8 @@ class FusionPipeline:
         gate: after those stages, fuse a pair that measures clean by the teacher's classical rule
         instead of the latent path, and mix the rule's fusion into the model's where the gate's blend says
         so (allfuse.gate), when the model has a gate (gate.json) for the task; False: the model alone. A
-        pair the deblocking stage deblocked is the latent path's whatever the gate says (gate_decision).
+        pair in which the deblocking or deblurring stage undid a degradation is the latent path's whatever
+        the gate says (gate_decision).
         mirror: also run the latent path (encoder, DiT, decoder) on the left-right mirrored inputs and
         average the two decoded fusions before the refiner (geometric self-ensemble, MIRROR); None = the
         pipeline's default (`self.mirror`).
@@ -339,10 +343,11 @@ class FusionPipeline:
         (allfuse.pick); None = the pipeline's default (`self.pick`)."""
         images, colour, task = self.prepare(images, task)
         check_options(steps, sampler, tile, work_side, tile_pixels)
-        images, gain, deblocked = self.stages.restore_gain(
+        restored = self.stages.restore_gain(
             images, task, deblur, correct, destripe, exposure, denoise, deblock
         )
-        weight = self.gate_decision(images, task, deblocked)[1] if gate else 0.0
+        images, gain = restored.images, restored.gain
+        weight = self.gate_decision(images, task, repaired(restored))[1] if gate else 0.0
         limit = DEFAULT_TILE_PIXELS if tile_pixels is None else tile_pixels
         if weight >= 1.0:
             out = rule_fusion(images, task, limit)
@@ -418,24 +423,29 @@ class FusionPipeline:
         return exposure_gain(before, task, self.exposure)
 
     def gate_decision(
-        self, images: Sequence[Image], task: Task, deblocked: bool = False
+        self, images: Sequence[Image], task: Task, repaired: bool = False
     ) -> tuple[float, float]:
         """P(these restored inputs are clean), by the model's gate, and the teacher's rule's weight in the
         output (1: the rule alone, from the gate's threshold on; between 0 and 1: the gate's blend of the
         two fusions; 0: the latent path alone); (-1.0, 0.0) when the model has no gate for the task.
 
-        `deblocked` (the JPEG deblocking stage deblocked one of the inputs): the rule's weight is 0. The
-        stage found a JPEG of quality 60 or less, so the pair is not clean, yet once deblocked it often
-        measures clean; the rule then fuses the block residue and ringing the re-coding leaves, which the
-        latent path smooths. Measured on the validation pairs the stage deblocks in both benches' JPEG
-        family cells and the main sections (42 cases), on those the gate gave wholly or partly to the rule
-        (allfuse-reg 37, allfuse-fm 39): the latent path alone scored higher Qabf on 33 and 31 of them (the
-        others within 0.009), higher VIF on 33 and 34, and lower BRISQUE on 29 and 33 (mean -2.1 and -2.5;
-        at most 1.5 higher)."""
+        `repaired` (a stage found and undid a degradation: `repaired()`): the rule's weight is 0. Once
+        deblocked or deconvolved a pair often measures clean, but the rule then fuses what the repair
+        leaves (block residue, the re-coding's and the deconvolution's ringing), which the latent path
+        smooths. Measured on the validation pairs of both benches' family cells (and the main sections',
+        for JPEG) that the gate gave wholly or partly to the rule, the latent path alone against the gate's
+        choice, allfuse-reg: deblocked pairs Qabf higher on 33 of 37 (the others within 0.008), BRISQUE
+        lower on 29 (mean -2.1); deconvolved pairs Qabf higher on 33 of 36 infrared + visible (mean
+        +0.005), 4 of 4 multi-exposure (+0.010) and 36 of 49 multi-focus (+0.004), none lower by more than
+        0.005; allfuse-fm alike for JPEG (31 of 39). On the pairs no stage repaired the gate's choice
+        scored higher (infrared + visible -0.006 and multi-focus -0.010 for the latent path alone). JPEGs
+        of quality 51 to 60, which the stage also deblocks, are left to the gate: the benches' brightened
+        quality-74 JPEG sources read 52 to 56 (their quantization steps scaled by the gain) and there the
+        rule scored higher; the benches' JPEG families code at 10 to 45."""
         if self.gate is None or task not in self.gate.tasks:
             return -1.0, 0.0
         p, weight = self.gate.tasks[task].rule_weight(pair_features(images))
-        return p, 0.0 if deblocked else weight
+        return p, 0.0 if repaired else weight
 
     def gate_choice(
         self,
@@ -454,7 +464,7 @@ class FusionPipeline:
             return task, -1.0, 0.0
         checked = self.prepare(images, task)[0]
         seen = self.stages.restore_gain(checked, task, deblur, True, destripe, exposure, denoise, deblock)
-        return task, *self.gate_decision(seen.images, task, seen.deblocked)
+        return task, *self.gate_decision(seen.images, task, repaired(seen))
 
     def prepare(self, images: Sequence[Image], task: Task | str) -> tuple[list[Image], bool, Task]:
         """Checked images, whether any is colour, and the task (guessed from the images for "auto")."""
@@ -651,6 +661,13 @@ def check_sampling(steps: int | None, sampler: str | None, tile: int | None) -> 
         raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
     if tile is not None and tile != 0 and tile < MIN_TILE:
         raise ValueError(f"tile {tile}: give a window of at least {MIN_TILE} latents, or 0 = the whole image")
+
+
+def repaired(restored: Restored) -> bool:
+    """Whether the pre-fusion stages found and undid a degradation that takes a pair from the gate
+    (FusionPipeline.gate_decision): an input deblocked at JPEG quality REPAIRED_JPEG or lower, or an input
+    deconvolved."""
+    return 0 < restored.deblocked <= REPAIRED_JPEG or restored.deblurred
 
 
 def check_options(

@@ -40,7 +40,8 @@ class Restored(NamedTuple):
 
     images: list[Image]
     gain: float  # the exposure stage's gain (1.0: none)
-    deblocked: bool  # the JPEG deblocking stage deblocked at least one input
+    deblocked: int  # the lowest JPEG quality the deblocking stage deblocked an input at (0: none)
+    deblurred: bool  # the deblurring stage deconvolved at least one input
 
 
 @dataclass
@@ -97,10 +98,10 @@ class InputStages:
         """Checked inputs through JPEG deblocking, stripe removal, denoising, the exposure gain, the
         deblurring stage, then the input corrector, each when there is one, it is enabled for the task and
         asked for; with the gain the exposure stage gave them and whether the deblocking stage ran on one."""
-        images, coded, gain = list(images), [False] * len(images), 1.0
+        images, qualities, gain, psfs = list(images), [0] * len(images), 1.0, []
         if deblock and self.deblock is not None:
             images, qualities = deblock_inputs(images, task, self.deblock)
-            coded = [q > 0 for q in qualities]
+        coded = [q > 0 for q in qualities]
         if destripe and self.destripe is not None:
             images = destripe_inputs(images, task, self.destripe)
         if denoise and self.denoise is not None:
@@ -108,10 +109,11 @@ class InputStages:
         if exposure and self.exposure is not None:
             images, gain = expose_inputs(images, task, self.exposure)
         if deblur and self.deblur is not None and task in self.deblur.tasks:
-            images = deblur_inputs(images, self.deblur, task, coded)[0]
+            images, psfs = deblur_inputs(images, self.deblur, task, coded)
         if correct and self.corrector is not None and task in self.corrector.cfg.tasks:
             images = self.correct(images, task)
-        return Restored(images, gain, any(coded))
+        deblurred = any(np.ndim(p) > 0 or p > 0 for p in psfs)  # a sigma, or an elliptic PSF's covariance
+        return Restored(images, gain, min((q for q in qualities if q > 0), default=0), deblurred)
 
     @torch.no_grad()
     def correct(self, images: list[Image], task: Task) -> list[Image]:
