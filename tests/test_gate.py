@@ -240,7 +240,7 @@ def test_the_pipeline_hands_a_gated_pair_to_the_rule_and_keeps_the_option_off(tm
         FusionPipeline.from_pretrained(folder)
 
 
-def test_a_pair_the_deblocking_stage_repaired_is_never_the_rules(tmp_path, capsys) -> None:
+def test_a_deblocked_pair_is_never_the_rules_and_a_deconvolved_one_is_not_blended(tmp_path, capsys) -> None:
     from allfuse.cli import main
     from allfuse.deblock import encode_decode
     from allfuse.io import write_image
@@ -258,7 +258,8 @@ def test_a_pair_the_deblocking_stage_repaired_is_never_the_rules(tmp_path, capsy
         assert pipe.gate_choice(coded, "vif", deblock=False)[2] == pytest.approx(raw)  # stage off: the gate's
         np.testing.assert_array_equal(pipe(coded, task="vif"), pipe(coded, task="vif", gate=False))
         blurred = [cv2.GaussianBlur(x, (0, 0), 2.0) for x in clean]  # measured blurred: deconvolved
-        assert pipe.gate_choice(blurred, "vif")[2] == 0.0
+        clean_or_no_blend = 1.0 if raw == 1.0 else 0.0  # measured clean: the rule; else no blend
+        assert pipe.gate_choice(blurred, "vif")[2] == clean_or_no_blend
         assert pipe.gate_choice(blurred, "vif", deblur=False)[2] == pytest.approx(raw)
     paths = []
     for i, x in enumerate(coded):
@@ -268,7 +269,13 @@ def test_a_pair_the_deblocking_stage_repaired_is_never_the_rules(tmp_path, capsy
     out = str(tmp_path / "out.png")
     assert main(["fuse", *map(str, paths), "-o", out, "--task", "vif", "--model", str(folder), "-v"]) == 0
     shown = capsys.readouterr().out.split("gate (vif)")[1].splitlines()[0]
-    assert ">= 0.50: the model fuses (an input was deblocked (JPEG quality <= 50): a repaired pair" in shown
+    assert ">= 0.50: the model fuses (an input was deblocked, JPEG quality <= 50: such a pair is" in shown
+    (folder / "gate.json").write_text(json.dumps({"gate": always(False, blend=0.25).to_dict()}))
+    for path, x in zip(paths, clean, strict=True):
+        write_image(path, cv2.GaussianBlur(x, (0, 0), 2.0))
+    assert main(["fuse", *map(str, paths), "-o", out, "--task", "vif", "--model", str(folder), "-v"]) == 0
+    shown = capsys.readouterr().out.split("gate (vif)")[1].splitlines()[0]
+    assert "< 0.50: the model fuses (an input was deconvolved: no blend with the rule)" in shown
 
 
 def test_a_large_pair_is_fused_by_the_rule_in_tiles_without_seams() -> None:

@@ -584,7 +584,7 @@ def gate_line(
 ) -> str:
     """`-v`'s account of the clean-input gate's choice for one set of inputs (and, where the model fuses,
     whether its latent path also runs on the mirrored inputs: allfuse.pipeline.MIRROR)."""
-    from allfuse.pipeline import REPAIRED_JPEG, repaired
+    from allfuse.pipeline import REPAIRED_JPEG
     from allfuse.tasks import CLASSICAL_DEFAULT
 
     task, p, weight = pipe.gate_choice(images, task, deblur, destripe, exposure, denoise, deblock)
@@ -600,9 +600,12 @@ def gate_line(
     else:
         checked = pipe.prepare(images, task)[0]
         seen = pipe.stages.restore_gain(checked, task, deblur, True, destripe, exposure, denoise, deblock)
-        if repaired(seen):
-            what = "deconvolved" if seen.deblurred else f"deblocked (JPEG quality <= {REPAIRED_JPEG})"
-            who += f" (an input was {what}: a repaired pair is never the rule's)"
+        if 0 < seen.deblocked <= REPAIRED_JPEG:
+            who += (
+                f" (an input was deblocked, JPEG quality <= {REPAIRED_JPEG}: such a pair is never the rule's)"
+            )
+        elif seen.deblurred and pipe.gate.tasks[task].blend_top > 0:
+            who += " (an input was deconvolved: no blend with the rule)"
     passes = "; its latent path runs on the inputs and on their mirror image (--no-mirror: once)"
     return f"{head}: {who}{passes if mirror else ''}"
 

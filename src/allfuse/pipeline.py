@@ -83,7 +83,7 @@ from allfuse.pick import PICK_GAIN, PICK_NOISE, pick_detail
 from allfuse.sampling import sample_latent
 from allfuse.sampling.tiling import TiledModel
 from allfuse.stacks import STACK_ORDER, fuse_stack
-from allfuse.stages import InputStages, Restored, image_tensor
+from allfuse.stages import InputStages, image_tensor
 from allfuse.tasks import guess_task
 from allfuse.tiled import DEFAULT_TILE_PIXELS, ClassicalFn, LatentFn, check_tile_pixels, fuse_large
 from allfuse.types import TASKS, Image, Task
@@ -101,8 +101,8 @@ MEAN_TASKS: tuple[str, ...] = ("mff",)
 # second encoder, DiT and decoder pass at the work size (at most 512 px by default).
 MIRROR = True
 PICK = True  # the detail pick after the latent path (allfuse.pick); __call__'s `pick`
-# A pair in which a stage found and undid a degradation the gate's statistics then no longer show is fused
-# by the latent path alone (gate_decision): an input deblocked at this JPEG quality or lower, or deconvolved.
+# A pair with an input deblocked at this JPEG quality or lower is fused by the latent path alone, whatever
+# the gate measures; a deconvolved one gets no blend (FusionPipeline.gate_decision).
 REPAIRED_JPEG = 50
 MIN_TILE = 4  # smallest latent window of tiled inference (allfuse.sampling.tiling)
 
@@ -333,8 +333,8 @@ class FusionPipeline:
         gate: after those stages, fuse a pair that measures clean by the teacher's classical rule
         instead of the latent path, and mix the rule's fusion into the model's where the gate's blend says
         so (allfuse.gate), when the model has a gate (gate.json) for the task; False: the model alone. A
-        pair in which the deblocking or deblurring stage undid a degradation is the latent path's whatever
-        the gate says (gate_decision).
+        pair deblocked as a JPEG of quality 50 or less is the latent path's whatever the gate says, and a
+        deconvolved pair gets no blend (gate_decision).
         mirror: also run the latent path (encoder, DiT, decoder) on the left-right mirrored inputs and
         average the two decoded fusions before the refiner (geometric self-ensemble, MIRROR); None = the
         pipeline's default (`self.mirror`).
@@ -347,7 +347,7 @@ class FusionPipeline:
             images, task, deblur, correct, destripe, exposure, denoise, deblock
         )
         images, gain = restored.images, restored.gain
-        weight = self.gate_decision(images, task, repaired(restored))[1] if gate else 0.0
+        weight = self.gate_decision(images, task, restored.deblocked, restored.deblurred)[1] if gate else 0.0
         limit = DEFAULT_TILE_PIXELS if tile_pixels is None else tile_pixels
         if weight >= 1.0:
             out = rule_fusion(images, task, limit)
@@ -423,29 +423,36 @@ class FusionPipeline:
         return exposure_gain(before, task, self.exposure)
 
     def gate_decision(
-        self, images: Sequence[Image], task: Task, repaired: bool = False
+        self, images: Sequence[Image], task: Task, deblocked: int = 0, deblurred: bool = False
     ) -> tuple[float, float]:
         """P(these restored inputs are clean), by the model's gate, and the teacher's rule's weight in the
         output (1: the rule alone, from the gate's threshold on; between 0 and 1: the gate's blend of the
         two fusions; 0: the latent path alone); (-1.0, 0.0) when the model has no gate for the task.
 
-        `repaired` (a stage found and undid a degradation: `repaired()`): the rule's weight is 0. Once
-        deblocked or deconvolved a pair often measures clean, but the rule then fuses what the repair
-        leaves (block residue, the re-coding's and the deconvolution's ringing), which the latent path
-        smooths. Measured on the validation pairs of both benches' family cells (and the main sections',
-        for JPEG) that the gate gave wholly or partly to the rule, the latent path alone against the gate's
-        choice, allfuse-reg: deblocked pairs Qabf higher on 33 of 37 (the others within 0.008), BRISQUE
-        lower on 29 (mean -2.1); deconvolved pairs Qabf higher on 33 of 36 infrared + visible (mean
-        +0.005), 4 of 4 multi-exposure (+0.010) and 36 of 49 multi-focus (+0.004), none lower by more than
-        0.005; allfuse-fm alike for JPEG (31 of 39). On the pairs no stage repaired the gate's choice
-        scored higher (infrared + visible -0.006 and multi-focus -0.010 for the latent path alone). JPEGs
-        of quality 51 to 60, which the stage also deblocks, are left to the gate: the benches' brightened
-        quality-74 JPEG sources read 52 to 56 (their quantization steps scaled by the gain) and there the
-        rule scored higher; the benches' JPEG families code at 10 to 45."""
+        Two repairs by the stages before override the gate (`deblocked`, `deblurred`: what the stages did,
+        allfuse.stages.Restored). Once repaired a pair often measures clean, or clean enough for the blend,
+        but the rule then fuses what the repair leaves (block residue, the re-coding's and the
+        deconvolution's ringing), which the latent path smooths. Measured on the validation pairs of both
+        benches' family cells (and the main sections', for JPEG), the latent path alone against the gate's
+        choice, allfuse-reg:
+        * an input deblocked at JPEG quality REPAIRED_JPEG or lower: the rule's weight is 0. Of the pairs
+          the gate gave wholly or partly to the rule, Qabf higher on 33 of 37 (the others within 0.008),
+          BRISQUE lower on 29 (mean -2.1); allfuse-fm 31 of 39. JPEGs of quality 51 to 60, which the stage
+          also deblocks, stay the gate's: the benches' brightened quality-74 JPEG sources read 52 to 56
+          (their quantization steps scaled by the gain) and there the rule scored higher; the benches'
+          JPEG families code at 10 to 45.
+        * an input deconvolved: no blend (weight 0 below the gate's threshold). Of the pairs the gate
+          blended, Qabf higher on 25 of 27 infrared + visible (mean +0.004) and 28 of 35 multi-focus
+          (+0.003), none lower by more than 0.004; the pairs the gate blended that no stage repaired
+          scored higher with the blend. A deconvolved pair that measures clean stays the rule's: the blur
+          measure also reads some clean captures at their native size as blurred (3 of the 15
+          multi-exposure validation pairs), and those the rule should fuse."""
         if self.gate is None or task not in self.gate.tasks:
             return -1.0, 0.0
         p, weight = self.gate.tasks[task].rule_weight(pair_features(images))
-        return p, 0.0 if repaired else weight
+        if 0 < deblocked <= REPAIRED_JPEG or (deblurred and weight < 1.0):
+            return p, 0.0
+        return p, weight
 
     def gate_choice(
         self,
@@ -464,7 +471,7 @@ class FusionPipeline:
             return task, -1.0, 0.0
         checked = self.prepare(images, task)[0]
         seen = self.stages.restore_gain(checked, task, deblur, True, destripe, exposure, denoise, deblock)
-        return task, *self.gate_decision(seen.images, task, repaired(seen))
+        return task, *self.gate_decision(seen.images, task, seen.deblocked, seen.deblurred)
 
     def prepare(self, images: Sequence[Image], task: Task | str) -> tuple[list[Image], bool, Task]:
         """Checked images, whether any is colour, and the task (guessed from the images for "auto")."""
@@ -661,13 +668,6 @@ def check_sampling(steps: int | None, sampler: str | None, tile: int | None) -> 
         raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
     if tile is not None and tile != 0 and tile < MIN_TILE:
         raise ValueError(f"tile {tile}: give a window of at least {MIN_TILE} latents, or 0 = the whole image")
-
-
-def repaired(restored: Restored) -> bool:
-    """Whether the pre-fusion stages found and undid a degradation that takes a pair from the gate
-    (FusionPipeline.gate_decision): an input deblocked at JPEG quality REPAIRED_JPEG or lower, or an input
-    deconvolved."""
-    return 0 < restored.deblocked <= REPAIRED_JPEG or restored.deblurred
 
 
 def check_options(
