@@ -12,9 +12,9 @@
    inputs as the gate sees them (after the deblurring stage and the corrector), both scored against the
    CLEAN sources (Qabf, VIF), as are their mixes at BLENDS (step 4), and its FEATURES are recorded.
    Samples recorded with other FEATURES (an older version) are measured again on the same inputs, which a
-   sample's seed and index determine; their scores are kept. At inference a pair the deblurring or
-   deblocking stage repaired takes the latent path whatever the gate says (FusionPipeline.gate_decision);
-   such samples are still drawn and fitted like the others.
+   sample's seed and index determine; their scores are kept. At inference a pair deblocked at JPEG
+   quality 50 or less takes the latent path whatever the gate says, and a deconvolved one gets no blend
+   (FusionPipeline.gate_decision); such samples are still drawn and fitted like the others.
 2. Fit, per task: a ridge logistic regression (Newton's method on standardized features) of P(the pair is
    clean). Not of "the rule scores better": on the training generator's degradations the rule, after the
    deblurring stage and the corrector, often scores better than the model, but the validation bench's
