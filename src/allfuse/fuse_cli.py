@@ -604,7 +604,7 @@ def gate_line(
             who += (
                 f" (an input was deblocked, JPEG quality <= {REPAIRED_JPEG}: such a pair is never the rule's)"
             )
-        elif seen.deblurred and pipe.gate.tasks[task].blend_top > 0:
+        elif seen.deblurred and pipe.gate_decision(seen.images, task)[1] > 0:  # the blend it would give
             who += " (an input was deconvolved: no blend with the rule)"
     passes = "; its latent path runs on the inputs and on their mirror image (--no-mirror: once)"
     return f"{head}: {who}{passes if mirror else ''}"

@@ -97,7 +97,7 @@ class InputStages:
     ) -> Restored:
         """Checked inputs through JPEG deblocking, stripe removal, denoising, the exposure gain, the
         deblurring stage, then the input corrector, each when there is one, it is enabled for the task and
-        asked for; with the gain the exposure stage gave them and whether the deblocking stage ran on one."""
+        asked for; with what the deblocking, exposure and deblurring stages did (Restored)."""
         images, qualities, gain, psfs = list(images), [0] * len(images), 1.0, []
         if deblock and self.deblock is not None:
             images, qualities = deblock_inputs(images, task, self.deblock)
