@@ -433,8 +433,8 @@ class FusionPipeline:
         allfuse.stages.Restored). Once repaired a pair often measures clean, or clean enough for the blend,
         but the rule then fuses what the repair leaves (block residue, the re-coding's and the
         deconvolution's ringing), which the latent path smooths. Measured on the validation pairs of both
-        benches' family cells (and the main sections', for JPEG), the latent path alone against the gate's
-        choice, allfuse-reg:
+        benches' single-family cells (and the main sections', for JPEG), the latent path alone against the
+        gate's choice, allfuse-reg:
         * an input deblocked at JPEG quality REPAIRED_JPEG or lower: the rule's weight is 0. Of the pairs
           the gate gave wholly or partly to the rule, Qabf higher on 33 of 37 (the others within 0.008),
           BRISQUE lower on 29 (mean -2.1); allfuse-fm 31 of 39. JPEGs of quality 51 to 60, which the stage
@@ -443,7 +443,8 @@ class FusionPipeline:
           JPEG families code at 10 to 45.
         * an input deconvolved: no blend (weight 0 below the gate's threshold). Of the pairs the gate
           blended, Qabf higher on 25 of 27 infrared + visible (mean +0.004) and 28 of 35 multi-focus
-          (+0.003), none lower by more than 0.004; the pairs the gate blended that no stage repaired
+          (+0.003), none lower by more than 0.004 (in the cross-check's strong VIF mixes one pair lost
+          0.013); the pairs the gate blended that no stage repaired
           scored higher with the blend. A deconvolved pair that measures clean stays the rule's: the blur
           measure also reads some clean captures at their native size as blurred (3 of the 15
           multi-exposure validation pairs), and those the rule should fuse."""
