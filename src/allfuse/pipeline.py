@@ -444,10 +444,10 @@ class FusionPipeline:
         * an input deconvolved: no blend (weight 0 below the gate's threshold). Of the pairs the gate
           blended, Qabf higher on 25 of 27 infrared + visible (mean +0.004) and 28 of 35 multi-focus
           (+0.003), none lower by more than 0.004 (in the cross-check's strong VIF mixes one pair lost
-          0.013); the pairs the gate blended that no stage repaired
-          scored higher with the blend. A deconvolved pair that measures clean stays the rule's: the blur
-          measure also reads some clean captures at their native size as blurred (3 of the 15
-          multi-exposure validation pairs), and those the rule should fuse."""
+          0.013); the pairs the gate blended that no stage repaired scored higher with the blend. A
+          deconvolved pair that measures clean stays the rule's: the blur measure also reads some clean
+          captures at their native size as blurred (3 of the 15 multi-exposure validation pairs), and
+          those the rule should fuse."""
         if self.gate is None or task not in self.gate.tasks:
             return -1.0, 0.0
         p, weight = self.gate.tasks[task].rule_weight(pair_features(images))
