@@ -432,22 +432,22 @@ class FusionPipeline:
         Two repairs by the stages before override the gate (`deblocked`, `deblurred`: what the stages did,
         allfuse.stages.Restored). Once repaired a pair often measures clean, or clean enough for the blend,
         but the rule then fuses what the repair leaves (block residue, the re-coding's and the
-        deconvolution's ringing), which the latent path smooths. Measured on the validation pairs of both
-        benches' single-family cells (and the main sections', for JPEG), the latent path alone against the
-        gate's choice, allfuse-reg:
-        * an input deblocked at JPEG quality REPAIRED_JPEG or lower: the rule's weight is 0. Of the pairs
-          the gate gave wholly or partly to the rule, Qabf higher on 33 of 37 (the others within 0.008),
-          BRISQUE lower on 29 (mean -2.1); allfuse-fm 31 of 39. JPEGs of quality 51 to 60, which the stage
-          also deblocks, stay the gate's: the benches' brightened quality-74 JPEG sources read 52 to 56
-          (their quantization steps scaled by the gain) and there the rule scored higher; the benches'
-          JPEG families code at 10 to 45.
-        * an input deconvolved: no blend (weight 0 below the gate's threshold). Of the pairs the gate
-          blended, Qabf higher on 25 of 27 infrared + visible (mean +0.004) and 28 of 35 multi-focus
-          (+0.003), none lower by more than 0.004 (in the cross-check's strong VIF mixes one pair lost
-          0.013); the pairs the gate blended that no stage repaired scored higher with the blend. A
-          deconvolved pair that measures clean stays the rule's: the blur measure also reads some clean
-          captures at their native size as blurred (3 of the 15 multi-exposure validation pairs), and
-          those the rule should fuse."""
+        deconvolution's ringing), which the latent path smooths. `bench/gate_overrides.py` measures it on
+        the validation pairs (both generators' single-family cells and the main sections' pairs), the
+        latent path alone against the gate's own choice (bench/results/gate_overrides_reg.md, _fm.md):
+        * an input deblocked at JPEG quality REPAIRED_JPEG or lower: the rule's weight is 0. Qabf higher on
+          32 of 36 such pairs the gate gave wholly or partly to the rule (allfuse-fm 30 of 38; none lower
+          by more than 0.009), BRISQUE lower on 29 (mean -2.2). JPEGs of quality 51 to 60, which the stage
+          also deblocks, stay the gate's: the bench's brightened quality-74 JPEG sources read 52 to 56
+          (their quantization steps scaled by the gain) and there the rule scored higher (its VIF strong
+          over-exposure cell 0.649 against 0.637); the benches' JPEG families code at 10 to 45.
+        * an input deconvolved: no blend (weight 0 below the gate's threshold). Qabf higher on 53 of the 62
+          pairs the gate blended (allfuse-fm 56 of 70; none lower by more than 0.007), while the blend
+          kept winning where no stage had repaired (the latent path alone higher on 18 of 75, mean
+          -0.008). A deconvolved pair that measures clean stays the rule's, although the latent path
+          scores higher on most of those bench pairs too (20 of 27): the blur measure also reads some
+          clean captures at their native size as blurred (3 of the 15 multi-exposure validation pairs),
+          and those the rule should fuse."""
         if self.gate is None or task not in self.gate.tasks:
             return -1.0, 0.0
         p, weight = self.gate.tasks[task].rule_weight(pair_features(images))
