@@ -84,11 +84,11 @@ def measure(pipe: FusionPipeline, task: str, images: list[np.ndarray], clean: li
     row = category(seen.deblocked, seen.deblurred, weight)
     if row is None:
         return None, {}
-    model = pipe(images, task=task, gate=False)
+    model = pipe(images, task=task, gate=False)  # gray when every input is gray, as the pipeline's output
     rule = rule_fusion(seen.images, task)
-    gate = rule if weight >= 1 else (1.0 - weight) * model + weight * rule
     if not any(is_color(x) for x in checked):
-        gate = to_gray(gate)
+        rule = to_gray(rule)
+    gate = rule if weight >= 1 else (1.0 - weight) * model + weight * rule
     return row, score({"gate": gate, "model": model}, clean, list(METRICS))
 
 
