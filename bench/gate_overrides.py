@@ -46,7 +46,7 @@ from scoring import score
 from allfuse import FusionPipeline
 from allfuse.color import is_color, to_gray
 from allfuse.gate import rule_fusion
-from allfuse.pipeline import REPAIRED_JPEG
+from allfuse.pipeline import gate_override
 
 GENERATORS = {"bench": None, "albumentations": degrade_alb}
 ROWS = ("deblocked", "deconvolved, blended", "deconvolved, clean", "not repaired, blended")
@@ -57,10 +57,11 @@ def category(deblocked: int, deblurred: bool, weight: float) -> str | None:
     """The row a case belongs to (ROWS), or None when the gate gives it to the latent path anyway."""
     if weight <= 0:
         return None
-    if 0 < deblocked <= REPAIRED_JPEG:
-        return ROWS[0]
+    reason = gate_override(deblocked, deblurred, weight)
+    if reason:
+        return ROWS[0] if reason == "deblocked" else ROWS[1]
     if deblurred:
-        return ROWS[1] if weight < 1 else ROWS[2]
+        return ROWS[2]  # deconvolved, and the gate passes it as clean (weight 1)
     return ROWS[3] if weight < 1 else None
 
 

@@ -584,7 +584,7 @@ def gate_line(
 ) -> str:
     """`-v`'s account of the clean-input gate's choice for one set of inputs (and, where the model fuses,
     whether its latent path also runs on the mirrored inputs: allfuse.pipeline.MIRROR)."""
-    from allfuse.pipeline import REPAIRED_JPEG
+    from allfuse.pipeline import REPAIRED_JPEG, gate_override
     from allfuse.tasks import CLASSICAL_DEFAULT
 
     task, p, weight = pipe.gate_choice(images, task, deblur, destripe, exposure, denoise, deblock)
@@ -600,11 +600,11 @@ def gate_line(
     else:
         checked = pipe.prepare(images, task)[0]
         seen = pipe.stages.restore_gain(checked, task, deblur, True, destripe, exposure, denoise, deblock)
-        if 0 < seen.deblocked <= REPAIRED_JPEG:
-            who += (
-                f" (an input was deblocked, JPEG quality <= {REPAIRED_JPEG}: such a pair is never the rule's)"
-            )
-        elif seen.deblurred and pipe.gate_decision(seen.images, task)[1] > 0:  # the blend it would give
+        reason = gate_override(seen.deblocked, seen.deblurred, pipe.gate_decision(seen.images, task)[1])
+        if reason == "deblocked":
+            who += f" (an input was deblocked, JPEG quality <= {REPAIRED_JPEG}: "
+            who += "such a pair is never the rule's)"
+        elif reason == "deconvolved":
             who += " (an input was deconvolved: no blend with the rule)"
     passes = "; its latent path runs on the inputs and on their mirror image (--no-mirror: once)"
     return f"{head}: {who}{passes if mirror else ''}"

@@ -451,9 +451,7 @@ class FusionPipeline:
         if self.gate is None or task not in self.gate.tasks:
             return -1.0, 0.0
         p, weight = self.gate.tasks[task].rule_weight(pair_features(images))
-        if 0 < deblocked <= REPAIRED_JPEG or (deblurred and weight < 1.0):
-            return p, 0.0
-        return p, weight
+        return p, 0.0 if gate_override(deblocked, deblurred, weight) else weight
 
     def gate_choice(
         self,
@@ -669,6 +667,17 @@ def check_sampling(steps: int | None, sampler: str | None, tile: int | None) -> 
         raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
     if tile is not None and tile != 0 and tile < MIN_TILE:
         raise ValueError(f"tile {tile}: give a window of at least {MIN_TILE} latents, or 0 = the whole image")
+
+
+def gate_override(deblocked: int, deblurred: bool, weight: float) -> str:
+    """Which repair takes a pair from the gate's rule (FusionPipeline.gate_decision), given what the stages
+    did and the rule's weight the gate alone gives: "deblocked" (an input deblocked at JPEG quality
+    REPAIRED_JPEG or lower), "deconvolved" (an input deconvolved, and the gate would blend), or ""."""
+    if 0 < deblocked <= REPAIRED_JPEG:
+        return "deblocked"
+    if deblurred and 0.0 < weight < 1.0:
+        return "deconvolved"
+    return ""
 
 
 def check_options(
