@@ -65,3 +65,27 @@ def test_a_model_gains_a_pass_condition_and_still_computes_the_same() -> None:
     with torch.no_grad():
         want = reg([conds[0], conds[0]]).sample
         torch.testing.assert_close(two([conds[0], conds[0]], later_pass=True).sample, want)
+
+
+def test_widened_experts_compute_the_same_and_their_new_units_learn() -> None:
+    torch.manual_seed(0)
+    narrow = build_model(ModelConfig(**SMALL, timestep=False))
+    for q in narrow.parameters():
+        q.data.add_(0.05 * torch.randn_like(q))
+    wide = build_model(ModelConfig(**{**SMALL, "expert_hidden": 40}, timestep=False))
+    notes = warm_start(wide, narrow.state_dict())
+    assert any("widened to 40" in n and "2 blocks" in n for n in notes)
+    narrow.eval(), wide.eval()
+    conds = [torch.randn(1, 4, 6, 8) for _ in range(2)]
+    prompt = torch.randn(1, 3, 8)
+    with torch.no_grad():
+        want = narrow(conds, prompt).sample
+        assert want.abs().max() > 1e-3
+        torch.testing.assert_close(wide(conds, prompt).sample, want, atol=1e-5, rtol=1e-5)
+    ffn = wide.blocks[0].ffn
+    assert ffn.w_out[:, 16:].abs().max() == 0 and ffn.w_in[:, :, 16:40].abs().max() > 0
+    wide(conds, prompt).sample.square().mean().backward()
+    assert ffn.w_out.grad[:, 16:].abs().max() > 0  # the new units' down rows are trained
+    assert ffn.shared.w_out.weight.grad[:, 16:].abs().max() > 0
+    with pytest.raises(ValueError):  # narrowing is not a warm start
+        warm_start(narrow, wide.state_dict())
