@@ -28,7 +28,8 @@ acceptance checks are defined on bench/degrade.py.
 
 Acceptance checks print as PASS/FAIL lines with margins, again together at the end. BRISQUE is compared
 with --brisque-baseline (the JSON of an earlier run). --out writes markdown (with the command line) and
-JSON beside it; nothing else is written.
+JSON beside it; nothing else is written. The JSON also holds, for the main section and every family cell,
+each pair's scores of each model and of that pair's best chain (`per_pair`), to trace a mean to its pairs.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from scoring import (
     margin,
     mean_rows,
     metric_table,
+    pair_rows,
     psnr,
     run_models,
     score,
@@ -140,6 +142,7 @@ def main_task(task: str, args: argparse.Namespace, models: dict[str, Method], re
         "seconds_per_pair": secs,
         "best_chain": {n: best_of(rows, CHAINS, n) for n in MAIN_METRICS},
         "best_plain": {n: best_of(rows, PLAIN, n) for n in MAIN_METRICS},
+        "per_pair": pair_rows([p.name for p in pairs], per_case, list(models), CHAINS),
     }
 
 
@@ -222,6 +225,7 @@ def family_cell(pairs: list, family: str, strength: str, models: dict[str, Metho
         "teacher_rule_chain": list(best_of(rows, teacher_chains, "Qabf")),
         "chains": {c: rows[c]["Qabf"] for c in CHAINS},
         "models": {m: rows[m]["Qabf"] for m in models},
+        "per_pair": pair_rows([p.name for p in pairs], per_case, list(models), CHAINS),
     }
 
 

@@ -115,6 +115,23 @@ def mean_rows(per_case: list[dict[str, Row]]) -> dict[str, Row]:
     }
 
 
+def pair_rows(
+    names: Sequence[str], per_case: list[dict[str, Row]], methods: Sequence[str], chains: Sequence[str]
+) -> dict[str, dict]:
+    """Per pair: each of `methods`' scores and the best of `chains` by Qabf (its name and scores), so a
+    section's or a cell's mean can be traced to the pairs that make it."""
+
+    def qabf(c: str, case: dict[str, Row]) -> float:
+        q = case[c]["Qabf"]
+        return q if math.isfinite(q) else -math.inf
+
+    out = {}
+    for name, case in zip(names, per_case, strict=True):
+        best = max(chains, key=lambda c: qabf(c, case))
+        out[name] = {m: case[m] for m in methods} | {"best chain": {"name": best, **case[best]}}
+    return out
+
+
 def better(metric: str, a: float, b: float) -> bool:
     """Whether value a beats value b on a metric (its direction from the metric registry)."""
     return a > b if metrics.METRICS[metric].higher_is_better else a < b
