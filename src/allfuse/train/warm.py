@@ -80,7 +80,7 @@ def _widen_glu(key: str, src: Tensor, dst: Tensor) -> bool:
     if ".ffn." not in key or not (routed or shared) or src.dim() != dst.dim():
         return False
     fused = key.endswith("w_in") or key.endswith("w_in.weight")  # gate and up, fused along the hidden axis
-    axis = {(True, True): 2, (True, False): 1, (False, True): 0, (False, False): 1}[(routed, fused)]
+    axis = (2 if fused else 1) if routed else (0 if fused else 1)  # the hidden axis (docstring's shapes)
     same = [a == b for i, (a, b) in enumerate(zip(src.shape, dst.shape, strict=True)) if i != axis]
     if not all(same) or src.shape[axis] >= dst.shape[axis]:
         return False
