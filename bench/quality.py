@@ -18,7 +18,9 @@ Sections (--sections, all by default):
               each model vs the best chain of that cell, and (INFO, not an acceptance check) vs the best
               chain that fuses with the task's teacher rule: a model trained to restore and then fuse as
               that rule does can lose the first comparison by the rule choice alone (every chain's Qabf
-              per cell is in the JSON).
+              and VIF per cell is in the JSON). Then, per task, all cells taken as one test set (INFO):
+              each model's mean Qabf and VIF over them against the ONE chain with the best such mean, as a
+              held-out set of mixed damage scores a method.
 * identity  — well-exposed sharp photos fused with themselves (PSNR, mean shift), and a dark night image.
 
 --generator albumentations draws the families section's damage from a second, independent code base
@@ -61,6 +63,7 @@ from scoring import (
     margin,
     mean_rows,
     metric_table,
+    over_cells,
     pair_rows,
     psnr,
     run_models,
@@ -76,6 +79,7 @@ BRISQUE_BASELINE = Path(__file__).resolve().parent / "results" / "quality_val_be
 SHARPNESS_TOLERANCE = 0.15  # SF and AG within 15 % of the teacher fusion of the clean pair
 CLEAN_QABF_TOLERANCE = 0.02
 ALLOWED_FAMILY_FAILURES = 2
+SUMMARY_METRICS = ["Qabf", "VIF"]  # what the families section scores (its cells' table: Qabf)
 IDENTITY_PSNR, IDENTITY_SHIFT = 35.0, 1.0  # dB, and |mean shift| in 1/255 steps
 
 
@@ -208,15 +212,15 @@ def clean_section(
 
 
 def family_cell(pairs: list, family: str, strength: str, models: dict[str, Method], generator=None) -> dict:
-    """Mean Qabf of the models and of every chain over the pairs degraded by one family at one strength
-    (by `generator`, None: bench/degrade.py); the best chain overall and the best that fuses with the
-    task's teacher rule (CLASSICAL_DEFAULT)."""
+    """Mean Qabf and VIF of the models and of every chain over the pairs degraded by one family at one
+    strength (by `generator`, None: bench/degrade.py); the best chain by Qabf overall and the best that
+    fuses with the task's teacher rule (CLASSICAL_DEFAULT)."""
     per_case = []
     for pair in pairs:
         case = degrade_case(pair, family, strength, generator)
         outs = run_models(models, case.degraded, pair.task)[0]
         outs.update(classical_outputs(case.degraded, pair.task, plain=False))
-        per_case.append(score(outs, pair.images, ["Qabf"]))
+        per_case.append(score(outs, pair.images, SUMMARY_METRICS))
     rows = mean_rows(per_case)
     task = pairs[0].task
     teacher_chains = [c for c in CHAINS if c.endswith(f"+{CLASSICAL_DEFAULT[task]}")]
@@ -225,8 +229,26 @@ def family_cell(pairs: list, family: str, strength: str, models: dict[str, Metho
         "teacher_rule_chain": list(best_of(rows, teacher_chains, "Qabf")),
         "chains": {c: rows[c]["Qabf"] for c in CHAINS},
         "models": {m: rows[m]["Qabf"] for m in models},
+        "vif": {"chains": {c: rows[c]["VIF"] for c in CHAINS}, "models": {m: rows[m]["VIF"] for m in models}},
         "per_pair": pair_rows([p.name for p in pairs], per_case, list(models), CHAINS),
     }
+
+
+def summary_lines(task: str, summary: dict) -> list[str]:
+    """INFO lines: each model's mean Qabf and VIF over a task's cells against the one chain with the best
+    mean of each (scoring.over_cells), as a held-out set of mixed damage scores a method."""
+    lines = []
+    for metric in SUMMARY_METRICS:
+        name, value = summary["best_chain"][metric]
+        scores = ", ".join(
+            f"{m} {row[metric]:.4f} ({margin(metric, row[metric], value):+.4f})"
+            for m, row in summary["models"].items()
+        )
+        lines.append(
+            f"INFO  families {task} over all {summary['cells']} cells, mean {metric}: {scores}; "
+            f"best single chain {name} {value:.4f}"
+        )
+    return lines
 
 
 def families_section(args: argparse.Namespace, models: dict[str, Method], report: Report) -> dict:
@@ -236,6 +258,7 @@ def families_section(args: argparse.Namespace, models: dict[str, Method], report
     # the same against the best chain that fuses as the teacher does: what restoration alone is up against
     worst_teacher: dict[str, dict[str, float]] = {m: {} for m in models}
     above: set[str] = set()  # "task/family" cells whose best chain out-scores the teacher's clean fusion
+    summary: dict[str, dict] = {}  # task -> its cells as one test set (over_cells)
     gen = GENERATORS[args.generator]
     cross = gen is not degrade  # a cross-check generator: INFO lines, not acceptance checks
     if cross:
@@ -262,7 +285,7 @@ def families_section(args: argparse.Namespace, models: dict[str, Method], report
             f"| family | strength | best chain | Qabf | with {CLASSICAL_DEFAULT[task]} | Qabf | {head} | s |",
             "|---|---|---|---:|---|---:|" + "---:|" * (3 * len(models) + 1),
         )
-        out[task] = {}
+        out[task], rows = {}, []
         for fam in fams:
             for st in STRENGTHS:
                 t0 = time.perf_counter()
@@ -283,6 +306,11 @@ def families_section(args: argparse.Namespace, models: dict[str, Method], report
                     f"{' | '.join(cells)} | {secs:.0f} |"
                 )
                 out[task][f"{fam}:{st}"] = cell | {"teacher_clean": teacher}
+                qabf, vif = cell["models"] | cell["chains"], cell["vif"]["models"] | cell["vif"]["chains"]
+                rows.append({n: {"Qabf": qabf[n], "VIF": vif[n]} for n in qabf})
+        summary[task] = over_cells(rows, list(models), CHAINS)
+        report.say("", *summary_lines(task, summary[task]))
+    out["summary"] = summary
     report.say("")
     for m, cells in worst.items():
         failing = {k: v for k, v in cells.items() if v <= 0}

@@ -132,6 +132,19 @@ def pair_rows(
     return out
 
 
+def over_cells(cells: Sequence[dict[str, Row]], models: Sequence[str], chains: Sequence[str]) -> dict:
+    """A task's whole families section as one test set, the way a held-out set scores a method: each
+    method's mean of each metric over the cells (every family and strength counting once), against the ONE
+    chain with the best such mean per metric (a per-cell best chain changes from cell to cell)."""
+    rows = mean_rows(list(cells))
+    metric_names = sorted({k for row in rows.values() for k in row})
+    return {
+        "cells": len(cells),
+        "models": {m: rows[m] for m in models},
+        "best_chain": {k: list(best_of(rows, chains, k)) for k in metric_names},
+    }
+
+
 def better(metric: str, a: float, b: float) -> bool:
     """Whether value a beats value b on a metric (its direction from the metric registry)."""
     return a > b if metrics.METRICS[metric].higher_is_better else a < b
