@@ -9,7 +9,7 @@ import pytest
 from photos import resized_photo
 from stage_folder import check_stage_file
 
-from allfuse.exposure import ExposureConfig, expose_inputs, exposure_gain, headroom
+from allfuse.exposure import ExposureConfig, expose_inputs, exposure_gain, headroom, lift_gamma, mean_luma
 from allfuse.io import find_pairs
 from allfuse.model_folder import load_exposure, save_exposure
 from allfuse.pipeline import FusionPipeline
@@ -69,6 +69,38 @@ def test_no_clean_benchmark_pair_gets_a_gain(task: str, folders: list[str], shar
             assert exposure_gain(pair.load()[0], task, CFG) == 1.0, pair.name
 
 
+LIFT = ExposureConfig(lift={"mef": 0.45})
+
+
+def _bracket(x: np.ndarray) -> list[np.ndarray]:
+    """A multi-exposure pair of one scene: an under- and an over-exposed member."""
+    return [_under(x, 0.15), np.clip(x * 1.3, 0, 1).astype(np.float32)]
+
+
+def test_a_bracket_darkened_by_a_tone_curve_is_lifted_and_a_clean_one_is_not() -> None:
+    clean = _bracket(_photo("chelsea"))
+    assert max(map(mean_luma, clean)) > LIFT.lift["mef"]  # its over-exposed member is bright
+    out, gain = expose_inputs(clean, "mef", LIFT)
+    assert gain == 1.0 and all(np.array_equal(a, b) for a, b in zip(out, clean, strict=True))
+    dark = [x**2.5 for x in clean]  # the whole bracket through a gamma: its white point hardly moves
+    g = lift_gamma(dark, "mef", LIFT)
+    assert LIFT.min_gamma < g < 1
+    out, _ = expose_inputs(dark, "mef", LIFT)
+    # the brightest member's mean reaches about the target; both members move toward the clean bracket
+    assert max(map(mean_luma, out)) == pytest.approx(LIFT.lift["mef"], abs=0.08)
+    err = [(np.abs(a - c).mean(), np.abs(b - c).mean()) for a, b, c in zip(out, dark, clean, strict=True)]
+    assert err[0][0] < 0.95 * err[0][1] and err[1][0] < 0.8 * err[1][1]
+    assert lift_gamma(dark, "mff", LIFT) == 1.0 and lift_gamma(dark, "mef", CFG) == 1.0  # only where set
+
+
+def test_the_lift_ramps_in_without_a_jump_and_is_bounded() -> None:
+    x = _bracket(_photo("chelsea"))
+    gammas = [lift_gamma([im**k for im in x], "mef", LIFT) for k in np.linspace(1.0, 12.0, 300)]
+    assert gammas[0] == 1.0 and min(gammas) == pytest.approx(LIFT.min_gamma)
+    assert all(a >= b - 1e-9 for a, b in itertools.pairwise(gammas))  # darker: never less lift
+    assert np.abs(np.diff(np.log(gammas))).max() < 0.05
+
+
 def test_config_is_checked_and_round_trips(tmp_path) -> None:
     with pytest.raises(ValueError, match="exposure"):
         ExposureConfig(high={"mef": 0.5}, low={"mef": 0.6})
@@ -76,9 +108,17 @@ def test_config_is_checked_and_round_trips(tmp_path) -> None:
         ExposureConfig(high={"sharpen": 0.5}, low={"sharpen": 0.4})
     with pytest.raises(ValueError, match="exposure"):
         ExposureConfig(high={"mef": 0.9}, low={"mff": 0.4})
-    cfg = ExposureConfig(high={"vif": 0.5}, low={"vif": 0.3}, max_gain=2.0)
+    for bad_lift in ({"mef": 1.2}, {"sharpen": 0.4}):
+        with pytest.raises(ValueError, match="exposure"):
+            ExposureConfig(lift=bad_lift)
+    with pytest.raises(ValueError, match="exposure"):
+        ExposureConfig(min_gamma=0.0)
+    cfg = ExposureConfig(high={"vif": 0.5}, low={"vif": 0.3}, max_gain=2.0, lift={"mef": 0.4}, min_gamma=0.5)
     assert ExposureConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
-    assert cfg.tasks == ("vif",)
+    assert cfg.tasks == ("mef", "vif")
+    # an exposure.json written before the lift existed loads without one
+    old = {k: v for k, v in cfg.to_dict().items() if k not in ("lift", "min_gamma")}
+    assert ExposureConfig.from_dict(old).lift == {}
     bad = '{"exposure": {"gain": 2}}'
     check_stage_file(tmp_path, cfg, load_exposure, save_exposure, "exposure.json", bad)
 
@@ -92,6 +132,16 @@ def test_shipped_models_expose_before_the_gate_and_keep_it_when_saved(name: str,
     kept = pipe.gate_inputs(dark, "mff", deblur=False, exposure=False)
     assert np.mean(seen[0]) > 1.8 * np.mean(kept[0])
     assert pipe.exposure_gain(dark, "mff") == pytest.approx(exposure_gain(dark, "mff", pipe.exposure))
+    # a multi-exposure bracket darkened by a tone curve is lifted before the gate sees it
+    bracket = [x**2.5 for x in _bracket(_photo("chelsea"))]
+    gain, gamma = pipe.exposure_curve(bracket, "mef")
+    assert gain == pytest.approx(exposure_gain(bracket, "mef", pipe.exposure))
+    assert gamma < 1 and gamma == pytest.approx(
+        lift_gamma(expose_inputs(bracket, "mef", CFG)[0], "mef", pipe.exposure)
+    )
+    seen = pipe.gate_inputs(bracket, "mef", deblur=False)
+    kept = pipe.gate_inputs(bracket, "mef", deblur=False, exposure=False)
+    assert np.mean(seen[1]) > 1.15 * np.mean(kept[1])
     again = FusionPipeline.from_pretrained(pipe.save_pretrained(tmp_path / "copy"))
     assert again.exposure == pipe.exposure
 
@@ -108,5 +158,9 @@ def test_the_command_line_reports_and_can_skip_the_stage(tmp_path, capsys) -> No
     for flag, out in outs.items():
         assert main(["fuse", *map(str, paths), "-o", str(out), "--task", "mff", flag]) == 0
     assert "exposure (mff): under-exposed, gain" in capsys.readouterr().out
+    for i, member in enumerate(_bracket(_photo("chelsea", side=192))):
+        write_image(paths[i], member**2.5)
+    assert main(["fuse", *map(str, paths), "-o", str(tmp_path / "mef.png"), "--task", "mef", "-v"]) == 0
+    assert "dark bracket, lifted by x ** 0." in capsys.readouterr().out
     on, off = (read_image(out).astype(np.float32) / 255 for out in outs.values())
     assert np.abs(on - clean).mean() < np.abs(off - clean).mean()

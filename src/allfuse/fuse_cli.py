@@ -450,8 +450,9 @@ def exposure_line(
     task = pipe.prepare(images, task)[2]
     if pipe.exposure is None or task not in pipe.exposure.tasks:
         return ""
-    gain = pipe.exposure_gain(images, task, destripe, denoise, deblock)
-    return f"exposure ({task}): " + (f"under-exposed, gain {gain:.2f}" if gain > 1 else "no gain")
+    gain, gamma = pipe.exposure_curve(images, task, destripe, denoise, deblock)
+    line = f"exposure ({task}): " + (f"under-exposed, gain {gain:.2f}" if gain > 1 else "no gain")
+    return line + (f"; dark bracket, lifted by x ** {gamma:.2f}" if gamma < 1 else "")
 
 
 def deblur_line(

@@ -42,7 +42,7 @@ from allfuse.deblur import DeblurConfig
 from allfuse.denoise import DenoiseConfig, pair_chroma_noise
 from allfuse.destripe import DestripeConfig
 from allfuse.devices import autocast, keep_freed_memory, parse_device
-from allfuse.exposure import ExposureConfig, exposure_gain
+from allfuse.exposure import ExposureConfig, exposure_gain, lift_gamma
 from allfuse.gate import GateConfig, pair_features, pair_noise, rule_fusion
 from allfuse.inputs import check_images
 from allfuse.model_folder import (
@@ -415,12 +415,26 @@ class FusionPipeline:
     ) -> float:
         """The gain the exposure stage gives these inputs, as __call__ would (`allfuse fuse -v`); 1.0 when
         the model has no such stage or it does not run for the task."""
+        return self.exposure_curve(images, task, destripe, denoise, deblock)[0]
+
+    def exposure_curve(
+        self,
+        images: Sequence[Image],
+        task: Task | str = "auto",
+        destripe: bool = True,
+        denoise: bool = True,
+        deblock: bool = True,
+    ) -> tuple[float, float]:
+        """The exposure stage's gain and the exponent of its lift for these inputs, as __call__ would
+        (allfuse.exposure); (1.0, 1.0) when the model has no such stage or it does not run for the task."""
         checked, _, task = self.prepare(images, task)
         if self.exposure is None or task not in self.exposure.tasks:
-            return 1.0
+            return 1.0, 1.0
         # the stages before this one (deblocking, stripe removal, denoising) and none after it
         before = self.restore_inputs(checked, task, False, False, destripe, False, denoise, deblock)
-        return exposure_gain(before, task, self.exposure)
+        gain = exposure_gain(before, task, self.exposure)
+        gained = [np.clip(np.asarray(im, np.float32) * np.float32(gain), 0.0, 1.0) for im in before]
+        return gain, lift_gamma(gained, task, self.exposure)
 
     def gate_decision(
         self, images: Sequence[Image], task: Task, deblocked: int = 0, deblurred: bool = False
