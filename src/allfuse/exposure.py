@@ -148,14 +148,22 @@ def exposure_gain(images: Sequence[Image], task: str, cfg: ExposureConfig) -> fl
     return math.exp(w * math.log(min(cfg.max_gain, cfg.target / max(p, 1e-6))))
 
 
-def expose_inputs(images: Sequence[Image], task: str, cfg: ExposureConfig) -> tuple[list[Image], float]:
-    """The inputs times the stage's gain, clipped to [0, 1], then through its lift (each channel to the
-    power lift_gamma); and the gain."""
+def gained_inputs(
+    images: Sequence[Image], task: str, cfg: ExposureConfig
+) -> tuple[list[Image], float, float]:
+    """The inputs times the stage's gain, clipped to [0, 1] (the lift not yet applied); the gain and the
+    exponent of the lift those gained inputs ask for."""
     gain = exposure_gain(images, task, cfg)
     out = list(images)
     if gain != 1.0:
         out = [np.clip(np.asarray(im, np.float32) * np.float32(gain), 0.0, 1.0) for im in out]
-    g = lift_gamma(out, task, cfg)
+    return out, gain, lift_gamma(out, task, cfg)
+
+
+def expose_inputs(images: Sequence[Image], task: str, cfg: ExposureConfig) -> tuple[list[Image], float]:
+    """The inputs times the stage's gain, clipped to [0, 1], then through its lift (each channel to the
+    power lift_gamma); and the gain."""
+    out, gain, g = gained_inputs(images, task, cfg)
     if g != 1.0:
         out = [np.power(np.clip(np.asarray(im, np.float32), 0.0, 1.0), np.float32(g)) for im in out]
     return out, gain

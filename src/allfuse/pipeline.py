@@ -42,7 +42,7 @@ from allfuse.deblur import DeblurConfig
 from allfuse.denoise import DenoiseConfig, pair_chroma_noise
 from allfuse.destripe import DestripeConfig
 from allfuse.devices import autocast, keep_freed_memory, parse_device
-from allfuse.exposure import ExposureConfig, exposure_gain, lift_gamma
+from allfuse.exposure import ExposureConfig, gained_inputs
 from allfuse.gate import GateConfig, pair_features, pair_noise, rule_fusion
 from allfuse.inputs import check_images
 from allfuse.model_folder import (
@@ -432,9 +432,7 @@ class FusionPipeline:
             return 1.0, 1.0
         # the stages before this one (deblocking, stripe removal, denoising) and none after it
         before = self.restore_inputs(checked, task, False, False, destripe, False, denoise, deblock)
-        gain = exposure_gain(before, task, self.exposure)
-        gained = [np.clip(np.asarray(im, np.float32) * np.float32(gain), 0.0, 1.0) for im in before]
-        return gain, lift_gamma(gained, task, self.exposure)
+        return gained_inputs(before, task, self.exposure)[1:]
 
     def gate_decision(
         self, images: Sequence[Image], task: Task, deblocked: int = 0, deblurred: bool = False
