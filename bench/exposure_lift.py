@@ -6,7 +6,7 @@
 Every multi-exposure pair of the shared benchmark (training and validation scenes alike: the lift has no
 learned part; its one number, the target, is set in allfuse.exposure, not here), CLEAN, long side capped at
 --max-side. For each pair: the brightest input's mean luminance after the headroom gain and the exponent
-of the lift (allfuse.exposure.lift_gamma; 1 = untouched). For each lifted pair, each model's fusion with
+of the lift (FusionPipeline.exposure_curve; 1 = untouched). For each lifted pair, each model's fusion with
 its shipped exposure stage and with the lift switched off (the same folder, `lift` emptied), Qabf and VIF
 against the pair's own clean sources: what the lift costs or gives a bracket that needed none.
 """
@@ -24,7 +24,7 @@ from machine import command_line, emit, machine_line
 from scoring import score
 
 from allfuse import FusionPipeline
-from allfuse.exposure import exposure_gain, lift_gamma, mean_luma
+from allfuse.exposure import gained_inputs, mean_luma
 from allfuse.io import find_pairs
 
 METRICS = ["Qabf", "VIF"]
@@ -69,15 +69,13 @@ def main() -> None:
         rows, deltas = [], []
         for pair in pairs:
             images = [shrink(x, args.max_side) for x in pair.load()[0]]
-            gain = exposure_gain(images, "mef", cfg)
-            gained = [np.clip(x * np.float32(gain), 0, 1) for x in images]
-            g = lift_gamma(gained, "mef", cfg)
+            g = pipe.exposure_curve(images, "mef")[1]  # behind the stages before it, as a fusion has it
             if g == 1.0:
                 continue
             sc = score({"on": pipe(images, task="mef"), "off": off(images, task="mef")}, images, METRICS)
             d = [sc["on"][m] - sc["off"][m] for m in METRICS]
             deltas.append(d)
-            bright = max(mean_luma(x) for x in gained)
+            bright = max(mean_luma(x) for x in gained_inputs(images, "mef", cfg)[0])
             rows.append(
                 f"| {pair.name} | {bright:.3f} | {g:.2f} | "
                 + " | ".join(f"{sc['off'][m]:.4f} | {sc['on'][m]:.4f}" for m in METRICS)
