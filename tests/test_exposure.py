@@ -1,5 +1,6 @@
 """The exposure stage: an under-exposed pair gets back the gain its headroom asks for; clean pairs, a dark
-bracket member of a multi-exposure pair and infrared + visible pairs are left as they are."""
+bracket member of a multi-exposure pair and infrared + visible pairs are left as they are; a multi-exposure
+bracket whose brightest member is dark is lifted by a gamma curve where the config asks for it."""
 
 import itertools
 import json

@@ -474,7 +474,7 @@ def deblur_line(
     cfg = pipe.deblur
     if cfg is None or task not in cfg.tasks:
         return ""
-    # the stages before this one (deblocking, stripe removal, denoising, the exposure gain), none after it
+    # the stages before this one (deblocking, stripe removal, denoising, the exposure stage), none after it
     before = pipe.restore_inputs(checked, task, False, False, destripe, exposure, denoise, deblock)
     coded = [False] * len(checked)
     if deblock and pipe.deblock is not None:

@@ -380,7 +380,7 @@ class FusionPipeline:
         deblock: bool = True,
     ) -> list[Image]:
         """Checked inputs through the stages that precede fusion: JPEG deblocking, stripe removal,
-        denoising, the exposure gain, the deblurring stage, then the input corrector, each when the model
+        denoising, the exposure stage, the deblurring stage, then the input corrector, each when the model
         has it, it is enabled for the task and asked for."""
         return self.stages.restore(images, task, deblur, correct, destripe, exposure, denoise, deblock)
 

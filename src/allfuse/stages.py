@@ -1,5 +1,5 @@
 """The stages that precede fusion, as one object: JPEG deblocking, stripe removal, denoising, the exposure
-gain, deblurring and the input corrector (FusionPipeline.restore_inputs; each stage's module says what it
+stage, deblurring and the input corrector (FusionPipeline.restore_inputs; each stage's module says what it
 does).
 
 `InputStages.restore` is what a model's DiT sees at inference: the pipeline calls it, and a training run
@@ -95,7 +95,7 @@ class InputStages:
         denoise: bool = True,
         deblock: bool = True,
     ) -> Restored:
-        """Checked inputs through JPEG deblocking, stripe removal, denoising, the exposure gain, the
+        """Checked inputs through JPEG deblocking, stripe removal, denoising, the exposure stage, the
         deblurring stage, then the input corrector, each when there is one, it is enabled for the task and
         asked for; with what the deblocking, exposure and deblurring stages did (Restored)."""
         images, qualities, gain, psfs = list(images), [0] * len(images), 1.0, []
