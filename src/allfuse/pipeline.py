@@ -406,16 +406,11 @@ class FusionPipeline:
         return self.restore_inputs(checked, task, deblur, True, destripe, exposure, denoise, deblock)
 
     def exposure_gain(
-        self,
-        images: Sequence[Image],
-        task: Task | str = "auto",
-        destripe: bool = True,
-        denoise: bool = True,
-        deblock: bool = True,
+        self, images: Sequence[Image], task: Task | str = "auto", *flags: bool, **named: bool
     ) -> float:
-        """The gain the exposure stage gives these inputs, as __call__ would (`allfuse fuse -v`); 1.0 when
-        the model has no such stage or it does not run for the task."""
-        return self.exposure_curve(images, task, destripe, denoise, deblock)[0]
+        """exposure_curve's gain alone (the same stage flags): what the exposure stage multiplies these
+        inputs by, as __call__ would (`allfuse fuse -v`); 1.0 when it does not run."""
+        return self.exposure_curve(images, task, *flags, **named)[0]
 
     def exposure_curve(
         self,
