@@ -1,23 +1,24 @@
 """A second, independent degradation generator for the cross-check: albumentations' transforms.
 
 `bench/degrade.py` was written for this project, and the classical stages' thresholds were chosen while
-looking at its cells. A score that holds only on one generator is a narrow win. This module draws the
-same kinds of damage from another code base, the albumentations library (Buslaev et al. 2020, the usual
-augmentation library of the field), with its own formulas: fog as blended bright blobs rather than a
-depth-based transmission, rain as slanted drops over a dimmed and box-blurred image, snow as bleached
-highlights (its `texture` method tints colour images: not used), generalized-Gaussian and disc kernels,
-additive Gaussian noise, brightness and gamma shifts, JPEG, and a loss of resolution (`downscale`), which
-`bench/degrade.py` does not have. `python bench/quality.py --sections families --generator
-albumentations` scores the models on it (INFO lines: the acceptance checks are defined on
+looking at its cells. A score that holds only on one generator is a narrow win. This module draws the same
+kinds of damage from another code base, the albumentations library (Buslaev et al. 2020, the usual
+augmentation library of the field), with its own formulas: fog as blended bright blobs rather than a depth-
+based transmission, rain as slanted drops over a dimmed and box-blurred image, snow as bleached highlights
+(its `texture` method tints colour images: not used), generalized-Gaussian and disc kernels, additive Gaussian
+noise, brightness and gamma shifts, JPEG; and three kinds of damage `bench/degrade.py` does not have: a loss
+of resolution (`downscale`), impulse noise (`impulse`: salt and pepper) and a colour sensor's high-ISO noise
+(`iso_noise`), which the training generator never draws either. `python bench/quality.py --sections families
+--generator albumentations` scores the models on it (INFO lines: the acceptance checks are defined on
 `bench/degrade.py`).
 
-Like `bench/degrade.py` it never imports `allfuse` (so not the training generator). Images are float32 in
-[0, 1], (H, W) or (H, W, 3); each is coded to 8 bits, degraded, and returned as float32, as a capture's
-file would be. Transforms that need colour (fog, rain, snow) get a gray image as three equal channels
-and return its BT.601 luminance. Routing follows `bench/degrade.py`: for VIF the weather, fog and
-exposure families hit the visible image only; every family hits all MEF/MFF sources. Each source is
-drawn on its own (parameters within the strength's range and the random realization differ between the
-sources of a pair, as between two captures).
+Like `bench/degrade.py` it never imports `allfuse` (so not the training generator). Images are float32 in [0,
+1], (H, W) or (H, W, 3); each is coded to 8 bits, degraded, and returned as float32, as a capture's file would
+be. Transforms that need colour (fog, rain, snow, ISO noise) get a gray image as three equal channels and
+return its BT.601 luminance. Routing follows `bench/degrade.py`: for VIF the weather, fog and exposure
+families and ISO noise (a colour camera's) hit the visible image only; every family hits all MEF/MFF sources.
+Each source is drawn on its own (parameters within the strength's range and the random realization differ
+between the sources of a pair, as between two captures).
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ Maker = Callable[[Any, Strength], list]
 # Each family's transforms; ranges are per strength (mild, strong) at the bench's long side of 512 px.
 MAKERS: dict[str, Maker] = {
     "noise": lambda A, s: [A.GaussNoise(std_range={"mild": (0.03, 0.05), "strong": (0.07, 0.10)}[s], p=1.0)],
+    # impulse noise: a fraction of the pixels set to black or white (dead and hot pixels, bit errors)
+    "impulse": lambda A, s: [
+        A.SaltAndPepper(amount={"mild": (0.01, 0.02), "strong": (0.04, 0.06)}[s], p=1.0)
+    ],
+    # a colour sensor's noise at high ISO: per-pixel hue shifts and luminance noise
+    "iso_noise": lambda A, s: [
+        A.ISONoise(color_shift=(0.02, 0.05), intensity={"mild": (0.2, 0.4), "strong": (0.6, 0.9)}[s], p=1.0)
+    ],
     "gauss_blur": lambda A, s: [
         A.GaussianBlur(sigma_limit={"mild": (1.0, 1.5), "strong": (2.0, 2.8)}[s], p=1.0)
     ],
@@ -84,13 +93,13 @@ MAKERS: dict[str, Maker] = {
 FAMILIES: tuple[str, ...] = tuple(MAKERS)
 STRENGTHS = degrade.STRENGTHS  # mild, strong
 TASK_FAMILIES: dict[str, tuple[str, ...]] = {t: FAMILIES for t in ("vif", "mef", "mff")}
-VISIBLE_ONLY = frozenset({"fog", "rain", "snow", "low_light", "over_exposure"})
-NEEDS_COLOUR = frozenset({"fog", "rain", "snow"})
+VISIBLE_ONLY = frozenset({"fog", "rain", "snow", "low_light", "over_exposure", "iso_noise"})
+NEEDS_COLOUR = frozenset({"fog", "rain", "snow", "iso_noise"})
 EXCLUSIVE = frozenset({"low_light", "over_exposure"})
 # Physical order: scene -> exposure -> optics -> sensor -> resampling -> codec.
 ORDER: tuple[str, ...] = (
     "fog", "rain", "snow", "low_light", "over_exposure", "gauss_blur", "aniso_blur", "defocus", "motion",
-    "noise", "downscale", "jpeg",
+    "noise", "impulse", "iso_noise", "downscale", "jpeg",
 )  # fmt: skip
 
 
@@ -110,8 +119,8 @@ def albumentations() -> Any:
 
 
 def targets(task: str, family: str, n: int) -> list[int]:
-    """Which sources a family hits: for VIF (source 0 = IR) the scene and exposure families hit the
-    visible image only; everything else, and every family for MEF/MFF, hits all sources."""
+    """Which sources a family hits: for VIF (source 0 = IR) the scene and exposure families and ISO
+    noise hit the visible image only; everything else, and every family for MEF/MFF, hits all sources."""
     return list(range(1, n)) if task == "vif" and family in VISIBLE_ONLY else list(range(n))
 
 

@@ -50,6 +50,7 @@ from allfuse.denoise import DenoiseConfig
 from allfuse.destripe import DestripeConfig
 from allfuse.exposure import ExposureConfig
 from allfuse.gate import GateConfig
+from allfuse.impulse import ImpulseConfig
 from allfuse.io import atomic_write_safetensors, atomic_write_text
 from allfuse.models.correct import Corrector, CorrectorConfig
 from allfuse.models.joint import JointConfig
@@ -66,6 +67,7 @@ REFINER_WEIGHTS, REFINER_CONFIG = "refiner.safetensors", "refiner.json"
 CORRECTOR_WEIGHTS, CORRECTOR_CONFIG = "corrector.safetensors", "corrector.json"
 DEBLUR_CONFIG = "deblur.json"  # the blind deblurring stage (allfuse.deblur): a config, no weights
 DESTRIPE_CONFIG = "destripe.json"  # the stripe-removal stage (allfuse.destripe): a config, no weights
+IMPULSE_CONFIG = "impulse.json"  # the impulse-noise stage (allfuse.impulse): a config, no weights
 EXPOSURE_CONFIG = "exposure.json"  # the exposure stage (allfuse.exposure): a config, no weights
 DENOISE_CONFIG = "denoise.json"  # the denoising stage (allfuse.denoise): a config, no weights
 DEBLOCK_CONFIG = "deblock.json"  # the JPEG deblocking stage (allfuse.deblock): a config, no weights
@@ -401,6 +403,16 @@ def load_destripe(folder: Path) -> DestripeConfig | None:
 def save_destripe(cfg: DestripeConfig, folder: str | os.PathLike) -> Path:
     """Add the stripe-removal stage to an existing model folder (destripe.json). Atomic."""
     return save_stage(cfg.to_dict(), folder, DESTRIPE_CONFIG, "destripe")
+
+
+def load_impulse(folder: Path) -> ImpulseConfig | None:
+    """The impulse-noise stage of a model folder (impulse.json's "impulse" entry), or None without one."""
+    return load_stage(folder, IMPULSE_CONFIG, "impulse", ImpulseConfig.from_dict, "impulse")
+
+
+def save_impulse(cfg: ImpulseConfig, folder: str | os.PathLike) -> Path:
+    """Add the impulse-noise stage to an existing model folder (impulse.json). Atomic."""
+    return save_stage(cfg.to_dict(), folder, IMPULSE_CONFIG, "impulse")
 
 
 def load_exposure(folder: Path) -> ExposureConfig | None:

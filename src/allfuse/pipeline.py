@@ -44,6 +44,7 @@ from allfuse.destripe import DestripeConfig
 from allfuse.devices import autocast, keep_freed_memory, parse_device
 from allfuse.exposure import ExposureConfig, gained_inputs
 from allfuse.gate import GateConfig, pair_features, pair_noise, rule_fusion
+from allfuse.impulse import ImpulseConfig
 from allfuse.inputs import check_images
 from allfuse.model_folder import (
     REFINER_CONFIG,
@@ -59,6 +60,7 @@ from allfuse.model_folder import (
     load_destripe,
     load_exposure,
     load_gate,
+    load_impulse,
     load_noise_guard,
     load_refiner,
     load_weights,
@@ -72,6 +74,7 @@ from allfuse.model_folder import (
     save_destripe,
     save_exposure,
     save_gate,
+    save_impulse,
     save_pretrained,
     save_refiner,
 )
@@ -126,6 +129,7 @@ class FusionPipeline:
         exposure: ExposureConfig | None = None,
         denoise: DenoiseConfig | None = None,
         deblock: DeblockConfig | None = None,
+        impulse: ImpulseConfig | None = None,
     ) -> None:
         if not isinstance(cfg, InferenceConfig):  # a training config: the part inference needs
             cfg = inference_from_training(config_to_dict(cfg))
@@ -145,6 +149,7 @@ class FusionPipeline:
         self.exposure = exposure  # the exposure stage (allfuse.exposure), None = none
         self.denoise = denoise  # the denoising stage (allfuse.denoise), None = none
         self.deblock = deblock  # the JPEG deblocking stage (allfuse.deblock), None = none
+        self.impulse = impulse  # the impulse-noise stage (allfuse.impulse), None = none
         # the refiner's noise guard, {task: (low, high, floor)} (refiner.json; refiner_weight)
         self.noise_guard: dict[str, tuple[float, ...]] = {}
         # tasks whose latent-path fusion keeps the restored inputs' mean colour (keep_mean); () = none
@@ -201,6 +206,7 @@ class FusionPipeline:
             pipe.exposure = load_exposure(folder)
             pipe.denoise = load_denoise(folder)
             pipe.deblock = load_deblock(folder)
+            pipe.impulse = load_impulse(folder)
             pipe.noise_guard = load_noise_guard(folder) if refiner is not None else {}
             pipe.gate = load_gate(folder)
         return pipe.to(target) if target is not None else pipe
@@ -223,6 +229,8 @@ class FusionPipeline:
             save_denoise(self.denoise, folder)
         if self.deblock is not None:
             save_deblock(self.deblock, folder)
+        if self.impulse is not None:
+            save_impulse(self.impulse, folder)
         if self.gate is not None:
             save_gate(self.gate, folder)
         return folder
@@ -326,7 +334,9 @@ class FusionPipeline:
         (exposure.json) for the task.
         denoise: between those two, replace an input that measures noisy by its non-local-means result
         (allfuse.denoise; each input measured on its own), when the model has that stage (denoise.json) for
-        the task.
+        the task; and, before any other stage, replace the isolated outliers of an input that measures
+        speckled by their local median (allfuse.impulse: impulse noise), when the model has that stage
+        (impulse.json) for the task.
         deblock: first of all, re-code an input that measures as a low-quality JPEG on shifted grids and
         average (allfuse.deblock; each input measured on its own), when the model has that stage
         (deblock.json) for the task.
@@ -388,7 +398,14 @@ class FusionPipeline:
     def stages(self) -> InputStages:
         """This pipeline's pre-fusion stages (allfuse.stages), the corrector on its device."""
         return InputStages(
-            self.destripe, self.denoise, self.exposure, self.deblur, self.corrector, self.device, self.deblock
+            self.destripe,
+            self.denoise,
+            self.exposure,
+            self.deblur,
+            self.corrector,
+            self.device,
+            self.deblock,
+            self.impulse,
         )
 
     def gate_inputs(

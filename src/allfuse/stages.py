@@ -1,6 +1,6 @@
-"""The stages that precede fusion, as one object: JPEG deblocking, stripe removal, denoising, the exposure
-stage, deblurring and the input corrector (FusionPipeline.restore_inputs; each stage's module says what it
-does).
+"""The stages that precede fusion, as one object: impulse-noise removal, JPEG deblocking, stripe removal,
+denoising, the exposure stage, deblurring and the input corrector (FusionPipeline.restore_inputs; each
+stage's module says what it does).
 
 `InputStages.restore` is what a model's DiT sees at inference: the pipeline calls it, and a training run
 with `stages_from` (allfuse.train.config) passes its fusion samples' degraded inputs through the same
@@ -23,6 +23,7 @@ from allfuse.deblur import DeblurConfig, deblur_inputs
 from allfuse.denoise import DenoiseConfig, denoise_inputs
 from allfuse.destripe import DestripeConfig, destripe_inputs
 from allfuse.exposure import ExposureConfig, expose_inputs
+from allfuse.impulse import ImpulseConfig, impulse_inputs
 from allfuse.models.correct import Corrector
 from allfuse.types import Image, Task
 
@@ -55,6 +56,7 @@ class InputStages:
     corrector: Corrector | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # the corrector's
     deblock: DeblockConfig | None = None
+    impulse: ImpulseConfig | None = None
 
     @classmethod
     def from_folder(cls, name_or_path: str | os.PathLike) -> InputStages:
@@ -66,6 +68,7 @@ class InputStages:
             load_denoise,
             load_destripe,
             load_exposure,
+            load_impulse,
             resolve_model_folder,
         )
 
@@ -78,6 +81,7 @@ class InputStages:
             load_deblur(folder),
             corrector.eval().requires_grad_(False) if corrector is not None else None,
             deblock=load_deblock(folder),
+            impulse=load_impulse(folder),
         )
 
     def restore(self, images: Sequence[Image], task: Task, *flags: bool, **named: bool) -> list[Image]:
@@ -95,10 +99,13 @@ class InputStages:
         denoise: bool = True,
         deblock: bool = True,
     ) -> Restored:
-        """Checked inputs through JPEG deblocking, stripe removal, denoising, the exposure stage, the
-        deblurring stage, then the input corrector, each when there is one, it is enabled for the task and
-        asked for; with what the deblocking, exposure and deblurring stages did (Restored)."""
+        """Checked inputs through impulse-noise removal, JPEG deblocking, stripe removal, denoising, the
+        exposure stage, the deblurring stage, then the input corrector, each when there is one, it is enabled
+        for the task and asked for (`denoise` asks for both noise stages); with what the deblocking,
+        exposure and deblurring stages did (Restored)."""
         images, qualities, gain, psfs = list(images), [0] * len(images), 1.0, []
+        if denoise and self.impulse is not None:  # first: the codec and the filters below spread a speck
+            images = impulse_inputs(images, task, self.impulse)[0]
         if deblock and self.deblock is not None:
             images, qualities = deblock_inputs(images, task, self.deblock)
         coded = [q > 0 for q in qualities]
