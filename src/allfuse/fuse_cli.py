@@ -103,7 +103,8 @@ def add_fuse_parser(sub: argparse._SubParsersAction) -> None:
         "--no-denoise",
         action="store_true",
         default=None,
-        help="skip the model's denoising stage (its denoise.json): leave a noisy input's grain to the model",
+        help="skip the model's denoising stages (its denoise.json and impulse.json): leave a noisy input's "
+        "grain and specks to the model",
     )
     p.add_argument(
         "--no-exposure",
@@ -313,12 +314,16 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
             shown.add(task)
             print(f"prompt ({task}): {pipe.understand(args.prompt, task).describe()}")  # type: ignore[arg-type]
         deblock = not args.no_deblock
+        if args.verbose and cfg.arch != "joint" and not args.no_denoise:
+            line = impulse_line(pipe, images, task)
+            if line:
+                print(line)
         if args.verbose and cfg.arch != "joint" and deblock:
-            line = deblock_line(pipe, images, task)
+            line = deblock_line(pipe, images, task, not args.no_denoise)
             if line:
                 print(line)
         if args.verbose and cfg.arch != "joint" and not args.no_destripe:
-            line = destripe_line(pipe, images, task, deblock)
+            line = destripe_line(pipe, images, task, deblock, not args.no_denoise)
             if line:
                 print(line)
         if args.verbose and cfg.arch != "joint" and not args.no_denoise:
@@ -383,7 +388,33 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
     return run_model
 
 
-def deblock_line(pipe, images: list[np.ndarray], task: str) -> str:
+def impulse_line(pipe, images: list[np.ndarray], task: str) -> str:
+    """`-v`'s account of the impulse-noise stage for one set of inputs ("" when it does not run)."""
+    from allfuse.impulse import impulse_inputs
+
+    checked, _, task = pipe.prepare(images, task)
+    cfg = pipe.impulse
+    if cfg is None or task not in cfg.tasks:
+        return ""
+    fractions = impulse_inputs(checked, task, cfg)[1]
+    parts = [
+        f"input {i + 1}: {f:.2%} of values isolated, "
+        + ("replaced by their median" if f >= cfg.fire else "kept")
+        for i, f in enumerate(fractions)
+    ]
+    return f"impulse noise ({task}, from {cfg.fire:.1%}): " + "; ".join(parts)
+
+
+def impulse_first(pipe, images: list[np.ndarray], task: str, denoise: bool) -> list[np.ndarray]:
+    """Checked inputs through the impulse-noise stage, the first of all, when it runs (`denoise`)."""
+    from allfuse.impulse import impulse_inputs
+
+    if not denoise or pipe.impulse is None:
+        return images
+    return impulse_inputs(images, task, pipe.impulse)[0]
+
+
+def deblock_line(pipe, images: list[np.ndarray], task: str, denoise: bool = True) -> str:
     """`-v`'s account of the JPEG deblocking stage for one set of inputs ("" when it does not run)."""
     from allfuse.deblock import jpeg_quality
 
@@ -391,6 +422,7 @@ def deblock_line(pipe, images: list[np.ndarray], task: str) -> str:
     cfg = pipe.deblock
     if cfg is None or task not in cfg.tasks:
         return ""
+    checked = impulse_first(pipe, checked, task, denoise)  # the stage before this one
     parts = []
     for i, x in enumerate(checked):
         quality, fit = jpeg_quality(x)
@@ -402,7 +434,9 @@ def deblock_line(pipe, images: list[np.ndarray], task: str) -> str:
     return f"JPEG deblocking ({task}): " + "; ".join(parts)
 
 
-def destripe_line(pipe, images: list[np.ndarray], task: str, deblock: bool = True) -> str:
+def destripe_line(
+    pipe, images: list[np.ndarray], task: str, deblock: bool = True, denoise: bool = True
+) -> str:
     """`-v`'s account of the stripe-removal stage for one set of inputs ("" when it does not run)."""
     from allfuse.destripe import destripe_image, destripe_targets
 
@@ -411,7 +445,8 @@ def destripe_line(pipe, images: list[np.ndarray], task: str, deblock: bool = Tru
     which = destripe_targets(task, len(checked), cfg) if cfg is not None else []
     if not which:
         return ""
-    # the stage before this one (JPEG deblocking) and none after it
+    # the stages before this one (impulse noise, JPEG deblocking) and none after it
+    checked = impulse_first(pipe, checked, task, denoise)
     checked = pipe.restore_inputs(checked, task, False, False, False, False, False, deblock)
     names = {1: "column", 0: "row"}
     found = []
