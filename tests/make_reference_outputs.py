@@ -29,7 +29,7 @@ def weights_digest(model: str) -> str:
     h = hashlib.sha256()
     weights = tuple(f"{f}.safetensors" for f in ("model", "refiner", "corrector"))
     stages = ("gate.json", "deblock.json", "deblur.json", "denoise.json", "destripe.json", "exposure.json")
-    stages += ("refiner.json",)
+    stages += ("impulse.json", "refiner.json")
     for name in (*weights, *stages):
         path = MODELS_DIR / model / name
         if path.is_file():

@@ -68,6 +68,16 @@ def test_a_thin_line_stays_and_isolated_specks_go() -> None:
     np.testing.assert_array_equal(out[25:35, 12], x[25:35, 12])
 
 
+def test_a_large_image_is_measured_on_bands_of_rows() -> None:
+    """Above MEASURE_PIXELS the fraction comes from STRIPS bands of rows: close to the whole image's."""
+    from allfuse.impulse import MEASURE_PIXELS, STRIPS
+
+    noisy = _speckled(resized_photo("astronaut", 1100), 0.02, seed=3)
+    assert noisy.shape[0] * noisy.shape[1] > 4 * MEASURE_PIXELS and STRIPS > 1
+    whole = float(np.mean([impulse_mask(noisy[..., c], CFG.threshold).mean() for c in range(3)]))
+    assert impulse_fraction(noisy) == pytest.approx(whole, rel=0.1)
+
+
 @pytest.mark.parametrize("name", ["astronaut", "camera", "coffee", "chelsea", "immunohistochemistry"])
 def test_a_clean_photo_is_returned_as_it_is(name: str) -> None:
     clean = resized_photo(name, 256)
