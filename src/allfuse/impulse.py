@@ -4,18 +4,16 @@ stages (pipeline.restore_inputs).
 Beyond the papers. Impulse noise, values thrown to an extreme one pixel at a time (a sensor's dead and hot
 pixels, bit errors of a transmission, salt and pepper), is not Gaussian: non-local means (allfuse.denoise)
 and the DiT, which learned the training generator's Gaussian and Poisson noise, leave it, and every fusion
-rule carries a speck of one input into the output. On a third degradation code base (albumentations'
-SaltAndPepper and ISONoise, which neither the training generator nor the validation bench's uses;
-bench/degrade_alb.py's `impulse` and `iso_noise` families) allfuse-reg lost to simple chains by up to
-0.2 Qabf without this stage (multi-exposure strong impulse 0.442 against `dcp+mertens` 0.643).
+rule carries a speck of one input into the output. The cross-check generator's `impulse` and `iso_noise`
+families (bench/degrade_alb.py: albumentations' SaltAndPepper and ISONoise; neither the training generator
+nor the validation bench's draws such noise) measure it (figures in the models' cards).
 
-Detect (per channel; Nodes & Gallagher's switching median, 1984, with an isolation test instead of a fixed-
-value test): a value is an impulse when it stands out of its 3 x 3 neighbourhood by more than `threshold`,
-above the second largest of its 8 neighbours or below the second smallest. The second, not the first: two
-impulses side by side still count; and a line one pixel wide keeps two like neighbours along it, so it is
-never an outlier (its two end pixels are, and go when the stage fires). Remove: flagged values only are
-replaced by their 3 x 3 median; every other value stays exactly as it was (a plain median filter would blur
-the whole image).
+Detect (per channel; the switching median of Sun & Neuvo, 1994, with an isolation test as its switch): a value
+is an impulse when it stands out of its 3 x 3 neighbourhood by more than `threshold`, above the second largest
+of its 8 neighbours or below the second smallest. The second, not the first: two impulses side by side still
+count; and a line one pixel wide keeps two like neighbours along it, so it is never an outlier (its two end
+pixels are, and go when the stage fires). Remove: flagged values only are replaced by their 3 x 3 median;
+every other value stays exactly as it was (a plain median filter would blur the whole image).
 
 Fire: only on an input whose fraction of flagged values is at least `fire`, each input on its own. On the
 1,000 clean images of the shared benchmark's pairs (long side 512) the largest fraction is 0.51 % (MFI-WHU/85:
