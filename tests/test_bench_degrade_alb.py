@@ -28,10 +28,19 @@ def test_contract(family, channels, rgb, gray):
     check_contract(G.apply, rgb if channels == "rgb" else gray, family, 1e-4)
 
 
-@pytest.mark.parametrize("family", ["noise", "gauss_blur", "defocus", "motion", "jpeg", "downscale"])
+@pytest.mark.parametrize(
+    "family", ["noise", "impulse", "iso_noise", "gauss_blur", "defocus", "motion", "jpeg", "downscale"]
+)
 def test_strong_is_worse(family, rgb):
     errors = {s: np.mean([mse(G.apply(rgb, family, s, seed), rgb) for seed in range(3)]) for s in G.STRENGTHS}
     assert errors["strong"] > errors["mild"]
+
+
+def test_impulses_are_black_or_white_pixels(rgb):
+    out = G.apply(rgb, "impulse", "strong", 2)
+    hit = np.any(np.abs(out - rgb) > 2 / 255, axis=2)
+    assert 0.03 < hit.mean() < 0.07  # 4-6 % of the pixels
+    assert set(np.unique(out[hit])) <= {0.0, 1.0}
 
 
 def test_exposure_directions(rgb):
@@ -45,6 +54,10 @@ def test_routing(rgb, gray):
     assert steps == ["fog:strong"]
     assert out[0].tobytes() == ir.tobytes() and mse(out[1], vis) > 1e-4  # fog: the visible image only
     out, _ = G.degrade_pair([ir, vis], "vif", "noise", "mild", seed=3)
+    assert mse(out[0], ir) > 1e-4 and mse(out[1], vis) > 1e-4
+    out, _ = G.degrade_pair([ir, vis], "vif", "iso_noise", "mild", seed=3)  # a colour camera's noise
+    assert out[0].tobytes() == ir.tobytes() and mse(out[1], vis) > 1e-4
+    out, _ = G.degrade_pair([ir, vis], "vif", "impulse", "mild", seed=3)  # dead pixels: any camera
     assert mse(out[0], ir) > 1e-4 and mse(out[1], vis) > 1e-4
     out, _ = G.degrade_pair([rgb, rgb], "mef", "rain", "mild", seed=3)
     assert all(mse(o, rgb) > 1e-4 for o in out)
