@@ -402,7 +402,7 @@ def impulse_line(pipe, images: list[np.ndarray], task: str) -> str:
         + ("replaced by their median" if f >= cfg.fire else "kept")
         for i, f in enumerate(fractions)
     ]
-    return f"impulse noise ({task}, from {cfg.fire:.1%}): " + "; ".join(parts)
+    return f"impulse noise ({task}, from {cfg.fire:.2%}): " + "; ".join(parts)
 
 
 def impulse_first(pipe, images: list[np.ndarray], task: str, denoise: bool) -> list[np.ndarray]:
