@@ -8,12 +8,12 @@ rule carries a speck of one input into the output. The cross-check generator's `
 families (bench/degrade_alb.py: albumentations' SaltAndPepper and ISONoise; neither the training generator
 nor the validation bench's draws such noise) measure it (figures in the models' cards).
 
-Detect (per channel; the switching median of Sun & Neuvo, 1994, with an isolation test as its switch): a value
-is an impulse when it stands out of its 3 x 3 neighbourhood by more than `threshold`, above the second largest
-of its 8 neighbours or below the second smallest. The second, not the first: two impulses side by side still
-count; and a line one pixel wide keeps two like neighbours along it, so it is never an outlier (its two end
-pixels are, and go when the stage fires). Remove: flagged values only are replaced by their 3 x 3 median;
-every other value stays exactly as it was (a plain median filter would blur the whole image).
+Detect (per channel; the switching median of Sun & Neuvo, 1994, with an isolation test as its switch): a
+value stands out by a margin when it lies more than that margin above the second largest of its 8
+neighbours or below the second smallest. The second, not the first: two impulses side by side still count;
+and a line one pixel wide keeps two like neighbours along it, so it never stands out (its two end pixels
+do, and go when the stage fires). Remove: the values standing out by `threshold` only are replaced by their
+3 x 3 median; every other value stays exactly as it was (a plain median filter would blur the whole image).
 
 Fire: only on an input whose fraction of values standing out by more than `detect` (0.3, a stricter test
 than the removal's) is at least `fire`, each input on its own. The stricter test separates speckled inputs
@@ -24,7 +24,8 @@ chain-link fence; at 0.2 it reads 0.51 %), under the bench's and the cross-check
 salt and pepper over 1 % of the pixels reads 0.60-1.7 %, over 4-6 % 2.2-4.9 %. So `fire` 0.25 % sits three
 times above every clean image. Once an input fires, its values standing out by more than `threshold` (0.2)
 are replaced: on the cross-check's impulse cells removal from 0.3 instead left allfuse-reg's Qabf lower
-(strong salt and pepper: infrared + visible 0.540 against 0.570, multi-focus 0.687 against 0.714).
+(strong salt and pepper: infrared + visible 0.540 against 0.570, multi-focus 0.687 against 0.714; a
+scratch comparison).
 """
 
 from __future__ import annotations
@@ -47,9 +48,7 @@ STRIPS = 8
 class ImpulseConfig(TaskStageConfig):
     """The impulse-noise stage of a model folder (impulse.json; module doc)."""
 
-    threshold: float = (
-        0.2  # how far (in [0, 1] values) a value must stand out of its neighbours to be replaced
-    )
+    threshold: float = 0.2  # the margin (in [0, 1] values) by which a value stands out to be replaced
     detect: float = 0.3  # ... to count towards an input's fraction, which decides whether it is filtered
     fire: float = 0.0025  # the fraction of such values from which an input is filtered
     tasks: tuple[str, ...] = TASKS
