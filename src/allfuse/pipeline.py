@@ -337,9 +337,9 @@ class FusionPipeline:
         the task; and, before any other stage, replace the isolated outliers of an input that measures
         speckled by their local median (allfuse.impulse: impulse noise), when the model has that stage
         (impulse.json) for the task.
-        deblock: first of all, re-code an input that measures as a low-quality JPEG on shifted grids and
-        average (allfuse.deblock; each input measured on its own), when the model has that stage
-        (deblock.json) for the task.
+        deblock: first (after the impulse-noise stage, see `denoise`), re-code an input that measures as a
+        low-quality JPEG on shifted grids and average (allfuse.deblock; each input measured on its own),
+        when the model has that stage (deblock.json) for the task.
         gate: after those stages, fuse a pair that measures clean by the teacher's classical rule
         instead of the latent path, and mix the rule's fusion into the model's where the gate's blend says
         so (allfuse.gate), when the model has a gate (gate.json) for the task; False: the model alone. A
