@@ -390,13 +390,13 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
 
 def impulse_line(pipe, images: list[np.ndarray], task: str) -> str:
     """`-v`'s account of the impulse-noise stage for one set of inputs ("" when it does not run)."""
-    from allfuse.impulse import impulse_inputs
+    from allfuse.impulse import impulse_fraction
 
     checked, _, task = pipe.prepare(images, task)
     cfg = pipe.impulse
     if cfg is None or task not in cfg.tasks:
         return ""
-    fractions = impulse_inputs(checked, task, cfg)[1]
+    fractions = [impulse_fraction(x, cfg.detect) for x in checked]  # the stage's measure, without filtering
     parts = [
         f"input {i + 1}: {f:.2%} of values isolated, "
         + ("replaced by their median" if f >= cfg.fire else "kept")
