@@ -17,9 +17,12 @@ takes an explicit seed or rng.
 | jpeg          | OpenCV, separate luma/chroma quality, 4:2:0                 | one quality 10-80            |
 | ir_stripes    | row + column fixed pattern, column gain, slow drift         | per-column offsets + noise   |
 | weather       | rain segments or snow discs (one family), alpha-over, veil  | blurred seeds, screen blend  |
+| low_contrast  | pulled toward the image's own median luminance              | toward a random gray 0.35-0.65 |
 
 Routing follows a real capture (`targets`): for VIF (sources: IR, visible) haze, weather, low light and
-over-exposure hit the visible image only, IR stripes the IR image only; everything else, and every
+over-exposure hit the visible image only, IR stripes and low contrast the IR image only (a thermal camera's
+automatic gain on a scene without hot or cold objects: the flat infrared image of the field's
+all-in-one fusion papers); everything else, and every
 family for MEF/MFF, hits all sources with shared parameters and independent random realizations.
 """
 
@@ -45,6 +48,7 @@ Family = Literal[
     "jpeg",
     "ir_stripes",
     "weather",
+    "low_contrast",
 ]
 FAMILIES: tuple[str, ...] = get_args(Family)
 MIX = "mix"  # 2-3 random families, applied in ORDER
@@ -53,13 +57,18 @@ TASK_FAMILIES: dict[str, tuple[str, ...]] = {
     "mef": tuple(f for f in FAMILIES if f != "ir_stripes"),
     "mff": tuple(f for f in FAMILIES if f != "ir_stripes"),
 }
+# what `mix` draws from: the families before low contrast, which came later, so that every mixed capture
+# (the main section, the mix cells) stays the one its earlier runs and BRISQUE baseline scored
+MIX_FAMILIES: dict[str, tuple[str, ...]] = {
+    t: tuple(f for f in fams if f != "low_contrast") for t, fams in TASK_FAMILIES.items()
+}
 VISIBLE_ONLY = frozenset({"haze", "weather", "low_light", "over_exposure"})
-IR_ONLY = frozenset({"ir_stripes"})
+IR_ONLY = frozenset({"ir_stripes", "low_contrast"})
 EXCLUSIVE = frozenset({"low_light", "over_exposure"})
 # Physical order: scene -> exposure -> optics -> sensor -> codec.
 ORDER: tuple[str, ...] = (
-    "haze", "weather", "low_light", "over_exposure", "gauss_blur", "defocus", "motion", "noise",
-    "ir_stripes", "jpeg",
+    "haze", "weather", "low_light", "over_exposure", "low_contrast", "gauss_blur", "defocus", "motion",
+    "noise", "ir_stripes", "jpeg",
 )  # fmt: skip
 GAMMA = 2.2
 Params = dict[str, object]
@@ -262,6 +271,17 @@ def apply_over_exposure(x: np.ndarray, p: Params, rng: np.random.Generator) -> n
     return finish(np.where(lin < knee, lin, rolled) ** (1.0 / GAMMA))
 
 
+def draw_low_contrast(strength: Strength, rng: np.random.Generator, images: Sequence[np.ndarray]) -> Params:
+    """The fraction of its distance to the median each value keeps."""
+    return {"keep": pick(strength, {"mild": (0.45, 0.6), "strong": (0.25, 0.4)}, rng)}
+
+
+def apply_low_contrast(x: np.ndarray, p: Params, rng: np.random.Generator) -> np.ndarray:
+    """Pull every value toward the image's median luminance, keeping `keep` of the distance; 8 bits."""
+    med = float(np.median(luminance(x)))
+    return finish(np.round((med + p["keep"] * (x - med)) * 255.0) / 255.0)
+
+
 def draw_jpeg(strength: Strength, rng: np.random.Generator, images: Sequence[np.ndarray]) -> Params:
     """Luma and chroma qualities."""
     luma = round(pick(strength, {"mild": (35.0, 42.0), "strong": (14.0, 18.0)}, rng))
@@ -362,6 +382,7 @@ SPECS: dict[str, tuple[Draw, Apply]] = {
     "jpeg": (draw_jpeg, apply_jpeg),
     "ir_stripes": (draw_ir_stripes, apply_ir_stripes),
     "weather": (draw_weather, apply_weather),
+    "low_contrast": (draw_low_contrast, apply_low_contrast),
 }
 
 
@@ -387,17 +408,20 @@ def plan(
     families: dict[str, tuple[str, ...]] = TASK_FAMILIES,
     order: tuple[str, ...] = ORDER,
     exclusive: frozenset[str] = EXCLUSIVE,
+    mix_families: dict[str, tuple[str, ...]] | None = None,
 ) -> list[tuple[str, Strength]]:
-    """The (family, strength) steps of one capture; `mix` draws 2-3 families (strength None: each random)
-    in `order`, never all of `exclusive`. The defaults are this generator's; bench/degrade_alb.py passes
-    its own."""
+    """The (family, strength) steps of one capture; `mix` draws 2-3 of `mix_families` (None: MIX_FAMILIES
+    for this generator's own families, else `families`; strength None: each random) in `order`, never all
+    of `exclusive`. The defaults are this generator's; bench/degrade_alb.py passes its own."""
     if family != MIX:
         if family not in families[task]:
             raise ValueError(f"family {family!r} is not defined for task {task!r}")
         return [(family, strength or "mild")]
+    if mix_families is None:
+        mix_families = MIX_FAMILIES if families is TASK_FAMILIES else families
     while True:
         k = int(rng.integers(2, 4))
-        chosen = set(rng.choice(families[task], size=k, replace=False).tolist())
+        chosen = set(rng.choice(mix_families[task], size=k, replace=False).tolist())
         if not exclusive <= chosen:
             break
     steps = []

@@ -81,6 +81,15 @@ MAKERS: dict[str, Maker] = {
             p=1.0,
         )
     ],
+    # albumentations' contrast loss: x' = (1 + a) x with a < 0 (its contrast scales about black, so a
+    # flatter picture is also a darker one)
+    "low_contrast": lambda A, s: [
+        A.RandomBrightnessContrast(
+            brightness_limit=(0.0, 0.0),
+            contrast_limit={"mild": (-0.5, -0.35), "strong": (-0.75, -0.6)}[s],
+            p=1.0,
+        )
+    ],
     "jpeg": lambda A, s: [A.ImageCompression(quality_range={"mild": (30, 45), "strong": (10, 20)}[s], p=1.0)],
     "downscale": lambda A, s: [
         A.Downscale(
@@ -96,9 +105,14 @@ TASK_FAMILIES: dict[str, tuple[str, ...]] = {t: FAMILIES for t in ("vif", "mef",
 VISIBLE_ONLY = frozenset({"fog", "rain", "snow", "low_light", "over_exposure", "iso_noise"})
 NEEDS_COLOUR = frozenset({"fog", "rain", "snow", "iso_noise"})
 EXCLUSIVE = frozenset({"low_light", "over_exposure"})
+# what `mix` draws from: every family but low contrast, which came later, so that the mix cells stay the
+# captures their earlier runs scored
+MIX_FAMILIES: dict[str, tuple[str, ...]] = {
+    t: tuple(f for f in fams if f != "low_contrast") for t, fams in TASK_FAMILIES.items()
+}
 # Physical order: scene -> exposure -> optics -> sensor -> resampling -> codec.
 ORDER: tuple[str, ...] = (
-    "fog", "rain", "snow", "low_light", "over_exposure", "gauss_blur", "aniso_blur", "defocus", "motion",
+    "fog", "rain", "snow", "low_light", "over_exposure", "low_contrast", "gauss_blur", "aniso_blur", "defocus", "motion",
     "noise", "impulse", "iso_noise", "downscale", "jpeg",
 )  # fmt: skip
 
@@ -142,7 +156,7 @@ def plan(
     task: str, family: str, strength: Strength | None, rng: np.random.Generator
 ) -> list[tuple[str, Strength]]:
     """The (family, strength) steps of one capture: bench/degrade.py's plan over this generator's families."""
-    return degrade.plan(task, family, strength, rng, TASK_FAMILIES, ORDER, EXCLUSIVE)
+    return degrade.plan(task, family, strength, rng, TASK_FAMILIES, ORDER, EXCLUSIVE, MIX_FAMILIES)
 
 
 def degrade_pair(

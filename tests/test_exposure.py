@@ -1,6 +1,7 @@
 """The exposure stage: an under-exposed pair gets back the gain its headroom asks for; clean pairs, a dark
-bracket member of a multi-exposure pair and infrared + visible pairs are left as they are; a multi-exposure
-bracket whose brightest member is dark is lifted by a gamma curve where the config asks for it."""
+bracket member of a multi-exposure pair and an infrared + visible night pair are left as they are; a
+multi-exposure bracket whose brightest member is dark is lifted by a gamma curve where the config asks for it;
+a flat (veiled) input gets its contrast stretched back, a clean or merely dark one does not."""
 
 import itertools
 import json
@@ -10,9 +11,20 @@ import pytest
 from photos import resized_photo
 from stage_folder import check_stage_file
 
-from allfuse.exposure import ExposureConfig, expose_inputs, exposure_gain, headroom, lift_gamma, mean_luma
+from allfuse.exposure import (
+    ExposureConfig,
+    expose_inputs,
+    exposure_gain,
+    headroom,
+    lift_gamma,
+    luma_levels,
+    mean_luma,
+    stretch_factor,
+    stretch_factors,
+    stretched_inputs,
+)
 from allfuse.io import find_pairs
-from allfuse.model_folder import load_exposure, save_exposure
+from allfuse.model_folder import load_exposure, resolve_model_folder, save_exposure
 from allfuse.pipeline import FusionPipeline
 
 CFG = ExposureConfig()
@@ -47,9 +59,13 @@ def test_clean_pairs_and_a_dark_bracket_member_get_no_gain() -> None:
     assert exposure_gain(bracket, "mef", CFG) == 1.0
 
 
-def test_infrared_visible_pairs_are_not_in_the_shipped_stage() -> None:
+def test_infrared_visible_pairs_get_a_gain_only_where_a_config_sets_one() -> None:
     night = [_under(_photo("camera"), 0.05), _under(_photo(), 0.05)]
     assert "vif" not in CFG.tasks and exposure_gain(night, "vif", CFG) == 1.0
+    shipped = load_exposure(resolve_model_folder("allfuse-reg"))
+    assert exposure_gain(night, "vif", shipped) > 2.0  # both cameras dark: under-exposed
+    # a night scene: a dark visible image beside a thermal image whose hot objects reach the top
+    assert exposure_gain([_photo("camera"), _under(_photo(), 0.05)], "vif", shipped) == 1.0
 
 
 def test_the_gain_ramps_in_without_a_jump_and_is_bounded() -> None:
@@ -62,12 +78,23 @@ def test_the_gain_ramps_in_without_a_jump_and_is_bounded() -> None:
     assert steps.max() < 0.25  # no threshold where a slightly darker pair jumps to the full gain
 
 
-@pytest.mark.parametrize(("task", "folders"), [("mef", ["mef/MEFB"]), ("mff", ["mff/Lytro", "mff/MFI-WHU"])])
-def test_no_clean_benchmark_pair_gets_a_gain(task: str, folders: list[str], shared_data) -> None:
-    """The module doc's calibration: `high` sits below every clean pair of the shared benchmark."""
-    for folder in folders:
+BENCHMARK = {
+    "mef": ["mef/MEFB"],
+    "mff": ["mff/Lytro", "mff/MFI-WHU"],
+    "vif": ["ivif/MSRS", "ivif/RoadScene", "ivif/TNO"],
+}
+
+
+@pytest.mark.parametrize("task", ["mef", "mff", "vif"])
+def test_no_clean_benchmark_pair_gets_a_gain_or_a_stretch(task: str, shared_data) -> None:
+    """The module doc's calibration: `high` and `stretch_high` sit below every clean pair of the shared
+    benchmark (checked here on every third pair, at native size)."""
+    cfg = load_exposure(resolve_model_folder("allfuse-reg"))
+    for folder in BENCHMARK[task]:
         for pair in find_pairs(shared_data / folder)[::3]:
-            assert exposure_gain(pair.load()[0], task, CFG) == 1.0, pair.name
+            images = pair.load()[0]
+            assert exposure_gain(images, task, cfg) == 1.0, pair.name
+            assert stretch_factors(images, task, cfg) == [1.0] * len(images), pair.name
 
 
 LIFT = ExposureConfig(lift={"mef": 0.45})
@@ -102,6 +129,88 @@ def test_the_lift_ramps_in_without_a_jump_and_is_bounded() -> None:
     assert np.abs(np.diff(np.log(gammas))).max() < 0.05
 
 
+STRETCH = ExposureConfig(
+    stretch_high={"mff": 0.45, "vif": 0.3},
+    stretch_low={"mff": 0.3, "vif": 0.26},
+    stretch_target={"mff": [0.8], "vif": [0.87, 0.65]},
+)
+
+
+def _flat(x: np.ndarray, keep: float) -> np.ndarray:
+    """Contrast pulled toward the image's mean luminance, `keep` of every distance left (a veil)."""
+    m = luma_levels(x, 99.5)[2]
+    return (m + keep * (x - m)).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee"])
+def test_a_flat_input_gets_its_contrast_back_and_a_clean_one_is_kept(name: str) -> None:
+    clean = _photo(name)
+    black, white, _ = luma_levels(clean, 99.5)
+    assert white - black > STRETCH.stretch_high["mff"]
+    flat = _flat(clean, 0.3)
+    k = stretch_factor(flat, "mff", STRETCH)
+    # full stretch: to the target range, about the inverse of the veil for a photo spanning about 0.8
+    b, w, _ = luma_levels(flat, 99.5)
+    assert k == pytest.approx(STRETCH.stretch_target["mff"][0] / (w - b), rel=1e-6) and k > 2.0
+    (out, kept), ks = stretched_inputs([flat, clean], "mff", STRETCH)
+    assert ks[1] == 1.0 and kept is clean  # a clean input is returned as it is
+    assert np.abs(out - clean).mean() < np.abs(flat - clean).mean() / 2
+    ob, ow, _ = luma_levels(out, 99.5)
+    assert ow - ob == pytest.approx(STRETCH.stretch_target["mff"][0], abs=0.03) and 0 <= ob and ow <= 1
+    assert stretch_factor(flat, "mef", STRETCH) == 1.0  # a task the config does not stretch
+
+
+def test_a_dark_input_is_not_taken_for_a_flat_one() -> None:
+    dark = _under(_photo(), 0.02)  # a narrow range, but from black: under-exposed, not veiled
+    black, white, _ = luma_levels(dark, 99.5)
+    assert white - black < STRETCH.stretch_low["mff"] and black < STRETCH.stretch_black
+    assert stretch_factor(dark, "mff", STRETCH) == 1.0
+
+
+def test_a_veil_toward_white_is_stretched_without_clipping_its_whites() -> None:
+    clean = _photo("coffee")
+    veiled = (0.3 * clean + 0.7).astype(np.float32)  # haze of a uniform bright airlight
+    out, ks = stretched_inputs([veiled], "mff", STRETCH)
+    assert ks[0] > 2.0
+    b, w, _ = luma_levels(out[0], 99.5)
+    assert w <= 0.99 + 1e-6 and b >= 0.01 - 1e-6
+    assert np.mean(out[0] >= 1.0) < 0.01  # stretched about its mean, it would have clipped its upper half
+
+
+def test_an_over_exposed_input_is_not_stretched_and_the_factor_is_bounded() -> None:
+    clean = _photo("coffee")
+    burnt = np.clip(0.8 + clean, 0, 1).astype(np.float32)  # most of it at white
+    black, white, _ = luma_levels(burnt, 99.5)
+    assert white - black < STRETCH.stretch_low["mff"] and black > STRETCH.stretch_black
+    assert stretch_factor(burnt, "mff", STRETCH) == 1.0
+    assert stretch_factor(_flat(clean, 0.05), "mff", STRETCH) == STRETCH.stretch_max
+
+
+def test_a_pair_darkened_as_a_whole_is_brightened_not_stretched() -> None:
+    shipped = load_exposure(resolve_model_folder("allfuse-reg"))
+    pair = [_photo("camera"), (0.55 + 0.4 * _photo()).astype(np.float32)]  # a hazy visible image
+    dark = [(0.3 * x).astype(np.float32) for x in pair]  # albumentations' contrast loss: x' = (1 + a) x
+    assert stretch_factors(dark, "vif", shipped)[1] > 1.0  # the visible image alone reads flat...
+    out, amplification = expose_inputs(dark, "vif", shipped)
+    assert exposure_gain(dark, "vif", shipped) == pytest.approx(amplification)  # ...but the gain came first
+    for a, b in zip(out, pair, strict=True):
+        assert np.abs(a - b).mean() < np.abs(0.3 * b - b).mean() / 4
+
+
+def test_infrared_and_visible_inputs_are_stretched_to_their_own_targets() -> None:
+    flat = _flat(_photo("camera"), 0.25)
+    k_ir, k_vis = stretch_factors([flat, flat], "vif", STRETCH)
+    assert k_ir / k_vis == pytest.approx(0.87 / 0.65, rel=1e-6)
+
+
+def test_the_stretch_ramps_in_without_a_jump() -> None:
+    x = _photo("chelsea")
+    ks = [stretch_factor(_flat(x, keep), "mff", STRETCH) for keep in np.linspace(1.0, 0.2, 200)]
+    assert ks[0] == 1.0 and max(ks) > 3.0
+    assert all(b >= a - 1e-9 for a, b in itertools.pairwise(ks))  # flatter: never less stretch
+    assert np.abs(np.diff(np.log(ks))).max() < 0.1
+
+
 def test_config_is_checked_and_round_trips(tmp_path) -> None:
     with pytest.raises(ValueError, match="exposure"):
         ExposureConfig(high={"mef": 0.5}, low={"mef": 0.6})
@@ -114,12 +223,34 @@ def test_config_is_checked_and_round_trips(tmp_path) -> None:
             ExposureConfig(lift=bad_lift)
     with pytest.raises(ValueError, match="exposure"):
         ExposureConfig(min_gamma=0.0)
-    cfg = ExposureConfig(high={"vif": 0.5}, low={"vif": 0.3}, max_gain=2.0, lift={"mef": 0.4}, min_gamma=0.5)
+    bad_stretches = [
+        {"stretch_high": {"mff": 0.3}, "stretch_low": {"mff": 0.45}, "stretch_target": {"mff": [0.8]}},
+        {"stretch_high": {"mff": 0.45}, "stretch_low": {"mff": 0.3}, "stretch_target": {"mff": [0.4]}},
+        {"stretch_high": {"mff": 0.45}, "stretch_low": {"mff": 0.3}, "stretch_target": {"mff": []}},
+        {"stretch_high": {"mff": 0.45}, "stretch_low": {"vif": 0.3}, "stretch_target": {"mff": [0.8]}},
+        {"stretch_high": {"mff": 0.45}, "stretch_low": {"mff": 0.3}, "stretch_target": {}},
+    ]
+    for bad_stretch in bad_stretches:
+        with pytest.raises(ValueError, match="stretch"):
+            ExposureConfig(**bad_stretch)
+    for bad_bounds in ({"stretch_clipped": 0.0}, {"stretch_max": 0.5}, {"stretch_black": 1.0}):
+        with pytest.raises(ValueError, match="stretch"):
+            ExposureConfig(**bad_bounds)
+    cfg = ExposureConfig(
+        high={"vif": 0.5},
+        low={"vif": 0.3},
+        max_gain=2.0,
+        lift={"mef": 0.4},
+        min_gamma=0.5,
+        stretch_high={"mff": 0.45},
+        stretch_low={"mff": 0.3},
+        stretch_target={"mff": [0.8]},
+    )
     assert ExposureConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
-    assert cfg.tasks == ("mef", "vif")
-    # an exposure.json written before the lift existed loads without one
-    old = {k: v for k, v in cfg.to_dict().items() if k not in ("lift", "min_gamma")}
-    assert ExposureConfig.from_dict(old).lift == {}
+    assert cfg.tasks == ("mef", "mff", "vif")
+    # an exposure.json written before the lift and the stretch existed loads without them
+    old = {k: v for k, v in cfg.to_dict().items() if k not in ("lift", "min_gamma") and "stretch" not in k}
+    assert ExposureConfig.from_dict(old).lift == {} and ExposureConfig.from_dict(old).stretch_high == {}
     bad = '{"exposure": {"gain": 2}}'
     check_stage_file(tmp_path, cfg, load_exposure, save_exposure, "exposure.json", bad)
 
@@ -127,7 +258,7 @@ def test_config_is_checked_and_round_trips(tmp_path) -> None:
 @pytest.mark.parametrize("name", ["allfuse-reg", "allfuse-fm"])
 def test_shipped_models_expose_before_the_gate_and_keep_it_when_saved(name: str, tmp_path) -> None:
     pipe = FusionPipeline.from_pretrained(name)
-    assert pipe.exposure is not None and set(pipe.exposure.tasks) == {"mef", "mff"}
+    assert pipe.exposure is not None and set(pipe.exposure.tasks) == {"mef", "mff", "vif"}
     dark = [_under(_photo(), 0.1), _under(_photo("coffee"), 0.1)]
     seen = pipe.gate_inputs(dark, "mff", deblur=False)
     kept = pipe.gate_inputs(dark, "mff", deblur=False, exposure=False)
@@ -143,6 +274,11 @@ def test_shipped_models_expose_before_the_gate_and_keep_it_when_saved(name: str,
     seen = pipe.gate_inputs(bracket, "mef", deblur=False)
     kept = pipe.gate_inputs(bracket, "mef", deblur=False, exposure=False)
     assert np.mean(seen[1]) > 1.15 * np.mean(kept[1])
+    # a flat multi-focus pair is stretched before the gate sees it
+    flat = [_flat(_photo(), 0.3), _flat(_photo("coffee"), 0.3)]
+    seen = pipe.gate_inputs(flat, "mff", deblur=False)
+    kept = pipe.gate_inputs(flat, "mff", deblur=False, exposure=False)
+    assert np.std(seen[0]) > 1.5 * np.std(kept[0])  # the corrector after the stage restores some of it
     again = FusionPipeline.from_pretrained(pipe.save_pretrained(tmp_path / "copy"))
     assert again.exposure == pipe.exposure
 
@@ -163,5 +299,9 @@ def test_the_command_line_reports_and_can_skip_the_stage(tmp_path, capsys) -> No
         write_image(paths[i], member**2.5)
     assert main(["fuse", *map(str, paths), "-o", str(tmp_path / "mef.png"), "--task", "mef", "-v"]) == 0
     assert "dark bracket, lifted by x ** 0." in capsys.readouterr().out
+    for i, name in enumerate(("astronaut", "coffee")):
+        write_image(paths[i], _flat(_photo(name, side=192), 0.3))
+    assert main(["fuse", *map(str, paths), "-o", str(tmp_path / "flat.png"), "--task", "mff", "-v"]) == 0
+    assert "no gain; flat, contrast stretched: input 1 x 2." in capsys.readouterr().out
     on, off = (read_image(out).astype(np.float32) / 255 for out in outs.values())
     assert np.abs(on - clean).mean() < np.abs(off - clean).mean()

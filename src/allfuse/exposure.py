@@ -1,5 +1,5 @@
-"""Exposure stage: undo a whole-pair under-exposure by the headroom it leaves, then lift a bracket whose
-brightest member is dark (pipeline.restore_inputs).
+"""Exposure stage: stretch a flat input's contrast back, undo a whole-pair under-exposure by the headroom it
+leaves, then lift a bracket whose brightest member is dark (pipeline.restore_inputs).
 
 Beyond the papers. A capture under-exposed by a factor k in linear light shows, in display values
 I = (k L) ** (1 / gamma), the clean picture times k ** (1 / gamma): a gain in display values as well (a power
@@ -41,11 +41,51 @@ light is mostly the gain undone above, 0.5116 -> 0.5105: its one dark validation
 cell, and with it the noise left in its shadows (noise and low-light cells -0.005 to -0.006). The noise
 after a lift is the DiT's to remove, as after a gain.
 
-Infrared + visible pairs are not in the shipped tasks: a night scene's visible image is as dark, and as
-far from the top of its range, as a daytime one under-exposed (MSRS night images: p99.5 0.47-0.65; the
-bench's under-exposed daytime visible images: 0.21-0.58), and brightening a night scene costs Qabf against
-its clean (dark) sources (a gamma to mean 0.45 on six MSRS night pairs: -0.04 to -0.07 clean, -0.02 to
--0.06 under the bench's noise).
+Infrared + visible pairs (the shipped models: `high` 0.47, `low` 0.40) get a gain only when both cameras
+are dark. A night scene's visible image alone is as dark, and as far from the top of its range, as a daytime
+one under-exposed (MSRS night images: p99.5 0.47-0.65; the bench's under-exposed daytime visible images:
+0.21-0.58), and brightening a night scene costs Qabf against its clean (dark) sources (a gamma to mean 0.45
+on six MSRS night pairs: -0.04 to -0.07 clean, -0.02 to -0.06 under the bench's noise); but the thermal
+image beside it keeps its hot objects near the top, so the pair's pooled percentile stays high: its lowest
+over the 262 clean infrared + visible pairs of the shared benchmark is 0.509 (MSRS 00020N, a night scene),
+at native size and at a long side of 512. Below 0.47 both images are dark: albumentations' contrast loss
+(a gain below 1 on every input; `bench/quality.py --generator albumentations`, family `low_contrast`).
+
+Stretch (`stretch_high`, `stretch_low`, `stretch_target`, per task; the shipped models: infrared + visible
+and multi-focus pairs). A flat capture (a thermal camera's automatic gain on a scene without hot or cold
+objects, a veil of uniform haze or glare, an editing step that lowers contrast) keeps a fraction c of every
+value's distance to some level v: I = v + c (J - v). Its black point rises and its white point falls, so
+its luminance range r = p99.5 - p0.5 shrinks to c times the clean one, while an under-exposed input keeps
+its black point at black. Each input is measured on its own: when its black point is at least
+`stretch_black` (0.15: not a dark image; an under-exposed visible image of RoadScene, whose clean black
+point is 0.3 to 0.45, measures 0.09 to 0.11 under the bench's strong low light, and stretching it cost
+allfuse-reg 0.074 Qabf in that cell, `bench/quality.py --families low_light`) and r is below
+`stretch_high`, it is stretched about its mean
+luminance m,
+    J = m + k (I - m),  k = min(stretch_max, (target / r) ** w),  w = clip((high - r) / (high - low), 0, 1),
+every channel alike, then shifted as a whole so that its black and white points land in [0.01, 0.99] (a
+veil toward white leaves the whites at the top, where a stretch about the mean would clip them), and
+clipped. The target is the clean inputs' typical range, per input of the task (infrared 0.87, visible 0.65,
+multi-focus 0.8: the medians over the shared benchmark's clean inputs whose black point is 0.05 or more),
+since c itself cannot be read off one image. The stretch runs after the gain: a pair whose two cameras
+are both dark (albumentations' contrast loss, a gain below 1) is brightened, and then no longer measures
+flat; stretched before the gain, its visible image (the flatter) took the stretch and the dark thermal image
+kept its darkness. An input more than `stretch_clipped` (2 %) of whose luminance sits at 0.99 or above is
+over-exposed, not veiled (a strongly over-exposed visible image measures a range of 0.05), and the factor is
+at most `stretch_max` (4). `expose_inputs` reports the gain times the largest stretch factor, the
+amplification the detail pick reads (allfuse.pick): a stretched input's noise is amplified as by a gain.
+
+Thresholds: `stretch_high` sits below every clean input of the shared benchmark with such a black point
+(the narrowest: infrared TNO 20 and 09 at 0.30 and 0.34, visible TNO 20 at 0.37; multi-focus MFI-WHU 42 at
+0.46 and 0.48; none of the 262 infrared + visible or 140 multi-focus pairs is stretched, at native size or at
+a long side of 512). So only a strong loss is undone: a mild one (c about 0.5) leaves a range a clean flat
+scene also has. For infrared + visible pairs the ramp is short (0.30 to 0.26): on the bench's flattened
+infrared images, a partial stretch (k = 1.5 where 2.5 to 3.7 was lost) scored lower than none on two of
+three pairs (allfuse-reg, Qabf 0.446 -> 0.425 and 0.413 -> 0.402), a full one higher on all three (0.29 /
+0.45 / 0.41 -> 0.65 / 0.56 / 0.57 at k = 2.5 to 3.5); on multi-focus pairs every partial stretch helped
+(k = 1.5 where 2 was lost: 0.61 / 0.72 / 0.55 -> 0.76 / 0.74 / 0.79). Multi-exposure brackets are not
+stretched: an over-exposed member is flat by nature (MEFB ArtistPalette 0.21, Lake1 0.26), and the models
+beat every chain on the benches' flattened brackets without it. Measured: the models' cards.
 """
 
 from __future__ import annotations
@@ -75,6 +115,16 @@ class ExposureConfig:
     # doc, "Lift"); none by default, so a folder whose exposure.json predates it keeps its behaviour
     lift: dict[str, float] = field(default_factory=dict)
     min_gamma: float = 1 / 3  # the strongest lift's exponent
+    # per task: an input's luminance range (module doc, "Stretch") from which its contrast is stretched, and
+    # the range at which the stretch is complete; none by default (older exposure.json files)
+    stretch_high: dict[str, float] = field(default_factory=dict)
+    stretch_low: dict[str, float] = field(default_factory=dict)
+    # per task: the range after the full stretch, per input in the task's order (the last entry for the
+    # inputs after it): an infrared image spans a wider range than a visible one
+    stretch_target: dict[str, list[float]] = field(default_factory=dict)
+    stretch_black: float = 0.15  # an input whose black point lies below this is dark, not veiled: kept
+    stretch_clipped: float = 0.02  # an input with more of its values at white (0.99) is over-exposed: kept
+    stretch_max: float = 4.0  # the largest stretch factor
 
     def __post_init__(self) -> None:
         tasks = set(self.high)
@@ -82,18 +132,28 @@ class ExposureConfig:
         ok = ok and 0 < self.target <= 1 and self.max_gain >= 1
         ok = ok and set(self.lift) <= set(TASKS) and all(0 < v < 1 for v in self.lift.values())
         ok = ok and 0 < self.min_gamma <= 1
+        stretched = set(self.stretch_high)
+        ok = ok and stretched == set(self.stretch_low) == set(self.stretch_target) and stretched <= set(TASKS)
+        ok = ok and all(
+            len(self.stretch_target[t]) > 0
+            and all(0 < self.stretch_low[t] < self.stretch_high[t] < v <= 1 for v in self.stretch_target[t])
+            for t in stretched
+        )
+        ok = ok and 0 <= self.stretch_black < 1 and 0 < self.stretch_clipped <= 1 and self.stretch_max >= 1
         if not ok or any(not 0 < self.low[t] < self.high[t] <= 1 for t in tasks):
             raise ValueError(
                 "bad exposure config: need the same tasks (among "
                 f"{', '.join(TASKS)}) in high and low, 0 < low < high <= 1 for each, a percentile in "
                 f"[50, 100], 0 < target <= 1, max_gain >= 1, lift targets in (0, 1) for tasks among "
-                f"those and 0 < min_gamma <= 1: {self}"
+                f"those, 0 < min_gamma <= 1, the same tasks in stretch_high, stretch_low and stretch_target "
+                f"with 0 < stretch_low < stretch_high < every stretch_target <= 1 for each, and "
+                f"0 <= stretch_black < 1, 0 < stretch_clipped <= 1 and stretch_max >= 1: {self}"
             )
 
     @property
     def tasks(self) -> tuple[str, ...]:
-        """The tasks the stage runs for (a gain, a lift or both)."""
-        return tuple(sorted(set(self.high) | set(self.lift)))
+        """The tasks the stage runs for (a gain, a lift, a stretch or several)."""
+        return tuple(sorted(set(self.high) | set(self.lift) | set(self.stretch_high)))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -105,6 +165,12 @@ class ExposureConfig:
             "max_gain": self.max_gain,
             "lift": dict(self.lift),
             "min_gamma": self.min_gamma,
+            "stretch_high": dict(self.stretch_high),
+            "stretch_low": dict(self.stretch_low),
+            "stretch_target": {t: list(v) for t, v in self.stretch_target.items()},
+            "stretch_black": self.stretch_black,
+            "stretch_clipped": self.stretch_clipped,
+            "stretch_max": self.stretch_max,
         }
 
     @classmethod
@@ -148,6 +214,59 @@ def exposure_gain(images: Sequence[Image], task: str, cfg: ExposureConfig) -> fl
     return math.exp(w * math.log(min(cfg.max_gain, cfg.target / max(p, 1e-6))))
 
 
+def luma_levels(im: Image, percentile: float) -> tuple[float, float, float]:
+    """An image's black point, white point (the (100 - percentile)th and percentile-th percentiles of its
+    luminance) and mean luminance."""
+    g = np.asarray(to_gray(np.asarray(im, np.float32)))
+    black, white = np.percentile(g, (100.0 - percentile, percentile))
+    return float(black), float(white), float(g.mean())
+
+
+def stretch_factor(im: Image, task: str, cfg: ExposureConfig, index: int = 0) -> float:
+    """The factor k >= 1 the stage's stretch multiplies this input's contrast by (module doc, "Stretch"):
+    1.0 when the task has no stretch, the input is dark rather than veiled (black point below
+    `stretch_black`), over-exposed (more than `stretch_clipped` of its luminance at 0.99 or above) or its
+    range r reaches `stretch_high`; else min(stretch_max, (target / r) ** w), w ramping from 0 at
+    stretch_high to 1 at stretch_low, with the target of the input at `index` in the task's order."""
+    if task not in cfg.stretch_high:
+        return 1.0
+    black, white, _ = luma_levels(im, cfg.percentile)
+    r, high, low = white - black, cfg.stretch_high[task], cfg.stretch_low[task]
+    if black < cfg.stretch_black or r >= high:
+        return 1.0
+    if np.mean(np.asarray(to_gray(np.asarray(im, np.float32))) >= 0.99) > cfg.stretch_clipped:
+        return 1.0
+    w = min(1.0, (high - r) / (high - low))
+    targets = cfg.stretch_target[task]
+    return min(cfg.stretch_max, math.exp(w * math.log(targets[min(index, len(targets) - 1)] / max(r, 1e-3))))
+
+
+def stretch(im: Image, k: float, percentile: float) -> Image:
+    """Eq. "Stretch" of the module doc: J = m + k (I - m) about the input's mean luminance m, every channel
+    alike, then shifted as a whole so that its black and white points land inside [0.01, 0.99] (a veil
+    toward white leaves its whites near the top: stretching about the mean would clip them); clipped."""
+    x = np.asarray(im, np.float32)
+    if k == 1.0:
+        return x
+    black, white, m = luma_levels(x, percentile)
+    lo, hi = m + k * (black - m), m + k * (white - m)
+    shift = max(0.01 - lo, 0.0) - max(hi - 0.99, 0.0)
+    return np.clip(m + shift + np.float32(k) * (x - m), 0.0, 1.0).astype(np.float32)
+
+
+def stretch_factors(images: Sequence[Image], task: str, cfg: ExposureConfig) -> list[float]:
+    """Each input's stretch factor (stretch_factor), in order."""
+    return [stretch_factor(im, task, cfg, i) for i, im in enumerate(images)]
+
+
+def stretched_inputs(
+    images: Sequence[Image], task: str, cfg: ExposureConfig
+) -> tuple[list[Image], list[float]]:
+    """Every input through its own stretch (stretch_factor), and the factors."""
+    ks = stretch_factors(images, task, cfg)
+    return [stretch(im, k, cfg.percentile) for im, k in zip(images, ks, strict=True)], ks
+
+
 def gained_inputs(
     images: Sequence[Image], task: str, cfg: ExposureConfig
 ) -> tuple[list[Image], float, float]:
@@ -161,9 +280,11 @@ def gained_inputs(
 
 
 def expose_inputs(images: Sequence[Image], task: str, cfg: ExposureConfig) -> tuple[list[Image], float]:
-    """The inputs times the stage's gain, clipped to [0, 1], then through its lift (each channel to the
-    power lift_gamma); and the gain."""
+    """The inputs times the stage's gain, clipped to [0, 1], then each through its stretch, then through the
+    lift (each channel to the power lift_gamma); and the largest amplification of an input's values, the
+    gain times the largest stretch factor (what the detail pick reads as the stage's gain)."""
     out, gain, g = gained_inputs(images, task, cfg)
+    out, ks = stretched_inputs(out, task, cfg)
     if g != 1.0:
         out = [np.power(np.clip(np.asarray(im, np.float32), 0.0, 1.0), np.float32(g)) for im in out]
-    return out, gain
+    return out, gain * max(ks, default=1.0)

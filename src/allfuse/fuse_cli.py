@@ -482,12 +482,23 @@ def exposure_line(
     pipe, images: list[np.ndarray], task: str, destripe: bool, denoise: bool = True, deblock: bool = True
 ) -> str:
     """`-v`'s account of the exposure stage for one set of inputs ("" when it does not run)."""
+    from allfuse.exposure import gained_inputs, stretch_factors
+
     task = pipe.prepare(images, task)[2]
     if pipe.exposure is None or task not in pipe.exposure.tasks:
         return ""
     gain, gamma = pipe.exposure_curve(images, task, destripe, denoise, deblock)
     line = f"exposure ({task}): " + (f"under-exposed, gain {gain:.2f}" if gain > 1 else "no gain")
-    return line + (f"; dark bracket, lifted by x ** {gamma:.2f}" if gamma < 1 else "")
+    line += f"; dark bracket, lifted by x ** {gamma:.2f}" if gamma < 1 else ""
+    if task not in pipe.exposure.stretch_high:
+        return line
+    checked = pipe.prepare(images, task)[0]
+    # the stages before this one (deblocking, stripe removal, denoising) and the gain, none after it
+    before = pipe.restore_inputs(checked, task, False, False, destripe, False, denoise, deblock)
+    gained = gained_inputs(before, task, pipe.exposure)[0]
+    ks = stretch_factors(gained, task, pipe.exposure)
+    parts = [f"input {i} x {k:.2f}" for i, k in enumerate(ks, 1) if k > 1]
+    return line + (f"; flat, contrast stretched: {', '.join(parts)}" if parts else "; no flat input")
 
 
 def deblur_line(
