@@ -17,7 +17,7 @@ takes an explicit seed or rng.
 | jpeg          | OpenCV, separate luma/chroma quality, 4:2:0                 | one quality 10-80            |
 | ir_stripes    | row + column fixed pattern, column gain, slow drift         | per-column offsets + noise   |
 | weather       | rain segments or snow discs (one family), alpha-over, veil  | blurred seeds, screen blend  |
-| low_contrast  | pulled toward the image's own median luminance              | toward a random gray 0.35-0.65 |
+| low_contrast  | pulled toward the image's own median luminance              | toward a gray of 0.35-0.65   |
 
 Routing follows a real capture (`targets`): for VIF (sources: IR, visible) haze, weather, low light and
 over-exposure hit the visible image only, IR stripes and low contrast the IR image only (a thermal camera's

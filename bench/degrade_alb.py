@@ -112,8 +112,8 @@ MIX_FAMILIES: dict[str, tuple[str, ...]] = {
 }
 # Physical order: scene -> exposure -> optics -> sensor -> resampling -> codec.
 ORDER: tuple[str, ...] = (
-    "fog", "rain", "snow", "low_light", "over_exposure", "low_contrast", "gauss_blur", "aniso_blur", "defocus", "motion",
-    "noise", "impulse", "iso_noise", "downscale", "jpeg",
+    "fog", "rain", "snow", "low_light", "over_exposure", "low_contrast", "gauss_blur", "aniso_blur",
+    "defocus", "motion", "noise", "impulse", "iso_noise", "downscale", "jpeg",
 )  # fmt: skip
 
 
