@@ -6,11 +6,12 @@ kinds of damage from another code base, the albumentations library (Buslaev et a
 augmentation library of the field), with its own formulas: fog as blended bright blobs rather than a depth-
 based transmission, rain as slanted drops over a dimmed and box-blurred image, snow as bleached highlights
 (its `texture` method tints colour images: not used), generalized-Gaussian and disc kernels, additive Gaussian
-noise, brightness and gamma shifts, JPEG; and three kinds of damage `bench/degrade.py` does not have: a loss
-of resolution (`downscale`), impulse noise (`impulse`: salt and pepper) and a colour sensor's high-ISO noise
-(`iso_noise`), which the training generator never draws either. `python bench/quality.py --sections families
---generator albumentations` scores the models on it (INFO lines: the acceptance checks are defined on
-`bench/degrade.py`).
+noise, brightness and gamma shifts, its contrast loss (a gain below 1: it scales contrast about black), JPEG;
+and kinds of damage `bench/degrade.py` does not have: a loss of resolution enlarged back linearly
+(`downscale`) or by nearest neighbour (`pixelate`: pixel blocks), impulse noise (`impulse`: salt and pepper)
+and a colour sensor's high-ISO noise (`iso_noise`); the training generator draws none of the last three.
+`python bench/quality.py --sections families --generator albumentations` scores the models on it (INFO
+lines: the acceptance checks are defined on `bench/degrade.py`).
 
 Like `bench/degrade.py` it never imports `allfuse` (so not the training generator). Images are float32 in [0,
 1], (H, W) or (H, W, 3); each is coded to 8 bits, degraded, and returned as float32, as a capture's file would
@@ -98,6 +99,14 @@ MAKERS: dict[str, Maker] = {
             p=1.0,
         )
     ],
+    # the same loss of resolution enlarged back by nearest neighbour: pixel blocks
+    "pixelate": lambda A, s: [
+        A.Downscale(
+            scale_range={"mild": (0.5, 0.5), "strong": (0.25, 0.3)}[s],
+            interpolation_pair={"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_NEAREST},
+            p=1.0,
+        )
+    ],
 }
 FAMILIES: tuple[str, ...] = tuple(MAKERS)
 STRENGTHS = degrade.STRENGTHS  # mild, strong
@@ -105,15 +114,15 @@ TASK_FAMILIES: dict[str, tuple[str, ...]] = {t: FAMILIES for t in ("vif", "mef",
 VISIBLE_ONLY = frozenset({"fog", "rain", "snow", "low_light", "over_exposure", "iso_noise"})
 NEEDS_COLOUR = frozenset({"fog", "rain", "snow", "iso_noise"})
 EXCLUSIVE = frozenset({"low_light", "over_exposure"})
-# what `mix` draws from: every family but low contrast, which came later, so that the mix cells stay the
-# captures their earlier runs scored
+# what `mix` draws from: every family but low contrast and pixelate, which came later, so that the mix
+# cells stay the captures their earlier runs scored
 MIX_FAMILIES: dict[str, tuple[str, ...]] = {
-    t: tuple(f for f in fams if f != "low_contrast") for t, fams in TASK_FAMILIES.items()
+    t: tuple(f for f in fams if f not in ("low_contrast", "pixelate")) for t, fams in TASK_FAMILIES.items()
 }
 # Physical order: scene -> exposure -> optics -> sensor -> resampling -> codec.
 ORDER: tuple[str, ...] = (
     "fog", "rain", "snow", "low_light", "over_exposure", "low_contrast", "gauss_blur", "aniso_blur",
-    "defocus", "motion", "noise", "impulse", "iso_noise", "downscale", "jpeg",
+    "defocus", "motion", "noise", "impulse", "iso_noise", "downscale", "pixelate", "jpeg",
 )  # fmt: skip
 
 

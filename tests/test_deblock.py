@@ -146,7 +146,7 @@ def test_config_is_checked_and_round_trips(tmp_path) -> None:
 @pytest.mark.parametrize("name", ["allfuse-reg", "allfuse-fm"])
 def test_shipped_models_deblock_first_and_keep_it_when_saved(name: str, tmp_path) -> None:
     pipe = FusionPipeline.from_pretrained(name)
-    assert pipe.deblock == CFG
+    assert pipe.deblock == DeblockConfig(pixel_tasks=("vif", "mef", "mff"), pixel_min=0.75)
     clean = [_photo("camera"), _photo()]
     coded = [encode_decode(x, 18) for x in clean]
     seen = pipe.gate_inputs(coded, "vif", deblur=False, denoise=False, destripe=False)

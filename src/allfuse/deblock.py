@@ -57,6 +57,7 @@ import cv2
 import numpy as np
 import scipy.fft
 
+from allfuse.depixel import PixelGrid, depixelate, is_enlarged, pixel_grid
 from allfuse.types import TASKS, Image, TaskStageConfig
 
 # ITU-T T.81 Annex K, Table K.1: the luminance quantization table that libjpeg scales by quality.
@@ -110,14 +111,24 @@ class DeblockConfig(TaskStageConfig):
     min_fit: float = 0.15  # ... with a lattice fit of at least this (module doc)
     shifts: int = 8  # the re-coded offsets are a shifts x shifts grid within the 8 x 8 block (1, 2, 4 or 8)
     tasks: tuple[str, ...] = TASKS
+    # the tasks whose inputs enlarged by nearest neighbour are re-interpolated (allfuse.depixel); none by
+    # default, so a deblock.json written before it keeps its behaviour
+    pixel_tasks: tuple[str, ...] = ()
+    pixel_min: float = 0.75  # ... when the pixel blocks' comb reaches this contrast along both axes
 
     def __post_init__(self) -> None:
         ok = 1 <= self.max_quality <= 100 and 0 < self.min_fit < 1 and self.shifts in (1, 2, 4, 8)
+        ok = ok and set(self.pixel_tasks) <= set(TASKS) and 0 < self.pixel_min < 1
         if not ok or not set(self.tasks) <= set(TASKS):
             raise ValueError(
-                f"bad deblock config: need 1 <= max_quality <= 100, 0 < min_fit < 1, shifts in 1, 2, 4, 8 "
-                f"and tasks among {', '.join(TASKS)}: {self}"
+                f"bad deblock config: need 1 <= max_quality <= 100, 0 < min_fit < 1, shifts in 1, 2, 4, 8, "
+                f"tasks and pixel_tasks among {', '.join(TASKS)} and 0 < pixel_min < 1: {self}"
             )
+
+    @property
+    def all_tasks(self) -> tuple[str, ...]:
+        """The tasks the stage runs for: JPEG deblocking, pixel blocks or both."""
+        return tuple(t for t in TASKS if t in self.tasks or t in self.pixel_tasks)
 
 
 def quality_table(quality: int) -> np.ndarray:
@@ -263,17 +274,37 @@ def deblock_image(image: Image, quality: int, shifts: int = 8, band: int = BAND)
     return out
 
 
-def deblock_choices(images: Sequence[Image], task: str, cfg: DeblockConfig) -> list[int]:
+def pixel_grids(images: Sequence[Image], task: str, cfg: DeblockConfig) -> list[PixelGrid | None]:
+    """Each input's pixel-block grid (allfuse.depixel) when it measures as enlarged by nearest neighbour
+    (cfg.pixel_min along both axes) and the task is one of cfg.pixel_tasks; None otherwise."""
+    if task not in cfg.pixel_tasks:
+        return [None] * len(images)
+    grids = [pixel_grid(x) for x in images]
+    return [g if is_enlarged(g, cfg.pixel_min) else None for g in grids]
+
+
+def deblock_choices(
+    images: Sequence[Image], task: str, cfg: DeblockConfig, grids: Sequence[PixelGrid | None] | None = None
+) -> list[int]:
     """The quality deblock_inputs deblocks each input at (0: left as it is): an input that measures as a
-    JPEG of quality at most cfg.max_quality with a lattice fit of at least cfg.min_fit."""
+    JPEG of quality at most cfg.max_quality with a lattice fit of at least cfg.min_fit, unless it is made of
+    pixel blocks (`grids`, pixel_grids' when None: its re-interpolation smooths the codec's blocks too)."""
     if task not in cfg.tasks:
         return [0] * len(images)
-    fits = [jpeg_quality(x) for x in images]
+    if grids is None:
+        grids = pixel_grids(images, task, cfg)
+    fits = [jpeg_quality(x) if g is None else (0, 0.0) for x, g in zip(images, grids, strict=True)]
     return [q if fit >= cfg.min_fit and 0 < q <= cfg.max_quality else 0 for q, fit in fits]
 
 
 def deblock_inputs(images: Sequence[Image], task: str, cfg: DeblockConfig) -> tuple[list[Image], list[int]]:
-    """The inputs, each one that measures as a JPEG of quality at most cfg.max_quality deblocked at that
-    quality (the same array otherwise); and the qualities deblocked at (0: left as it is; deblock_choices)."""
-    used = deblock_choices(images, task, cfg)
-    return [deblock_image(x, q, cfg.shifts) if q else x for x, q in zip(images, used, strict=True)], used
+    """The inputs, each one made of pixel blocks re-interpolated (allfuse.depixel) and each other one that
+    measures as a JPEG of quality at most cfg.max_quality deblocked at that quality (the same array
+    otherwise); and the qualities deblocked at (0: left as it is or re-interpolated; deblock_choices)."""
+    grids = pixel_grids(images, task, cfg)
+    used = deblock_choices(images, task, cfg, grids)
+    out = [
+        depixelate(x, g) if g is not None else deblock_image(x, q, cfg.shifts) if q else x
+        for x, g, q in zip(images, grids, used, strict=True)
+    ]
+    return out, used

@@ -415,16 +415,26 @@ def impulse_first(pipe, images: list[np.ndarray], task: str, denoise: bool) -> l
 
 
 def deblock_line(pipe, images: list[np.ndarray], task: str, denoise: bool = True) -> str:
-    """`-v`'s account of the JPEG deblocking stage for one set of inputs ("" when it does not run)."""
-    from allfuse.deblock import jpeg_quality
+    """`-v`'s account of the JPEG deblocking stage for one set of inputs ("" when it does not run): each
+    input's JPEG quality, or the pixel blocks it is made of (allfuse.depixel)."""
+    from allfuse.deblock import jpeg_quality, pixel_grids
 
     checked, _, task = pipe.prepare(images, task)
     cfg = pipe.deblock
-    if cfg is None or task not in cfg.tasks:
+    if cfg is None or task not in cfg.all_tasks:
         return ""
     checked = impulse_first(pipe, checked, task, denoise)  # the stage before this one
     parts = []
-    for i, x in enumerate(checked):
+    for i, (x, grid) in enumerate(zip(checked, pixel_grids(checked, task, cfg), strict=True)):
+        if grid is not None:
+            size = f"{grid[0].period:.2f} x {grid[1].period:.2f} px"
+            parts.append(
+                f"input {i + 1}: pixel blocks of {size} (enlarged by nearest neighbour), re-interpolated"
+            )
+            continue
+        if task not in cfg.tasks:
+            parts.append(f"input {i + 1}: no pixel blocks found")
+            continue
         quality, fit = jpeg_quality(x)
         if fit < cfg.min_fit:
             parts.append(f"input {i + 1}: no JPEG blocks found")
