@@ -18,7 +18,7 @@ that costs in quality. The last column counts the minor page faults of one run a
 resource.getrusage), what glibc's malloc costs when it unmaps freed blocks (allfuse.devices; run with
 ALLFUSE_MALLOC=0 to see the default). The lines after the table time the classical stages alone: the
 rows fuse as multi-focus pairs, where the stripe-removal and denoising stages do not run, and the demo
-pair is not a JPEG, so the deblocking stage only measures it.
+pair is neither a JPEG nor made of pixel blocks, so the deblocking stage only measures it.
 """
 
 from __future__ import annotations
@@ -167,17 +167,42 @@ def denoise_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]:
 
 
 def deblock_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]:
-    """The JPEG deblocking stage alone (allfuse.deblock, default settings) at each size: measuring both
-    inputs as they are (the demo is not a JPEG: what every pair pays), and measuring plus deblocking a copy
-    coded at JPEG quality 30 (what a pair of low-quality JPEG files pays)."""
-    from allfuse.deblock import DeblockConfig, deblock_inputs, encode_decode
+    """The JPEG deblocking stage alone (allfuse.deblock, allfuse-reg's settings: pixel blocks too) at each
+    size: measuring both inputs as they are (the demo is neither a JPEG nor made of pixel blocks: what every
+    pair pays), and measuring plus deblocking a copy coded at JPEG quality 30 (what a pair of low-quality
+    JPEG files pays); then measuring plus re-interpolating a copy shrunk by 3 and enlarged back by nearest
+    neighbour (what a pair made of pixel blocks pays)."""
+    from allfuse.deblock import deblock_inputs, encode_decode
+    from allfuse.model_folder import load_deblock, resolve_model_folder
 
     def coded(ims: list[np.ndarray], size: int) -> list[np.ndarray]:
         return [encode_decode(x, 30) for x in ims]
 
-    cfg = DeblockConfig()
-    cells = stage_cost(pairs, repeats, coded, lambda ims: deblock_inputs(ims, "mff", cfg), "deblocking")
-    return ["JPEG deblocking stage alone (default settings, 64 re-codings per deblocked input): " + cells[0]]
+    def blocky(ims: list[np.ndarray], size: int) -> list[np.ndarray]:
+        out = []
+        for x in ims:
+            h, w = x.shape[:2]
+            small = cv2.resize(x, (w // 3, h // 3), interpolation=cv2.INTER_AREA)
+            out.append(cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST))
+        return out
+
+    cfg = load_deblock(resolve_model_folder("allfuse-reg"))
+
+    def run(ims: list[np.ndarray]) -> tuple[list, list]:
+        out = deblock_inputs(ims, "mff", cfg)[0]
+        return out, [
+            float(a is not b) for a, b in zip(out, ims, strict=True)
+        ]  # 1: re-coded or re-interpolated
+
+    cells = stage_cost(pairs, repeats, coded, run, "deblocking")
+    pixels = stage_cost(pairs, repeats, blocky, run, "re-interpolating")
+    return [
+        "JPEG deblocking stage alone (allfuse-reg's settings, 64 re-codings per deblocked input): "
+        + cells[0],
+        "",
+        "The same stage on pixel blocks (allfuse.depixel; shrunk by 3, enlarged by nearest neighbour): "
+        + pixels[0],
+    ]
 
 
 def measure_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]:

@@ -163,7 +163,7 @@ def test_a_flat_input_gets_its_contrast_back_and_a_clean_one_is_kept(name: str) 
 def test_a_dark_input_is_not_taken_for_a_flat_one() -> None:
     dark = _under(_photo(), 0.02)  # a narrow range, but from black: under-exposed, not veiled
     black, white, _ = luma_levels(dark, 99.5)
-    assert white - black < STRETCH.stretch_low["mff"] and black < STRETCH.stretch_black
+    assert white - black < STRETCH.stretch_low["mff"] and luma_levels(dark, 99.5)[2] < STRETCH.stretch_mean
     assert stretch_factor(dark, "mff", STRETCH) == 1.0
 
 
@@ -181,20 +181,27 @@ def test_an_over_exposed_input_is_not_stretched_and_the_factor_is_bounded() -> N
     clean = _photo("coffee")
     burnt = np.clip(0.8 + clean, 0, 1).astype(np.float32)  # most of it at white
     black, white, _ = luma_levels(burnt, 99.5)
-    assert white - black < STRETCH.stretch_low["mff"] and black > STRETCH.stretch_black
+    assert white - black < STRETCH.stretch_low["mff"] and luma_levels(burnt, 99.5)[2] > STRETCH.stretch_mean
     assert stretch_factor(burnt, "mff", STRETCH) == 1.0
     assert stretch_factor(_flat(clean, 0.05), "mff", STRETCH) == STRETCH.stretch_max
 
 
 def test_a_pair_darkened_as_a_whole_is_brightened_not_stretched() -> None:
     shipped = load_exposure(resolve_model_folder("allfuse-reg"))
-    pair = [_photo("camera"), (0.55 + 0.4 * _photo()).astype(np.float32)]  # a hazy visible image
+    hazy = (0.55 + 0.4 * _photo()).astype(np.float32)  # a flat visible image, as RoadScene's are
+    pair = [_photo("camera"), hazy]
     dark = [(0.3 * x).astype(np.float32) for x in pair]  # albumentations' contrast loss: x' = (1 + a) x
-    assert stretch_factors(dark, "vif", shipped)[1] > 1.0  # the visible image alone reads flat...
+    black, white, mean = luma_levels(dark[1], 99.5)
+    assert white - black < shipped.stretch_low["vif"] and mean < shipped.stretch_mean  # flat, but dark
+    assert stretch_factors(dark, "vif", shipped) == [1.0, 1.0]
     out, amplification = expose_inputs(dark, "vif", shipped)
-    assert exposure_gain(dark, "vif", shipped) == pytest.approx(amplification)  # ...but the gain came first
+    assert amplification > 2.0 and exposure_gain(dark, "vif", shipped) == pytest.approx(amplification)
     for a, b in zip(out, pair, strict=True):
         assert np.abs(a - b).mean() < np.abs(0.3 * b - b).mean() / 4
+    # the same flat image veiled rather than darkened (pulled toward its mean) is stretched
+    veiled = _flat(hazy, 0.3)
+    assert luma_levels(veiled, 99.5)[2] > shipped.stretch_mean
+    assert stretch_factors([pair[0], veiled], "vif", shipped)[1] > 2.0
 
 
 def test_infrared_and_visible_inputs_are_stretched_to_their_own_targets() -> None:
@@ -233,7 +240,7 @@ def test_config_is_checked_and_round_trips(tmp_path) -> None:
     for bad_stretch in bad_stretches:
         with pytest.raises(ValueError, match="stretch"):
             ExposureConfig(**bad_stretch)
-    for bad_bounds in ({"stretch_clipped": 0.0}, {"stretch_max": 0.5}, {"stretch_black": 1.0}):
+    for bad_bounds in ({"stretch_clipped": 0.0}, {"stretch_max": 0.5}, {"stretch_mean": 1.0}):
         with pytest.raises(ValueError, match="stretch"):
             ExposureConfig(**bad_bounds)
     cfg = ExposureConfig(

@@ -1,4 +1,6 @@
-"""JPEG deblocking: the first classical stage, before stripe removal (pipeline.restore_inputs).
+"""JPEG deblocking: the first classical stage, before stripe removal (pipeline.restore_inputs). It also
+re-interpolates inputs made of pixel blocks (enlarged by nearest neighbour; `pixel_tasks`, allfuse.depixel),
+first: such an input is not also deblocked as a JPEG.
 
 Beyond the papers. A JPEG codec quantizes each 8 x 8 block's DCT coefficients; at low quality the blocks'
 edges and the ringing around sharp edges are what a fusion rule and the latent path then carry into the

@@ -56,11 +56,12 @@ and multi-focus pairs). A flat capture (a thermal camera's automatic gain on a s
 objects, a veil of uniform haze or glare, an editing step that lowers contrast) keeps a fraction c of every
 value's distance to some level v: I = v + c (J - v). Its black point rises and its white point falls, so
 its luminance range r = p99.5 - p0.5 shrinks to c times the clean one, while an under-exposed input keeps
-its black point at black. Each input is measured on its own: when its black point is at least
-`stretch_black` (0.15: not a dark image; an under-exposed visible image of RoadScene, whose clean black
-point is 0.3 to 0.45, measures 0.09 to 0.11 under the bench's strong low light, and stretching it cost
-allfuse-reg 0.074 Qabf in that cell, `bench/quality.py --families low_light`) and r is below
-`stretch_high`, it is stretched about its mean
+its black point at black, and a veil brightens as much as it flattens. Each input is measured on its own:
+when its mean luminance is at least `stretch_mean` (0.4: a dark input is under-exposed, not veiled; below
+it r < 0.3 can also be a dark image of a flat scene, such as RoadScene's hazy visible images, whose clean
+black point is 0.3 to 0.45: under the bench's low light they measure r 0.24 to 0.32 with means of 0.18 to
+0.34, and stretching them cost allfuse-reg 0.074 Qabf in the strong cell and 0.003 in the mild one,
+`bench/quality.py --families low_light`) and r is below `stretch_high`, it is stretched about its mean
 luminance m,
     J = m + k (I - m),  k = min(stretch_max, (target / r) ** w),  w = clip((high - r) / (high - low), 0, 1),
 every channel alike, then shifted as a whole so that its black and white points land in [0.01, 0.99] (a
@@ -122,7 +123,7 @@ class ExposureConfig:
     # per task: the range after the full stretch, per input in the task's order (the last entry for the
     # inputs after it): an infrared image spans a wider range than a visible one
     stretch_target: dict[str, list[float]] = field(default_factory=dict)
-    stretch_black: float = 0.15  # an input whose black point lies below this is dark, not veiled: kept
+    stretch_mean: float = 0.4  # an input whose mean luminance lies below this is dark, not veiled: kept
     stretch_clipped: float = 0.02  # an input with more of its values at white (0.99) is over-exposed: kept
     stretch_max: float = 4.0  # the largest stretch factor
 
@@ -139,7 +140,7 @@ class ExposureConfig:
             and all(0 < self.stretch_low[t] < self.stretch_high[t] < v <= 1 for v in self.stretch_target[t])
             for t in stretched
         )
-        ok = ok and 0 <= self.stretch_black < 1 and 0 < self.stretch_clipped <= 1 and self.stretch_max >= 1
+        ok = ok and 0 <= self.stretch_mean < 1 and 0 < self.stretch_clipped <= 1 and self.stretch_max >= 1
         if not ok or any(not 0 < self.low[t] < self.high[t] <= 1 for t in tasks):
             raise ValueError(
                 "bad exposure config: need the same tasks (among "
@@ -147,7 +148,7 @@ class ExposureConfig:
                 f"[50, 100], 0 < target <= 1, max_gain >= 1, lift targets in (0, 1) for tasks among "
                 f"those, 0 < min_gamma <= 1, the same tasks in stretch_high, stretch_low and stretch_target "
                 f"with 0 < stretch_low < stretch_high < every stretch_target <= 1 for each, and "
-                f"0 <= stretch_black < 1, 0 < stretch_clipped <= 1 and stretch_max >= 1: {self}"
+                f"0 <= stretch_mean < 1, 0 < stretch_clipped <= 1 and stretch_max >= 1: {self}"
             )
 
     @property
@@ -168,7 +169,7 @@ class ExposureConfig:
             "stretch_high": dict(self.stretch_high),
             "stretch_low": dict(self.stretch_low),
             "stretch_target": {t: list(v) for t, v in self.stretch_target.items()},
-            "stretch_black": self.stretch_black,
+            "stretch_mean": self.stretch_mean,
             "stretch_clipped": self.stretch_clipped,
             "stretch_max": self.stretch_max,
         }
@@ -224,15 +225,15 @@ def luma_levels(im: Image, percentile: float) -> tuple[float, float, float]:
 
 def stretch_factor(im: Image, task: str, cfg: ExposureConfig, index: int = 0) -> float:
     """The factor k >= 1 the stage's stretch multiplies this input's contrast by (module doc, "Stretch"):
-    1.0 when the task has no stretch, the input is dark rather than veiled (black point below
-    `stretch_black`), over-exposed (more than `stretch_clipped` of its luminance at 0.99 or above) or its
+    1.0 when the task has no stretch, the input is dark rather than veiled (mean luminance below
+    `stretch_mean`), over-exposed (more than `stretch_clipped` of its luminance at 0.99 or above) or its
     range r reaches `stretch_high`; else min(stretch_max, (target / r) ** w), w ramping from 0 at
     stretch_high to 1 at stretch_low, with the target of the input at `index` in the task's order."""
     if task not in cfg.stretch_high:
         return 1.0
-    black, white, _ = luma_levels(im, cfg.percentile)
+    black, white, mean = luma_levels(im, cfg.percentile)
     r, high, low = white - black, cfg.stretch_high[task], cfg.stretch_low[task]
-    if black < cfg.stretch_black or r >= high:
+    if mean < cfg.stretch_mean or r >= high:
         return 1.0
     if np.mean(np.asarray(to_gray(np.asarray(im, np.float32))) >= 0.99) > cfg.stretch_clipped:
         return 1.0

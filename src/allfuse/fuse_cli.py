@@ -585,8 +585,9 @@ def pick_line(
     task, _, weight = pipe.gate_choice(images, task, *stages)
     if gate and weight >= 1:
         return ""
-    restored = pipe.gate_inputs(images, task, *stages)
-    gain = pipe.exposure_gain(images, task, destripe, denoise, deblock) if exposure else 1.0
+    # the exposure stage's gain times its largest stretch factor, as the pipeline hands it to the pick
+    seen = pipe.stages.restore_gain(pipe.prepare(images, task)[0], task, deblur, True, *stages[1:])
+    restored, gain = seen.images, seen.gain
     share = pipe.pick_strength(restored, gain)
     low, high = PICK_NOISE
     return (
