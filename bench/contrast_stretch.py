@@ -10,7 +10,8 @@ toward the image's median luminance; the infrared image of an infrared + visible
 multi-focus pair) at both strengths. Per pair: the factor that would undo the loss (the clean input's
 luminance range over the flattened one's), the factor the model's stage picks (allfuse.exposure
 stretch_factor), and the model's Qabf against the clean sources with the flattened inputs stretched by a
-fixed factor k beforehand (`stretch`, k = 1: none) and the stage switched off, then with its own stage.
+fixed factor k beforehand (`stretch`, about the black point, which goes where the stage puts it; k = 1:
+none) and the stage switched off, then with its own stage.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from machine import command_line, emit, machine_line
 from scoring import score
 
 from allfuse import FusionPipeline
-from allfuse.exposure import gained_inputs, luma_levels, stretch, stretch_factors
+from allfuse.exposure import gained_inputs, luma_levels, per_input, stretch, stretch_factors
 
 FACTORS = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5)
 
@@ -55,7 +56,10 @@ def main() -> None:
     if pipe.exposure is None:
         raise SystemExit(f"{args.model}: no exposure stage")
     off = FusionPipeline.from_pretrained(args.model)
-    off.exposure = dataclasses.replace(pipe.exposure, stretch_high={}, stretch_low={}, stretch_target={})
+    cfg = pipe.exposure
+    off.exposure = dataclasses.replace(
+        cfg, stretch_high={}, stretch_low={}, stretch_target={}, stretch_black={}
+    )
     head = " | ".join(f"k {k:g}" for k in FACTORS)
     lines = [
         "# Exposure stage: stretching flat inputs",
@@ -86,7 +90,12 @@ def main() -> None:
                 stage = [stretch_factors(gained, task, pipe.exposure)[i] for i in hit]
                 outs = {
                     f"k {k:g}": off(
-                        [stretch(x, k, 99.5) if i in hit else x for i, x in enumerate(case.degraded)],
+                        [
+                            stretch(x, k, cfg.percentile, per_input(cfg.stretch_black[task], i))
+                            if i in hit
+                            else x
+                            for i, x in enumerate(case.degraded)
+                        ],
                         task=task,
                     )
                     for k in FACTORS

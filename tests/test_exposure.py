@@ -133,6 +133,7 @@ STRETCH = ExposureConfig(
     stretch_high={"mff": 0.45, "vif": 0.3},
     stretch_low={"mff": 0.3, "vif": 0.26},
     stretch_target={"mff": [0.8], "vif": [0.87, 0.65]},
+    stretch_black={"mff": [0.05], "vif": [0.08, 0.3]},
 )
 
 
@@ -167,14 +168,18 @@ def test_a_dark_input_is_not_taken_for_a_flat_one() -> None:
     assert stretch_factor(dark, "mff", STRETCH) == 1.0
 
 
-def test_a_veil_toward_white_is_stretched_without_clipping_its_whites() -> None:
+def test_a_veil_toward_white_is_undone_whatever_its_level() -> None:
     clean = _photo("coffee")
-    veiled = (0.3 * clean + 0.7).astype(np.float32)  # haze of a uniform bright airlight
-    out, ks = stretched_inputs([veiled], "mff", STRETCH)
-    assert ks[0] > 2.0
-    b, w, _ = luma_levels(out[0], 99.5)
-    assert w <= 0.99 + 1e-6 and b >= 0.01 - 1e-6
-    assert np.mean(out[0] >= 1.0) < 0.01  # stretched about its mean, it would have clipped its upper half
+    black = luma_levels(clean, 99.5)[0]
+    cfg = ExposureConfig(**{**STRETCH.to_dict(), "stretch_black": {"mff": [black], "vif": [0.08, 0.3]}})
+    for level in (0.5, 0.9):  # a light gray, a bright airlight (haze)
+        veiled = (0.3 * clean + 0.7 * level).astype(np.float32)
+        out, ks = stretched_inputs([veiled], "mff", cfg)
+        assert ks[0] > 2.0
+        assert (
+            np.abs(out[0] - clean).mean() < np.abs(veiled - clean).mean() / 3
+        )  # darkened back, not just spread
+        assert np.mean(out[0] >= 1.0) < 0.01
 
 
 def test_an_over_exposed_input_is_not_stretched_and_the_factor_is_bounded() -> None:
@@ -230,12 +235,17 @@ def test_config_is_checked_and_round_trips(tmp_path) -> None:
             ExposureConfig(lift=bad_lift)
     with pytest.raises(ValueError, match="exposure"):
         ExposureConfig(min_gamma=0.0)
+    good = {"stretch_high": {"mff": 0.45}, "stretch_low": {"mff": 0.3}, "stretch_target": {"mff": [0.8]}}
+    good["stretch_black"] = {"mff": [0.05]}
+    ExposureConfig(**good)
     bad_stretches = [
-        {"stretch_high": {"mff": 0.3}, "stretch_low": {"mff": 0.45}, "stretch_target": {"mff": [0.8]}},
-        {"stretch_high": {"mff": 0.45}, "stretch_low": {"mff": 0.3}, "stretch_target": {"mff": [0.4]}},
-        {"stretch_high": {"mff": 0.45}, "stretch_low": {"mff": 0.3}, "stretch_target": {"mff": []}},
-        {"stretch_high": {"mff": 0.45}, "stretch_low": {"vif": 0.3}, "stretch_target": {"mff": [0.8]}},
-        {"stretch_high": {"mff": 0.45}, "stretch_low": {"mff": 0.3}, "stretch_target": {}},
+        good | {"stretch_high": {"mff": 0.3}, "stretch_low": {"mff": 0.45}},
+        good | {"stretch_target": {"mff": [0.4]}},
+        good | {"stretch_target": {"mff": []}},
+        good | {"stretch_low": {"vif": 0.3}},
+        good | {"stretch_target": {}},
+        good | {"stretch_black": {}},
+        good | {"stretch_black": {"mff": [1.2]}},
     ]
     for bad_stretch in bad_stretches:
         with pytest.raises(ValueError, match="stretch"):
@@ -252,6 +262,7 @@ def test_config_is_checked_and_round_trips(tmp_path) -> None:
         stretch_high={"mff": 0.45},
         stretch_low={"mff": 0.3},
         stretch_target={"mff": [0.8]},
+        stretch_black={"mff": [0.05]},
     )
     assert ExposureConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     assert cfg.tasks == ("mef", "mff", "vif")

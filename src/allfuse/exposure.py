@@ -51,23 +51,26 @@ over the 262 clean infrared + visible pairs of the shared benchmark is 0.509 (MS
 at native size and at a long side of 512. Below 0.47 both images are dark: albumentations' contrast loss
 (a gain below 1 on every input; `bench/quality.py --generator albumentations`, family `low_contrast`).
 
-Stretch (`stretch_high`, `stretch_low`, `stretch_target`, per task; the shipped models: infrared + visible
-and multi-focus pairs). A flat capture (a thermal camera's automatic gain on a scene without hot or cold
-objects, a veil of uniform haze or glare, an editing step that lowers contrast) keeps a fraction c of every
-value's distance to some level v: I = v + c (J - v). Its black point rises and its white point falls, so
-its luminance range r = p99.5 - p0.5 shrinks to c times the clean one, while an under-exposed input keeps
-its black point at black, and a veil brightens as much as it flattens. Each input is measured on its own:
-when its mean luminance is at least `stretch_mean` (0.4: a dark input is under-exposed, not veiled; below
-it r < 0.3 can also be a dark image of a flat scene, such as RoadScene's hazy visible images, whose clean
-black point is 0.3 to 0.45: under the bench's low light they measure r 0.24 to 0.32 with means of 0.18 to
-0.34, and stretching them cost allfuse-reg 0.074 Qabf in the strong cell and 0.003 in the mild one,
-`bench/quality.py --families low_light`) and r is below `stretch_high`, it is stretched about its mean
-luminance m,
-    J = m + k (I - m),  k = min(stretch_max, (target / r) ** w),  w = clip((high - r) / (high - low), 0, 1),
-every channel alike, then shifted as a whole so that its black and white points land in [0.01, 0.99] (a
-veil toward white leaves the whites at the top, where a stretch about the mean would clip them), and
-clipped. The target is the clean inputs' typical range, per input of the task (infrared 0.87, visible 0.65,
-multi-focus 0.8: the medians over the shared benchmark's clean inputs whose black point is 0.05 or more),
+Stretch (`stretch_high`, `stretch_low`, `stretch_target`, `stretch_black`, per task; the shipped models:
+infrared + visible and multi-focus pairs). A flat capture (a thermal camera's automatic gain on a scene
+without hot or cold objects, a veil of uniform haze or glare, an edit that lowers contrast) keeps a fraction
+c of every value's distance to some level v: I = v + c (J - v). Its black point rises and its white point
+falls, so its luminance range r = p99.5 - p0.5 shrinks to c times the clean one, while an under-exposed
+input keeps its black point at black, and a veil brightens as much as it flattens. Each input is measured on
+its own: when its mean luminance is at least `stretch_mean` (0.4: a dark input is under-exposed, not veiled;
+below it r < 0.3 can also be a dark image of a flat scene, such as RoadScene's hazy visible images, whose
+clean black point is 0.3 to 0.45: under the bench's low light they measure r 0.24 to 0.32 with means of 0.18
+to 0.34, and stretching them cost allfuse-reg 0.074 Qabf in the strong cell and 0.003 in the mild one,
+`bench/quality.py --families low_light`) and r is below `stretch_high`, it is stretched about its black
+point b and its black point put where a clean input's typically is:
+    J = b_t + k (I - b),  k = min(stretch_max, (r_t / r) ** w),  w = clip((high - r) / (high - low), 0, 1),
+every channel alike, shifted down if its white point would pass 0.99, and clipped. For a veil I = v + c (J -
+v) this is the inverse whatever the level v, a dark gray (a thermal camera's automatic gain) or a bright
+airlight (haze, glare, which the inverse also darkens back), once k = 1 / c and b_t is the clean black
+point. The targets are the typical values of clean inputs of the kind the stage looks at (mean luminance
+0.4 or more), per input of the task: range r_t (`stretch_target`) and black point b_t (`stretch_black`)
+0.89 and 0.08 for infrared images, 0.64 and 0.34 for visible ones (RoadScene's visible camera is hazy) and
+0.83 and 0.085 for multi-focus inputs (the medians over the shared benchmark's clean inputs),
 since c itself cannot be read off one image. The stretch runs after the gain: a pair whose two cameras
 are both dark (albumentations' contrast loss, a gain below 1) is brightened, and then no longer measures
 flat; stretched before the gain, its visible image (the flatter) took the stretch and the dark thermal image
@@ -123,6 +126,8 @@ class ExposureConfig:
     # per task: the range after the full stretch, per input in the task's order (the last entry for the
     # inputs after it): an infrared image spans a wider range than a visible one
     stretch_target: dict[str, list[float]] = field(default_factory=dict)
+    # per task, per input as stretch_target: the black point a stretched input gets
+    stretch_black: dict[str, list[float]] = field(default_factory=dict)
     stretch_mean: float = 0.4  # an input whose mean luminance lies below this is dark, not veiled: kept
     stretch_clipped: float = 0.02  # an input with more of its values at white (0.99) is over-exposed: kept
     stretch_max: float = 4.0  # the largest stretch factor
@@ -134,20 +139,28 @@ class ExposureConfig:
         ok = ok and set(self.lift) <= set(TASKS) and all(0 < v < 1 for v in self.lift.values())
         ok = ok and 0 < self.min_gamma <= 1
         stretched = set(self.stretch_high)
-        ok = ok and stretched == set(self.stretch_low) == set(self.stretch_target) and stretched <= set(TASKS)
+        ok = ok and stretched == set(self.stretch_low) == set(self.stretch_target) == set(self.stretch_black)
+        ok = (
+            ok
+            and stretched <= set(TASKS)
+            and all(0 <= v < 1 for t in stretched for v in self.stretch_black[t])
+        )
+        ok = ok and all(len(self.stretch_black[t]) > 0 for t in stretched)
         ok = ok and all(
             len(self.stretch_target[t]) > 0
             and all(0 < self.stretch_low[t] < self.stretch_high[t] < v <= 1 for v in self.stretch_target[t])
             for t in stretched
         )
-        ok = ok and 0 <= self.stretch_mean < 1 and 0 < self.stretch_clipped <= 1 and self.stretch_max >= 1
+        ok = ok and 0 <= self.stretch_mean < 1
+        ok = ok and 0 < self.stretch_clipped <= 1 and self.stretch_max >= 1
         if not ok or any(not 0 < self.low[t] < self.high[t] <= 1 for t in tasks):
             raise ValueError(
                 "bad exposure config: need the same tasks (among "
                 f"{', '.join(TASKS)}) in high and low, 0 < low < high <= 1 for each, a percentile in "
                 f"[50, 100], 0 < target <= 1, max_gain >= 1, lift targets in (0, 1) for tasks among "
-                f"those, 0 < min_gamma <= 1, the same tasks in stretch_high, stretch_low and stretch_target "
-                f"with 0 < stretch_low < stretch_high < every stretch_target <= 1 for each, and "
+                f"those, 0 < min_gamma <= 1, the same tasks in stretch_high, stretch_low, stretch_target and "
+                f"stretch_black with 0 < stretch_low < stretch_high < every stretch_target <= 1 and every "
+                f"stretch_black in [0, 1) for each, and "
                 f"0 <= stretch_mean < 1, 0 < stretch_clipped <= 1 and stretch_max >= 1: {self}"
             )
 
@@ -169,6 +182,7 @@ class ExposureConfig:
             "stretch_high": dict(self.stretch_high),
             "stretch_low": dict(self.stretch_low),
             "stretch_target": {t: list(v) for t, v in self.stretch_target.items()},
+            "stretch_black": {t: list(v) for t, v in self.stretch_black.items()},
             "stretch_mean": self.stretch_mean,
             "stretch_clipped": self.stretch_clipped,
             "stretch_max": self.stretch_max,
@@ -238,21 +252,25 @@ def stretch_factor(im: Image, task: str, cfg: ExposureConfig, index: int = 0) ->
     if np.mean(np.asarray(to_gray(np.asarray(im, np.float32))) >= 0.99) > cfg.stretch_clipped:
         return 1.0
     w = min(1.0, (high - r) / (high - low))
-    targets = cfg.stretch_target[task]
-    return min(cfg.stretch_max, math.exp(w * math.log(targets[min(index, len(targets) - 1)] / max(r, 1e-3))))
+    target = per_input(cfg.stretch_target[task], index)
+    return min(cfg.stretch_max, math.exp(w * math.log(target / max(r, 1e-3))))
 
 
-def stretch(im: Image, k: float, percentile: float) -> Image:
-    """Eq. "Stretch" of the module doc: J = m + k (I - m) about the input's mean luminance m, every channel
-    alike, then shifted as a whole so that its black and white points land inside [0.01, 0.99] (a veil
-    toward white leaves its whites near the top: stretching about the mean would clip them); clipped."""
+def per_input(values: list[float], index: int) -> float:
+    """The entry of a per-input list for the input at `index` (the last one for the inputs after it)."""
+    return values[min(index, len(values) - 1)]
+
+
+def stretch(im: Image, k: float, percentile: float, black_to: float) -> Image:
+    """Eq. "Stretch" of the module doc: J = black_to + k (I - b) about the input's black point b (its
+    (100 - percentile)th luminance percentile), every channel alike, shifted down if its white point would
+    pass 0.99; clipped to [0, 1]."""
     x = np.asarray(im, np.float32)
     if k == 1.0:
         return x
-    black, white, m = luma_levels(x, percentile)
-    lo, hi = m + k * (black - m), m + k * (white - m)
-    shift = max(0.01 - lo, 0.0) - max(hi - 0.99, 0.0)
-    return np.clip(m + shift + np.float32(k) * (x - m), 0.0, 1.0).astype(np.float32)
+    black, white, _ = luma_levels(x, percentile)
+    shift = min(0.0, 0.99 - (black_to + k * (white - black)))
+    return np.clip(black_to + shift + np.float32(k) * (x - black), 0.0, 1.0).astype(np.float32)
 
 
 def stretch_factors(images: Sequence[Image], task: str, cfg: ExposureConfig) -> list[float]:
@@ -265,7 +283,9 @@ def stretched_inputs(
 ) -> tuple[list[Image], list[float]]:
     """Every input through its own stretch (stretch_factor), and the factors."""
     ks = stretch_factors(images, task, cfg)
-    return [stretch(im, k, cfg.percentile) for im, k in zip(images, ks, strict=True)], ks
+    blacks = [per_input(cfg.stretch_black[task], i) if k != 1.0 else 0.0 for i, k in enumerate(ks)]
+    out = [stretch(im, k, cfg.percentile, b) for im, k, b in zip(images, ks, blacks, strict=True)]
+    return out, ks
 
 
 def gained_inputs(
