@@ -62,12 +62,17 @@ below it r < 0.3 can also be a dark image of a flat scene, such as RoadScene's h
 clean black point is 0.3 to 0.45: under the bench's low light they measure r 0.24 to 0.32 with means of 0.18
 to 0.34, and stretching them cost allfuse-reg 0.074 Qabf in the strong cell and 0.003 in the mild one,
 `bench/quality.py --families low_light`) and r is below `stretch_high`, it is stretched about its black
-point b and its black point put where a clean input's typically is:
-    J = b_t + k (I - b),  k = min(stretch_max, (r_t / r) ** w),  w = clip((high - r) / (high - low), 0, 1),
+point b and its black point moved toward where a clean input's typically is, b_t, as far as the stretch
+has ramped in:
+    J = b + w (b_t - b) + k (I - b),   k = min(stretch_max, (r_t / r) ** w),
+    w = clip((high - r) / (high - low), 0, 1),
 every channel alike, shifted down if its white point would pass 0.99, and clipped. For a veil I = v + c (J -
-v) this is the inverse whatever the level v, a dark gray (a thermal camera's automatic gain) or a bright
-airlight (haze, glare, which the inverse also darkens back), once k = 1 / c and b_t is the clean black
-point. The targets are the typical values of clean inputs of the kind the stage looks at (mean luminance
+v) the full stretch (w = 1) is the inverse whatever the level v, a dark gray (a thermal camera's automatic
+gain) or a bright airlight (haze, glare, which the inverse also darkens back), once k = 1 / c and b_t is
+the clean black point; a partial one moves the black point only partly, as moving it all the way with a
+partial k darkens the input more than it restores its contrast (a mildly flattened multi-focus pair of the
+bench stretched by 1.2 with its black point moved to 0.085: Qabf 0.718 -> 0.597, `bench/contrast_stretch.py`
+then). The targets are the typical values of clean inputs of the kind the stage looks at (mean luminance
 0.4 or more), per input of the task: range r_t (`stretch_target`) and black point b_t (`stretch_black`)
 0.89 and 0.08 for infrared images, 0.64 and 0.34 for visible ones (RoadScene's visible camera is hazy) and
 0.83 and 0.085 for multi-focus inputs (the medians over the shared benchmark's clean inputs),
@@ -237,23 +242,28 @@ def luma_levels(im: Image, percentile: float) -> tuple[float, float, float]:
     return float(black), float(white), float(g.mean())
 
 
-def stretch_factor(im: Image, task: str, cfg: ExposureConfig, index: int = 0) -> float:
-    """The factor k >= 1 the stage's stretch multiplies this input's contrast by (module doc, "Stretch"):
-    1.0 when the task has no stretch, the input is dark rather than veiled (mean luminance below
-    `stretch_mean`), over-exposed (more than `stretch_clipped` of its luminance at 0.99 or above) or its
-    range r reaches `stretch_high`; else min(stretch_max, (target / r) ** w), w ramping from 0 at
-    stretch_high to 1 at stretch_low, with the target of the input at `index` in the task's order."""
+def stretch_plan(im: Image, task: str, cfg: ExposureConfig, index: int = 0) -> tuple[float, float]:
+    """The factor k >= 1 the stage's stretch multiplies this input's contrast by and the ramp's weight w
+    (module doc, "Stretch"): (1.0, 0.0) when the task has no stretch, the input is dark rather than veiled
+    (mean luminance below `stretch_mean`), over-exposed (more than `stretch_clipped` of its luminance at 0.99
+    or above) or its range r reaches `stretch_high`; else k = min(stretch_max, (target / r) ** w), w ramping
+    from 0 at stretch_high to 1 at stretch_low, with the target of the input at `index` in task order."""
     if task not in cfg.stretch_high:
-        return 1.0
+        return 1.0, 0.0
     black, white, mean = luma_levels(im, cfg.percentile)
     r, high, low = white - black, cfg.stretch_high[task], cfg.stretch_low[task]
     if mean < cfg.stretch_mean or r >= high:
-        return 1.0
+        return 1.0, 0.0
     if np.mean(np.asarray(to_gray(np.asarray(im, np.float32))) >= 0.99) > cfg.stretch_clipped:
-        return 1.0
+        return 1.0, 0.0
     w = min(1.0, (high - r) / (high - low))
     target = per_input(cfg.stretch_target[task], index)
-    return min(cfg.stretch_max, math.exp(w * math.log(target / max(r, 1e-3))))
+    return min(cfg.stretch_max, math.exp(w * math.log(target / max(r, 1e-3)))), w
+
+
+def stretch_factor(im: Image, task: str, cfg: ExposureConfig, index: int = 0) -> float:
+    """stretch_plan's factor alone."""
+    return stretch_plan(im, task, cfg, index)[0]
 
 
 def per_input(values: list[float], index: int) -> float:
@@ -261,16 +271,17 @@ def per_input(values: list[float], index: int) -> float:
     return values[min(index, len(values) - 1)]
 
 
-def stretch(im: Image, k: float, percentile: float, black_to: float) -> Image:
-    """Eq. "Stretch" of the module doc: J = black_to + k (I - b) about the input's black point b (its
-    (100 - percentile)th luminance percentile), every channel alike, shifted down if its white point would
-    pass 0.99; clipped to [0, 1]."""
+def stretch(im: Image, k: float, percentile: float, black_to: float, weight: float = 1.0) -> Image:
+    """Eq. "Stretch" of the module doc: J = b' + k (I - b) about the input's black point b (its
+    (100 - percentile)th luminance percentile), b' = b + weight (black_to - b), every channel alike, shifted
+    down if its white point would pass 0.99; clipped to [0, 1]."""
     x = np.asarray(im, np.float32)
     if k == 1.0:
         return x
     black, white, _ = luma_levels(x, percentile)
-    shift = min(0.0, 0.99 - (black_to + k * (white - black)))
-    return np.clip(black_to + shift + np.float32(k) * (x - black), 0.0, 1.0).astype(np.float32)
+    to = black + weight * (black_to - black)
+    shift = min(0.0, 0.99 - (to + k * (white - black)))
+    return np.clip(to + shift + np.float32(k) * (x - black), 0.0, 1.0).astype(np.float32)
 
 
 def stretch_factors(images: Sequence[Image], task: str, cfg: ExposureConfig) -> list[float]:
@@ -281,11 +292,13 @@ def stretch_factors(images: Sequence[Image], task: str, cfg: ExposureConfig) -> 
 def stretched_inputs(
     images: Sequence[Image], task: str, cfg: ExposureConfig
 ) -> tuple[list[Image], list[float]]:
-    """Every input through its own stretch (stretch_factor), and the factors."""
-    ks = stretch_factors(images, task, cfg)
-    blacks = [per_input(cfg.stretch_black[task], i) if k != 1.0 else 0.0 for i, k in enumerate(ks)]
-    out = [stretch(im, k, cfg.percentile, b) for im, k, b in zip(images, ks, blacks, strict=True)]
-    return out, ks
+    """Every input through its own stretch (stretch_plan), and the factors."""
+    plans = [stretch_plan(im, task, cfg, i) for i, im in enumerate(images)]
+    out = [
+        stretch(im, k, cfg.percentile, per_input(cfg.stretch_black[task], i), w) if k != 1.0 else im
+        for i, (im, (k, w)) in enumerate(zip(images, plans, strict=True))
+    ]
+    return out, [k for k, _ in plans]
 
 
 def gained_inputs(
