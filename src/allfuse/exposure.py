@@ -84,15 +84,16 @@ over-exposed, not veiled (a strongly over-exposed visible image measures a range
 at most `stretch_max` (4). `expose_inputs` reports the gain times the largest stretch factor, the
 amplification the detail pick reads (allfuse.pick): a stretched input's noise is amplified as by a gain.
 
-Thresholds: `stretch_high` sits below every clean input of the shared benchmark with such a black point
-(the narrowest: infrared TNO 20 and 09 at 0.30 and 0.34, visible TNO 20 at 0.37; multi-focus MFI-WHU 42 at
-0.46 and 0.48; none of the 262 infrared + visible or 140 multi-focus pairs is stretched, at native size or at
-a long side of 512). So only a strong loss is undone: a mild one (c about 0.5) leaves a range a clean flat
-scene also has. For infrared + visible pairs the ramp is short (0.30 to 0.26): on the bench's flattened
-infrared images, a partial stretch (k = 1.5 where 2.5 to 3.7 was lost) scored lower than none on two of
-three pairs (allfuse-reg, Qabf 0.446 -> 0.425 and 0.413 -> 0.402), a full one higher on all three (0.29 /
-0.45 / 0.41 -> 0.65 / 0.56 / 0.57 at k = 2.5 to 3.5); on multi-focus pairs every partial stretch helped
-(k = 1.5 where 2 was lost: 0.61 / 0.72 / 0.55 -> 0.76 / 0.74 / 0.79). Multi-exposure brackets are not
+Thresholds: `stretch_high` sits below every clean input of the shared benchmark of such a mean (the
+narrowest: visible TNO 20 and 09 at 0.37 and 0.40, infrared RoadScene FLIR_08592 at 0.50; multi-focus
+MFI-WHU 42 at 0.46 and 0.48; none of the 262 infrared + visible or 140 multi-focus pairs is stretched, at
+native size or at a long side of 512). So only a strong loss is undone: a mild one (c about 0.5) leaves a
+range a clean flat scene also has. For infrared + visible pairs the ramp is short (0.30 to 0.26): on the
+bench's flattened infrared images (`bench/results/contrast_stretch.md`, allfuse-reg), a partial stretch
+(k = 1.5 where 2.7 to 3.7 was lost) scored lower than none on two of three pairs (Qabf 0.446 -> 0.430 and
+0.413 -> 0.386), a full one higher on all three (0.29 / 0.45 / 0.41 -> 0.65 / 0.56 / 0.58 at k = 2.5 to
+3.5); on multi-focus pairs every partial stretch helped (k = 1.5 where 2 was lost: 0.61 / 0.72 / 0.55 ->
+0.76 / 0.72 / 0.79). Multi-exposure brackets are not
 stretched: an over-exposed member is flat by nature (MEFB ArtistPalette 0.21, Lake1 0.26), and the models
 beat every chain on the benches' flattened brackets without it. Measured: the models' cards.
 """
