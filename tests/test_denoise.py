@@ -1,7 +1,9 @@
 """The denoising stage: an input that measures noisy is replaced by its non-local-means result, each input on
 its own; clean inputs, and tasks the stage is not configured for, are left as they are."""
 
+import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -18,9 +20,11 @@ from allfuse.denoise import (
     denoise_weight,
     denoise_weights,
     input_noise,
+    rule_weight,
 )
+from allfuse.gate import FEATURES, GateConfig, TaskGate, rule_fusion
 from allfuse.io import find_pairs
-from allfuse.model_folder import load_denoise, save_denoise
+from allfuse.model_folder import load_denoise, resolve_model_folder, save_denoise
 from allfuse.pipeline import FusionPipeline
 
 CFG = DenoiseConfig()
@@ -140,7 +144,11 @@ def test_config_is_checked_and_round_trips(tmp_path) -> None:
     for lo, hi in ((2.0, 1.0), (0.0, 2.0), (1.0, 0.0)):
         with pytest.raises(ValueError, match="chroma_low"):
             DenoiseConfig(chroma_low=lo, chroma_high=hi)
-    cfg = DenoiseConfig(low=3.0, high=6.0, tasks=("vif", "mff"), chroma_low=1.0, chroma_high=2.5)
+    with pytest.raises(ValueError, match="a rule among"):
+        DenoiseConfig(rule="median")
+    with pytest.raises(ValueError, match="rule_low"):
+        DenoiseConfig(rule="laplacian", rule_low=9.0, rule_high=7.0)
+    cfg = DenoiseConfig(low=3.0, high=6.0, tasks=("vif", "mff"), chroma_low=1.0, chroma_high=2.5, rule="max")
     assert DenoiseConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     bad = '{"denoise": {"sigma": 2}}'
     check_stage_file(tmp_path, cfg, load_denoise, save_denoise, "denoise.json", bad)
@@ -177,3 +185,70 @@ def test_the_command_line_reports_and_can_skip_the_stage(tmp_path, capsys) -> No
     assert "kept; input 2" in said and "denoised (100%)" in said
     on, off = (read_image(out).astype(np.float32) / 255 for out in outs.values())
     assert input_noise(on) < input_noise(off)
+    assert "every input noisy" not in said  # the infrared image is clean: the teacher's rule stays
+    write_image(paths[0], _noisy(ir, 16, seed=2))
+    write_image(paths[1], _noisy(vis, 20, seed=3))
+    assert main(["fuse", *map(str, paths), "-o", str(tmp_path / "both.png"), "--task", "vif", "-v"]) == 0
+    said = capsys.readouterr().out
+    assert (
+        "every input noisy (" in said
+        and "where the teacher's rule gff would fuse, laplacian does (100%)" in said
+    )
+
+
+def _both_noisy(std: float = 14.0) -> list[np.ndarray]:
+    return [_noisy(_photo("camera"), std), _noisy(_photo(), std, seed=1)]
+
+
+def test_the_rule_is_for_a_pair_whose_every_input_is_noisy() -> None:
+    """The stage's rule (module doc, "Rule") follows the quieter input: one noisy camera beside a clean one
+    keeps the teacher's rule; the weight ramps from rule_low to rule_high; other tasks never get it."""
+    cfg = DenoiseConfig(rule="laplacian", rule_low=7.0, rule_high=9.0)
+    both = _both_noisy()
+    least = min(input_noise(x) for x in both)
+    assert least > cfg.rule_high
+    assert rule_weight(both, "vif", cfg) == 1.0
+    assert rule_weight([_photo("camera"), both[1]], "vif", cfg) == 0.0
+    assert rule_weight(both, "mef", cfg) == 0.0
+    assert rule_weight(both, "vif", dataclasses.replace(cfg, rule="")) == 0.0
+    half = dataclasses.replace(cfg, rule_low=least - 1.0, rule_high=least + 1.0)
+    assert rule_weight(both, "vif", half) == pytest.approx(0.5)
+
+
+def test_the_rule_fusion_mixes_in_the_stages_rule() -> None:
+    from allfuse import baselines
+
+    pair = _both_noisy()
+    teacher, other = rule_fusion(pair, "vif"), baselines.fuse("laplacian", pair, "vif")
+    assert np.abs(teacher - other).mean() > 1e-3
+    np.testing.assert_allclose(rule_fusion(pair, "vif", noisy=("laplacian", 1.0)), other, atol=1e-6)
+    half = rule_fusion(pair, "vif", noisy=("laplacian", 0.5))
+    np.testing.assert_allclose(half, (teacher + other) / 2, atol=1e-5)
+    large = [resized_photo("astronaut", 700), _noisy(resized_photo("astronaut", 700), 14)]
+    whole = rule_fusion(large, "vif", noisy=("laplacian", 1.0))
+    tiled = rule_fusion(large, "vif", tile_pixels=256 * 256, noisy=("laplacian", 1.0))
+    assert tiled.shape == whole.shape and np.abs(tiled - whole).mean() < 2e-3
+
+
+@pytest.mark.parametrize("name", ["allfuse-reg", "allfuse-fm"])
+def test_shipped_models_fuse_a_strongly_noisy_pair_by_the_stages_rule(name: str, tmp_path) -> None:
+    """Where the gate hands the pair to the rule, the rule is the stage's for a pair both of whose cameras
+    are strongly noisy and the teacher's otherwise (the shipped gate is replaced by one that always hands
+    the pair over, so that only the rule's choice is tested)."""
+    folder = tmp_path / "m"
+    shutil.copytree(resolve_model_folder(name), folder)
+    n = len(FEATURES)
+    one = TaskGate(weights=(0.0,) * n, bias=50.0, mean=(0.0,) * n, scale=(1.0,) * n)
+    (folder / "gate.json").write_text(json.dumps({"gate": GateConfig(tasks={"vif": one}).to_dict()}))
+    pipe = FusionPipeline.from_pretrained(folder)
+    assert pipe.denoise.rule == "laplacian"
+    both = _both_noisy()
+    seen = pipe.stages.restore_gain(both, "vif")
+    assert seen.rule_weight == 1.0 and pipe.noisy_rule(seen.rule_weight) == ("laplacian", 1.0)
+    out = pipe(both, task="vif")
+    np.testing.assert_allclose(out, rule_fusion(seen.images, "vif", noisy=("laplacian", 1.0)), atol=1e-5)
+    assert np.abs(out - rule_fusion(seen.images, "vif")).mean() > 1e-3
+    one_noisy = [_photo("camera"), both[1]]
+    seen = pipe.stages.restore_gain(one_noisy, "vif")
+    assert seen.rule_weight == 0.0
+    np.testing.assert_allclose(pipe(one_noisy, task="vif"), rule_fusion(seen.images, "vif"), atol=1e-5)

@@ -469,7 +469,8 @@ def destripe_line(
 
 def denoise_line(pipe, images: list[np.ndarray], task: str, destripe: bool, deblock: bool = True) -> str:
     """`-v`'s account of the denoising stage for one set of inputs ("" when it does not run)."""
-    from allfuse.denoise import chroma_noise, denoise_weight, input_noise
+    from allfuse.denoise import chroma_noise, denoise_weight, input_noise, rule_weight
+    from allfuse.tasks import CLASSICAL_DEFAULT
 
     checked, _, task = pipe.prepare(images, task)
     cfg = pipe.denoise
@@ -485,6 +486,13 @@ def denoise_line(pipe, images: list[np.ndarray], task: str, destripe: bool, debl
         done = f"denoised ({w:.0%})" if w else "kept"
         parts.append(f"input {i + 1} noise {noise:.1f}/255{colour}, {done}")
     limits = f"from {cfg.low:g}/255" + (f", colour noise from {cfg.chroma_low:g}/255" if cfg.chroma else "")
+    share = rule_weight(checked, task, cfg)
+    if share > 0:  # the stage's rule for a pair whose inputs are all strongly noisy (allfuse.denoise, "Rule")
+        least = min(input_noise(x) for x in checked)
+        parts.append(
+            f"every input noisy ({least:.1f}/255, from {cfg.rule_low:g}): where the teacher's rule "
+            f"{CLASSICAL_DEFAULT[task]} would fuse, {cfg.rule} does ({share:.0%})"
+        )
     return f"denoising ({task}, {limits}): " + "; ".join(parts)
 
 
@@ -579,7 +587,6 @@ def pick_line(
     pair to the rule alone)."""
     from allfuse.gate import pair_noise
     from allfuse.pick import PICK_GAIN, PICK_NOISE
-    from allfuse.tasks import CLASSICAL_DEFAULT
 
     stages = (deblur, destripe, exposure, denoise, deblock)
     task, _, weight = pipe.gate_choice(images, task, *stages)
@@ -593,8 +600,8 @@ def pick_line(
     return (
         f"detail pick ({task}): pair noise {pair_noise(restored):.1f}/255 (full up to {low:g}, none from "
         f"{high:g}), exposure gain {gain:.2f} (full up to {PICK_GAIN[0]:g}, none from {PICK_GAIN[1]:g}): "
-        f"takes {share:.0%} of the rule {CLASSICAL_DEFAULT[task]}'s fine detail where it is stronger than "
-        "the model's"
+        f"takes {share:.0%} of the rule {pipe.rule_label(seen.rule_weight, task)}'s fine detail where it is "
+        "stronger than the model's"
     )
 
 
@@ -643,12 +650,13 @@ def gate_line(
     """`-v`'s account of the clean-input gate's choice for one set of inputs (and, where the model fuses,
     whether its latent path also runs on the mirrored inputs: allfuse.pipeline.MIRROR)."""
     from allfuse.pipeline import REPAIRED_JPEG, gate_override
-    from allfuse.tasks import CLASSICAL_DEFAULT
 
     task, p, weight = pipe.gate_choice(images, task, deblur, destripe, exposure, denoise, deblock)
     if p < 0:
         return f"gate ({task}): none, the model fuses"
-    limit, rule = pipe.gate.tasks[task].threshold, CLASSICAL_DEFAULT[task]
+    checked = pipe.prepare(images, task)[0]
+    seen = pipe.stages.restore_gain(checked, task, deblur, True, destripe, exposure, denoise, deblock)
+    limit, rule = pipe.gate.tasks[task].threshold, pipe.rule_label(seen.rule_weight, task)
     head = f"gate ({task}): P(clean) {p:.2f} {'>=' if p >= limit else '<'} {limit:.2f}"
     if weight >= 1:
         return f"{head}: the classical rule {rule} fuses (a clean pair)"
@@ -656,8 +664,6 @@ def gate_line(
     if weight > 0:
         who = f"the model's fusion mixed with {weight:.0%} of the rule {rule}'s"
     else:
-        checked = pipe.prepare(images, task)[0]
-        seen = pipe.stages.restore_gain(checked, task, deblur, True, destripe, exposure, denoise, deblock)
         reason = gate_override(seen.deblocked, seen.deblurred, pipe.gate_decision(seen.images, task)[1])
         if reason == "deblocked":
             who += f" (an input was deblocked, JPEG quality <= {REPAIRED_JPEG}: "

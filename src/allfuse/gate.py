@@ -145,21 +145,36 @@ def shrink(image: Image) -> Image:
     return cv2.resize(x, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
 
 
-def rule_fusion(images: Sequence[Image], task: str, tile_pixels: int = 0) -> np.ndarray:
+def rule_fusion(
+    images: Sequence[Image], task: str, tile_pixels: int = 0, noisy: tuple[str, float] = ("", 0.0)
+) -> np.ndarray:
     """The teacher's classical fusion (allfuse.tasks.CLASSICAL_DEFAULT) of 2+ images, (H, W, 3) float32;
-    on images of more than `tile_pixels` pixels (0 = never) tile by tile, blended as the refiner's tiles
-    (allfuse.tiled), so memory stays bounded."""
+    `noisy` = (rule, r): with r > 0, that classical rule's fusion mixed in by r (allfuse.denoise, "Rule":
+    a strongly noisy pair). On images of more than `tile_pixels` pixels (0 = never) tile by tile, blended
+    as the refiner's tiles (allfuse.tiled), so memory stays bounded."""
     import torch
 
     from allfuse.models.refine import classical_source
     from allfuse.tiled import as_batch, refine_tiled
 
+    rule, weight = noisy
+
+    def fused(ims: list[Image]) -> np.ndarray:
+        out = classical_source(ims, task)
+        if weight <= 0.0:
+            return out
+        from allfuse import baselines
+
+        other = np.asarray(baselines.fuse(rule, ims, task), np.float32)
+        other = np.repeat(other[..., None], 3, axis=2) if other.ndim == 2 else other
+        return other if weight >= 1.0 else out + np.float32(weight) * (other - out)
+
     h, w = np.asarray(images[0]).shape[:2]
     if not tile_pixels or h * w <= tile_pixels:
-        return classical_source(images, task)
+        return fused(list(images))
 
     def tile(y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
-        return as_batch(classical_source([im[y0:y1, x0:x1] for im in images], task), torch.device("cpu"))
+        return as_batch(fused([im[y0:y1, x0:x1] for im in images]), torch.device("cpu"))
 
     return refine_tiled(None, tile, images, tile_pixels, torch.device("cpu"))
 

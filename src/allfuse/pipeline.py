@@ -87,7 +87,7 @@ from allfuse.sampling import sample_latent
 from allfuse.sampling.tiling import TiledModel
 from allfuse.stacks import STACK_ORDER, fuse_stack
 from allfuse.stages import InputStages, image_tensor
-from allfuse.tasks import guess_task
+from allfuse.tasks import CLASSICAL_DEFAULT, guess_task
 from allfuse.tiled import DEFAULT_TILE_PIXELS, ClassicalFn, LatentFn, check_tile_pixels, fuse_large
 from allfuse.types import TASKS, Image, Task
 
@@ -334,7 +334,9 @@ class FusionPipeline:
         (exposure.json) for the task.
         denoise: between those two, replace an input that measures noisy by its non-local-means result
         (allfuse.denoise; each input measured on its own), when the model has that stage (denoise.json) for
-        the task; and, before any other stage, replace the isolated outliers of an input that measures
+        the task, and fuse a pair all of whose inputs measured strongly noisy, where the teacher's rule
+        fuses (below), by the rule the stage names (its `rule`); and, before any other stage, replace the
+        isolated outliers of an input that measures
         speckled by their local median (allfuse.impulse: impulse noise), when the model has that stage
         (impulse.json) for the task.
         deblock: first (after the impulse-noise stage, see `denoise`), re-code an input that measures as a
@@ -359,8 +361,9 @@ class FusionPipeline:
         images, gain = restored.images, restored.gain
         weight = self.gate_decision(images, task, restored.deblocked, restored.deblurred)[1] if gate else 0.0
         limit = DEFAULT_TILE_PIXELS if tile_pixels is None else tile_pixels
+        noisy = self.noisy_rule(restored.rule_weight)
         if weight >= 1.0:
-            out = rule_fusion(images, task, limit)
+            out = rule_fusion(images, task, limit, noisy)
             return out if colour else to_gray(out)
         prompt_text = self.build_prompt(prompt, task) if self.text is not None else None
         latent = self.latent_fn(prompt_text, steps, sampler, seed, tile)
@@ -369,12 +372,12 @@ class FusionPipeline:
         rule = None
         strength = self.pick_strength(images, gain) if (self.pick if pick is None else pick) else 0.0
         if strength > 0:  # the detail pick (allfuse.pick)
-            rule = rule_fusion(images, task, limit)
+            rule = rule_fusion(images, task, limit, noisy)
             out = pick_detail(out, rule, strength=strength, band_pixels=limit)
         if task in self.mean_tasks:
             out = keep_mean(out, images)
         if weight > 0.0:  # the gate's blend (allfuse.gate): a mix of the two fusions
-            rule = rule_fusion(images, task, limit) if rule is None else rule
+            rule = rule_fusion(images, task, limit, noisy) if rule is None else rule
             out = (1.0 - weight) * out + weight * rule
         return out if colour else to_gray(out)
 
@@ -567,6 +570,22 @@ class FusionPipeline:
             return self.fuse_whole(xs, latent, work, refiner, classical, mirror)
 
         return fuse_stack(fuse, images, self.slots(refine), STACK_ORDER[task])
+
+    def noisy_rule(self, weight: float) -> tuple[str, float]:
+        """The classical rule the denoising stage names for strongly noisy pairs (allfuse.denoise, "Rule")
+        and its share `weight` (Restored.rule_weight) in the pipeline's rule fusion: ("", 0.0) for none."""
+        if self.denoise is None or not self.denoise.rule or weight <= 0.0:
+            return "", 0.0
+        return self.denoise.rule, weight
+
+    def rule_label(self, weight: float, task: Task) -> str:
+        """The classical rule the pipeline fuses by, for restored inputs whose Restored.rule_weight is
+        `weight`: the teacher's (allfuse.tasks.CLASSICAL_DEFAULT) or, for a strongly noisy pair, the
+        denoising stage's rule, alone or mixed in (noisy_rule); for `allfuse fuse -v` and the web demo."""
+        rule, share = self.noisy_rule(weight)
+        if share >= 1:
+            return rule
+        return CLASSICAL_DEFAULT[task] + (f" with {share:.0%} of {rule}" if share > 0 else "")
 
     def pick_strength(self, images: Sequence[Image], gain: float = 1.0) -> float:
         """The detail pick's weight for these restored inputs (allfuse.pick), which the exposure stage gave

@@ -20,7 +20,7 @@ import torch
 
 from allfuse.deblock import DeblockConfig, deblock_inputs
 from allfuse.deblur import DeblurConfig, deblur_inputs
-from allfuse.denoise import DenoiseConfig, denoise_inputs
+from allfuse.denoise import DenoiseConfig, denoise_inputs, rule_weight
 from allfuse.destripe import DestripeConfig, destripe_inputs
 from allfuse.exposure import ExposureConfig, expose_inputs
 from allfuse.impulse import ImpulseConfig, impulse_inputs
@@ -37,12 +37,14 @@ def image_tensor(im: Image) -> torch.Tensor:
 
 
 class Restored(NamedTuple):
-    """Inputs through the pre-fusion stages (InputStages.restore_gain) and what two of the stages did."""
+    """Inputs through the pre-fusion stages (InputStages.restore_gain) and what some of the stages did."""
 
     images: list[Image]
     gain: float  # the exposure stage's gain (1.0: none)
     deblocked: int  # the lowest JPEG quality the deblocking stage deblocked an input at (0: none)
     deblurred: bool  # the deblurring stage deconvolved at least one input
+    # the denoising stage's rule's share in the rule fusion (allfuse.denoise.rule_weight; 0.0: the teacher's)
+    rule_weight: float = 0.0
 
 
 @dataclass
@@ -102,8 +104,8 @@ class InputStages:
         """Checked inputs through impulse-noise removal, JPEG deblocking, stripe removal, denoising, the
         exposure stage, the deblurring stage, then the input corrector, each when there is one, it is enabled
         for the task and asked for (`denoise` asks for both noise stages); with what the deblocking,
-        exposure and deblurring stages did (Restored)."""
-        images, qualities, gain, psfs = list(images), [0] * len(images), 1.0, []
+        exposure, deblurring and denoising stages did (Restored)."""
+        images, qualities, gain, psfs, rule = list(images), [0] * len(images), 1.0, [], 0.0
         if denoise and self.impulse is not None:  # first: the codec and the filters below spread a speck
             images = impulse_inputs(images, task, self.impulse)[0]
         if deblock and self.deblock is not None:
@@ -112,6 +114,7 @@ class InputStages:
         if destripe and self.destripe is not None:
             images = destripe_inputs(images, task, self.destripe)
         if denoise and self.denoise is not None:
+            rule = rule_weight(images, task, self.denoise)  # the noise the inputs reach the stage with
             images = denoise_inputs(images, task, self.denoise)[0]
         if exposure and self.exposure is not None:
             images, gain = expose_inputs(images, task, self.exposure)
@@ -120,7 +123,7 @@ class InputStages:
         if correct and self.corrector is not None and task in self.corrector.cfg.tasks:
             images = self.correct(images, task)
         deblurred = any(np.ndim(p) > 0 or p > 0 for p in psfs)  # a sigma, or an elliptic PSF's covariance
-        return Restored(images, gain, min((q for q in qualities if q > 0), default=0), deblurred)
+        return Restored(images, gain, min((q for q in qualities if q > 0), default=0), deblurred, rule)
 
     @torch.no_grad()
     def correct(self, images: list[Image], task: Task) -> list[Image]:

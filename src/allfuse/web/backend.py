@@ -147,9 +147,8 @@ class DemoBackend:
         steps_arg = steps if flow and steps else None
         weight = pipe.gate_choice(images, chosen)[2] if getattr(pipe, "gate", None) is not None else 0.0
         if weight > 0:
-            from allfuse.tasks import CLASSICAL_DEFAULT
-
-            rule = CLASSICAL_DEFAULT[chosen]
+            seen = pipe.stages.restore_gain(pipe.prepare(images, chosen)[0], chosen)
+            rule = pipe.rule_label(seen.rule_weight, chosen)
             notes.append(
                 f"clean inputs: fused by the classical rule {rule} (the model's gate)"
                 if weight >= 1
