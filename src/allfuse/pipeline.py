@@ -336,9 +336,8 @@ class FusionPipeline:
         (allfuse.denoise; each input measured on its own), when the model has that stage (denoise.json) for
         the task, and fuse a pair all of whose inputs measured strongly noisy, where the teacher's rule
         fuses (below), by the rule the stage names (its `rule`); and, before any other stage, replace the
-        isolated outliers of an input that measures
-        speckled by their local median (allfuse.impulse: impulse noise), when the model has that stage
-        (impulse.json) for the task.
+        isolated outliers of an input that measures speckled by their local median (allfuse.impulse:
+        impulse noise), when the model has that stage (impulse.json) for the task.
         deblock: first (after the impulse-noise stage, see `denoise`), re-code an input that measures as a
         low-quality JPEG on shifted grids and average (allfuse.deblock; each input measured on its own),
         when the model has that stage (deblock.json) for the task.
