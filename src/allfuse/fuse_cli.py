@@ -478,9 +478,10 @@ def denoise_line(pipe, images: list[np.ndarray], task: str, destripe: bool, debl
         return ""
     # the stages before this one (JPEG deblocking, stripe removal)
     checked = pipe.restore_inputs(checked, task, False, False, destripe, False, False, deblock)
-    parts = []
+    parts, noises = [], []
     for i, x in enumerate(checked):
         noise, chroma = input_noise(x), chroma_noise(x) if cfg.chroma else 0.0
+        noises.append(noise)
         w = denoise_weight(noise, cfg, chroma)
         colour = f" (colour {chroma:.1f}/255)" if cfg.chroma else ""
         done = f"denoised ({w:.0%})" if w else "kept"
@@ -488,9 +489,8 @@ def denoise_line(pipe, images: list[np.ndarray], task: str, destripe: bool, debl
     limits = f"from {cfg.low:g}/255" + (f", colour noise from {cfg.chroma_low:g}/255" if cfg.chroma else "")
     share = rule_weight(checked, task, cfg)
     if share > 0:  # the stage's rule for a pair whose inputs are all strongly noisy (allfuse.denoise, "Rule")
-        least = min(input_noise(x) for x in checked)
         parts.append(
-            f"every input noisy ({least:.1f}/255, from {cfg.rule_low:g}): where the teacher's rule "
+            f"every input noisy ({min(noises):.1f}/255, from {cfg.rule_low:g}): where the teacher's rule "
             f"{CLASSICAL_DEFAULT[task]} would fuse, {cfg.rule} does ({share:.0%})"
         )
     return f"denoising ({task}, {limits}): " + "; ".join(parts)
