@@ -13,6 +13,7 @@ from stage_folder import check_stage_file
 
 from allfuse.exposure import (
     ExposureConfig,
+    dark_floor,
     expose_inputs,
     exposure_gain,
     headroom,
@@ -22,10 +23,13 @@ from allfuse.exposure import (
     stretch_factor,
     stretch_factors,
     stretched_inputs,
+    unveiled_inputs,
+    veil_plan,
 )
 from allfuse.io import find_pairs
 from allfuse.model_folder import load_exposure, resolve_model_folder, save_exposure
 from allfuse.pipeline import FusionPipeline
+from allfuse.stages import InputStages
 
 CFG = ExposureConfig()
 
@@ -223,6 +227,53 @@ def test_the_stretch_ramps_in_without_a_jump() -> None:
     assert np.abs(np.diff(np.log(ks))).max() < 0.1
 
 
+VEIL = ExposureConfig(
+    **{**STRETCH.to_dict(), "veil_dark": {"mff": [0.15, 0.2]}, "veil_range": {"mff": [0.6, 0.5]}}
+)
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee"])
+def test_a_mildly_veiled_colour_input_is_read_by_its_dark_channel(name: str) -> None:
+    clean = _photo(name)
+    assert dark_floor(clean) < 0.05  # a clean scene has dark pixels somewhere in most windows
+    veiled = _flat(clean, 0.5)  # half the contrast: a range a clean flat scene can also have
+    black, white, _ = luma_levels(veiled, 99.5)
+    assert STRETCH.stretch_high["mff"] < white - black < VEIL.veil_range["mff"][1]
+    assert dark_floor(veiled) > VEIL.veil_dark["mff"][1]
+    assert stretch_factor(veiled, "mff", VEIL) == 1.0  # the range alone does not tell
+    k, w = veil_plan(veiled, "mff", VEIL)
+    assert w == 1.0 and k == pytest.approx(VEIL.stretch_target["mff"][0] / (white - black), rel=1e-6)
+    (out,), ks = unveiled_inputs([veiled], "mff", VEIL)
+    assert ks == [k] and np.abs(out - clean).mean() < np.abs(veiled - clean).mean() / 2
+    assert veil_plan(clean, "mff", VEIL) == (1.0, 0.0) and veil_plan(veiled, "mef", VEIL) == (1.0, 0.0)
+    (kept,), ks = unveiled_inputs([clean], "mff", VEIL)
+    assert kept is clean and ks == [1.0]
+    # the stages run it after the corrector, and hand its factor on as an amplification
+    stages = InputStages(exposure=VEIL)
+    seen = stages.restore_gain([veiled, veiled], "mff")
+    assert seen.unveiled == (k, k) and seen.gain == pytest.approx(k)
+    assert np.allclose(seen.images[0], out)
+    assert stages.restore_gain([veiled, veiled], "mff", exposure=False).unveiled == (1.0, 1.0)
+
+
+def test_the_dark_floor_does_not_depend_on_the_image_size() -> None:
+    for veiled in (False, True):
+        sizes = [_photo("coffee", side) for side in (384, 1024, 2048)]
+        floors = [dark_floor(_flat(x, 0.5) if veiled else x) for x in sizes]
+        assert max(floors) - min(floors) < 0.02, floors
+
+
+def test_the_veil_ramps_in_without_a_jump() -> None:
+    x = _photo("astronaut")
+    ks = [veil_plan(_flat(x, keep), "mff", VEIL)[0] for keep in np.linspace(1.0, 0.2, 200)]
+    assert ks[0] == 1.0 and max(ks) > 2.0
+    assert all(b >= a - 1e-9 for a, b in itertools.pairwise(ks))
+    assert np.abs(np.diff(np.log(ks))).max() < 0.1
+    # the veil's reading starts before the range's stretch: a milder loss is undone
+    plain = [stretch_factor(_flat(x, keep), "mff", STRETCH) for keep in np.linspace(1.0, 0.2, 200)]
+    assert np.argmax(np.array(ks) > 1.0) < np.argmax(np.array(plain) > 1.0)
+
+
 def test_config_is_checked_and_round_trips(tmp_path) -> None:
     with pytest.raises(ValueError, match="exposure"):
         ExposureConfig(high={"mef": 0.5}, low={"mef": 0.6})
@@ -250,6 +301,16 @@ def test_config_is_checked_and_round_trips(tmp_path) -> None:
     for bad_stretch in bad_stretches:
         with pytest.raises(ValueError, match="stretch"):
             ExposureConfig(**bad_stretch)
+    bad_veils = [
+        {"veil_dark": {"mff": [0.2, 0.15]}, "veil_range": {"mff": [0.6, 0.5]}},
+        {"veil_dark": {"mff": [0.15, 0.2]}, "veil_range": {"mff": [0.5, 0.6]}},
+        {"veil_dark": {"mff": [0.15, 0.2]}, "veil_range": {}},
+        {"veil_dark": {"mff": [0.15]}, "veil_range": {"mff": [0.6, 0.5]}},
+        {"veil_dark": {"vif": [0.15, 0.2]}, "veil_range": {"vif": [0.6, 0.5]}},  # a task without stretch
+    ]
+    for bad_veil in bad_veils:
+        with pytest.raises(ValueError, match="veil"):
+            ExposureConfig(**good, **bad_veil)
     for bad_bounds in ({"stretch_clipped": 0.0}, {"stretch_max": 0.5}, {"stretch_mean": 1.0}):
         with pytest.raises(ValueError, match="stretch"):
             ExposureConfig(**bad_bounds)
@@ -263,11 +324,17 @@ def test_config_is_checked_and_round_trips(tmp_path) -> None:
         stretch_low={"mff": 0.3},
         stretch_target={"mff": [0.8]},
         stretch_black={"mff": [0.05]},
+        veil_dark={"mff": [0.15, 0.2]},
+        veil_range={"mff": [0.6, 0.5]},
     )
     assert ExposureConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     assert cfg.tasks == ("mef", "mff", "vif")
     # an exposure.json written before the lift and the stretch existed loads without them
-    old = {k: v for k, v in cfg.to_dict().items() if k not in ("lift", "min_gamma") and "stretch" not in k}
+    old = {
+        k: v
+        for k, v in cfg.to_dict().items()
+        if k not in ("lift", "min_gamma") and "stretch" not in k and "veil" not in k
+    }
     assert ExposureConfig.from_dict(old).lift == {} and ExposureConfig.from_dict(old).stretch_high == {}
     bad = '{"exposure": {"gain": 2}}'
     check_stage_file(tmp_path, cfg, load_exposure, save_exposure, "exposure.json", bad)
@@ -297,6 +364,14 @@ def test_shipped_models_expose_before_the_gate_and_keep_it_when_saved(name: str,
     seen = pipe.gate_inputs(flat, "mff", deblur=False)
     kept = pipe.gate_inputs(flat, "mff", deblur=False, exposure=False)
     assert np.std(seen[0]) > 1.5 * np.std(kept[0])  # the corrector after the stage restores some of it
+    # a mildly veiled one is read by its dark channel after the corrector, a clean one is left
+    veiled = [_flat(_photo(), 0.5), _flat(_photo("coffee"), 0.5)]
+    assert stretch_factors(veiled, "mff", pipe.exposure) == [1.0, 1.0]
+    restored = pipe.stages.restore_gain(veiled, "mff", deblur=False)
+    assert min(restored.unveiled) > 1.1 and restored.gain == pytest.approx(max(restored.unveiled))
+    kept = pipe.stages.restore_gain(veiled, "mff", deblur=False, exposure=False).images
+    assert np.std(restored.images[0]) > 1.2 * np.std(kept[0])
+    assert pipe.stages.restore_gain([_photo(), _photo("coffee")], "mff").unveiled == (1.0, 1.0)
     again = FusionPipeline.from_pretrained(pipe.save_pretrained(tmp_path / "copy"))
     assert again.exposure == pipe.exposure
 
@@ -321,5 +396,9 @@ def test_the_command_line_reports_and_can_skip_the_stage(tmp_path, capsys) -> No
         write_image(paths[i], _flat(_photo(name, side=192), 0.3))
     assert main(["fuse", *map(str, paths), "-o", str(tmp_path / "flat.png"), "--task", "mff", "-v"]) == 0
     assert "no gain; flat, contrast stretched: input 1 x 2." in capsys.readouterr().out
+    for i, name in enumerate(("astronaut", "coffee")):
+        write_image(paths[i], _flat(_photo(name, side=192), 0.5))
+    assert main(["fuse", *map(str, paths), "-o", str(tmp_path / "veil.png"), "--task", "mff", "-v"]) == 0
+    assert "no flat input; veiled, contrast stretched: input 1 x 1." in capsys.readouterr().out
     on, off = (read_image(out).astype(np.float32) / 255 for out in outs.values())
     assert np.abs(on - clean).mean() < np.abs(off - clean).mean()

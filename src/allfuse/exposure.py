@@ -96,19 +96,44 @@ bench's flattened infrared images (`bench/results/contrast_stretch.md`, allfuse-
 0.76 / 0.72 / 0.79). Multi-exposure brackets are not
 stretched: an over-exposed member is flat by nature (MEFB ArtistPalette 0.21, Lake1 0.26), and the models
 beat every chain on the benches' flattened brackets without it. Measured: the models' cards.
+
+Veil (`veil_dark`, `veil_range`, per task; the shipped models: multi-focus pairs). The stretch reads a strong
+loss only: a mildly flattened input (c about 0.5) keeps a range a clean flat scene also has. But a veil also
+lifts a scene's darkest values, in every colour: the dark channel (He et al. 2009 Eq. 5: the minimum over
+colour channels and a 15 px window) of a clean scene is near black almost everywhere (their prior), while a
+veil I = v + c (J - v) lifts it by v (1 - c). So an input whose dark-channel floor d (its 5th percentile,
+read at a long side of 512 px so that the window covers the same share of the scene at every size) is high
+and whose range r is narrow reads as veiled:
+    w = ramp(d; veil_dark[0] -> veil_dark[1]) * ramp(r; veil_range[0] -> veil_range[1])
+and is stretched as above with that weight (the shipped models: d from 0.15 to 0.2, r from 0.6 to 0.5).
+Among the shared benchmark's 280 clean multi-focus inputs (long side 512), the highest floor is 0.18 and
+none combines a floor of 0.15 or more with a range below 0.6; copies flattened toward their median as the
+validation bench's mild `low_contrast` does (keeping 0.6 or 0.45 of the contrast) read as veiled at 76 %
+(the others are darker than `stretch_mean`). Not for the other inputs: a thermal image has no dark-channel
+prior (clean infrared floors reach 0.35), RoadScene's hazy visible camera reads veiled in 53 of 262 clean
+images, and a multi-exposure bracket's bright member is flat and pale by nature.
+It runs after the input corrector, on what the corrector leaves (InputStages.restore_gain): a hazed input
+is veiled too (the bench's strong haze: floors 0.39 to 0.44, ranges 0.46 to 0.61), but the corrector lifts
+most of a haze, and a stretch before it over-corrected (the bench's strongly hazed multi-focus cell, Qabf
+0.692 -> 0.639); after it those inputs measure ranges of 0.68 to 0.85 and are left, while a flattened input,
+which the corrector was not trained to lift, still reads veiled. Measured: bench/results/veil.md.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+import cv2
 import numpy as np
 
+from allfuse.baselines.restoration import dark_channel
 from allfuse.color import to_gray
 from allfuse.types import TASKS, Image
+
+VEIL_SIDE = 512  # the long side the dark channel floor is read at (dark_floor)
 
 
 @dataclass(frozen=True)
@@ -137,6 +162,11 @@ class ExposureConfig:
     stretch_mean: float = 0.4  # an input whose mean luminance lies below this is dark, not veiled: kept
     stretch_clipped: float = 0.02  # an input with more of its values at white (0.99) is over-exposed: kept
     stretch_max: float = 4.0  # the largest stretch factor
+    # per task (module doc, "Veil"): the dark-channel floor from which a colour input reads as veiled and the
+    # floor at which it fully does, and the luminance range below which that reading counts and the range at
+    # which it fully does; none by default (older exposure.json files)
+    veil_dark: dict[str, list[float]] = field(default_factory=dict)
+    veil_range: dict[str, list[float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         tasks = set(self.high)
@@ -158,6 +188,13 @@ class ExposureConfig:
             for t in stretched
         )
         ok = ok and 0 <= self.stretch_mean < 1
+        ok = ok and set(self.veil_dark) == set(self.veil_range) and set(self.veil_dark) <= stretched
+        ok = ok and all(
+            len(self.veil_dark[t]) == 2 == len(self.veil_range[t])
+            and 0 < self.veil_dark[t][0] < self.veil_dark[t][1] < 1
+            and 0 < self.veil_range[t][1] < self.veil_range[t][0] < 1
+            for t in self.veil_dark
+        )
         ok = ok and 0 < self.stretch_clipped <= 1 and self.stretch_max >= 1
         if not ok or any(not 0 < self.low[t] < self.high[t] <= 1 for t in tasks):
             raise ValueError(
@@ -166,8 +203,10 @@ class ExposureConfig:
                 f"[50, 100], 0 < target <= 1, max_gain >= 1, lift targets in (0, 1) for tasks among "
                 f"those, 0 < min_gamma <= 1, the same tasks in stretch_high, stretch_low, stretch_target and "
                 f"stretch_black with 0 < stretch_low < stretch_high < every stretch_target <= 1 and every "
-                f"stretch_black in [0, 1) for each, and "
-                f"0 <= stretch_mean < 1, 0 < stretch_clipped <= 1 and stretch_max >= 1: {self}"
+                f"stretch_black in [0, 1) for each, veil_dark and veil_range for the same tasks among "
+                f"those, each two values: 0 < veil_dark[0] < veil_dark[1] < 1 and 0 < veil_range[1] < "
+                f"veil_range[0] < 1, and 0 <= stretch_mean < 1, 0 < stretch_clipped <= 1 and "
+                f"stretch_max >= 1: {self}"
             )
 
     @property
@@ -192,6 +231,8 @@ class ExposureConfig:
             "stretch_mean": self.stretch_mean,
             "stretch_clipped": self.stretch_clipped,
             "stretch_max": self.stretch_max,
+            "veil_dark": {t: list(v) for t, v in self.veil_dark.items()},
+            "veil_range": {t: list(v) for t, v in self.veil_range.items()},
         }
 
     @classmethod
@@ -243,6 +284,23 @@ def luma_levels(im: Image, percentile: float) -> tuple[float, float, float]:
     return float(black), float(white), float(g.mean())
 
 
+def dark_floor(im: Image) -> float:
+    """The 5th percentile of an image's dark channel (He et al. 2009 Eq. 5: the minimum over colour channels
+    and a 15 px window), read on a copy whose long side is at most 512 px so that the window covers the same
+    share of the scene at every size: a clean scene's is near black, a veil lifts it (module doc, "Veil")."""
+    x = np.asarray(im, np.float32)
+    scale = VEIL_SIDE / max(x.shape[:2])
+    if scale < 1:
+        size = (max(1, round(x.shape[1] * scale)), max(1, round(x.shape[0] * scale)))
+        x = cv2.resize(x, size, interpolation=cv2.INTER_AREA)
+    return float(np.percentile(dark_channel(x), 5.0))
+
+
+def ramp(value: float, start: float, end: float) -> float:
+    """0 at `start`, 1 at `end` (either order), linear between and clipped."""
+    return min(1.0, max(0.0, (value - start) / (end - start)))
+
+
 def stretch_plan(im: Image, task: str, cfg: ExposureConfig, index: int = 0) -> tuple[float, float]:
     """The factor k >= 1 the stage's stretch multiplies this input's contrast by and the ramp's weight w
     (module doc, "Stretch"): (1.0, 0.0) when the task has no stretch, the input is dark rather than veiled
@@ -251,13 +309,39 @@ def stretch_plan(im: Image, task: str, cfg: ExposureConfig, index: int = 0) -> t
     from 0 at stretch_high to 1 at stretch_low, with the target of the input at `index` in task order."""
     if task not in cfg.stretch_high:
         return 1.0, 0.0
-    black, white, mean = luma_levels(im, cfg.percentile)
-    r, high, low = white - black, cfg.stretch_high[task], cfg.stretch_low[task]
-    if mean < cfg.stretch_mean or r >= high:
+    r, mean, clipped = luma_range(im, cfg)
+    if mean < cfg.stretch_mean or clipped or r >= cfg.stretch_high[task]:
         return 1.0, 0.0
-    if np.mean(np.asarray(to_gray(np.asarray(im, np.float32))) >= 0.99) > cfg.stretch_clipped:
+    return stretch_by(r, ramp(r, cfg.stretch_high[task], cfg.stretch_low[task]), task, cfg, index)
+
+
+def veil_plan(im: Image, task: str, cfg: ExposureConfig, index: int = 0) -> tuple[float, float]:
+    """The veil's factor k and weight w for this input (module doc, "Veil"): (1.0, 0.0) when the task has no
+    veil reading, the input is dark, over-exposed (as stretch_plan) or its range reaches veil_range[0];
+    else w = ramp(dark floor; veil_dark) * ramp(range; veil_range) and
+    k = min(stretch_max, (target / r) ** w)."""
+    if task not in cfg.veil_dark:
         return 1.0, 0.0
-    w = min(1.0, (high - r) / (high - low))
+    r, mean, clipped = luma_range(im, cfg)
+    if mean < cfg.stretch_mean or clipped or r >= cfg.veil_range[task][0]:
+        return 1.0, 0.0
+    w = ramp(dark_floor(im), *cfg.veil_dark[task]) * ramp(r, *cfg.veil_range[task])
+    return stretch_by(r, w, task, cfg, index)
+
+
+def luma_range(im: Image, cfg: ExposureConfig) -> tuple[float, float, bool]:
+    """An input's luminance range (white point - black point at cfg.percentile), its mean luminance, and
+    whether more than `stretch_clipped` of it sits at 0.99 or above (over-exposed)."""
+    g = np.asarray(to_gray(np.asarray(im, np.float32)))
+    black, white = np.percentile(g, (100.0 - cfg.percentile, cfg.percentile))
+    return float(white - black), float(g.mean()), bool(np.mean(g >= 0.99) > cfg.stretch_clipped)
+
+
+def stretch_by(r: float, w: float, task: str, cfg: ExposureConfig, index: int) -> tuple[float, float]:
+    """(k, w) for an input of range r stretched with weight w toward the target range of the input at
+    `index`: k = min(stretch_max, (target / r) ** w); (1.0, 0.0) when w is 0."""
+    if w <= 0.0:
+        return 1.0, 0.0
     target = per_input(cfg.stretch_target[task], index)
     return min(cfg.stretch_max, math.exp(w * math.log(target / max(r, 1e-3)))), w
 
@@ -294,7 +378,22 @@ def stretched_inputs(
     images: Sequence[Image], task: str, cfg: ExposureConfig
 ) -> tuple[list[Image], list[float]]:
     """Every input through its own stretch (stretch_plan), and the factors."""
-    plans = [stretch_plan(im, task, cfg, i) for i, im in enumerate(images)]
+    return planned_stretch(images, task, cfg, stretch_plan)
+
+
+def unveiled_inputs(
+    images: Sequence[Image], task: str, cfg: ExposureConfig
+) -> tuple[list[Image], list[float]]:
+    """Every input through its own veil stretch (veil_plan; module doc, "Veil"), and the factors."""
+    return planned_stretch(images, task, cfg, veil_plan)
+
+
+def planned_stretch(
+    images: Sequence[Image], task: str, cfg: ExposureConfig, plan: Callable[..., tuple[float, float]]
+) -> tuple[list[Image], list[float]]:
+    """Every input stretched as `plan(image, task, cfg, index)` -> (k, w) asks (an input of k = 1 is
+    returned as it is), and the factors."""
+    plans = [plan(im, task, cfg, i) for i, im in enumerate(images)]
     out = [
         stretch(im, k, cfg.percentile, per_input(cfg.stretch_black[task], i), w) if k != 1.0 else im
         for i, (im, (k, w)) in enumerate(zip(images, plans, strict=True))

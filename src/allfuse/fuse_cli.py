@@ -516,7 +516,13 @@ def exposure_line(
     gained = gained_inputs(before, task, pipe.exposure)[0]
     ks = stretch_factors(gained, task, pipe.exposure)
     parts = [f"input {i} x {k:.2f}" for i, k in enumerate(ks, 1) if k > 1]
-    return line + (f"; flat, contrast stretched: {', '.join(parts)}" if parts else "; no flat input")
+    line += f"; flat, contrast stretched: {', '.join(parts)}" if parts else "; no flat input"
+    if task not in pipe.exposure.veil_dark:
+        return line
+    # the veil stretch runs after the corrector (allfuse.exposure, "Veil"): every stage up to it
+    seen = pipe.stages.restore_gain(checked, task, True, True, destripe, True, denoise, deblock)
+    parts = [f"input {i} x {k:.2f}" for i, k in enumerate(seen.unveiled, 1) if k > 1]
+    return line + (f"; veiled, contrast stretched: {', '.join(parts)}" if parts else "; no veiled input")
 
 
 def deblur_line(

@@ -330,8 +330,9 @@ class FusionPipeline:
         striped (allfuse.destripe: an infrared camera's), when the model has that stage (destripe.json) and
         it is enabled for the task.
         exposure: after stripe removal, multiply an under-exposed pair by the gain its headroom asks for
-        (allfuse.exposure: the pair's brightest pixels far below white), when the model has that stage
-        (exposure.json) for the task.
+        (allfuse.exposure: the pair's brightest pixels far below white), stretch a flat input's contrast
+        and, after the corrector, a veiled one's, when the model has that stage (exposure.json) for the
+        task.
         denoise: between those two, replace an input that measures noisy by its non-local-means result
         (allfuse.denoise; each input measured on its own), when the model has that stage (denoise.json) for
         the task, and fuse a pair all of whose inputs measured strongly noisy, where the teacher's rule
@@ -392,8 +393,8 @@ class FusionPipeline:
         deblock: bool = True,
     ) -> list[Image]:
         """Checked inputs through the stages that precede fusion: JPEG deblocking, stripe removal,
-        denoising, the exposure stage, the deblurring stage, then the input corrector, each when the model
-        has it, it is enabled for the task and asked for."""
+        denoising, the exposure stage, the deblurring stage, the input corrector, then the exposure stage's
+        veil stretch, each when the model has it, it is enabled for the task and asked for."""
         return self.stages.restore(images, task, deblur, correct, destripe, exposure, denoise, deblock)
 
     @property

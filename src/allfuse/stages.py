@@ -1,6 +1,6 @@
 """The stages that precede fusion, as one object: impulse-noise removal, JPEG deblocking, stripe removal,
-denoising, the exposure stage, deblurring and the input corrector (FusionPipeline.restore_inputs; each
-stage's module says what it does).
+denoising, the exposure stage, deblurring, the input corrector and the exposure stage's veil stretch of what
+the corrector left veiled (FusionPipeline.restore_inputs; each stage's module says what it does).
 
 `InputStages.restore` is what a model's DiT sees at inference: the pipeline calls it, and a training run
 with `stages_from` (allfuse.train.config) passes its fusion samples' degraded inputs through the same
@@ -22,7 +22,7 @@ from allfuse.deblock import DeblockConfig, deblock_inputs
 from allfuse.deblur import DeblurConfig, deblur_inputs
 from allfuse.denoise import DenoiseConfig, denoise_inputs, rule_weight
 from allfuse.destripe import DestripeConfig, destripe_inputs
-from allfuse.exposure import ExposureConfig, expose_inputs
+from allfuse.exposure import ExposureConfig, expose_inputs, unveiled_inputs
 from allfuse.impulse import ImpulseConfig, impulse_inputs
 from allfuse.models.correct import Corrector
 from allfuse.types import Image, Task
@@ -45,6 +45,8 @@ class Restored(NamedTuple):
     deblurred: bool  # the deblurring stage deconvolved at least one input
     # the denoising stage's rule's share in the rule fusion (allfuse.denoise.rule_weight; 0.0: the teacher's)
     rule_weight: float = 0.0
+    # the exposure stage's veil stretch of each input, after the corrector (allfuse.exposure; 1.0: none)
+    unveiled: tuple[float, ...] = ()
 
 
 @dataclass
@@ -102,10 +104,12 @@ class InputStages:
         deblock: bool = True,
     ) -> Restored:
         """Checked inputs through impulse-noise removal, JPEG deblocking, stripe removal, denoising, the
-        exposure stage, the deblurring stage, then the input corrector, each when there is one, it is enabled
-        for the task and asked for (`denoise` asks for both noise stages); with what the deblocking,
-        exposure, deblurring and denoising stages did (Restored)."""
+        exposure stage, the deblurring stage, the input corrector, then the exposure stage's veil stretch of
+        what the corrector left veiled, each when there is one, it is enabled for the task and asked for
+        (`denoise` asks for both noise stages, `exposure` for both exposure steps); with what the deblocking,
+        exposure, deblurring and denoising stages did (Restored; `gain` times the largest veil factor)."""
         images, qualities, gain, psfs, rule = list(images), [0] * len(images), 1.0, [], 0.0
+        veil = [1.0] * len(images)
         if denoise and self.impulse is not None:  # first: the codec and the filters below spread a speck
             images = impulse_inputs(images, task, self.impulse)[0]
         if deblock and self.deblock is not None:
@@ -122,8 +126,12 @@ class InputStages:
             images, psfs = deblur_inputs(images, self.deblur, task, coded)
         if correct and self.corrector is not None and task in self.corrector.cfg.tasks:
             images = self.correct(images, task)
+        if exposure and self.exposure is not None:  # what the corrector left veiled (allfuse.exposure)
+            images, veil = unveiled_inputs(images, task, self.exposure)
+            gain *= max(veil, default=1.0)
         deblurred = any(np.ndim(p) > 0 or p > 0 for p in psfs)  # a sigma, or an elliptic PSF's covariance
-        return Restored(images, gain, min((q for q in qualities if q > 0), default=0), deblurred, rule)
+        quality = min((q for q in qualities if q > 0), default=0)
+        return Restored(images, gain, quality, deblurred, rule, tuple(veil))
 
     @torch.no_grad()
     def correct(self, images: list[Image], task: Task) -> list[Image]:
