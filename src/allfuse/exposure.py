@@ -113,10 +113,11 @@ validation bench's mild `low_contrast` does (keeping 0.6 or 0.45 of the contrast
 prior (clean infrared floors reach 0.35), RoadScene's hazy visible camera reads veiled in 53 of 262 clean
 images, and a multi-exposure bracket's bright member is flat and pale by nature.
 It runs after the input corrector, on what the corrector leaves (InputStages.restore_gain): a hazed input
-is veiled too (the bench's strong haze: floors 0.39 to 0.44, ranges 0.46 to 0.61), but the corrector lifts
-most of a haze, and a stretch before it over-corrected (the bench's strongly hazed multi-focus cell, Qabf
-0.692 -> 0.639); after it those inputs measure ranges of 0.68 to 0.85 and are left, while a flattened input,
-which the corrector was not trained to lift, still reads veiled. Measured: bench/results/veil.md.
+is veiled too (27 of the 40 inputs of the bench's strongly hazed multi-focus validation pairs read so
+without the corrector before the reading), but the corrector lifts most of a haze, and a stretch before it
+over-corrected (that cell's Qabf 0.692 -> 0.639, the models' cards); after it 2 of those 40 read veiled, by
+a factor of 1.02, while a flattened input, which the corrector does not lift, still reads veiled (the bench's
+mild low contrast: 9 of 40, factor 1.46). Measured: bench/results/veil.md.
 """
 
 from __future__ import annotations
@@ -324,7 +325,7 @@ def veil_plan(im: Image, task: str, cfg: ExposureConfig, index: int = 0) -> tupl
     """The veil's factor k and weight w for this input (module doc, "Veil"): (1.0, 0.0) when the task has no
     veil reading, the input is dark, over-exposed (as stretch_plan) or its range reaches veil_range[0];
     else w = ramp(dark floor; veil_dark) * ramp(range; veil_range) and
-    k = min(stretch_max, (target / r) ** w), all read on veil_copy (a few ms for a 12 MP input)."""
+    k = min(stretch_max, (target / r) ** w), all read on veil_copy (about 0.05 s for a 12 MP input)."""
     if task not in cfg.veil_dark:
         return 1.0, 0.0
     x = veil_copy(im)
