@@ -1,4 +1,5 @@
-"""The machine line every bench report starts with: CPU model, cores, threads, date."""
+"""The machine line every bench report starts with: CPU model, cores, threads, the models' precision,
+date."""
 
 import os
 import platform
@@ -19,11 +20,22 @@ def cpu_name() -> str:
         return platform.machine()
 
 
+def precision() -> str:
+    """What the models compute in here: 'bf16 autocast' where the CPU has bf16 kernels, else 'fp32'
+    (allfuse.devices.bf16_pays; ALLFUSE_BF16 overrides)."""
+    from allfuse.devices import bf16_pays
+
+    return "bf16 autocast" if bf16_pays("cpu") else "fp32 (no bf16 kernels on this CPU)"
+
+
 def machine_line() -> str:
-    """'Machine: <CPU>, N cores, OMP_NUM_THREADS=T; YYYY-MM-DD.'"""
+    """'Machine: <CPU>, N cores, OMP_NUM_THREADS=T, models in <precision>; YYYY-MM-DD.'"""
     threads = os.environ.get("OMP_NUM_THREADS", "all cores")
     day = time.strftime("%Y-%m-%d")
-    return f"Machine: {cpu_name()}, {os.cpu_count()} cores, OMP_NUM_THREADS={threads}; {day}."
+    return (
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores, OMP_NUM_THREADS={threads}, models in {precision()}; "
+        f"{day}."
+    )
 
 
 def command_line(script: str) -> str:

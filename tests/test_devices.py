@@ -17,10 +17,12 @@ import pytest
 import torch
 
 import allfuse
+import allfuse.devices
 from allfuse.cli import main
-from allfuse.devices import MALLOC_ENV, autocast, parse_device
+from allfuse.devices import BF16_ENV, MALLOC_ENV, autocast, bf16_pays, parse_device
 from allfuse.objectives import LatentBatch
 from allfuse.pipeline import FusionPipeline
+from allfuse.tokenizer.base import autocast as tokenizer_autocast
 
 SRC = Path(allfuse.__file__).parent
 
@@ -94,6 +96,60 @@ def test_the_pipeline_runs_every_network_on_the_device_it_was_moved_to(monkeypat
         pipe([x, x[::-1].copy()], task="mff", prompt="fuse the two images", correct=False)
     assert seen == {k: {"meta"} for k in ("dit", "refiner", "encoder", "decoder")}
     assert autocasts and set(autocasts) == {"meta"}  # the DiT's and the refiner's, by the device's type
+
+
+def test_bf16_autocast_only_where_the_cpu_has_bf16_kernels(monkeypatch) -> None:
+    """A CPU without bf16 kernels (oneDNN emulates them: about 90 times slower than fp32 on an AVX2 CPU) runs
+    fp32; ALLFUSE_BF16 decides instead when set; other device types autocast as before."""
+    cpu = torch.device("cpu")
+    monkeypatch.delenv(BF16_ENV, raising=False)
+    for has, kind in ((False, contextlib.nullcontext), (True, torch.autocast)):
+        monkeypatch.setattr(allfuse.devices, "cpu_has_bf16", lambda has=has: has)
+        assert bf16_pays("cpu") is has and bf16_pays("cuda")
+        assert isinstance(autocast(cpu), kind) and isinstance(tokenizer_autocast("bf16", cpu), kind)
+        assert isinstance(autocast(cpu, enabled=False), contextlib.nullcontext)
+        assert isinstance(tokenizer_autocast("fp32", cpu), contextlib.nullcontext)
+        for env in ("0", "1"):
+            monkeypatch.setenv(BF16_ENV, env)
+            assert bf16_pays("cpu") is bf16_pays("cuda") is (env == "1")
+            assert isinstance(autocast(cpu), torch.autocast if env == "1" else contextlib.nullcontext)
+        monkeypatch.delenv(BF16_ENV)
+    with autocast(cpu):  # in effect: a matmul comes out in bf16
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    monkeypatch.setattr(allfuse.devices, "cpu_has_bf16", lambda: False)
+    with autocast(cpu):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+def test_a_fusion_on_a_cpu_without_bf16_kernels_runs_in_fp32(monkeypatch) -> None:
+    """Every network of a fusion (tokenizer, DiT, refiner, corrector) computes in fp32 there, and in bf16
+    where the CPU has the kernels."""
+    monkeypatch.delenv(BF16_ENV, raising=False)
+    pipe = FusionPipeline.from_pretrained("allfuse-reg")
+    dtypes: set[torch.dtype] = set()
+
+    def hook(module, args, out) -> None:
+        dtypes.add(out.dtype)
+
+    nets = [pipe.model, pipe.refiner, pipe.tok.model, pipe.corrector]
+    layers = (m for net in nets for m in net.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear))
+    for layer in layers:
+        layer.register_forward_hook(hook)
+    rng = np.random.default_rng(0)
+    x = cv_smooth(rng.random((64, 96, 3), dtype=np.float32))
+    for has, want in ((False, {torch.float32}), (True, {torch.bfloat16})):
+        monkeypatch.setattr(allfuse.devices, "cpu_has_bf16", lambda has=has: has)
+        dtypes.clear()
+        out = pipe([x, x[::-1].copy()], task="mff", gate=False)
+        assert out.shape == x.shape and np.isfinite(out).all()
+        assert want <= dtypes and (has or dtypes == want), dtypes
+
+
+def cv_smooth(x: np.ndarray) -> np.ndarray:
+    """A smooth random image (a noiseless pair: the fusion runs its networks rather than a noise rule)."""
+    import cv2
+
+    return np.clip(cv2.GaussianBlur(x, (0, 0), 3.0) * 1.5 - 0.25, 0.0, 1.0).astype(np.float32)
 
 
 def test_a_latent_batch_moves_with_the_model() -> None:

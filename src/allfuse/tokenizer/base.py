@@ -18,6 +18,8 @@ from typing import Literal, Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 
+from allfuse.devices import bf16_pays
+
 Precision = Literal["fp32", "bf16"]
 
 
@@ -93,8 +95,9 @@ def check_image_batch(x: torch.Tensor) -> None:
 
 
 def autocast(precision: Precision, device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on the given device when precision == 'bf16', otherwise a no-op."""
-    if precision == "bf16":
+    """bf16 autocast on the given device when precision == 'bf16' and bf16 pays there
+    (`allfuse.devices.bf16_pays`), otherwise a no-op."""
+    if precision == "bf16" and bf16_pays(device.type):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

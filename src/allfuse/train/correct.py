@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader
 
 from allfuse.config import build_config
 from allfuse.data.samples import FUSION_KINDS, SAMPLE_KINDS
+from allfuse.devices import autocast
 from allfuse.model_folder import load_corrector, read_training, resolve_model_folder
 from allfuse.models.correct import CORRECT_TASKS, Corrector, CorrectorConfig
 from allfuse.ops import sobel_xy
@@ -173,7 +174,7 @@ def train_corrector(cfg: CorrectTrainConfig, until: int | None = None) -> Path:
 
     def train_step(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         batch = next(batches)
-        with torch.autocast(batch["a"].device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        with autocast(batch["a"].device, cfg.bf16):
             return correct_loss(net, batch, cfg.grad_weight, cfg.haze_weight)
 
     def validate(ema: torch.nn.Module, step: int) -> None:

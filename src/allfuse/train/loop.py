@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from allfuse.config import config_to_dict
+from allfuse.devices import autocast
 from allfuse.train import checkpoint as ckpt
 from allfuse.train import dist
 from allfuse.train.config import TrainConfig, check_runnable
@@ -74,7 +75,7 @@ def train(cfg: TrainConfig, resume: bool = True, until: int | None = None) -> Pa
             sync = micro == cfg.grad_accum - 1 or info.world == 1
             ctx = net.no_sync() if not sync else contextlib.nullcontext()  # type: ignore[union-attr]
             with ctx, global_rng(step_seed(cfg.seed, step, info.rank, micro), info.device):
-                with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                with autocast(info.device, cfg.bf16):
                     loss, part = compute_loss(net, lb, gen)
             with ctx:
                 (loss / cfg.grad_accum).backward()

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from allfuse.data.samples import SAMPLE_KINDS
+from allfuse.devices import autocast
 from allfuse.model_folder import load_refiner, resolve_model_folder
 from allfuse.models.refine import Refiner, RefinerConfig, classical_batch, widen_state_dict
 from allfuse.objectives.refine import GRAD_MODES, TEXTURE_KINDS, refine_loss, texture_mask
@@ -159,7 +160,7 @@ def train_refiner(cfg: RefineTrainConfig, until: int | None = None) -> Path:
         batch = fusion.corrected(next(work_batches if factor > 1 else batches))  # type: ignore[arg-type]
         gen = step_generator(cfg.seed, step, 0, 0)
         dec = fusion.decoded(batch, gen, factor)
-        with torch.autocast(dec.device.type, dtype=torch.bfloat16):
+        with autocast(dec.device):
             pred = net(dec, [batch["a"], batch["b"]], classical_input(net, batch))
         return refine_loss(
             pred.float(),
@@ -229,7 +230,7 @@ def validate_refiner(
             batch = {k: (v[None] if isinstance(v, torch.Tensor) else [v]) for k, v in item.items()}
             batch = fusion.corrected(batch)
             dec = fusion.decoded(batch, torch.Generator().manual_seed(i), factor)
-            with torch.autocast(dec.device.type, dtype=torch.bfloat16):
+            with autocast(dec.device):
                 ref = net(dec, [batch["a"], batch["b"]], classical_input(net, batch)).float().clamp(0, 1)
             for name, x in ((f"psnr_decoded{tag}", dec), (f"psnr_refined{tag}", ref)):
                 mse = (x - batch["target"]).pow(2).mean().item()

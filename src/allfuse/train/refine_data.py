@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from allfuse.config import build_config
 from allfuse.data.samples import SAMPLE_KINDS
+from allfuse.devices import autocast
 from allfuse.model_folder import load_corrector, read_training, resolve_model_folder
 from allfuse.models import FusionDiT
 from allfuse.sampling import sample_latent
@@ -92,7 +93,7 @@ class FrozenFusion:
                 **{k: F.interpolate(batch[k], size=small, mode="area") for k in ("a", "b", "target")},
             }
         lb = self.frozen.latents(batch)
-        with torch.autocast(lb.conds[0].device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
+        with autocast(lb.conds[0].device, self.cfg.bf16):
             z = sample_latent(self.tiled, lb.conds, lb.prompt, lb.prompt_mask, self.cfg.sampler, generator).x
         dec = self.frozen.tok.decode(z.float())
         if factor > 1:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from allfuse.devices import autocast
 from allfuse.io import atomic_write_text
 from allfuse.ops import ssim
 from allfuse.tokenizer.data import CropSampler, heldout_crops, training_images
@@ -123,7 +124,7 @@ def tokenizer_loss(
     model: KLVAE, x: torch.Tensor, cfg: TrainTokenizerConfig, gen: torch.Generator
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The training loss on a batch (B, 3, H, W) and its parts."""
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+    with autocast(x.device, cfg.bf16):
         y, mean, logvar = model(x, generator=gen)
     y = y.float()
     l1 = (y - x).abs().mean()
@@ -142,7 +143,7 @@ def evaluate(model: KLVAE, crops: torch.Tensor, bf16: bool, batch: int = 8) -> d
     ps, ss = [], []
     for i in range(0, len(crops), batch):
         x = crops[i : i + batch].contiguous(memory_format=torch.channels_last)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        with autocast(x.device, bf16):
             y = model.decoder(model.moments(x)[0]).float()
         ps.append(psnr(y, x))
         ss.append(ssim(y.clamp(0, 1), x))

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from allfuse import metrics
+from allfuse.devices import autocast
 from allfuse.io import atomic_write_text, write_image
 from allfuse.sampling import sample_latent
 from allfuse.sampling.joint import sample_guided
@@ -45,7 +46,7 @@ def validate(
         batch = {k: (v[None] if isinstance(v, torch.Tensor) else [v]) for k, v in item.items()}
         lb = frozen.latents(batch).to(next(model.parameters()).device)
         gen = torch.Generator().manual_seed(i)
-        with torch.autocast(lb.conds[0].device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        with autocast(lb.conds[0].device, cfg.bf16):
             if cfg.arch == "joint":  # with the guidance scales a model folder of this run would use
                 scales = (cfg.guidance.text, cfg.guidance.image)
                 z = sample_guided(model, lb.conds, lb.prompt, lb.prompt_mask, cfg.sampler, *scales, gen).x
