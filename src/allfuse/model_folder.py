@@ -85,7 +85,7 @@ class InferenceConfig:
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)  # JointDiT: default CFG scales
     crop_size: int = 128  # training crops, px: the default latent window of tiled inference
     prompt_style: str = "tagged"  # "tagged" (DiTFuse template) or "natural" (MMAIF instruction)
-    bf16: bool = True  # autocast bf16 for the DiT and the tokenizer
+    bf16: bool = True  # autocast bf16 for the DiT and the tokenizer, where it pays (devices.bf16_pays)
     tokenizer: str = "default"  # allfuse.tokenizer.load_tokenizer name or path
     tokenizer_fingerprint: str = ""  # Tokenizer.fingerprint() of the tokenizer; "" = not checked
     text_encoder: str = "default"  # allfuse.text.load_text_encoder name or path; "none" = no prompt
