@@ -139,7 +139,7 @@ class TrainConfig:
     warmup: int = 200
     clip: float = 1.0
     ema_decay: float = 0.999
-    bf16: bool = True  # bf16 autocast for the network and the frozen tokenizer, where it pays (devices.bf16_pays)
+    bf16: bool = True  # bf16 autocast for the network and frozen tokenizer where it pays (devices.bf16_pays)
     grad_checkpoint: bool = False
     seed: int = 0
     threads: int = 0  # torch intra-op threads per process; 0 = torch's default (torchrun sets 1)

@@ -2,8 +2,8 @@
 
 Loss (per batch of random crops): L1 + ssim_weight * (1 - SSIM) + grad_weight * |grad x^ - grad x|_1
 + kl_weight * KL (per latent element; small, so the latent stays informative). AdamW, linear warmup then
-cosine decay, gradient clipping, bf16 autocast (about 3x faster than fp32 on a CPU with AMX; fp32 where the CPU
-has no bf16 kernels, `allfuse.devices.bf16_pays`).
+cosine decay, gradient clipping, bf16 autocast (about 3x faster than fp32 on a CPU with AMX; fp32 where
+the CPU has no bf16 kernels, `allfuse.devices.bf16_pays`).
 Checkpoints (``out_dir/ckpt.safetensors`` + ``ckpt.json``: weights, optimizer moments, all RNG states) are
 written every ``ckpt_every`` steps and training resumes from them exactly. At every checkpoint the model
 is also exported, with the latent scale/shift fitted on training crops, to ``out_dir/tokenizer.*``: the
