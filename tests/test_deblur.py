@@ -214,7 +214,11 @@ def test_bad_configs_are_refused() -> None:
 def test_the_shipped_pipeline_deblurs_blurred_inputs_first_and_leaves_sharp_ones(tmp_path) -> None:
     pipe = FusionPipeline.from_pretrained("allfuse-reg")
     assert pipe.deblur == DeblurConfig(
-        anisotropic=True, per_input=("mef",), fine_tasks=("mef", "mff"), fine_min_width=1.0
+        anisotropic=True,
+        per_input=("mef",),
+        fine_tasks=("mef", "mff"),
+        fine_min_width=1.0,
+        kernel_tasks=("vif", "mef", "mff"),
     )
     x = photo()
     sharp = [x, x[:, ::-1].copy()]
@@ -296,7 +300,12 @@ def test_the_command_line_says_what_the_stage_measured(tmp_path, capsys) -> None
     lines = [line for line in said if line.startswith("deblurring (vif): edge width")]
     assert len(lines) == 2, said
     assert lines[0].endswith("(below 1.12), kept")
-    assert "deconvolved (elliptic Gaussian, std " in lines[1] and "from horizontal" in lines[1]
+    assert "deconvolved by a kernel estimated blind, " in lines[1]  # the shipped models' kernel_tasks
+    side = int(lines[1].split("estimated blind, ")[1].split(" x ")[0])
+    assert "(the edges fit a elliptic Gaussian, std " not in lines[1]
+    assert "(the edges fit an elliptic Gaussian, std " in lines[1] and "from horizontal)" in lines[1]
+    major = float(lines[1].split("std ")[1].split(" x ")[0])
+    assert abs(side - (8.0 * major + 1)) <= 2  # kernel_reach: 4 stds of the long axis each side (rounded up)
     degrees = float(lines[1].split("long axis ")[1].split(" deg")[0])
     # the mirrored input blurs along 150 degrees: the sharper of the two sets the pair's PSF, either axis
     assert min(abs(degrees - 30.0), abs(degrees - 150.0)) < 15.0, lines[1]
@@ -316,4 +325,4 @@ def test_the_command_line_says_what_each_exposure_measured(tmp_path, capsys) -> 
     assert len(lines) == 1, said
     first, second = lines[0].split("; ")
     assert first.startswith("deblurring (mef): input 1: edge width") and first.endswith("(below 1.30), kept")
-    assert second.startswith("input 2: edge width") and "deconvolved (" in second
+    assert second.startswith("input 2: edge width") and "deconvolved by a kernel estimated blind" in second

@@ -1,5 +1,7 @@
 """Colour conventions shared by metrics and baselines (ITU-R BT.601, full range, float in [0, 1])."""
 
+from collections.abc import Callable
+
 import numpy as np
 
 from allfuse.types import Image
@@ -18,6 +20,18 @@ def to_gray(x: np.ndarray) -> Image:
     if x.ndim == 3 and x.shape[2] == 3:
         return x @ LUMA
     raise ValueError(f"expected (H, W) or (H, W, 3) image, got shape {x.shape}")
+
+
+def restore_luminance(image: np.ndarray, restore: Callable[[np.ndarray], np.ndarray]) -> Image:
+    """`restore` of a gray image; of a colour image's luminance only, the change added to every channel
+    (sharpness lives in the luminance, which every fusion metric scores: one pass instead of three, and no
+    colour fringes from a filter's ringing in the chroma), clipped to [0, 1]. float32."""
+    x = np.asarray(image, dtype=np.float32)
+    if x.ndim == 2:
+        return restore(x)
+    lum = to_gray(x)
+    change = restore(lum) - lum
+    return np.clip(x + change[..., None], 0.0, 1.0)
 
 
 def rgb_to_ycbcr(x: np.ndarray) -> Image:

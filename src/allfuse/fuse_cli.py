@@ -538,7 +538,7 @@ def deblur_line(
     edge width and the Gaussian PSF it deconvolves by (allfuse.deblur), or why it keeps the inputs; for a
     task whose inputs are deblurred one by one (`per_input`), each input's."""
     from allfuse.deblock import deblock_choices
-    from allfuse.deblur import edge_width, input_psfs, min_widths, pair_psf
+    from allfuse.deblur import edge_width, input_psfs, kernel_size, min_widths, pair_psf
 
     checked, _, task = pipe.prepare(images, task)
     cfg = pipe.deblur
@@ -550,32 +550,44 @@ def deblur_line(
     if deblock and pipe.deblock is not None:
         coded = [q > 0 for q in deblock_choices(checked, task, pipe.deblock)]
     head = f"deblurring ({task}): "
+
+    def kernel(psf) -> int | None:  # the blind kernel's side, where one replaces the Gaussian
+        return kernel_size(psf, cfg) if task in cfg.kernel_tasks else None
+
     if task in cfg.per_input:
         parts = [
-            f"input {i}: " + psf_words(edge_width(x), psf, cfg.solo_width)
+            f"input {i}: " + psf_words(edge_width(x), psf, cfg.solo_width, kernel(psf))
             for i, (x, psf) in enumerate(zip(before, input_psfs(before, cfg, task, coded), strict=True), 1)
         ]
         return head + "; ".join(parts)
     limits = min_widths(cfg, len(before), task, coded)
     widths = [(w, t) for w, t in zip((edge_width(x) for x in before), limits, strict=True) if w is not None]
     width, limit = min(widths) if widths else (None, cfg.min_width)
-    return head + psf_words(width, pair_psf(before, cfg, task, coded), limit)
+    psf = pair_psf(before, cfg, task, coded)
+    return head + psf_words(width, psf, limit, kernel(psf))
 
 
-def psf_words(width: float | None, psf, limit: float) -> str:
-    """An edge width and what the deblurring stage does with it, in words (deblur_line)."""
+def psf_words(width: float | None, psf, limit: float, kernel: int | None = None) -> str:
+    """An edge width and what the deblurring stage does with it, in words (deblur_line): the Gaussian PSF
+    it deconvolves by, or with `kernel` the side of the kernel it estimates blind instead."""
     from allfuse.deblur import psf_axes
 
     if width is None:
         return "too few edges to measure, kept"
     head = f"edge width {width:.2f} px"
+    if np.ndim(psf) == 0 and not psf:
+        return head + f" (below {limit:.2f}), kept"
     if np.ndim(psf) == 0:
-        if not psf:
-            return head + f" (below {limit:.2f}), kept"
-        return head + f", deconvolved (round Gaussian, std {float(psf):.2f} px)"
-    major, minor, degrees = psf_axes(psf)
-    shape = f"elliptic Gaussian, std {major:.2f} x {minor:.2f} px, long axis {degrees:.0f} deg clockwise"
-    return head + f", deconvolved ({shape} from horizontal)"
+        shape = f"round Gaussian, std {float(psf):.2f} px"
+    else:
+        major, minor, degrees = psf_axes(psf)
+        shape = f"elliptic Gaussian, std {major:.2f} x {minor:.2f} px, long axis {degrees:.0f} deg clockwise"
+        shape += " from horizontal"
+    if kernel:
+        article = "an" if shape.startswith("elliptic") else "a"
+        fit = f"the edges fit {article} {shape}"
+        return head + f", deconvolved by a kernel estimated blind, {kernel} x {kernel} px ({fit})"
+    return head + f", deconvolved ({shape})"
 
 
 def pick_line(

@@ -1,0 +1,131 @@
+"""Blind kernel estimation (allfuse.blindpsf) and the deblurring stage's use of it (`kernel_tasks`): the
+kernel of a shake or a defocus disk is found, deconvolving by it restores more than the Gaussian fit does,
+sharp inputs cost nothing, and a multi-exposure bracket's inputs each get their own kernel."""
+
+from dataclasses import replace
+
+import cv2
+import numpy as np
+import pytest
+from photos import resized_photo
+
+import allfuse.deblur
+from allfuse.blindpsf import clean_kernel, deblur_by_kernel, estimate_kernel, wiener_kernel
+from allfuse.deblur import DeblurConfig, deblur_image, deblur_inputs, input_kernels, input_psfs, kernel_size
+
+SHIPPED = DeblurConfig(anisotropic=True, per_input=("mef",), kernel_tasks=("vif", "mef", "mff"))
+
+
+def shake(length: float, seed: int) -> np.ndarray:
+    """A curved camera-shake path of `length` px, drawn anti-aliased and normalized (odd side)."""
+    rng = np.random.default_rng(seed)
+    heading = rng.uniform(0, np.pi) + np.cumsum(rng.normal(0, 0.15, 64))
+    path = np.cumsum(np.stack([np.cos(heading), np.sin(heading)], 1), axis=0) * length / 64
+    path -= path.mean(axis=0)
+    r = int(np.ceil(np.abs(path).max())) + 2
+    k = np.zeros((8 * (2 * r + 1),) * 2, np.float32)
+    pts = np.round((path + r + 0.5) * 8).astype(np.int32)
+    cv2.polylines(k, [pts], False, 1.0, 6, cv2.LINE_AA)
+    k = cv2.resize(k, (2 * r + 1, 2 * r + 1), interpolation=cv2.INTER_AREA)
+    return (k / k.sum()).astype(np.float64)
+
+
+def disk(radius: float) -> np.ndarray:
+    r = int(np.ceil(radius))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    k = (xx**2 + yy**2 <= radius**2).astype(np.float64)
+    return k / k.sum()
+
+
+def convolve(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    return cv2.filter2D(x, -1, k[::-1, ::-1].astype(np.float32), borderType=cv2.BORDER_REFLECT)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(1.0 / np.mean((a - b) ** 2)))
+
+
+def match(a: np.ndarray, b: np.ndarray) -> float:
+    """Normalized correlation of two kernels, the smaller centred in the larger, best over shifts of 2 px."""
+    n = max(a.shape[0], b.shape[0]) + 4
+    pa, pb = (np.pad(k, (n - k.shape[0]) // 2).astype(np.float32) for k in (a, b))
+    return float(cv2.matchTemplate(pa, pb[2:-2, 2:-2], cv2.TM_CCORR_NORMED).max())
+
+
+@pytest.mark.parametrize("kind", ["shake", "disk"])
+def test_the_kernel_of_a_shake_or_defocus_is_found_and_restores_more_than_the_gaussian(kind: str) -> None:
+    sharp = resized_photo("camera", 320)
+    k = shake(11.0, 1) if kind == "shake" else disk(3.0)
+    soft = convolve(sharp, k)
+    psf = input_psfs([soft], SHIPPED, "vif")[0]
+    size = kernel_size(psf, SHIPPED)
+    assert size is not None and size >= k.shape[0]  # the window covers the blur the edges measure
+    found = estimate_kernel(soft, size, SHIPPED.kernel_side)
+    assert found.shape == (size, size) and found.min() >= 0 and found.sum() == pytest.approx(1.0)
+    assert match(found, k) > 0.8, match(found, k)
+    gaussian = deblur_image(soft, psf, SHIPPED.balance)
+    blind = deblur_by_kernel(soft, found, SHIPPED.balance)
+    inner = (slice(16, -16),) * 2  # away from the reflected border
+    gains = [psnr(x[inner], sharp[inner]) - psnr(soft[inner], sharp[inner]) for x in (gaussian, blind)]
+    assert gains[1] > 1.0 and gains[1] > gains[0] + 0.5, gains
+
+
+def test_a_kernel_is_cleaned_into_a_centred_psf() -> None:
+    raw = np.zeros((9, 9))
+    raw[2, 2:5] = [1.0, 2.0, 1.0]  # off centre
+    raw[7, 7] = 0.3  # a stray piece
+    raw[0, 8] = -0.5
+    k = clean_kernel(raw)
+    rows, cols = np.indices(k.shape)
+    assert k.min() >= 0 and k.sum() == pytest.approx(1.0) and k[7, 7] == 0
+    assert (k * rows).sum() == pytest.approx(4.0, abs=0.05) and (k * cols).sum() == pytest.approx(
+        4.0, abs=0.05
+    )
+    delta = clean_kernel(-np.ones((5, 5)))
+    assert delta[2, 2] == 1.0 and delta.sum() == 1.0
+    with pytest.raises(ValueError, match="odd and at least 3"):
+        estimate_kernel(np.zeros((64, 64)), 8)
+
+
+def test_deconvolving_by_a_delta_kernel_keeps_the_image() -> None:
+    x = resized_photo("astronaut", 96)
+    delta = np.zeros((7, 7))
+    delta[3, 3] = 1.0
+    assert np.abs(deblur_by_kernel(x, delta, 1e-6) - x).max() < 1e-3
+    assert wiener_kernel(x[..., 0], delta, 1e-6).dtype == np.float32
+
+
+def test_the_stage_reads_one_kernel_for_a_pair_and_one_per_exposure(monkeypatch) -> None:
+    calls: list[int] = []
+    estimate = allfuse.deblur.estimate_kernel
+
+    def counted(gray: np.ndarray, size: int, side: int) -> np.ndarray:
+        calls.append(size)
+        return estimate(gray, size, side)
+
+    monkeypatch.setattr(allfuse.deblur, "estimate_kernel", counted)
+    sharp = resized_photo("camera", 256)
+    pair = [sharp, np.ascontiguousarray(sharp[:, ::-1])]
+    out, _ = deblur_inputs(pair, SHIPPED, "vif")
+    assert calls == [] and all(a is b for a, b in zip(out, pair, strict=True))  # sharp: nothing estimated
+    soft = [convolve(x, shake(9.0, 2)) for x in pair]
+    for task, n in (("vif", 1), ("mff", 1), ("mef", 2)):
+        calls.clear()
+        kernels = input_kernels(soft, input_psfs(soft, SHIPPED, task), SHIPPED, task)
+        assert len(calls) == n and all(k is not None for k in kernels), task
+    calls.clear()
+    without = replace(SHIPPED, kernel_tasks=("mef",))
+    gaussian, _ = deblur_inputs(soft, without, "vif")
+    blind, _ = deblur_inputs(soft, SHIPPED, "vif")
+    assert calls == [kernel_size(input_psfs(soft, SHIPPED, "vif")[0], SHIPPED)]  # the blind path only
+    assert psnr(blind[0], pair[0]) > psnr(gaussian[0], pair[0])
+
+
+def test_kernel_settings_are_checked_and_older_folders_keep_the_gaussian() -> None:
+    assert DeblurConfig.from_dict({"min_width": 1.12}).kernel_tasks == ()
+    for bad in ({"kernel_tasks": ["xyz"]}, {"kernel_max": 5}, {"kernel_side": 100}, {"kernel_reach": 0.0}):
+        with pytest.raises(ValueError, match="bad deblur config"):
+            DeblurConfig.from_dict(bad)
+    assert kernel_size(0.0, SHIPPED) is None
+    assert kernel_size(1.0, SHIPPED) == 9 and kernel_size(0.5, SHIPPED) == 7  # at least 7 px
+    assert kernel_size(6.0, SHIPPED) is None  # 49 px > kernel_max: the Gaussian stays
