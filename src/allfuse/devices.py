@@ -7,8 +7,8 @@ knows autocasts for that backend, and where torch has no autocast for it (e.g. "
 bf16 autocast pays only where the hardware multiplies bf16: on a CPU, oneDNN has bf16 kernels from AVX-512
 on (AVX512-BF16 and AMX natively); on a CPU without AVX-512 it emulates them. Measured with torch 2.13 on an
 AVX2-only AMD EPYC (one thread, 1024 x 1024 matmul): fp32 86 GFLOP/s, bf16 under autocast 0.95, so a
-X
-on the same check) and `autocast` runs fp32 where the answer is no; ALLFUSE_BF16=0 or 1 decides instead.
+fusion at 512 x 512 took 32 s in bf16 and 2.8 s in fp32. `bf16_pays` asks oneDNN (torch's own tests skip
+bf16 on the same check) and `autocast` runs fp32 where the answer is no; ALLFUSE_BF16=0 or 1 decides instead.
 
 glibc's malloc serves every block above 32 MiB (its largest automatic mmap threshold) with a fresh mmap and
 returns it to the kernel on free, so each such block is page-faulted in again, page by page, the next time: at
