@@ -62,23 +62,31 @@ def best_time(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
     return min(times), (minor_faults() - faults) / repeats
 
 
-def deblur_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]:
-    """The deblurring stage alone (allfuse.deblur, allfuse-reg's settings) on the pair at each size:
-    measuring the blur, and measuring plus deconvolving both inputs; whole-pipeline rows differ by less
-    than their run-to-run spread, so the stage's own cost is timed directly."""
-    from allfuse.deblur import deblur_inputs, pair_psf, psf_axes
+def deblur_cost(pairs: dict[int, list[np.ndarray]], task: str, repeats: int) -> list[str]:
+    """The deblurring stage alone (allfuse.deblur, allfuse-reg's settings) on the pair at each size, fused
+    as `task`: measuring the blur, and measuring plus deconvolving both inputs (by the kernel estimated
+    blind where the settings say so: allfuse.blindpsf); whole-pipeline rows differ by less than their
+    run-to-run spread, so the stage's own cost is timed directly."""
+    from allfuse.deblur import deblur_inputs, input_kernels, pair_psf, psf_axes
     from allfuse.model_folder import load_deblur, resolve_model_folder
 
     cfg, cells = load_deblur(resolve_model_folder("allfuse-reg")), []
     for size, ims in pairs.items():
-        psf = pair_psf(ims, cfg)
-        measure = best_time(lambda ims=ims: pair_psf(ims, cfg), repeats)[0]
-        whole = best_time(lambda ims=ims: deblur_inputs(ims, cfg), repeats)[0]
+        psf = pair_psf(ims, cfg, task)
+        measure = best_time(lambda ims=ims: pair_psf(ims, cfg, task), repeats)[0]
+        whole = best_time(lambda ims=ims: deblur_inputs(ims, cfg, task), repeats)[0]
         major, minor, _ = psf_axes(psf)
+        kernel = input_kernels(ims, [psf] * len(ims), cfg, task)[0] if major > 0 else None
         found = f"PSF std {major:.2f} x {minor:.2f} px" if major > 0 else ""
+        if kernel is not None:
+            found += f", blind kernel {kernel.shape[0]} x {kernel.shape[1]} px"
         what = f"deconvolving too ({found}) {whole:.3f} s" if found else "measured as sharp"
         cells.append(f"{size}²: measuring {measure:.3f} s, {what}")
-    return ["Deblurring stage alone (allfuse-reg's settings, the same pairs): " + "; ".join(cells) + "."]
+    return [
+        f"Deblurring stage alone (allfuse-reg's settings, the same pairs as {task}): "
+        + "; ".join(cells)
+        + "."
+    ]
 
 
 def destripe_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]:
@@ -316,7 +324,7 @@ def main() -> None:
         cells = [f"{t:.3f}" for t, _ in runs] + [f"{runs[-1][1]:,.0f}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
-    lines += ["", *deblur_cost(pairs, args.repeats), *destripe_cost(pairs, args.repeats)]
+    lines += ["", *deblur_cost(pairs, task, args.repeats), *destripe_cost(pairs, args.repeats)]
     lines += impulse_cost(pairs, args.repeats)
     lines += denoise_cost(pairs, args.repeats)
     lines += deblock_cost(pairs, args.repeats)

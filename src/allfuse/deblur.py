@@ -100,9 +100,8 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.fft import next_fast_len
 
-from allfuse.blindpsf import deblur_by_kernel, estimate_kernel
+from allfuse.blindpsf import deblur_by_kernel, estimate_kernel, fast_sides
 from allfuse.color import restore_luminance, to_gray
 from allfuse.types import TASKS, Image, TaskStageConfig
 
@@ -116,6 +115,8 @@ BAND_MARGIN = 16  # rows of context above and below each band (the filters reach
 TILE = 1024  # px, wiener_gaussian transforms larger images in tiles of this side
 TILE_MARGIN_SIGMAS = 8  # each tile's margin, in PSF sigmas (+ 16 px): the inverse filter's reach
 MIN_KERNEL = 7  # px, the smallest side of a blind-estimated kernel (step 7)
+
+EdgeSamples = tuple[np.ndarray, np.ndarray]  # edge_samples: each edge pixel's width (px) and direction
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,7 @@ def edge_width(image: Image, band_pixels: int = BAND_PIXELS) -> float | None:
     return None if samples is None else float(np.median(samples[0]))
 
 
-def edge_samples(image: Image, band_pixels: int = BAND_PIXELS) -> tuple[np.ndarray, np.ndarray] | None:
+def edge_samples(image: Image, band_pixels: int = BAND_PIXELS) -> EdgeSamples | None:
     """The Gaussian edge width s (px) at each measurable Canny edge pixel of an image and the direction
     of its gradient (radians), measured in bands of rows as edge_width says; None when there are fewer
     than MIN_EDGES."""
@@ -248,16 +249,20 @@ def pair_blur(images: Sequence[Image], cfg: DeblurConfig) -> float:
 
 
 def pair_psf(
-    images: Sequence[Image], cfg: DeblurConfig, task: str = "", coded: Sequence[bool] = ()
+    images: Sequence[Image],
+    cfg: DeblurConfig,
+    task: str = "",
+    coded: Sequence[bool] = (),
+    measured: Sequence[EdgeSamples | None] | None = None,
 ) -> float | np.ndarray:
     """The Gaussian PSF to deconvolve a set of inputs by: 0.0 when they are sharp (pair_blur; the sharper
     input below its min_width: min_widths); else the round PSF's sigma (pair_blur), or with cfg.anisotropic
     the elliptic PSF fitted to the sharper input's edges (edge_covariance) less sharp_width^2 along each
     axis, each variance within [0, max_sigma^2] (module doc, step 4): a 2 x 2 covariance; the round PSF
     when the fit fails. `task` and `coded` (the inputs the JPEG deblocking stage re-coded) set the
-    thresholds (step 6)."""
+    thresholds (step 6); `measured`, the inputs' edge_samples when already taken."""
     limits = min_widths(cfg, len(images), task, coded)
-    measured = [edge_samples(x) for x in images]
+    measured = [edge_samples(x) for x in images] if measured is None else measured
     sharper = sharper_input(measured)
     if sharper is None:
         return 0.0
@@ -266,7 +271,7 @@ def pair_psf(
     return samples_psf(samples, cfg) if float(np.median(samples[0])) >= limits[sharper] else 0.0
 
 
-def sharper_input(measured: Sequence[tuple[np.ndarray, np.ndarray] | None]) -> int | None:
+def sharper_input(measured: Sequence[EdgeSamples | None]) -> int | None:
     """The index of the input with the smallest median edge width among those measured (edge_samples; None
     for an input too flat to measure), None when none is."""
     widths = [float(np.median(m[0])) if m is not None else math.inf for m in measured]
@@ -285,7 +290,7 @@ def min_widths(cfg: DeblurConfig, n: int, task: str = "", coded: Sequence[bool] 
     return [cfg.fine_min_width if fine and not c else cfg.min_width for c in flags]
 
 
-def samples_psf(samples: tuple[np.ndarray, np.ndarray], cfg: DeblurConfig) -> float | np.ndarray:
+def samples_psf(samples: EdgeSamples, cfg: DeblurConfig) -> float | np.ndarray:
     """The PSF one input's edge samples (edge_samples) give, blurred or not: the round PSF's sigma,
     sqrt(s^2 - sharp_width^2) of the median width s, at most max_sigma; with cfg.anisotropic the elliptic
     fit's covariance (pair_psf), the round PSF when the fit fails."""
@@ -302,16 +307,20 @@ def samples_psf(samples: tuple[np.ndarray, np.ndarray], cfg: DeblurConfig) -> fl
 
 
 def input_psfs(
-    images: Sequence[Image], cfg: DeblurConfig, task: str = "", coded: Sequence[bool] = ()
+    images: Sequence[Image],
+    cfg: DeblurConfig,
+    task: str = "",
+    coded: Sequence[bool] = (),
+    measured: Sequence[EdgeSamples | None] | None = None,
 ) -> list[float | np.ndarray]:
     """The PSF each input is deconvolved by (0.0: kept). For a task of cfg.per_input, each input's own
     (samples_psf) when the pair measures blurred (its sharper measurable input at its min_width or more)
     or when the input's own edge width reaches solo_width; for any other task the pair's (pair_psf), the
-    same for every input (module doc, steps 2, 5 and 6; `coded` as pair_psf's)."""
+    same for every input (module doc, steps 2, 5 and 6; `coded` and `measured` as pair_psf's)."""
+    measured = [edge_samples(x) for x in images] if measured is None else measured
     if task not in cfg.per_input:
-        return [pair_psf(images, cfg, task, coded)] * len(images)
+        return [pair_psf(images, cfg, task, coded, measured)] * len(images)
     limits = min_widths(cfg, len(images), task, coded)
-    measured = [edge_samples(x) for x in images]
     widths = [float(np.median(m[0])) if m is not None else math.inf for m in measured]
     sharper = sharper_input(measured)
     blurred = sharper is not None and widths[sharper] >= limits[sharper]
@@ -369,9 +378,7 @@ def wiener_plane(plane: np.ndarray, cov: np.ndarray, balance: float) -> np.ndarr
     """`wiener_gaussian` of one (H, W) plane, whole, for a PSF of covariance `cov` (psf_covariance)."""
     h, w = plane.shape
     pad = min(math.ceil(4 * psf_axes(cov)[0]) + 8, h - 1, w - 1)
-    # padded to sizes whose FFT is fast (factors 2, 3, 5, 7): a size with a large prime factor is many
-    # times slower; the extra rows and columns are more reflection below and to the right
-    ph, pw = (min(next_fast_len(n + 2 * pad), 2 * n + pad - 1) for n in (h, w))
+    ph, pw = fast_sides(h, w, pad)
     fy, fx = torch.fft.fftfreq(ph)[:, None], torch.fft.rfftfreq(pw)[None, :]
     # the Gaussian's transfer function, exp(-2 pi^2 f^T C f): real and even, so conj(H) = H
     (cxx, cxy), (_, cyy) = cov.tolist()
@@ -397,8 +404,9 @@ def deblur_inputs(
     """The inputs, each deconvolved by its PSF (input_psfs; the same image where that is 0), and the PSFs:
     a sigma, or an elliptic PSF's covariance. `coded` flags the inputs the JPEG deblocking stage re-coded
     (module doc, step 6)."""
-    psfs = input_psfs(images, cfg, task, coded)
-    kernels = input_kernels(images, psfs, cfg, task)
+    measured = [edge_samples(x) for x in images]
+    psfs = input_psfs(images, cfg, task, coded, measured)
+    kernels = input_kernels(images, psfs, cfg, task, measured)
     out = [
         x
         if np.ndim(p) == 0 and not p
@@ -421,11 +429,16 @@ def kernel_size(psf: float | np.ndarray, cfg: DeblurConfig) -> int | None:
 
 
 def input_kernels(
-    images: Sequence[Image], psfs: Sequence[float | np.ndarray], cfg: DeblurConfig, task: str = ""
+    images: Sequence[Image],
+    psfs: Sequence[float | np.ndarray],
+    cfg: DeblurConfig,
+    task: str = "",
+    measured: Sequence[EdgeSamples | None] | None = None,
 ) -> list[np.ndarray | None]:
     """The blind-estimated kernel each input is deconvolved by instead of its Gaussian PSF (step 7), None
     where the Gaussian stays (a task not in cfg.kernel_tasks, a sharp input, a blur above kernel_max): for
-    a task of cfg.per_input each input's own, else the one read on the sharper input, for every input."""
+    a task of cfg.per_input each input's own, else the one read on the sharper input, for every input
+    (`measured` as pair_psf's)."""
     sizes = [kernel_size(p, cfg) if task in cfg.kernel_tasks else None for p in psfs]
     if not any(sizes):
         return [None] * len(images)
@@ -434,7 +447,7 @@ def input_kernels(
             None if n is None else estimate_kernel(to_gray(x), n, cfg.kernel_side)
             for x, n in zip(images, sizes, strict=True)
         ]
-    source = sharper_input([edge_samples(x) for x in images])
+    source = sharper_input([edge_samples(x) for x in images] if measured is None else measured)
     size = sizes[0]  # the pair's PSF: the same for every input
     if source is None or size is None:
         return [None] * len(images)
