@@ -29,7 +29,8 @@ Gradients within 2 kernel sizes of the (reflect-padded) border are left out of s
 symmetry would otherwise show in the kernel as a line. The estimate is read on the window of at most
 `side` x `side` px of the image with the most gradient energy, reflect-padded to sizes whose FFT is fast
 (fast_pad; the crop's FFTs are most of what it costs: about 0.35 s for a 13 px kernel at 384 px on two
-cores of an AMD EPYC, `bench/latency.py`'s deblurring line). Noise is not modelled: the deblurring stage runs after the denoising stage.
+cores of an AMD EPYC, `bench/latency.py`'s deblurring line). Noise is not modelled: the deblurring stage
+runs after the denoising stage.
 """
 
 from __future__ import annotations
