@@ -10,7 +10,14 @@ import pytest
 from photos import resized_photo
 
 import allfuse.deblur
-from allfuse.blindpsf import clean_kernel, deblur_by_kernel, estimate_kernel, wiener_kernel
+from allfuse.blindpsf import (
+    clean_kernel,
+    deblur_by_kernel,
+    estimate_kernel,
+    fast_pad,
+    fast_sides,
+    wiener_kernel,
+)
 from allfuse.deblur import DeblurConfig, deblur_image, deblur_inputs, input_kernels, input_psfs, kernel_size
 
 SHIPPED = DeblurConfig(anisotropic=True, per_input=("mef",), kernel_tasks=("vif", "mef", "mff"))
@@ -129,3 +136,39 @@ def test_kernel_settings_are_checked_and_older_folders_keep_the_gaussian() -> No
     assert kernel_size(0.0, SHIPPED) is None
     assert kernel_size(1.0, SHIPPED) == 9 and kernel_size(0.5, SHIPPED) == 7  # at least 7 px
     assert kernel_size(6.0, SHIPPED) is None  # 49 px > kernel_max: the Gaussian stays
+
+
+@pytest.mark.parametrize(("h", "w", "pad"), [(384, 384, 13), (100, 37, 9), (5, 40, 4), (1024, 1024, 26)])
+def test_planes_are_padded_to_fast_fft_sizes_by_reflection(h: int, w: int, pad: int) -> None:
+    plane = np.random.default_rng(0).random((h, w)).astype(np.float32)
+    out = fast_pad(plane, pad)
+    assert out.shape == fast_sides(h, w, pad)
+    for n, side in zip((h, w), out.shape, strict=True):
+        cap = 2 * n + pad - 1  # as far as a reflection reaches
+        assert min(n + 2 * pad, cap) <= side <= cap
+        rest = side
+        for p in (2, 3, 5, 7, 11):
+            while rest % p == 0:
+                rest //= p
+        assert rest == 1 or side == cap, side  # no prime factor above 11, unless capped
+    # the plane sits at (pad, pad), mirrored (edge repeated) on every side
+    np.testing.assert_array_equal(out[pad : pad + h, pad : pad + w], plane)
+    np.testing.assert_array_equal(out[:pad, pad : pad + w], plane[:pad][::-1])
+    np.testing.assert_array_equal(out[pad : pad + h, pad + w : 2 * pad + w], plane[:, ::-1][:, :pad])
+
+
+def test_the_stage_measures_each_input_s_edges_once(monkeypatch) -> None:
+    calls: list[int] = []
+    measure = allfuse.deblur.edge_samples
+
+    def counted(image: np.ndarray, *args) -> tuple[np.ndarray, np.ndarray] | None:
+        calls.append(1)
+        return measure(image, *args)
+
+    monkeypatch.setattr(allfuse.deblur, "edge_samples", counted)
+    sharp = resized_photo("camera", 256)
+    soft = [convolve(x, shake(9.0, 2)) for x in (sharp, np.ascontiguousarray(sharp[:, ::-1]))]
+    for task in ("vif", "mef"):
+        calls.clear()
+        _, psfs = deblur_inputs(soft, SHIPPED, task)
+        assert len(calls) == 2 and all(np.ndim(p) or p for p in psfs), task  # measured once, deconvolved
