@@ -195,8 +195,9 @@ def estimate_kernel(gray: np.ndarray, size: int, side: int = 384) -> np.ndarray:
         kernel = kernel / kernel.sum()
         t = torch.from_numpy(y.astype(np.float32))
         mask = torch.zeros_like(t)
-        # the image's own pixels, less `pad` px along its border (module doc)
-        mask[2 * pad : max(h - pad, 2 * pad), 2 * pad : max(w - pad, 2 * pad)] = 1.0
+        # the image's own pixels (rows and columns pad to pad + h, pad + w of the padded plane), less `pad` px
+        # along their border (module doc)
+        mask[2 * pad : max(h, 2 * pad), 2 * pad : max(w, 2 * pad)] = 1.0
         shape = tuple(t.shape)
         dx = otf(torch.tensor([[1.0, -1.0]]), shape)
         dy = otf(torch.tensor([[1.0], [-1.0]]), shape)

@@ -67,8 +67,8 @@ but only where the inputs are blurred and with the blur measured, so sharp input
    `per_input`. A blur whose kernel would exceed kernel_max px keeps the Gaussian. On the bench's own
    PSFs (`bench/deblur_headroom.py`: a curved shake path, a polygonal aperture with a bright rim, an
    elliptic Gaussian; the first input of 6 validation pairs per task, luminance PSNR against the clean
-   input) the estimated kernel restores shake by 1.2 to 4.1 dB more than the fitted Gaussian, strong
-   defocus by 2.2 to 3.5 dB, mild defocus by 0.3 to 0.9 dB, Gaussian blur within -0.6 to +0.3 dB of it.
+   input) the estimated kernel restores shake by 0.7 to 4.4 dB more than the fitted Gaussian, strong
+   defocus by 2.2 to 3.4 dB, mild defocus by 0.3 to 0.9 dB, Gaussian blur within -0.4 to +0.3 dB of it.
    It costs about 0.4 s for a 1024² pair on two cores (a 384 px window, `bench/latency.py`); inputs
    measured sharp pay nothing.
 
