@@ -70,6 +70,16 @@ def fast_pad(plane: np.ndarray, pad: int) -> np.ndarray:
     return cv2.copyMakeBorder(plane, pad, ph - h - pad, pad, pw - w - pad, cv2.BORDER_REFLECT)
 
 
+def frequencies(shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The real-FFT grid's frequencies (cycles per px) of a plane of `shape`: fy as a column, fx as a row."""
+    return torch.fft.fftfreq(shape[0])[:, None], torch.fft.rfftfreq(shape[1])[None, :]
+
+
+def laplacian_response(fy: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
+    """|L| of the 4-neighbour Laplacian at these frequencies (real, even): the Wiener filters' regularizer."""
+    return (2 - 2 * torch.cos(2 * math.pi * fx)) + (2 - 2 * torch.cos(2 * math.pi * fy))
+
+
 def edge_window(gray: np.ndarray, side: int) -> np.ndarray:
     """The side x side window (or the whole image, if smaller) with the largest sum of Sobel magnitude."""
     h, w = gray.shape
@@ -220,8 +230,7 @@ def wiener_kernel(plane: np.ndarray, kernel: np.ndarray, balance: float) -> np.n
     y = fast_pad(np.asarray(plane, dtype=np.float32), pad)
     shape = y.shape
     k_otf = otf(torch.from_numpy(np.asarray(kernel, dtype=np.float32)), shape)
-    fy, fx = torch.fft.fftfreq(shape[0])[:, None], torch.fft.rfftfreq(shape[1])[None, :]
-    lap = (2 - 2 * torch.cos(2 * math.pi * fx)) + (2 - 2 * torch.cos(2 * math.pi * fy))  # |L|, real
+    lap = laplacian_response(*frequencies(shape))
     filt = torch.conj(k_otf) / (k_otf.abs() ** 2 + balance * lap * lap)
     x = torch.fft.irfft2(torch.fft.rfft2(torch.from_numpy(y)) * filt, s=shape)
     return x[pad : pad + h, pad : pad + w].clamp(0, 1).numpy()

@@ -102,7 +102,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from allfuse.blindpsf import deblur_by_kernel, estimate_kernel, fast_sides
+from allfuse.blindpsf import deblur_by_kernel, estimate_kernel, fast_sides, frequencies, laplacian_response
 from allfuse.color import restore_luminance, to_gray
 from allfuse.types import TASKS, Image, TaskStageConfig
 
@@ -380,11 +380,11 @@ def wiener_plane(plane: np.ndarray, cov: np.ndarray, balance: float) -> np.ndarr
     h, w = plane.shape
     pad = min(math.ceil(4 * psf_axes(cov)[0]) + 8, h - 1, w - 1)
     ph, pw = fast_sides(h, w, pad)
-    fy, fx = torch.fft.fftfreq(ph)[:, None], torch.fft.rfftfreq(pw)[None, :]
+    fy, fx = frequencies((ph, pw))
     # the Gaussian's transfer function, exp(-2 pi^2 f^T C f): real and even, so conj(H) = H
     (cxx, cxy), (_, cyy) = cov.tolist()
     otf = torch.exp(-2 * math.pi**2 * (cxx * fx * fx + 2 * cxy * fx * fy + cyy * fy * fy))
-    lap = (2 - 2 * torch.cos(2 * math.pi * fx)) + (2 - 2 * torch.cos(2 * math.pi * fy))
+    lap = laplacian_response(fy, fx)
     filt = otf / (otf * otf + balance * lap * lap)
     del otf, lap
     t = torch.from_numpy(np.ascontiguousarray(plane, dtype=np.float32))
