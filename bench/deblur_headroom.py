@@ -16,14 +16,22 @@ Methods:
 * tv       — the same Gaussian PSF, deconvolved with a total-variation prior instead (half-quadratic
              splitting, Wang, Yang, Yin & Zhang 2008; the sparse-gradient deconvolution of Krishnan & Fergus
              2009 at exponent 1): min_x (lam / 2) ||k * x - y||^2 + ||grad x||_1.
+* one-balance — the shipped stage's blind kernel (below), every kernel deconvolved at the stage's
+             `balance` (`smooth_balance` off: allfuse.deblur, step 8).
 * shipped  — the model folder's deblurring stage as it is: with the shipped models' `kernel_tasks`, the
              kernel estimated blind (allfuse.blindpsf: an L0-gradient latent image and a least-squares
-             kernel, coarse to fine), then the same Wiener-Hunt filter.
+             kernel, coarse to fine), then the same Wiener-Hunt filter, with the weaker regularizer of
+             `smooth_balance` for a kernel close to a Gaussian.
+* tv-shipped — the shipped stage's PSF (its blind kernel where it estimates one, else its Gaussian),
+             deconvolved with the total-variation prior of `tv`: whether a sparser prior pays once the
+             kernel is closer to the truth.
 * oracle   — the TRUE kernel the bench blurred with, Wiener-Hunt deconvolution at the stage's balance: what
              knowing the PSF would give (not available to any method).
+* tv-oracle — the TRUE kernel with the total-variation prior: the ceiling of that prior.
 
 The gap between `shipped` and `oracle` is the headroom of a better kernel; the gap between `oracle` and the
-clean source what any deconvolution at that balance leaves.
+clean source what any deconvolution at that balance leaves; `tv-shipped` against `tv-oracle` what a wrong
+kernel costs the sharper prior.
 """
 
 from __future__ import annotations
@@ -41,11 +49,11 @@ from scipy import fft as sfft
 
 from allfuse.blindpsf import wiener_kernel
 from allfuse.color import to_gray
-from allfuse.deblur import deblur_inputs, input_psfs, psf_covariance
+from allfuse.deblur import deblur_inputs, input_kernels, input_psfs, psf_covariance
 from allfuse.model_folder import load_deblur, resolve_model_folder
 
 FAMILIES = ("gauss_blur", "defocus", "motion")
-METHODS = ("input", "gaussian", "tv", "shipped", "oracle")
+METHODS = ("input", "gaussian", "tv", "one-balance", "shipped", "tv-shipped", "oracle", "tv-oracle")
 DX, DY = np.array([[0, -1, 1]], np.float64), np.array([[0], [-1], [1]], np.float64)
 
 
@@ -107,15 +115,19 @@ def restore(method: str, images: list[np.ndarray], task: str, cfg, true_kernel: 
     gray = to_gray(images[0]).astype(np.float64)
     if method == "input":
         return gray
-    if method in ("gaussian", "shipped"):
-        stage = cfg if method == "shipped" else replace(cfg, kernel_tasks=())
+    if method in ("gaussian", "one-balance", "shipped"):
+        variants = {"gaussian": replace(cfg, kernel_tasks=()), "one-balance": replace(cfg, smooth_balance=0)}
+        stage = variants.get(method, cfg)
         return to_gray(deblur_inputs(images, stage, task)[0][0]).astype(np.float64)
     if method == "oracle":
         return wiener_kernel(gray, true_kernel / true_kernel.sum(), cfg.balance).astype(np.float64)
-    psf = input_psfs(images, cfg, task)[0]
-    if np.ndim(psf) == 0 and not psf:  # the stage keeps the input: so does its prior's variant
+    if method == "tv-oracle":
+        return tv_deconv(gray, true_kernel / true_kernel.sum())
+    psfs = input_psfs(images, cfg, task)
+    if np.ndim(psfs[0]) == 0 and not psfs[0]:  # the stage keeps the input: so do its prior's variants
         return gray
-    return tv_deconv(gray, gaussian_kernel(psf_covariance(psf)))
+    kernel = input_kernels(images, psfs, cfg, task)[0] if method == "tv-shipped" else None
+    return tv_deconv(gray, gaussian_kernel(psf_covariance(psfs[0])) if kernel is None else kernel)
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """Blind kernel estimation (allfuse.blindpsf) and the deblurring stage's use of it (`kernel_tasks`): the
 kernel of a shake or a defocus disk is found, deconvolving by it restores more than the Gaussian fit does,
-sharp inputs cost nothing, and a multi-exposure bracket's inputs each get their own kernel."""
+sharp inputs cost nothing, a multi-exposure bracket's inputs each get their own kernel, and a kernel close
+to a Gaussian is deconvolved with a weaker regularizer (`smooth_balance`)."""
 
 from dataclasses import replace
 
@@ -16,9 +17,18 @@ from allfuse.blindpsf import (
     estimate_kernel,
     fast_pad,
     fast_sides,
+    gaussian_distance,
     wiener_kernel,
 )
-from allfuse.deblur import DeblurConfig, deblur_image, deblur_inputs, input_kernels, input_psfs, kernel_size
+from allfuse.deblur import (
+    DeblurConfig,
+    deblur_image,
+    deblur_inputs,
+    input_kernels,
+    input_psfs,
+    kernel_balance,
+    kernel_size,
+)
 
 SHIPPED = DeblurConfig(anisotropic=True, per_input=("mef",), kernel_tasks=("vif", "mef", "mff"))
 
@@ -172,3 +182,45 @@ def test_the_stage_measures_each_input_s_edges_once(monkeypatch) -> None:
         calls.clear()
         _, psfs = deblur_inputs(soft, SHIPPED, task)
         assert len(calls) == 2 and all(np.ndim(p) or p for p in psfs), task  # measured once, deconvolved
+
+
+def test_a_kernel_s_distance_to_a_gaussian_tells_gaussian_blur_from_defocus_and_shake() -> None:
+    g = cv2.getGaussianKernel(13, 1.8)
+    assert gaussian_distance(g @ g.T) < 0.01  # a sampled Gaussian is its own moments' Gaussian
+    assert gaussian_distance(disk(3.0)) > 0.4 and gaussian_distance(shake(11.0, 1)) > 0.4
+    delta = np.zeros((7, 7))
+    delta[3, 3] = 1.0
+    assert np.isfinite(gaussian_distance(delta))
+
+
+def test_a_kernel_close_to_a_gaussian_is_deconvolved_with_the_weaker_regularizer() -> None:
+    smooth = replace(SHIPPED, smooth_balance=0.005)
+    sharp = resized_photo("camera", 320)
+    inner = (slice(16, -16),) * 2
+    blurs = {
+        "gaussian": cv2.GaussianBlur(sharp, (0, 0), 1.6, borderType=cv2.BORDER_REFLECT),
+        "disk": convolve(sharp, disk(3.0)),
+        "shake": convolve(sharp, shake(11.0, 1)),
+    }
+    for name, soft in blurs.items():
+        kernel = input_kernels([soft], input_psfs([soft], smooth, "vif"), smooth, "vif")[0]
+        assert kernel is not None, name
+        before = deblur_inputs([soft], SHIPPED, "vif")[0][0]
+        after = deblur_inputs([soft], smooth, "vif")[0][0]
+        if name == "gaussian":  # its estimate is near a Gaussian: the weaker regularizer, more restored
+            assert kernel_balance(kernel, smooth) == pytest.approx(0.005)
+            assert psnr(after[inner], sharp[inner]) > psnr(before[inner], sharp[inner]) + 0.4
+        else:  # spectral zeros: the stage's balance, the same output as without the setting
+            assert kernel_balance(kernel, smooth) == SHIPPED.balance, name
+            assert np.array_equal(after, before), name
+
+
+def test_the_smooth_balance_settings_are_checked_and_older_folders_keep_one_balance() -> None:
+    old = DeblurConfig.from_dict({"min_width": 1.12})
+    assert old.smooth_balance == 0.0 and kernel_balance(disk(1.0), old) == old.balance
+    mid = replace(SHIPPED, smooth_balance=0.005, smooth_near=0.0, smooth_far=1.0)
+    halfway = 0.005 * (0.02 / 0.005) ** gaussian_distance(disk(3.0))  # geometric in the distance
+    assert kernel_balance(disk(3.0), mid) == pytest.approx(halfway)
+    for bad in ({"smooth_balance": 0.05}, {"smooth_balance": -1.0}, {"smooth_near": 0.3, "smooth_far": 0.3}):
+        with pytest.raises(ValueError, match="bad deblur config"):
+            DeblurConfig.from_dict(bad)

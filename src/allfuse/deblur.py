@@ -71,6 +71,18 @@ but only where the inputs are blurred and with the blur measured, so sharp input
    defocus by 2.2 to 3.4 dB, mild defocus by 0.3 to 0.9 dB, Gaussian blur within -0.4 to +0.3 dB of it.
    It costs about 0.4 s for a 1024² pair on two cores (a 384 px window, `bench/latency.py`); inputs
    measured sharp pay nothing.
+8. With `smooth_balance` (the shipped models), a blind kernel close to a Gaussian is deconvolved with a
+   weaker regularizer: the balance goes geometrically from `smooth_balance` at a distance to a Gaussian
+   (allfuse.blindpsf.gaussian_distance: the kernel against the Gaussian of its own second moments) of
+   `smooth_near` or less to `balance` at `smooth_far` or more. A Gaussian's spectrum has no zeros and the
+   estimate of one is close to the truth, so a weaker regularizer restores more of it without ringing; a
+   shake path or a polygonal aperture has spectral zeros and its estimate errs more, and a weaker
+   regularizer turns both into ringing. On the bench's PSFs (the first input of 6 validation pairs per
+   task, kernels as estimated), balance 0.005 against 0.02: Gaussian blur +0.6 to +1.6 dB mild and +0.1 to
+   +0.5 dB strong, mild defocus +0.8 to +1.3 dB, but strong defocus -1.1 to -2.8 dB and strong shake
+   -0.5 to -3.8 dB; their estimates measure about 0.1 (Gaussian), 0.17 to 0.28 (mild defocus), 0.2 to 0.57
+   (strong defocus) and 0.2 to 1.1 (shake) from a Gaussian. Measured: `bench/deblur_headroom.py` and the
+   models' cards.
 
 A Gaussian is not every PSF (defocus is a disk, shake a path): without `kernel_tasks` the deconvolution is
 partial there, as the chain's is. A straight motion streak is fitted as a thin ellipse along it, but its
@@ -102,7 +114,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from allfuse.blindpsf import deblur_by_kernel, estimate_kernel, fast_sides, frequencies, laplacian_response
+from allfuse.blindpsf import (
+    deblur_by_kernel,
+    estimate_kernel,
+    fast_sides,
+    frequencies,
+    gaussian_distance,
+    laplacian_response,
+)
 from allfuse.color import restore_luminance, to_gray
 from allfuse.types import TASKS, Image, TaskStageConfig
 
@@ -147,6 +166,12 @@ class DeblurConfig(TaskStageConfig):
     kernel_reach: float = 4.0  # the kernel's half side, in stds of the Gaussian's long axis
     kernel_max: int = 41  # px, the largest kernel side estimated; a larger blur keeps the Gaussian
     kernel_side: int = 384  # px, the side of the most textured window the kernel is read on
+    # the Wiener-Hunt balance of a blind kernel within smooth_near of a Gaussian (module doc, step 8),
+    # rising geometrically to `balance` at smooth_far; 0 (and folders written before it existed): `balance`
+    # for every kernel
+    smooth_balance: float = 0.0
+    smooth_near: float = 0.12
+    smooth_far: float = 0.3
 
     def __post_init__(self) -> None:
         ok = (
@@ -157,6 +182,8 @@ class DeblurConfig(TaskStageConfig):
             and self.kernel_reach > 0
             and self.kernel_max >= MIN_KERNEL
             and self.kernel_side >= 4 * self.kernel_max
+            and 0 <= self.smooth_balance <= self.balance
+            and 0 <= self.smooth_near < self.smooth_far
         )
         tasks_ok = set(self.tasks) | set(self.per_input) | set(self.fine_tasks) | set(
             self.kernel_tasks
@@ -165,7 +192,8 @@ class DeblurConfig(TaskStageConfig):
             raise ValueError(
                 "bad deblur config: need 0 <= sharp_width < min_width <= solo_width, sharp_width < "
                 "fine_min_width <= min_width when fine_tasks are named, max_sigma > 0, balance > 0, "
-                f"kernel_reach > 0, kernel_max >= {MIN_KERNEL}, kernel_side >= 4 kernel_max, tasks, "
+                f"kernel_reach > 0, kernel_max >= {MIN_KERNEL}, kernel_side >= 4 kernel_max, "
+                "0 <= smooth_balance <= balance, 0 <= smooth_near < smooth_far, tasks, "
                 f"per_input, fine_tasks and kernel_tasks among {', '.join(TASKS)} and anisotropic true or "
                 f"false: {self}"
             )
@@ -413,10 +441,20 @@ def deblur_inputs(
         if np.ndim(p) == 0 and not p
         else deblur_image(x, p, cfg.balance)
         if k is None
-        else deblur_by_kernel(x, k, cfg.balance)
+        else deblur_by_kernel(x, k, kernel_balance(k, cfg))
         for x, p, k in zip(images, psfs, kernels, strict=True)
     ]
     return out, psfs
+
+
+def kernel_balance(kernel: np.ndarray, cfg: DeblurConfig) -> float:
+    """The Wiener-Hunt balance a blind kernel is deconvolved with (module doc, step 8): `smooth_balance`
+    for a kernel within `smooth_near` of a Gaussian, `balance` from `smooth_far` on, geometric between;
+    `balance` when smooth_balance is 0."""
+    if cfg.smooth_balance <= 0:
+        return cfg.balance
+    t = (gaussian_distance(kernel) - cfg.smooth_near) / (cfg.smooth_far - cfg.smooth_near)
+    return float(cfg.smooth_balance * (cfg.balance / cfg.smooth_balance) ** min(max(t, 0.0), 1.0))
 
 
 def kernel_size(psf: float | np.ndarray, cfg: DeblurConfig) -> int | None:
