@@ -29,6 +29,9 @@ Methods:
              knowing the PSF would give (not available to any method).
 * tv-oracle — the TRUE kernel with the total-variation prior: the ceiling of that prior.
 
+The last column is the range, over the pairs, of the shipped kernel's distance to a Gaussian
+(allfuse.blindpsf.gaussian_distance; what `smooth_balance` reads; - where the stage keeps the input).
+
 The gap between `shipped` and `oracle` is the headroom of a better kernel; the gap between `oracle` and the
 clean source what any deconvolution at that balance leaves; `tv-shipped` against `tv-oracle` what a wrong
 kernel costs the sharper prior.
@@ -47,7 +50,7 @@ from cases import SHARED, validation_pairs
 from machine import command_line, emit, machine_line
 from scipy import fft as sfft
 
-from allfuse.blindpsf import wiener_kernel
+from allfuse.blindpsf import gaussian_distance, wiener_kernel
 from allfuse.color import to_gray
 from allfuse.deblur import deblur_inputs, input_kernels, input_psfs, psf_covariance
 from allfuse.model_folder import load_deblur, resolve_model_folder
@@ -149,11 +152,11 @@ def main() -> None:
         pairs = validation_pairs(args.data, task, args.pairs, args.max_side)
         lines += [f"### {task.upper()}: first input of {len(pairs)} validation pairs", ""]
         lines += ["| family | strength | " + " | ".join(f"PSNR {m}" for m in METHODS) + " | "
-                  + " | ".join(f"SF {m}" for m in METHODS) + " |"]  # fmt: skip
-        lines += ["|---|---|" + "---:|" * (2 * len(METHODS))]
+                  + " | ".join(f"SF {m}" for m in METHODS) + " | kernel distance |"]  # fmt: skip
+        lines += ["|---|---|" + "---:|" * (2 * len(METHODS)) + "---:|"]
         for family in FAMILIES:
             for strength in degrade.STRENGTHS:
-                scores = []
+                scores, distances = [], []
                 for pair in pairs:
                     seed = degrade.seed_for(pair.name, family, strength)
                     # the kernel degrade_pair draws: a single family's plan takes nothing from the stream
@@ -165,8 +168,12 @@ def main() -> None:
                     outs = [restore(m, images, task, cfg, kernel) for m in METHODS]
                     psnrs = [10 * np.log10(1.0 / np.mean((o - clean) ** 2)) for o in outs]
                     scores.append(psnrs + [spatial_frequency(o) / spatial_frequency(clean) for o in outs])
+                    found = input_kernels(images, input_psfs(images, cfg, task), cfg, task)[0]
+                    if found is not None:
+                        distances.append(gaussian_distance(found))
                 mean = np.mean(scores, axis=0)
                 cells = [f"{v:.2f}" for v in mean]
+                cells.append(f"{min(distances):.2f}–{max(distances):.2f}" if distances else "-")
                 lines.append(f"| {family} | {strength} | " + " | ".join(cells) + " |")
                 print(lines[-1], flush=True)
         lines.append("")

@@ -68,20 +68,21 @@ but only where the inputs are blurred and with the blur measured, so sharp input
    PSFs (`bench/deblur_headroom.py`: a curved shake path, a polygonal aperture with a bright rim, an
    elliptic Gaussian; the first input of 6 validation pairs per task, luminance PSNR against the clean
    input) the estimated kernel restores shake by 0.7 to 4.4 dB more than the fitted Gaussian, strong
-   defocus by 2.2 to 3.4 dB, mild defocus by 0.3 to 0.9 dB, Gaussian blur within -0.4 to +0.3 dB of it.
-   It costs about 0.4 s for a 1024² pair on two cores (a 384 px window, `bench/latency.py`); inputs
-   measured sharp pay nothing.
+   defocus by 2.2 to 3.4 dB, mild defocus by 0.3 to 0.9 dB, Gaussian blur within -0.4 to +0.3 dB of it
+   (the bench's `one-balance` column: the same regularizer as the Gaussian's; step 8). It costs about
+   0.4 s for a 1024² pair on two cores (a 384 px window, `bench/latency.py`); inputs measured sharp pay
+   nothing.
 8. With `smooth_balance` (the shipped models), a blind kernel close to a Gaussian is deconvolved with a
    weaker regularizer: the balance goes geometrically from `smooth_balance` at a distance to a Gaussian
    (allfuse.blindpsf.gaussian_distance: the kernel against the Gaussian of its own second moments) of
    `smooth_near` or less to `balance` at `smooth_far` or more. A Gaussian's spectrum has no zeros and the
    estimate of one is close to the truth, so a weaker regularizer restores more of it without ringing; a
    shake path or a polygonal aperture has spectral zeros and its estimate errs more, and a weaker
-   regularizer turns both into ringing. On the bench's PSFs (the first input of 6 validation pairs per
-   task, kernels as estimated), balance 0.005 against 0.02: Gaussian blur +0.6 to +1.6 dB mild and +0.1 to
-   +0.5 dB strong, mild defocus +0.8 to +1.3 dB, but strong defocus -1.1 to -2.8 dB and strong shake
-   -0.5 to -3.8 dB; their estimates measure about 0.1 (Gaussian), 0.17 to 0.28 (mild defocus), 0.2 to 0.57
-   (strong defocus) and 0.2 to 1.1 (shake) from a Gaussian. Measured: `bench/deblur_headroom.py` and the
+   regularizer turns both into ringing (on the bench's strong defocus and shake, one balance of 0.005 for
+   every kernel restored less than 0.02 did). On the bench's PSFs (`bench/deblur_headroom.py`: the first
+   input of 6 validation pairs per task, `shipped` against `one-balance`, and the range of each cell's
+   kernel distances): mild Gaussian blur +0.6 / +1.1 / +1.1 dB (VIF / MEF / MFF), strong +0.2 / +0.3 /
+   +0.2, mild defocus +0.3 / +0.3 / +0.2, strong defocus and shake within -0.2 to +0.1 dB. Fusion: the
    models' cards.
 
 A Gaussian is not every PSF (defocus is a disk, shake a path): without `kernel_tasks` the deconvolution is
