@@ -210,6 +210,11 @@ def test_a_kernel_close_to_a_gaussian_is_deconvolved_with_the_weaker_regularizer
         if name == "gaussian":  # its estimate is near a Gaussian: the weaker regularizer, more restored
             assert kernel_balance(kernel, smooth) == pytest.approx(0.005)
             assert psnr(after[inner], sharp[inner]) > psnr(before[inner], sharp[inner]) + 0.4
+            # unless the deblocking stage rebuilt the input: then the stage's balance, as without it
+            kept = deblur_inputs([soft], smooth, "vif", rebuilt=[True])[0][0]
+            assert np.array_equal(kept, before)
+            with pytest.raises(ValueError, match="rebuilt flags"):
+                deblur_inputs([soft, soft], smooth, "vif", rebuilt=[True])
         else:  # spectral zeros: the stage's balance, the same output as without the setting
             assert kernel_balance(kernel, smooth) == SHIPPED.balance, name
             assert np.array_equal(after, before), name

@@ -187,8 +187,8 @@ def test_the_pipeline_tells_the_deblurring_stage_which_inputs_were_deblocked(mon
 
     seen = []
 
-    def record(images, cfg, task="", coded=()):
-        seen.append(list(coded))
+    def record(images, cfg, task="", coded=(), rebuilt=()):
+        seen.append((list(coded), list(rebuilt)))
         return list(images), [0.0] * len(images)
 
     monkeypatch.setattr(allfuse.stages, "deblur_inputs", record)
@@ -196,9 +196,17 @@ def test_the_pipeline_tells_the_deblurring_stage_which_inputs_were_deblocked(mon
     x = photo()
     _, buf = cv2.imencode(".jpg", np.uint8(x * 255), [cv2.IMWRITE_JPEG_QUALITY, 20])
     coded = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255
+    # shrunk to a quarter and enlarged back by nearest neighbour: pixel blocks, re-interpolated
+    small = cv2.resize(x, None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
+    blocky = cv2.resize(small, x.shape[::-1], interpolation=cv2.INTER_NEAREST)
     pipe.restore_inputs([coded, x], "mff")
     pipe.restore_inputs([coded, x], "mff", deblock=False)
-    assert seen == [[True, False], [False, False]]
+    pipe.restore_inputs([x, blocky], "mff")
+    assert seen == [
+        ([True, False], [True, False]),
+        ([False, False], [False, False]),
+        ([False, False], [False, True]),  # re-interpolated, not re-coded: rebuilt only
+    ]
 
 
 def test_bad_configs_are_refused() -> None:

@@ -299,11 +299,15 @@ def deblock_choices(
     return [q if fit >= cfg.min_fit and 0 < q <= cfg.max_quality else 0 for q, fit in fits]
 
 
-def deblock_inputs(images: Sequence[Image], task: str, cfg: DeblockConfig) -> tuple[list[Image], list[int]]:
+def deblock_inputs(
+    images: Sequence[Image], task: str, cfg: DeblockConfig, grids: Sequence[PixelGrid | None] | None = None
+) -> tuple[list[Image], list[int]]:
     """The inputs, each one made of pixel blocks re-interpolated (allfuse.depixel) and each other one that
     measures as a JPEG of quality at most cfg.max_quality deblocked at that quality (the same array
-    otherwise); and the qualities deblocked at (0: left as it is or re-interpolated; deblock_choices)."""
-    grids = pixel_grids(images, task, cfg)
+    otherwise); and the qualities deblocked at (0: left as it is or re-interpolated; deblock_choices).
+    `grids`: pixel_grids' for these inputs, measured when None."""
+    if grids is None:
+        grids = pixel_grids(images, task, cfg)
     used = deblock_choices(images, task, cfg, grids)
     out = [
         depixelate(x, g) if g is not None else deblock_image(x, q, cfg.shifts) if q else x

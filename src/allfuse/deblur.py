@@ -82,8 +82,11 @@ but only where the inputs are blurred and with the blur measured, so sharp input
    every kernel restored less than 0.02 did). On the bench's PSFs (`bench/deblur_headroom.py`: the first
    input of 6 validation pairs per task, `shipped` against `one-balance`, and the range of each cell's
    kernel distances): mild Gaussian blur +0.6 / +1.1 / +1.1 dB (VIF / MEF / MFF), strong +0.2 / +0.3 /
-   +0.2, mild defocus +0.3 / +0.3 / +0.2, strong defocus and shake within -0.2 to +0.1 dB. Fusion: the
-   models' cards.
+   +0.2, mild defocus +0.3 / +0.3 / +0.2, strong defocus and shake within -0.2 to +0.1 dB. An input the
+   deblocking stage rebuilt keeps `balance` (`rebuilt`, from the pipeline: re-coded as a JPEG, or
+   re-interpolated from its pixel blocks, allfuse.depixel): the softness of a rebuilt image is the rebuild's
+   own, near a Gaussian, and a weaker regularizer brings back the coding's residue or the blocks'
+   staircase with it. Fusion: the models' cards.
 
 A Gaussian is not every PSF (defocus is a disk, shake a path): without `kernel_tasks` the deconvolution is
 partial there, as the chain's is. A straight motion streak is fitted as a thin ellipse along it, but its
@@ -168,8 +171,8 @@ class DeblurConfig(TaskStageConfig):
     kernel_max: int = 41  # px, the largest kernel side estimated; a larger blur keeps the Gaussian
     kernel_side: int = 384  # px, the side of the most textured window the kernel is read on
     # the Wiener-Hunt balance of a blind kernel within smooth_near of a Gaussian (module doc, step 8),
-    # rising geometrically to `balance` at smooth_far; 0 (and folders written before it existed): `balance`
-    # for every kernel
+    # rising geometrically to `balance` at smooth_far (an input the deblocking stage rebuilt keeps
+    # `balance`); 0 (and folders written before it existed): `balance` for every kernel
     smooth_balance: float = 0.0
     smooth_near: float = 0.12
     smooth_far: float = 0.3
@@ -429,11 +432,19 @@ def deblur_image(image: Image, sigma: float | np.ndarray, balance: float) -> Ima
 
 
 def deblur_inputs(
-    images: Sequence[Image], cfg: DeblurConfig, task: str = "", coded: Sequence[bool] = ()
+    images: Sequence[Image],
+    cfg: DeblurConfig,
+    task: str = "",
+    coded: Sequence[bool] = (),
+    rebuilt: Sequence[bool] = (),
 ) -> tuple[list[Image], list[float | np.ndarray]]:
     """The inputs, each deconvolved by its PSF (input_psfs; the same image where that is 0), and the PSFs:
     a sigma, or an elliptic PSF's covariance. `coded` flags the inputs the JPEG deblocking stage re-coded
-    (module doc, step 6)."""
+    (module doc, step 6); `rebuilt` those it re-coded or re-interpolated from pixel blocks, which a blind
+    kernel deconvolves at `balance` (step 8)."""
+    flags = list(rebuilt) or [False] * len(images)
+    if len(flags) != len(images):
+        raise ValueError(f"deblur: {len(flags)} rebuilt flags for {len(images)} inputs")
     measured = [edge_samples(x) for x in images]
     psfs = input_psfs(images, cfg, task, coded, measured)
     kernels = input_kernels(images, psfs, cfg, task, measured)
@@ -442,8 +453,8 @@ def deblur_inputs(
         if np.ndim(p) == 0 and not p
         else deblur_image(x, p, cfg.balance)
         if k is None
-        else deblur_by_kernel(x, k, kernel_balance(k, cfg))
-        for x, p, k in zip(images, psfs, kernels, strict=True)
+        else deblur_by_kernel(x, k, cfg.balance if r else kernel_balance(k, cfg))
+        for x, p, k, r in zip(images, psfs, kernels, flags, strict=True)
     ]
     return out, psfs
 

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from allfuse.deblock import DeblockConfig, deblock_inputs
+from allfuse.deblock import DeblockConfig, deblock_inputs, pixel_grids
 from allfuse.deblur import DeblurConfig, deblur_inputs
 from allfuse.denoise import DenoiseConfig, denoise_inputs, rule_weight
 from allfuse.destripe import DestripeConfig, destripe_inputs
@@ -112,9 +112,13 @@ class InputStages:
         veil = [1.0] * len(images)
         if denoise and self.impulse is not None:  # first: the codec and the filters below spread a speck
             images = impulse_inputs(images, task, self.impulse)[0]
+        enlarged = [False] * len(images)  # made of pixel blocks, re-interpolated (allfuse.depixel)
         if deblock and self.deblock is not None:
-            images, qualities = deblock_inputs(images, task, self.deblock)
+            grids = pixel_grids(images, task, self.deblock)
+            enlarged = [g is not None for g in grids]
+            images, qualities = deblock_inputs(images, task, self.deblock, grids)
         coded = [q > 0 for q in qualities]
+        rebuilt = [c or e for c, e in zip(coded, enlarged, strict=True)]
         if destripe and self.destripe is not None:
             images = destripe_inputs(images, task, self.destripe)
         if denoise and self.denoise is not None:
@@ -123,7 +127,7 @@ class InputStages:
         if exposure and self.exposure is not None:
             images, gain = expose_inputs(images, task, self.exposure)
         if deblur and self.deblur is not None and task in self.deblur.tasks:
-            images, psfs = deblur_inputs(images, self.deblur, task, coded)
+            images, psfs = deblur_inputs(images, self.deblur, task, coded, rebuilt)
         if correct and self.corrector is not None and task in self.corrector.cfg.tasks:
             images = self.correct(images, task)
         if exposure and self.exposure is not None:  # what the corrector left veiled (allfuse.exposure)
