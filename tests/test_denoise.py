@@ -19,6 +19,7 @@ from allfuse.denoise import (
     denoise_inputs,
     denoise_weight,
     denoise_weights,
+    filter_strength,
     input_noise,
     rule_weight,
 )
@@ -148,7 +149,11 @@ def test_config_is_checked_and_round_trips(tmp_path) -> None:
         DenoiseConfig(rule="median")
     with pytest.raises(ValueError, match="rule_low"):
         DenoiseConfig(rule="laplacian", rule_low=9.0, rule_high=7.0)
+    for k, pair in ((0.0, 0.6), (0.8, -0.1)):
+        with pytest.raises(ValueError, match="pair_strength"):
+            DenoiseConfig(strength=k, pair_strength=pair)
     cfg = DenoiseConfig(low=3.0, high=6.0, tasks=("vif", "mff"), chroma_low=1.0, chroma_high=2.5, rule="max")
+    cfg = dataclasses.replace(cfg, strength=0.9, pair_strength=0.5)
     assert DenoiseConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     bad = '{"denoise": {"sigma": 2}}'
     check_stage_file(tmp_path, cfg, load_denoise, save_denoise, "denoise.json", bad)
@@ -182,7 +187,7 @@ def test_the_command_line_reports_and_can_skip_the_stage(tmp_path, capsys) -> No
     said = capsys.readouterr().out
     assert "denoising (vif, from 3.5/255, colour noise from 2/255): input 1 noise" in said
     assert "input 2 noise" in said and "(colour " in said
-    assert "kept; input 2" in said and "denoised (100%)" in said
+    assert "kept; input 2" in said and "denoised (100%, h = 0.80 sigma)" in said  # one noisy camera
     on, off = (read_image(out).astype(np.float32) / 255 for out in outs.values())
     assert input_noise(on) < input_noise(off)
     assert "every input noisy" not in said  # the infrared image is clean: the teacher's rule stays
@@ -194,6 +199,7 @@ def test_the_command_line_reports_and_can_skip_the_stage(tmp_path, capsys) -> No
         "every input noisy (" in said
         and "where the teacher's rule gff would fuse, laplacian does (100%)" in said
     )
+    assert said.count("denoised (100%, h = 0.60 sigma)") == 2  # a noisy capture: the pair strength
 
 
 def _both_noisy(std: float = 14.0) -> list[np.ndarray]:
@@ -213,6 +219,28 @@ def test_the_rule_is_for_a_pair_whose_every_input_is_noisy() -> None:
     assert rule_weight(both, "vif", dataclasses.replace(cfg, rule="")) == 0.0
     half = dataclasses.replace(cfg, rule_low=least - 1.0, rule_high=least + 1.0)
     assert rule_weight(both, "vif", half) == pytest.approx(0.5)
+
+
+def test_a_pair_whose_every_input_is_noisy_is_filtered_at_the_pair_strength() -> None:
+    """Module doc, "Strength": a noisy capture (every input noisy) is filtered at pair_strength, one noisy
+    camera beside a clean one at strength; the strength ramps with the quieter input's noise from low to
+    high; without pair_strength every pair gets strength. A lighter filter keeps more of the input."""
+    cfg = DenoiseConfig(strength=0.8, pair_strength=0.6)
+    both = _both_noisy(std=8.0)
+    one = [_photo("camera"), both[1]]
+    assert filter_strength(both, cfg) == pytest.approx(0.6) and filter_strength(one, cfg) == 0.8
+    assert filter_strength(both, DenoiseConfig(strength=0.7)) == 0.7
+    least = min(input_noise(x) for x in both)
+    half = dataclasses.replace(cfg, low=least - 1.0, high=least + 1.0)
+    assert filter_strength(both, half) == pytest.approx(0.7)
+    out, weights = denoise_inputs(both, "vif", cfg)
+    assert weights == [1.0, 1.0]
+    for x, y in zip(both, out, strict=True):
+        np.testing.assert_allclose(y, denoise_nlm(x, strength=0.6), atol=1e-6)
+        assert _mse(y, x) < _mse(denoise_nlm(x), x)  # filtered more lightly than at the default 0.8
+    np.testing.assert_allclose(denoise_inputs(one, "vif", cfg)[0][1], denoise_nlm(both[1]), atol=1e-6)
+    with pytest.raises(ValueError, match="2 strengths for 1 images"):
+        denoise_images([both[0]], strengths=[0.6, 0.8])
 
 
 def test_the_rule_fusion_mixes_in_the_stages_rule() -> None:

@@ -6,7 +6,8 @@ On infrared + visible pairs it does not: a dark, grainy visible image (the bench
 linear light, the sensor's shot and read noise at that light level, 8-bit quantization) comes out of the
 latent path with most of its grain, and Qabf against the clean sources counts grain as lost edges. There
 the chains' own first step, non-local means (Buades, Coll & Morel 2005; allfuse.baselines.restoration.
-denoise_nlm: the noise sigma from a wavelet MAD estimate, h = 0.8 sigma), wins by far.
+denoise_nlm: the noise sigma from a wavelet MAD estimate, h = 0.8 sigma; lighter for a noisy capture,
+below: "Strength"), wins by far.
 
 Measure: each input's noise std by the gate's estimator (allfuse.gate.noise_std: the median absolute
 deviation of the finest diagonal Haar detail, on the luminance at a long side of at most 512, in 1/255
@@ -60,6 +61,23 @@ and MSRS pairs (other cameras) +0.007 to +0.039 at every level. A pair only one 
 (a dark, grainy visible image beside a clean thermal one: the bench's low light) keeps the teacher: there
 `laplacian` lost 0.050.
 
+Strength (`strength`, `pair_strength`; the shipped models: 0.8 and 0.6). Non-local means averages pixels
+whose patches differ by less than about h, with h = strength * the input's noise sigma (0.8: scikit-image's
+advice for its fast mode, and the `nlm+...` chains' setting). A noisy capture, a pair ALL of whose inputs
+measure noisy (the lower of the inputs' noise, ramped from `low` to `high` as the input weight is), is
+filtered more lightly, at `pair_strength`; one noisy camera beside a clean one keeps `strength`. Measured by
+bench/noisy_strength.py (the pipeline's classical fusion of the inputs the stages restored at h = 0.5 to
+0.8 sigma, Qabf / VIF / BRISQUE against the clean sources, long side 512, both generators at both levels):
+on the `noise` family (both images), 0.6 against 0.8 scored Qabf +0.005 / +0.006 (bench mild / strong) and
++0.008 / +0.017 (albumentations) on 20 validation pairs, +0.005 to +0.011 on 20 TNO and MSRS pairs (other
+cameras), with BRISQUE 3 to 15 lower (the heavier filter's flat, waxy patches read as unnatural) and the VIF
+metric up to 0.014 lower (it counts the grain left with the detail); 0.5 was no better (-0.003 to +0.003).
+On `low_light` (the visible image alone, dark and grainy) the lighter filter lost at every level (0.6 against
+0.8: -0.010 / -0.017 bench, -0.005 / -0.006 albumentations): a likely reading, not measured apart, is that
+grain left in a dark visible image next to a flat thermal one is what the fusion's saliency weights pick up,
+while two noisy images are each other's context. The model (8 validation pairs, `noise`): Qabf +0.004 /
++0.007 (bench) and +0.008 / +0.020 (albumentations), BRISQUE 3 to 6 lower.
+
 Measured at 512 px, an input's noise is what the latent path (which runs at that side: refiner.json's
 work_side) sees: a 1024² image needs noise of about twice the std at full size to measure as noisy.
 Large inputs are filtered in 512 px tiles, each with the few pixels of its surroundings that non-local
@@ -100,17 +118,23 @@ class DenoiseConfig(TaskStageConfig):
     rule: str = ""
     rule_low: float = 7.0
     rule_high: float = 9.0
+    # non-local means' filter parameter h in units of the noise sigma (module doc, "Strength"), and the one
+    # for a pair all of whose inputs measure noisy, ramped in from low to high of the pair's noise; 0 = the
+    # same strength for every pair (older denoise.json files)
+    strength: float = 0.8
+    pair_strength: float = 0.0
 
     def __post_init__(self) -> None:
         from allfuse.baselines.registry import FUSIONS
 
         chroma_ok = self.chroma_low == self.chroma_high == 0 or 0 < self.chroma_low < self.chroma_high
         rule_ok = (not self.rule or self.rule in FUSIONS) and 0 < self.rule_low < self.rule_high
+        rule_ok = rule_ok and self.strength > 0 and self.pair_strength >= 0
         if not 0 < self.low < self.high or not chroma_ok or not rule_ok or not set(self.tasks) <= set(TASKS):
             raise ValueError(
                 f"bad denoise config: need 0 < low < high and 0 < chroma_low < chroma_high, or both 0 (noise "
                 f'stds in 1/255 steps), a rule among {", ".join(FUSIONS)} (or "") with 0 < rule_low < '
-                f"rule_high, and tasks among {', '.join(TASKS)}: {self}"
+                f"rule_high, strength > 0, pair_strength >= 0 and tasks among {', '.join(TASKS)}: {self}"
             )
 
     @property
@@ -175,33 +199,39 @@ def rule_weight(images: Sequence[Image], task: str, cfg: DenoiseConfig) -> float
     return ramp(min(input_noise(x) for x in images), cfg.rule_low, cfg.rule_high)
 
 
-def denoise_images(images: Sequence[Image], tile: int = TILE) -> list[Image]:
-    """Non-local means of each image (allfuse.baselines.restoration.denoise_nlm) in tiles of at most `tile`
-    px a side, each filtered with NLM_REACH px of its surroundings and its whole image's noise sigma, so
-    the result equals each whole image's filtered at once, in bounded memory. All tiles of all images run
-    in parallel threads (scikit-image's non-local means releases the GIL), one per CPU core."""
-    from allfuse.baselines.restoration import NLM_REACH, denoise_nlm, noise_sigma
+def denoise_images(
+    images: Sequence[Image], tile: int = TILE, strengths: Sequence[float] | None = None
+) -> list[Image]:
+    """Non-local means of each image (allfuse.baselines.restoration.denoise_nlm, at the image's entry of
+    `strengths`, by default NLM_STRENGTH) in tiles of at most `tile` px a side, each filtered with NLM_REACH
+    px of its surroundings and its whole image's noise sigma, so the result equals each whole image's
+    filtered at once, in bounded memory. All tiles of all images run in parallel threads (scikit-image's
+    non-local means releases the GIL), one per CPU core."""
+    from allfuse.baselines.restoration import NLM_REACH, NLM_STRENGTH, denoise_nlm, noise_sigma
 
     xs = [np.asarray(im, np.float32) for im in images]
     outs = [np.empty_like(x) for x in xs]
+    strengths = [NLM_STRENGTH] * len(xs) if strengths is None else list(strengths)
+    if len(strengths) != len(xs):
+        raise ValueError(f"denoise_images: {len(strengths)} strengths for {len(xs)} images")
     jobs = []
-    for x, out in zip(xs, outs, strict=True):
+    for x, out, k in zip(xs, outs, strengths, strict=True):
         sigma = noise_sigma(x)
         if not sigma > 0:
             out[...] = x
             continue
         h, w = x.shape[:2]
         jobs += [
-            (x, out, sigma, (y0, min(h, y0 + tile), x0, min(w, x0 + tile)))
+            (x, out, sigma, k, (y0, min(h, y0 + tile), x0, min(w, x0 + tile)))
             for y0 in range(0, h, tile)
             for x0 in range(0, w, tile)
         ]
 
-    def run(job: tuple[np.ndarray, np.ndarray, float, tuple[int, int, int, int]]) -> None:
-        x, out, sigma, (y0, y1, x0, x1) = job
+    def run(job: tuple[np.ndarray, np.ndarray, float, float, tuple[int, int, int, int]]) -> None:
+        x, out, sigma, k, (y0, y1, x0, x1) = job
         h, w = x.shape[:2]
         top, left = max(0, y0 - NLM_REACH), max(0, x0 - NLM_REACH)
-        y = denoise_nlm(x[top : min(h, y1 + NLM_REACH), left : min(w, x1 + NLM_REACH)], sigma)
+        y = denoise_nlm(x[top : min(h, y1 + NLM_REACH), left : min(w, x1 + NLM_REACH)], sigma, k)
         out[y0:y1, x0:x1] = y[y0 - top : y1 - top, x0 - left : x1 - left]
 
     if jobs:
@@ -210,14 +240,25 @@ def denoise_images(images: Sequence[Image], tile: int = TILE) -> list[Image]:
     return outs
 
 
+def filter_strength(images: Sequence[Image], cfg: DenoiseConfig) -> float:
+    """Non-local means' strength for these inputs (module doc, "Strength"): cfg.strength, moved toward
+    cfg.pair_strength (when set) by the ramp of the lower of the inputs' noise (input_noise) from low to
+    high, as a pair all of whose inputs measure noisy reads."""
+    if not cfg.pair_strength:
+        return cfg.strength
+    r = ramp(min(input_noise(x) for x in images), cfg.low, cfg.high)
+    return cfg.strength + r * (cfg.pair_strength - cfg.strength)
+
+
 def denoise_inputs(images: Sequence[Image], task: str, cfg: DenoiseConfig) -> tuple[list[Image], list[float]]:
-    """The inputs, each one that measures noisy moved toward its non-local-means result (denoise_images) by
-    its weight (the same array when its weight is 0); and the weights."""
+    """The inputs, each one that measures noisy moved toward its non-local-means result (denoise_images, at
+    filter_strength) by its weight (the same array when its weight is 0); and the weights."""
     weights = denoise_weights(images, task, cfg)
     noisy = [i for i, w in enumerate(weights) if w > 0.0]
     out = list(images)
     xs = [np.asarray(images[i], np.float32) for i in noisy]
-    for i, x, y in zip(noisy, xs, denoise_images(xs), strict=True):
+    k = filter_strength(images, cfg) if noisy else cfg.strength
+    for i, x, y in zip(noisy, xs, denoise_images(xs, strengths=[k] * len(xs)), strict=True):
         w = np.float32(weights[i])
         out[i] = y if w == 1.0 else np.clip(x + w * (y - x), 0.0, 1.0)
     return out, weights

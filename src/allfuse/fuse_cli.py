@@ -469,7 +469,7 @@ def destripe_line(
 
 def denoise_line(pipe, images: list[np.ndarray], task: str, destripe: bool, deblock: bool = True) -> str:
     """`-v`'s account of the denoising stage for one set of inputs ("" when it does not run)."""
-    from allfuse.denoise import chroma_noise, denoise_weight, input_noise, rule_weight
+    from allfuse.denoise import chroma_noise, denoise_weight, filter_strength, input_noise, rule_weight
     from allfuse.tasks import CLASSICAL_DEFAULT
 
     checked, _, task = pipe.prepare(images, task)
@@ -479,12 +479,13 @@ def denoise_line(pipe, images: list[np.ndarray], task: str, destripe: bool, debl
     # the stages before this one (JPEG deblocking, stripe removal)
     checked = pipe.restore_inputs(checked, task, False, False, destripe, False, False, deblock)
     parts, noises = [], []
+    strength = filter_strength(checked, cfg)  # the pair's (allfuse.denoise, "Strength")
     for i, x in enumerate(checked):
         noise, chroma = input_noise(x), chroma_noise(x) if cfg.chroma else 0.0
         noises.append(noise)
         w = denoise_weight(noise, cfg, chroma)
         colour = f" (colour {chroma:.1f}/255)" if cfg.chroma else ""
-        done = f"denoised ({w:.0%})" if w else "kept"
+        done = f"denoised ({w:.0%}, h = {strength:.2f} sigma)" if w else "kept"
         parts.append(f"input {i + 1} noise {noise:.1f}/255{colour}, {done}")
     limits = f"from {cfg.low:g}/255" + (f", colour noise from {cfg.chroma_low:g}/255" if cfg.chroma else "")
     share = rule_weight(checked, task, cfg)

@@ -19,6 +19,8 @@ BLUR_SIGMA = 1.5
 
 NLM_PATCH, NLM_DISTANCE = 5, 6  # px: non-local means' patch side and search distance
 NLM_REACH = NLM_DISTANCE + NLM_PATCH // 2  # px: how far from a pixel the pixels that set it lie
+# h = 0.8 sigma with sigma passed in: scikit-image's advice for fast_mode (it subtracts 2 sigma^2)
+NLM_STRENGTH = 0.8
 
 
 def noise_sigma(image: np.ndarray) -> float:
@@ -27,19 +29,19 @@ def noise_sigma(image: np.ndarray) -> float:
     return float(estimate_sigma(x, channel_axis=-1 if x.ndim == 3 else None, average_sigmas=True))
 
 
-def denoise_nlm(image: np.ndarray, sigma: float | None = None) -> Image:
-    """Non-local means (Buades et al. 2005) for a noise std `sigma`, by default noise_sigma(image). A pixel
-    depends on the pixels within NLM_REACH of it only, so crops of an image with that much margin, given
-    the whole image's sigma, give the whole image's result (allfuse.denoise tiles large images so)."""
+def denoise_nlm(image: np.ndarray, sigma: float | None = None, strength: float = NLM_STRENGTH) -> Image:
+    """Non-local means (Buades et al. 2005) for a noise std `sigma`, by default noise_sigma(image), with the
+    filter parameter h = strength * sigma. A pixel depends on the pixels within NLM_REACH of it only, so
+    crops of an image with that much margin, given the whole image's sigma, give the whole image's result
+    (allfuse.denoise tiles large images so)."""
     x = check_image(image)
     axis = -1 if x.ndim == 3 else None
     sigma = noise_sigma(x) if sigma is None else sigma
     if not sigma > 0:
         return x
-    # h = 0.8 sigma with sigma passed in: scikit-image's advice for fast_mode (it subtracts 2 sigma^2).
     y = denoise_nl_means(
         x,
-        h=0.8 * sigma,
+        h=strength * sigma,
         sigma=sigma,
         fast_mode=True,
         patch_size=NLM_PATCH,
