@@ -13,7 +13,8 @@ image alone beside a clean infrared one. The model's stages restore the inputs w
 set to each of STRENGTHS times the noise sigma for every pair, then the pipeline's classical fusion (the
 teacher's rule, or the stage's rule for a strongly noisy pair: allfuse.gate.rule_fusion) fuses them;
 Qabf, VIF and BRISQUE against the clean sources. Then the model itself on the first --model-pairs
-validation pairs, with its shipped strengths and with one strength, `strength`, for every pair.
+validation pairs, with its shipped strengths and with every input filtered at the `nlm+...` chains'
+strength (allfuse.baselines.restoration.NLM_STRENGTH, 0.8).
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from noisy_rule import GENERATORS, OTHER, TASK, other_pairs
 from scoring import score
 
 from allfuse import FusionPipeline
+from allfuse.baselines.restoration import NLM_STRENGTH
 from allfuse.gate import rule_fusion
 
-STRENGTHS = (0.5, 0.6, 0.7, 0.8)  # h / sigma
+STRENGTHS = (0.5, 0.6, 0.8, 1.2, 1.5)  # h / sigma
 METRICS = ("Qabf", "VIF", "BRISQUE")
 DIGITS = (4, 3, 1)
 
@@ -100,9 +102,10 @@ def main() -> None:
         machine_line(),
         "",
         f"Model {args.model}: shipped strength h = {cfg.strength:g} σ, and {cfg.pair_strength:g} σ for a "
-        f"pair all of whose inputs measure noisy (0: none). Each cell: Qabf / VIF / BRISQUE against the "
-        "clean sources of the pipeline's classical fusion of the inputs the stages restored with every pair "
-        "filtered at that strength (mean over the pairs; Qabf and VIF higher, BRISQUE lower is better).",
+        f"pair all of whose inputs measure noisy (0: none); the chains' {NLM_STRENGTH:g} σ. Each cell: Qabf "
+        "/ VIF / BRISQUE against the clean sources of the pipeline's classical fusion of the inputs the "
+        "stages restored with every pair filtered at that strength (mean over the pairs; Qabf and VIF "
+        "higher, BRISQUE lower is better).",
         "",
     ]
     for title, pairs, family in (
@@ -111,12 +114,12 @@ def main() -> None:
         (f"`low_light` (the visible image alone), {len(val)} validation pairs", val, "low_light"),
     ):
         lines += [f"## {title}", "", *stage_table(pipes, pairs, family), ""]
-    one = at_strength(args.model, cfg.strength)
+    one = at_strength(args.model, NLM_STRENGTH)
     few = val[: args.model_pairs]
     lines += [
         f"## The model, {len(few)} validation pairs: Qabf / VIF / BRISQUE against the clean sources",
         "",
-        f"| family | generator | level | {args.model} | every pair at {cfg.strength:g} σ |",
+        f"| family | generator | level | {args.model} | every input at {NLM_STRENGTH:g} σ |",
         "|---|---|---|---:|---:|",
     ]
     for family in ("noise", "low_light"):

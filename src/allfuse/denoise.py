@@ -6,8 +6,8 @@ On infrared + visible pairs it does not: a dark, grainy visible image (the bench
 linear light, the sensor's shot and read noise at that light level, 8-bit quantization) comes out of the
 latent path with most of its grain, and Qabf against the clean sources counts grain as lost edges. There
 the chains' own first step, non-local means (Buades, Coll & Morel 2005; allfuse.baselines.restoration.
-denoise_nlm: the noise sigma from a wavelet MAD estimate, h = 0.8 sigma; lighter for a noisy capture,
-below: "Strength"), wins by far.
+denoise_nlm: the noise sigma from a wavelet MAD estimate, h = 0.8 sigma; the stage's own strengths:
+below, "Strength"), wins by far.
 
 Measure: each input's noise std by the gate's estimator (allfuse.gate.noise_std: the median absolute
 deviation of the finest diagonal Haar detail, on the luminance at a long side of at most 512, in 1/255
@@ -61,22 +61,25 @@ and MSRS pairs (other cameras) +0.007 to +0.039 at every level. A pair only one 
 (a dark, grainy visible image beside a clean thermal one: the bench's low light) keeps the teacher: there
 `laplacian` lost 0.050.
 
-Strength (`strength`, `pair_strength`; the shipped models: 0.8 and 0.6). Non-local means averages pixels
-whose patches differ by less than about h, with h = strength * the input's noise sigma (0.8: scikit-image's
-advice for its fast mode, and the `nlm+...` chains' setting). A noisy capture, a pair ALL of whose inputs
-measure noisy (the lower of the inputs' noise, ramped from `low` to `high` as the input weight is), is
-filtered more lightly, at `pair_strength`; one noisy camera beside a clean one keeps `strength`. Measured by
+Strength (`strength`, `pair_strength`; the shipped models: 1.2 and 0.6). Non-local means averages pixels
+whose patches differ by less than about h, with h = strength * the input's noise sigma (the `nlm+...`
+chains: 0.8, scikit-image's advice for its fast mode, allfuse.baselines.restoration.NLM_STRENGTH). A noisy
+capture, a pair ALL of whose inputs measure noisy (the lower of the inputs' noise, ramped from `low` to
+`high` as the input weight is), is filtered at `pair_strength`; one noisy camera beside a clean one (a dark,
+grainy visible image next to a thermal one) at `strength`. The two want opposite settings. Measured by
 bench/noisy_strength.py (the pipeline's classical fusion of the inputs the stages restored at h = 0.5 to
-0.8 sigma, Qabf / VIF / BRISQUE against the clean sources, long side 512, both generators at both levels):
+1.5 sigma, Qabf / VIF / BRISQUE against the clean sources, long side 512, both generators at both levels):
 on the `noise` family (both images), 0.6 against 0.8 scored Qabf +0.005 / +0.006 (bench mild / strong) and
 +0.008 / +0.017 (albumentations) on 20 validation pairs, +0.005 to +0.011 on 20 TNO and MSRS pairs (other
 cameras), with BRISQUE 3 to 15 lower (the heavier filter's flat, waxy patches read as unnatural) and the VIF
-metric up to 0.014 lower (it counts the grain left with the detail); 0.5 was no better (-0.003 to +0.003).
-On `low_light` (the visible image alone, dark and grainy) the lighter filter lost at every level (0.6 against
-0.8: -0.010 / -0.017 bench, -0.005 / -0.006 albumentations): a likely reading, not measured apart, is that
-grain left in a dark visible image next to a flat thermal one is what the fusion's saliency weights pick up,
-while two noisy images are each other's context. The model (8 validation pairs, `noise`): Qabf +0.004 /
-+0.007 (bench) and +0.008 / +0.020 (albumentations), BRISQUE 3 to 6 lower.
+metric up to 0.014 lower (it counts the grain left with the detail); 0.5 was no better (-0.003 to +0.003),
+1.2 lost 0.022 to 0.034. On `low_light` (the visible image alone) the heavier filter won at every level: 1.2
+against 0.8 +0.004 / +0.004 (bench) and +0.005 / +0.006 (albumentations), the VIF metric +0.006 to +0.019,
+BRISQUE within +0.6; 1.5 added at most 0.003 more. A likely reading, not measured apart: grain left in a
+dark visible image next to a flat thermal one is what the fusion's saliency weights pick up, while two noisy
+images are each other's context. The model (8 validation pairs, against every input at 0.8): `noise` Qabf
++0.004 / +0.007 (bench) and +0.008 / +0.020 (albumentations), BRISQUE 3 to 6 lower; `low_light` +0.003 /
++0.007 and +0.004 / +0.004, BRISQUE up to 0.7 higher.
 
 Measured at 512 px, an input's noise is what the latent path (which runs at that side: refiner.json's
 work_side) sees: a 1024² image needs noise of about twice the std at full size to measure as noisy.
