@@ -44,11 +44,13 @@ OTHER = ("TNO", "MSRS")  # a second sensor set: other cameras than RoadScene's
 BINS = (0.0, 4.5, 6.0, 7.5, 9.0, 10.5, 12.0, 13.5, 16.5, np.inf)  # pair noise, 1/255
 
 
-def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="allfuse-reg", help="a model name or folder with a denoising rule")
-    p.add_argument("--pairs", type=int, default=0, help="validation pairs (0 = all)")
-    p.add_argument("--other-pairs", type=int, default=20, help="pairs of each of TNO and MSRS")
+def stage_args(doc: str, pairs: int, other: int, needs: str) -> argparse.Namespace:
+    """The command line of the denoising stage's benches (this one, bench/noisy_strength.py): their own
+    defaults for --pairs and --other-pairs; `needs` names what the model must have."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    p.add_argument("--model", default="allfuse-reg", help=f"a model name or folder with {needs}")
+    p.add_argument("--pairs", type=int, default=pairs, help="validation pairs (0 = all)")
+    p.add_argument("--other-pairs", type=int, default=other, help="pairs of each of TNO and MSRS")
     p.add_argument("--model-pairs", type=int, default=8, help="validation pairs the model itself fuses")
     p.add_argument("--max-side", type=int, default=512, help="cap on the long side (px)")
     p.add_argument("--data", type=Path, default=SHARED, help="the shared benchmark's data folder")
@@ -119,7 +121,7 @@ def binned(rows: list[Row]) -> list[str]:
 
 
 def main() -> None:
-    args = parse_args()
+    args = stage_args(__doc__, 0, 20, "a denoising rule")
     t0 = time.perf_counter()
     pipe = FusionPipeline.from_pretrained(args.model)
     if pipe.denoise is None or not pipe.denoise.rule:

@@ -19,16 +19,14 @@ strength (allfuse.baselines.restoration.NLM_STRENGTH, 0.8).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
-from pathlib import Path
 
 import numpy as np
-from cases import SHARED, degrade_case, validation_pairs
+from cases import degrade_case, validation_pairs
 from degrade import STRENGTHS as LEVELS
 from machine import command_line, emit, machine_line
-from noisy_rule import GENERATORS, OTHER, TASK, other_pairs
+from noisy_rule import GENERATORS, OTHER, TASK, other_pairs, stage_args
 from scoring import score
 
 from allfuse import FusionPipeline
@@ -38,18 +36,6 @@ from allfuse.gate import rule_fusion
 STRENGTHS = (0.5, 0.6, 0.8, 1.2, 1.5)  # h / sigma
 METRICS = ("Qabf", "VIF", "BRISQUE")
 DIGITS = (4, 3, 1)
-
-
-def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="allfuse-reg", help="a model name or folder with a denoising stage")
-    p.add_argument("--pairs", type=int, default=20, help="validation pairs (0 = all)")
-    p.add_argument("--other-pairs", type=int, default=10, help="pairs of each of TNO and MSRS")
-    p.add_argument("--model-pairs", type=int, default=8, help="validation pairs the model itself fuses")
-    p.add_argument("--max-side", type=int, default=512, help="cap on the long side (px)")
-    p.add_argument("--data", type=Path, default=SHARED, help="the shared benchmark's data folder")
-    p.add_argument("--out", type=Path, default=None, help="also write the report here (markdown)")
-    return p.parse_args()
 
 
 def at_strength(model: str, k: float) -> FusionPipeline:
@@ -85,7 +71,7 @@ def stage_table(pipes: dict[float, FusionPipeline], pairs: list, family: str) ->
 
 
 def main() -> None:
-    args = parse_args()
+    args = stage_args(__doc__, 20, 10, "a denoising stage")
     t0 = time.perf_counter()
     pipe = FusionPipeline.from_pretrained(args.model)
     if pipe.denoise is None:
