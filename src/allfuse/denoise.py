@@ -168,6 +168,12 @@ def chroma_noise(image: Image) -> float:
     return max(noise_std((r - g) / np.sqrt(2.0)), noise_std((r + g - 2.0 * b) / np.sqrt(6.0))) * 255.0
 
 
+def quieter_noise(images: Sequence[Image]) -> float:
+    """The lower luminance noise (input_noise) of a set of inputs, in 1/255 steps: what the stage's rule and
+    its pair strength read, as a noisy capture makes every input noisy."""
+    return min(input_noise(x) for x in images)
+
+
 def pair_chroma_noise(images: Sequence[Image]) -> float:
     """The lower chroma noise (chroma_noise) of a set of inputs, in 1/255 steps, as allfuse.gate.pair_noise
     takes the lower luminance noise: a noisy capture makes every input noisy. 0 when any input is gray."""
@@ -199,7 +205,7 @@ def rule_weight(images: Sequence[Image], task: str, cfg: DenoiseConfig) -> float
     lower of the inputs' noise (input_noise) from rule_low to rule_high."""
     if not cfg.rule or task not in cfg.tasks:
         return 0.0
-    return ramp(min(input_noise(x) for x in images), cfg.rule_low, cfg.rule_high)
+    return ramp(quieter_noise(images), cfg.rule_low, cfg.rule_high)
 
 
 def denoise_images(
@@ -249,7 +255,7 @@ def filter_strength(images: Sequence[Image], cfg: DenoiseConfig) -> float:
     high, as a pair all of whose inputs measure noisy reads."""
     if not cfg.pair_strength:
         return cfg.strength
-    r = ramp(min(input_noise(x) for x in images), cfg.low, cfg.high)
+    r = ramp(quieter_noise(images), cfg.low, cfg.high)
     return cfg.strength + r * (cfg.pair_strength - cfg.strength)
 
 
