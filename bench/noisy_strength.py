@@ -9,12 +9,12 @@ a second sensor set, the first --other-pairs pairs of each of TNO and MSRS (not 
 stage's classical fusion is scored on them), long side capped at --max-side. Each is degraded by the
 `noise` family of both bench generators (bench/degrade.py, bench/degrade_alb.py) at both strengths, which
 hits both images of a pair (a noisy capture), and by `low_light`, which darkens and grains the visible
-image alone beside a clean infrared one. The model's stages restore the inputs with the filter parameter h
-set to each of STRENGTHS times the noise sigma for every pair, then the pipeline's classical fusion (the
-teacher's rule, or the stage's rule for a strongly noisy pair: allfuse.gate.rule_fusion) fuses them;
-Qabf, VIF and BRISQUE against the clean sources. Then the model itself on the first --model-pairs
-validation pairs, with its shipped strengths and with every input filtered at the `nlm+...` chains'
-strength (allfuse.baselines.restoration.NLM_STRENGTH, 0.8).
+image alone beside a clean infrared one (both pair sets). The model's stages restore the inputs with the
+filter parameter h set to each of STRENGTHS times the noise sigma for every pair, then the pipeline's
+classical fusion (the teacher's rule, or the stage's rule for a strongly noisy pair:
+allfuse.gate.rule_fusion) fuses them; Qabf, VIF and BRISQUE against the clean sources. Then the model
+itself on the first --model-pairs validation pairs, with its shipped strengths and with every input
+filtered at the `nlm+...` chains' strength (allfuse.baselines.restoration.NLM_STRENGTH, 0.8).
 """
 
 from __future__ import annotations
@@ -94,10 +94,12 @@ def main() -> None:
         "higher, BRISQUE lower is better).",
         "",
     ]
+    others = f"{len(other)} {' and '.join(OTHER)} pairs (other cameras)"
     for title, pairs, family in (
         (f"`noise` (both images), {len(val)} validation pairs (RoadScene)", val, "noise"),
-        (f"`noise` (both images), {len(other)} {' and '.join(OTHER)} pairs (other cameras)", other, "noise"),
+        (f"`noise` (both images), {others}", other, "noise"),
         (f"`low_light` (the visible image alone), {len(val)} validation pairs", val, "low_light"),
+        (f"`low_light` (the visible image alone), {others}", other, "low_light"),
     ):
         lines += [f"## {title}", "", *stage_table(pipes, pairs, family), ""]
     one = at_strength(args.model, NLM_STRENGTH)

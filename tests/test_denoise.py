@@ -223,16 +223,26 @@ def test_the_rule_is_for_a_pair_whose_every_input_is_noisy() -> None:
 
 def test_a_pair_whose_every_input_is_noisy_is_filtered_at_the_pair_strength() -> None:
     """Module doc, "Strength": a noisy capture (every input noisy) is filtered at pair_strength, one noisy
-    camera beside a clean one at strength; the strength ramps with the quieter input's noise from low to
-    high; without pair_strength every pair gets strength. A lighter filter keeps more of the input."""
+    camera beside a clean one at strength; the strength ramps with the lowest input weight; without
+    pair_strength every pair gets strength. A lighter filter keeps more of the input."""
     cfg = DenoiseConfig(strength=0.8, pair_strength=0.6)
     both = _both_noisy(std=8.0)
     one = [_photo("camera"), both[1]]
-    assert filter_strength(both, cfg) == pytest.approx(0.6) and filter_strength(one, cfg) == 0.8
-    assert filter_strength(both, DenoiseConfig(strength=0.7)) == 0.7
+
+    def strength(images: list[np.ndarray], c: DenoiseConfig = cfg) -> float:
+        return filter_strength(denoise_weights(images, "vif", c), c)
+
+    assert strength(both) == pytest.approx(0.6) and strength(one) == 0.8
+    assert strength(both, DenoiseConfig(strength=0.7)) == 0.7
     least = min(input_noise(x) for x in both)
     half = dataclasses.replace(cfg, low=least - 1.0, high=least + 1.0)
-    assert filter_strength(both, half) == pytest.approx(0.7)
+    assert strength(both, half) == pytest.approx(0.7)
+    # a colour input whose noise reads mostly on chroma counts as noisy as it is denoised
+    colour = DenoiseConfig(strength=0.8, pair_strength=0.6, chroma_low=2.0, chroma_high=3.0)
+    vis = _noisy(_photo("chelsea", 384), 3.5)
+    ir = _noisy(to_gray(_photo("coffee", 384)), 8.0, seed=1)
+    assert input_noise(vis) < colour.low and input_noise(ir) > colour.high
+    assert strength([ir, vis], colour) == pytest.approx(0.6) and strength([ir, vis], cfg) == 0.8
     out, weights = denoise_inputs(both, "vif", cfg)
     assert weights == [1.0, 1.0]
     for x, y in zip(both, out, strict=True):

@@ -43,43 +43,47 @@ on the main validation bench (MEF 0.358 -> 0.340) and left flat, waxy patches th
 -> 52.2, MFF 30.8 -> 36.3; bench/results/tried/reg-denoise-nlm_main.md); the latent path denoises those
 better.
 
-Rule (`rule`, `rule_low`, `rule_high`; the shipped models: `laplacian` from 7 to 9): where the pipeline
-fuses by the teacher's classical rule (the clean-input gate hands it a pair, blends the rule in, or the
-detail pick takes its detail: allfuse.gate, allfuse.pick), a pair ALL of whose inputs measured noisy
-before this stage, at least `rule_low`, is fused by `rule` instead, mixed in linearly up to `rule_high`:
+Rule (`rule`, `rule_low`, `rule_high`; the shipped models: `laplacian` from 7 to 9): where the pipeline fuses
+by the teacher's classical rule (the clean-input gate hands it a pair, blends the rule in, or the detail pick
+takes its detail: allfuse.gate, allfuse.pick), a pair ALL of whose inputs measured noisy before this stage, at
+least `rule_low`, is fused by `rule` instead, mixed in linearly up to `rule_high`:
     rule fusion = teacher + r (rule - teacher),   r = clip((n_pair - rule_low) / (rule_high - rule_low), 0, 1)
 with n_pair the lower of the inputs' noise (allfuse.gate.pair_noise's "a noisy capture makes every input
-noisy"). A likely reading, not measured apart: non-local means of a strongly noisy image keeps its edges
-and flattens what lies between them; the guided-filter fusion (the infrared + visible teacher, `gff`) then
-weights the two images by a saliency that the flattened regions no longer carry, and averages edges that a
-Laplacian pyramid's max-abs selection (Burt & Adelson 1983) keeps whole. Measured by bench/noisy_rule.py
-(`laplacian` against `gff` on the same denoised inputs, Qabf against the clean sources, long side 512, the
-`noise` family of both generators of bench/quality.py at both strengths, binned by the pair's noise): on
-the 40 infrared + visible validation pairs -0.001 to +0.003 below 7.5/255 (its VIF metric 0.03 lower),
-+0.019 from 7.5 to 10.5 and +0.021 to +0.026 above, where it wins 85 of 89 captures from 7.5 on; on 36 TNO
-and MSRS pairs (other cameras) +0.007 to +0.039 at every level. A pair only one of whose images is noisy
-(a dark, grainy visible image beside a clean thermal one: the bench's low light) keeps the teacher: there
-`laplacian` lost 0.050.
+noisy"). A likely reading, not measured apart: non-local means of a strongly noisy image keeps its edges and
+flattens what lies between them; the guided-filter fusion (the infrared + visible teacher, `gff`) then weights
+the two images by a saliency that the flattened regions no longer carry, and averages edges that a Laplacian
+pyramid's max-abs selection (Burt & Adelson 1983) keeps whole. Measured by bench/noisy_rule.py (`laplacian`
+against `gff` on the same denoised inputs, Qabf against the clean sources, long side 512, the `noise` family
+of both generators of bench/quality.py at both strengths, binned by the pair's noise; the inputs filtered at
+the stage's strengths, below): on the 40 infrared + visible validation pairs -0.003 to +0.000 below 7.5/255
+(its VIF metric 0.03 to 0.04 lower), +0.015 to +0.018 from 7.5 to 10.5 and +0.024 to +0.029 above, where it
+wins 86 of 89 captures from 7.5 on; on 36 TNO and MSRS pairs (other cameras) +0.005 to +0.047 at every level.
+A pair only one of whose images is noisy (a dark, grainy visible image beside a clean thermal one: the bench's
+low light) keeps the teacher: there `laplacian` lost 0.050.
 
-Strength (`strength`, `pair_strength`; the shipped models: 1.2 and 0.6). Non-local means averages pixels
-whose patches differ by less than about h, with h = strength * the input's noise sigma (the `nlm+...`
-chains: 0.8, scikit-image's advice for its fast mode, allfuse.baselines.restoration.NLM_STRENGTH). A noisy
-capture, a pair ALL of whose inputs measure noisy (the lower of the inputs' noise, ramped from `low` to
-`high` as the input weight is), is filtered at `pair_strength`; one noisy camera beside a clean one (a dark,
-grainy visible image next to a thermal one) at `strength`. The two want opposite settings. Measured by
-bench/noisy_strength.py (the pipeline's classical fusion of the inputs the stages restored at h = 0.5 to
-1.5 sigma, Qabf / VIF / BRISQUE against the clean sources, long side 512, both generators at both levels):
-on the `noise` family (both images), 0.6 against 0.8 scored Qabf +0.005 / +0.006 (bench mild / strong) and
-+0.008 / +0.017 (albumentations) on 20 validation pairs, +0.005 to +0.011 on 20 TNO and MSRS pairs (other
-cameras), with BRISQUE 3 to 15 lower (the heavier filter's flat, waxy patches read as unnatural) and the VIF
-metric up to 0.014 lower (it counts the grain left with the detail); 0.5 was no better (-0.003 to +0.003),
-1.2 lost 0.022 to 0.034. On `low_light` (the visible image alone) the heavier filter won at every level: 1.2
-against 0.8 +0.004 / +0.004 (bench) and +0.005 / +0.006 (albumentations), the VIF metric +0.006 to +0.019,
-BRISQUE within +0.6; 1.5 added at most 0.003 more. A likely reading, not measured apart: grain left in a
-dark visible image next to a flat thermal one is what the fusion's saliency weights pick up, while two noisy
-images are each other's context. The model (8 validation pairs, against every input at 0.8): `noise` Qabf
-+0.004 / +0.007 (bench) and +0.008 / +0.020 (albumentations), BRISQUE 3 to 6 lower; `low_light` +0.003 /
-+0.007 and +0.004 / +0.004, BRISQUE up to 0.7 higher.
+Strength (`strength`, `pair_strength`; the shipped models: 1.2 and 0.6). Non-local means averages pixels whose
+patches differ by less than about h, with h = strength * the input's noise sigma (the `nlm+...` chains: 0.8,
+scikit-image's advice for its fast mode, allfuse.baselines.restoration.NLM_STRENGTH). A noisy capture, a pair
+ALL of whose inputs are denoised, is filtered at `pair_strength`; one noisy camera beside a clean one (a dark,
+grainy visible image next to a thermal one) at `strength`; between the two by the lowest of the inputs'
+weights (each input's own, from its luminance or, with the colour cue, its chroma noise: a colour image whose
+noise reads mostly on chroma counts as noisy as it is denoised). The two want opposite settings. Measured by
+bench/noisy_strength.py (the pipeline's classical fusion of the inputs the stages restored at h = 0.5 to 1.5
+sigma, Qabf / VIF / BRISQUE against the clean sources, long side 512, both generators at both levels): on the
+`noise` family (both images), 0.6 against 0.8 scored Qabf +0.005 / +0.006 (bench mild / strong) and +0.008 /
++0.017 (albumentations) on 20 validation pairs, +0.005 to +0.011 on 20 TNO and MSRS pairs (other cameras),
+with BRISQUE 3 to 15 lower (the heavier filter's flat, waxy patches read as unnatural) and the VIF metric up
+to 0.014 lower (it counts the grain left with the detail); 0.5 was no better (-0.003 to +0.003), 1.2 lost
+0.022 to 0.034. On `low_light` (the visible image alone) the heavier filter won at every level: 1.2 against
+0.8 +0.004 / +0.004 (bench) and +0.005 / +0.006 (albumentations), the VIF metric +0.006 to +0.019, BRISQUE
+within +0.6; 1.5 added at most 0.003 more. A likely reading, not measured apart: grain left in a dark visible
+image next to a flat thermal one is what the fusion's saliency weights pick up, while two noisy images are
+each other's context. The model (8 validation pairs, against every input at 0.8): `noise` Qabf +0.004 / +0.007
+(bench) and +0.008 / +0.020 (albumentations), BRISQUE 3 to 6 lower; `low_light` +0.003 / +0.007 and +0.004 /
++0.004, BRISQUE up to 0.7 higher. Reading the pair by the weights rather than by the luminance noise alone
+moved one family cell of bench/quality.py (3 pairs a cell, both generators): the bench's mild infrared +
+visible mix, 0.3053 -> 0.3095 (RoadScene/FLIR_00006, whose visible image reads 4.0/255 on the luminance and
+4.8 on chroma: h = 0.91 -> 0.6).
 
 Measured at 512 px, an input's noise is what the latent path (which runs at that side: refiner.json's
 work_side) sees: a 1024² image needs noise of about twice the std at full size to measure as noisy.
@@ -169,8 +173,8 @@ def chroma_noise(image: Image) -> float:
 
 
 def quieter_noise(images: Sequence[Image]) -> float:
-    """The lower luminance noise (input_noise) of a set of inputs, in 1/255 steps: what the stage's rule and
-    its pair strength read, as a noisy capture makes every input noisy."""
+    """The lower luminance noise (input_noise) of a set of inputs, in 1/255 steps: what the stage's rule
+    reads, as a noisy capture makes every input noisy."""
     return min(input_noise(x) for x in images)
 
 
@@ -192,11 +196,16 @@ def denoise_weight(noise: float, cfg: DenoiseConfig, chroma: float = 0.0) -> flo
     return max(w, ramp(chroma, cfg.chroma_low, cfg.chroma_high)) if cfg.chroma else w
 
 
+def input_weight(image: Image, cfg: DenoiseConfig) -> float:
+    """An input's weight: denoise_weight of its luminance and, with the colour cue, its chroma noise."""
+    return denoise_weight(input_noise(image), cfg, chroma_noise(image) if cfg.chroma else 0.0)
+
+
 def denoise_weights(images: Sequence[Image], task: str, cfg: DenoiseConfig) -> list[float]:
     """Each input's weight (0 for every input when the task is not one of the stage's)."""
     if task not in cfg.tasks:
         return [0.0] * len(images)
-    return [denoise_weight(input_noise(x), cfg, chroma_noise(x) if cfg.chroma else 0.0) for x in images]
+    return [input_weight(x, cfg) for x in images]
 
 
 def rule_weight(images: Sequence[Image], task: str, cfg: DenoiseConfig) -> float:
@@ -249,14 +258,13 @@ def denoise_images(
     return outs
 
 
-def filter_strength(images: Sequence[Image], cfg: DenoiseConfig) -> float:
-    """Non-local means' strength for these inputs (module doc, "Strength"): cfg.strength, moved toward
-    cfg.pair_strength (when set) by the ramp of the lower of the inputs' noise (input_noise) from low to
-    high, as a pair all of whose inputs measure noisy reads."""
-    if not cfg.pair_strength:
+def filter_strength(weights: Sequence[float], cfg: DenoiseConfig) -> float:
+    """Non-local means' strength for a set of inputs of these weights (denoise_weights; module doc,
+    "Strength"): cfg.strength, moved toward cfg.pair_strength (when set) by the lowest weight, as a pair all
+    of whose inputs are denoised reads."""
+    if not cfg.pair_strength or not weights:
         return cfg.strength
-    r = ramp(quieter_noise(images), cfg.low, cfg.high)
-    return cfg.strength + r * (cfg.pair_strength - cfg.strength)
+    return cfg.strength + min(weights) * (cfg.pair_strength - cfg.strength)
 
 
 def denoise_inputs(images: Sequence[Image], task: str, cfg: DenoiseConfig) -> tuple[list[Image], list[float]]:
@@ -266,7 +274,7 @@ def denoise_inputs(images: Sequence[Image], task: str, cfg: DenoiseConfig) -> tu
     noisy = [i for i, w in enumerate(weights) if w > 0.0]
     out = list(images)
     xs = [np.asarray(images[i], np.float32) for i in noisy]
-    k = filter_strength(images, cfg) if noisy else cfg.strength
+    k = filter_strength(weights, cfg)
     for i, x, y in zip(noisy, xs, denoise_images(xs, strengths=[k] * len(xs)), strict=True):
         w = np.float32(weights[i])
         out[i] = y if w == 1.0 else np.clip(x + w * (y - x), 0.0, 1.0)

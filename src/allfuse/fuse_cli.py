@@ -478,12 +478,12 @@ def denoise_line(pipe, images: list[np.ndarray], task: str, destripe: bool, debl
         return ""
     # the stages before this one (JPEG deblocking, stripe removal)
     checked = pipe.restore_inputs(checked, task, False, False, destripe, False, False, deblock)
-    parts, noises = [], []
-    strength = filter_strength(checked, cfg)  # the pair's (allfuse.denoise, "Strength")
-    for i, x in enumerate(checked):
-        noise, chroma = input_noise(x), chroma_noise(x) if cfg.chroma else 0.0
-        noises.append(noise)
-        w = denoise_weight(noise, cfg, chroma)
+    parts = []
+    noises = [input_noise(x) for x in checked]
+    chromas = [chroma_noise(x) if cfg.chroma else 0.0 for x in checked]
+    weights = [denoise_weight(n, cfg, c) for n, c in zip(noises, chromas, strict=True)]
+    strength = filter_strength(weights, cfg)  # the pair's (allfuse.denoise, "Strength")
+    for i, (noise, chroma, w) in enumerate(zip(noises, chromas, weights, strict=True)):
         colour = f" (colour {chroma:.1f}/255)" if cfg.chroma else ""
         done = f"denoised ({w:.0%}, h = {strength:.2f} sigma)" if w else "kept"
         parts.append(f"input {i + 1} noise {noise:.1f}/255{colour}, {done}")
