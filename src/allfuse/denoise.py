@@ -77,13 +77,13 @@ to 0.014 lower (it counts the grain left with the detail); 0.5 was no better (-0
 0.022 to 0.034. On `low_light` (the visible image alone) the heavier filter won at every level on the
 validation pairs: 1.2 against 0.8 +0.004 / +0.004 (bench) and +0.005 / +0.006 (albumentations), the VIF metric
 +0.006 to +0.019, BRISQUE within +0.6; 1.5 added at most 0.003 more. On 20 TNO and MSRS pairs +0.015 / +0.022
-(bench) and -0.002 / +0.001 (albumentations), BRISQUE 0.8 to 1.8 higher; 1.5 scored below 1.2 on the bench's damage. A
-likely reading, not measured apart: grain left in a dark visible image next to a flat thermal one is what the
-fusion's saliency weights pick up, while two noisy images are each other's context. The model (8 validation
-pairs, against every input at 0.8): `noise` Qabf +0.004 / +0.007 (bench) and +0.008 / +0.020 (albumentations),
-BRISQUE 3 to 6 lower; `low_light` +0.003 / +0.007 and +0.004 / +0.004, BRISQUE up to 0.7 higher. Reading the
-pair by the weights rather than by the luminance noise alone moved one family cell of bench/quality.py (3
-pairs a cell, both generators): the bench's mild infrared + visible mix, 0.3053 -> 0.3095
+(bench) and -0.002 / +0.001 (albumentations), BRISQUE 0.8 to 1.8 higher; 1.5 scored below 1.2 on the bench's
+damage. A likely reading, not measured apart: grain left in a dark visible image next to a flat thermal one is
+what the fusion's saliency weights pick up, while two noisy images are each other's context. The model (8
+validation pairs, against every input at 0.8): `noise` Qabf +0.004 / +0.007 (bench) and +0.008 / +0.020
+(albumentations), BRISQUE 3 to 6 lower; `low_light` +0.003 / +0.007 and +0.004 / +0.004, BRISQUE up to 0.7
+higher. Reading the pair by the weights rather than by the luminance noise alone moved one family cell of
+bench/quality.py (3 pairs a cell, both generators): the bench's mild infrared + visible mix, 0.3053 -> 0.3095
 (RoadScene/FLIR_00006, whose visible image reads 4.0/255 on the luminance and 4.8 on chroma: h = 0.91 -> 0.6).
 
 Measured at 512 px, an input's noise is what the latent path (which runs at that side: refiner.json's
