@@ -55,7 +55,7 @@ the two images by a saliency that the flattened regions no longer carry, and ave
 pyramid's max-abs selection (Burt & Adelson 1983) keeps whole. Measured by bench/noisy_rule.py (`laplacian`
 against `gff` on the same denoised inputs, Qabf against the clean sources, long side 512, the `noise` family
 of both generators of bench/quality.py at both strengths, binned by the pair's noise; the inputs filtered at
-the stage's strengths, below): on the 40 infrared + visible validation pairs -0.003 to +0.000 below 7.5/255
+the stage's strengths, below): on the 40 infrared + visible validation pairs -0.004 to +0.000 below 7.5/255
 (its VIF metric 0.03 to 0.04 lower), +0.015 to +0.018 from 7.5 to 10.5 and +0.024 to +0.029 above, where it
 wins 86 of 89 captures from 7.5 on; on 36 TNO and MSRS pairs (other cameras) +0.005 to +0.047 at every level.
 A pair only one of whose images is noisy (a dark, grainy visible image beside a clean thermal one: the bench's
