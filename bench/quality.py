@@ -26,7 +26,8 @@ Sections (--sections, all by default):
 --generator albumentations draws the families section's damage from a second, independent code base
 (bench/degrade_alb.py: albumentations' fog, rain, snow, kernels, noise, exposure, JPEG and downscaling;
 `pip install -e ".[bench]"`), a cross-check that a win is not one generator's: its lines are INFO, the
-acceptance checks are defined on bench/degrade.py.
+acceptance checks are defined on bench/degrade.py. --generator imagenet_c is a third one: ImageNet-C's
+common corruptions (Hendrycks & Dietterich 2019), written here from the paper (bench/degrade_c.py).
 
 Acceptance checks print as PASS/FAIL lines with margins, again together at the end. BRISQUE is compared
 with --brisque-baseline (the JSON of an earlier run). --out writes markdown (with the command line) and
@@ -46,6 +47,7 @@ from pathlib import Path
 
 import degrade
 import degrade_alb
+import degrade_c
 import numpy as np
 from cases import SHARED, TASKS, degrade_case, identity_photos, night_image, validation_pairs
 from degrade import MIX, STRENGTHS
@@ -74,7 +76,11 @@ from allfuse import baselines
 from allfuse.tasks import CLASSICAL_DEFAULT, guess_task
 
 SECTIONS = ("main", "clean", "families", "identity")
-GENERATORS = {"bench": degrade, "albumentations": degrade_alb}  # --generator: the families' degradations
+GENERATORS = {
+    "bench": degrade,
+    "albumentations": degrade_alb,
+    "imagenet_c": degrade_c,
+}  # --generator: the families' degradations
 BRISQUE_BASELINE = Path(__file__).resolve().parent / "results" / "quality_val_before.json"
 SHARPNESS_TOLERANCE = 0.15  # SF and AG within 15 % of the teacher fusion of the clean pair
 CLEAN_QABF_TOLERANCE = 0.02
@@ -261,7 +267,7 @@ def families_section(args: argparse.Namespace, models: dict[str, Method], report
     summary: dict[str, dict] = {}  # task -> its cells as one test set (over_cells)
     gen = GENERATORS[args.generator]
     cross = gen is not degrade  # a cross-check generator: INFO lines, not acceptance checks
-    if cross:
+    if gen is degrade_alb:
         degrade_alb.albumentations()  # fails here, clearly, when it is not installed
     for task in args.tasks:
         pairs = validation_pairs(args.data, task, args.family_pairs, args.max_side)
