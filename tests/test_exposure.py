@@ -13,6 +13,7 @@ from stage_folder import check_stage_file
 
 from allfuse.exposure import (
     ExposureConfig,
+    bracket_plan,
     dark_floor,
     expose_inputs,
     exposure_gain,
@@ -99,6 +100,7 @@ def test_no_clean_benchmark_pair_gets_a_gain_or_a_stretch(task: str, shared_data
             images = pair.load()[0]
             assert exposure_gain(images, task, cfg) == 1.0, pair.name
             assert stretch_factors(images, task, cfg) == [1.0] * len(images), pair.name
+            assert bracket_plan(images, task, cfg) == (1.0, 0.0), pair.name
 
 
 LIFT = ExposureConfig(lift={"mef": 0.45})
@@ -256,6 +258,55 @@ def test_a_mildly_veiled_colour_input_is_read_by_its_dark_channel(name: str) -> 
     assert stages.restore_gain([veiled, veiled], "mff", exposure=False).unveiled == (1.0, 1.0)
 
 
+BRACKET = ExposureConfig(  # the bracket stretch alone (no gain)
+    high={}, low={}, bracket_high={"mef": 0.5}, bracket_low={"mef": 0.4}, bracket_target={"mef": 0.93}
+)
+
+
+def _flat_channels(x: np.ndarray, keep: float) -> np.ndarray:
+    """Every channel pulled toward its own mean, `keep` of every distance left (ImageNet-C's contrast)."""
+    m = x.mean(axis=(0, 1), keepdims=True)
+    return (m + keep * (x - m)).astype(np.float32)
+
+
+def test_a_flattened_bracket_gets_one_factor_back_and_a_clean_one_is_kept() -> None:
+    clean = [_under(_photo("chelsea"), 0.35), np.clip(_photo("chelsea") * 1.2, 0, 1).astype(np.float32)]
+    assert bracket_plan(clean, "mef", BRACKET) == (1.0, 0.0)
+    flat = [_flat_channels(x, 0.2) for x in clean]
+    k, w = bracket_plan(flat, "mef", BRACKET)
+    bright = flat[1]  # the narrowest bright, unclipped member sets the factor
+    black, white, mean = luma_levels(bright, 99.5)
+    assert mean >= BRACKET.stretch_mean and white - black < BRACKET.bracket_low["mef"]
+    assert w == 1.0 and k == pytest.approx(min(BRACKET.stretch_max, 0.93 / (white - black)), rel=1e-6)
+    out, ks = unveiled_inputs(flat, "mef", BRACKET)
+    assert ks == [k, k]  # one factor for the whole bracket: the members keep their exposure relation
+    for x, y, c in zip(out, flat, clean, strict=True):
+        assert mean_luma(x) == pytest.approx(mean_luma(y), abs=0.02)  # about the mean: no exposure shift
+        assert np.abs(x - c).mean() < np.abs(y - c).mean() / 2
+    # the other tasks and a folder without the keys keep the bracket; so does one whose only narrow
+    # member is dark (an under-exposed member is narrow by nature) or clipped (an over-exposed one)
+    assert bracket_plan(flat, "mff", BRACKET) == (1.0, 0.0) and bracket_plan(flat, "mef", CFG) == (1.0, 0.0)
+    dark = [_flat_channels(clean[0], 0.2), clean[1]]
+    assert luma_levels(dark[0], 99.5)[2] < BRACKET.stretch_mean
+    assert bracket_plan(dark, "mef", BRACKET) == (1.0, 0.0)
+    blown = [clean[0], np.clip(clean[1] * 3.0, 0, 1).astype(np.float32)]
+    assert bracket_plan(blown, "mef", BRACKET) == (1.0, 0.0)
+    # the stages run it after the corrector, and hand its factor on as an amplification
+    seen = InputStages(exposure=BRACKET).restore_gain(flat, "mef")
+    assert seen.unveiled == (k, k) and seen.gain == pytest.approx(k)
+
+
+def test_the_bracket_stretch_ramps_in_without_a_jump() -> None:
+    clean = [_under(_photo("coffee"), 0.35), _photo("coffee")]
+    ks = [
+        bracket_plan([_flat_channels(x, keep) for x in clean], "mef", BRACKET)[0]
+        for keep in np.linspace(1, 0.2, 200)
+    ]
+    assert ks[0] == 1.0 and max(ks) > 3.0
+    assert all(b >= a - 1e-9 for a, b in itertools.pairwise(ks))
+    assert np.abs(np.diff(np.log(ks))).max() < 0.1
+
+
 def test_the_dark_floor_does_not_depend_on_the_image_size() -> None:
     for veiled in (False, True):
         sizes = [_photo("coffee", side) for side in (384, 1024, 2048)]
@@ -311,6 +362,17 @@ def test_config_is_checked_and_round_trips(tmp_path) -> None:
     for bad_veil in bad_veils:
         with pytest.raises(ValueError, match="veil"):
             ExposureConfig(**good, **bad_veil)
+    bracket = {"bracket_high": {"mef": 0.5}, "bracket_low": {"mef": 0.4}, "bracket_target": {"mef": 0.93}}
+    ExposureConfig(**bracket)
+    bad_brackets = [
+        bracket | {"bracket_low": {"mef": 0.6}},
+        bracket | {"bracket_target": {"mef": 0.45}},
+        bracket | {"bracket_target": {}},
+        bracket | {"bracket_high": {"hdr": 0.5}},
+    ]
+    for bad_bracket in bad_brackets:
+        with pytest.raises(ValueError, match="bracket"):
+            ExposureConfig(**bad_bracket)
     for bad_bounds in ({"stretch_clipped": 0.0}, {"stretch_max": 0.5}, {"stretch_mean": 1.0}):
         with pytest.raises(ValueError, match="stretch"):
             ExposureConfig(**bad_bounds)
@@ -326,6 +388,9 @@ def test_config_is_checked_and_round_trips(tmp_path) -> None:
         stretch_black={"mff": [0.05]},
         veil_dark={"mff": [0.15, 0.2]},
         veil_range={"mff": [0.6, 0.5]},
+        bracket_high={"mef": 0.5},
+        bracket_low={"mef": 0.4},
+        bracket_target={"mef": 0.93},
     )
     assert ExposureConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     assert cfg.tasks == ("mef", "mff", "vif")
@@ -333,9 +398,10 @@ def test_config_is_checked_and_round_trips(tmp_path) -> None:
     old = {
         k: v
         for k, v in cfg.to_dict().items()
-        if k not in ("lift", "min_gamma") and "stretch" not in k and "veil" not in k
+        if k not in ("lift", "min_gamma") and "stretch" not in k and "veil" not in k and "bracket" not in k
     }
     assert ExposureConfig.from_dict(old).lift == {} and ExposureConfig.from_dict(old).stretch_high == {}
+    assert ExposureConfig.from_dict(old).bracket_high == {}
     bad = '{"exposure": {"gain": 2}}'
     check_stage_file(tmp_path, cfg, load_exposure, save_exposure, "exposure.json", bad)
 
@@ -372,6 +438,14 @@ def test_shipped_models_expose_before_the_gate_and_keep_it_when_saved(name: str,
     kept = pipe.stages.restore_gain(veiled, "mff", deblur=False, exposure=False).images
     assert np.std(restored.images[0]) > 1.2 * np.std(kept[0])
     assert pipe.stages.restore_gain([_photo(), _photo("coffee")], "mff").unveiled == (1.0, 1.0)
+    # a multi-exposure bracket flattened toward its members' means is stretched by one factor after the
+    # corrector; a clean one is left
+    flat = [_flat_channels(x, 0.2) for x in _bracket(_photo("chelsea"))]
+    restored = pipe.stages.restore_gain(flat, "mef", deblur=False)
+    assert restored.unveiled[0] == restored.unveiled[1] > 2.0
+    kept = pipe.stages.restore_gain(flat, "mef", deblur=False, exposure=False).images
+    assert np.std(restored.images[1]) > 1.5 * np.std(kept[1])
+    assert pipe.stages.restore_gain(_bracket(_photo("chelsea")), "mef").unveiled == (1.0, 1.0)
     again = FusionPipeline.from_pretrained(pipe.save_pretrained(tmp_path / "copy"))
     assert again.exposure == pipe.exposure
 
@@ -400,5 +474,9 @@ def test_the_command_line_reports_and_can_skip_the_stage(tmp_path, capsys) -> No
         write_image(paths[i], _flat(_photo(name, side=192), 0.5))
     assert main(["fuse", *map(str, paths), "-o", str(tmp_path / "veil.png"), "--task", "mff", "-v"]) == 0
     assert "no flat input; veiled, contrast stretched: input 1 x 1." in capsys.readouterr().out
+    for i, member in enumerate(_bracket(_photo("chelsea", side=192))):
+        write_image(paths[i], _flat_channels(member, 0.2))
+    assert main(["fuse", *map(str, paths), "-o", str(tmp_path / "flatmef.png"), "--task", "mef", "-v"]) == 0
+    assert "flat bracket, every input's contrast stretched x " in capsys.readouterr().out
     on, off = (read_image(out).astype(np.float32) / 255 for out in outs.values())
     assert np.abs(on - clean).mean() < np.abs(off - clean).mean()

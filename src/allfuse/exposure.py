@@ -118,6 +118,27 @@ without the corrector before the reading), but the corrector lifts most of a haz
 over-corrected (that cell's Qabf 0.692 -> 0.639, the models' cards); after it 2 of those 40 read veiled, by
 a factor of 1.02, while a flattened input, which the corrector does not lift, still reads veiled (the bench's
 mild low contrast: 9 of 40, factor 1.46). Measured: bench/results/veil.md.
+
+Bracket (`bracket_high`, `bracket_low`, `bracket_target`, per task; the shipped models: multi-exposure
+pairs). A multi-exposure bracket is not stretched input by input (above), but a flattened capture flattens
+every member of the bracket, and the bright members betray it: of the 196 clean members of the shared
+benchmark's 98 multi-exposure pairs (long side 512), only 7 are bright (mean luminance at least
+`stretch_mean`) without being over-exposed (at most `stretch_clipped` of their luminance at 0.99 or above),
+and their ranges are 0.85 to 0.98; a dark member is narrow by nature (ArtistPalette 0.23) and so is a
+clipped one. So when the narrowest range r of the bright, unclipped members is below `bracket_high` (0.5),
+every member is stretched by one factor k about each channel's own mean m, as far as the ramp has come in:
+    J = m + k (I - m),   k = min(stretch_max, (r_t / r) ** w),   w = clip((high - r) / (high - low), 0, 1)
+with r_t = `bracket_target` (0.93, the median over those 98 pairs of a bracket's widest range). One factor
+keeps the members' exposures in their relation, and a pull of every value toward the mean (ImageNet-C's
+contrast, Hendrycks & Dietterich 2019; bench/degrade_c.py) or toward the median luminance (bench/degrade.py)
+is undone in the luminance whatever the colours; about each channel's mean, a pull of each channel toward
+its own mean is undone in colour too, and a pull toward one gray leaves the colours as flat as it made them
+(about the luminance's mean instead, it would multiply a colour cast by k). Run after the input corrector,
+like the veil: the corrector lifts a haze, and a range that a haze narrowed, stretched before it, was
+corrected twice (allfuse-reg, bench/quality.py families, the bench's strongly hazed multi-exposure pairs:
+Qabf 0.732 -> 0.689, the stretch before the corrector from 0.6; unchanged after it); and from 0.6 instead of
+0.5 it also stretched a member of the bench's strong weather that the veil over its rain leaves at 0.52 (that
+cell 0.661 -> 0.634). Measured: the models' cards.
 """
 
 from __future__ import annotations
@@ -168,6 +189,12 @@ class ExposureConfig:
     # which it fully does; none by default (older exposure.json files)
     veil_dark: dict[str, list[float]] = field(default_factory=dict)
     veil_range: dict[str, list[float]] = field(default_factory=dict)
+    # per task (module doc, "Bracket"): the narrowest range of a bright, unclipped input from which every
+    # input of the pair is stretched about its mean by one factor, the range at which that stretch is
+    # complete, and the range it restores; none by default (older exposure.json files)
+    bracket_high: dict[str, float] = field(default_factory=dict)
+    bracket_low: dict[str, float] = field(default_factory=dict)
+    bracket_target: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         tasks = set(self.high)
@@ -197,6 +224,11 @@ class ExposureConfig:
             for t in self.veil_dark
         )
         ok = ok and 0 < self.stretch_clipped <= 1 and self.stretch_max >= 1
+        bracketed = set(self.bracket_high)
+        ok = ok and bracketed == set(self.bracket_low) == set(self.bracket_target) and bracketed <= set(TASKS)
+        ok = ok and all(
+            0 < self.bracket_low[t] < self.bracket_high[t] < self.bracket_target[t] <= 1 for t in bracketed
+        )
         if not ok or any(not 0 < self.low[t] < self.high[t] <= 1 for t in tasks):
             raise ValueError(
                 "bad exposure config: need the same tasks (among "
@@ -206,14 +238,17 @@ class ExposureConfig:
                 f"stretch_black with 0 < stretch_low < stretch_high < every stretch_target <= 1 and every "
                 f"stretch_black in [0, 1) for each, veil_dark and veil_range for the same tasks among "
                 f"those, each two values: 0 < veil_dark[0] < veil_dark[1] < 1 and 0 < veil_range[1] < "
-                f"veil_range[0] < 1, and 0 <= stretch_mean < 1, 0 < stretch_clipped <= 1 and "
-                f"stretch_max >= 1: {self}"
+                f"veil_range[0] < 1, the same tasks in bracket_high, bracket_low and bracket_target with "
+                f"0 < bracket_low < bracket_high < bracket_target <= 1 for each, and 0 <= stretch_mean < 1, "
+                f"0 < stretch_clipped <= 1 and stretch_max >= 1: {self}"
             )
 
     @property
     def tasks(self) -> tuple[str, ...]:
         """The tasks the stage runs for (a gain, a lift, a stretch or several)."""
-        return tuple(sorted(set(self.high) | set(self.lift) | set(self.stretch_high)))
+        return tuple(
+            sorted(set(self.high) | set(self.lift) | set(self.stretch_high) | set(self.bracket_high))
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -234,6 +269,9 @@ class ExposureConfig:
             "stretch_max": self.stretch_max,
             "veil_dark": {t: list(v) for t, v in self.veil_dark.items()},
             "veil_range": {t: list(v) for t, v in self.veil_range.items()},
+            "bracket_high": dict(self.bracket_high),
+            "bracket_low": dict(self.bracket_low),
+            "bracket_target": dict(self.bracket_target),
         }
 
     @classmethod
@@ -391,7 +429,12 @@ def stretched_inputs(
 def unveiled_inputs(
     images: Sequence[Image], task: str, cfg: ExposureConfig
 ) -> tuple[list[Image], list[float]]:
-    """Every input through its own veil stretch (veil_plan; module doc, "Veil"), and the factors."""
+    """What the stage does after the input corrector: every input through its own veil stretch (veil_plan;
+    module doc, "Veil") or, for a task with a bracket stretch, every input through the bracket's one factor
+    (bracket_plan, mean_stretch; module doc, "Bracket"); and each input's factor."""
+    if task in cfg.bracket_high:
+        k = bracket_plan(images, task, cfg)[0]
+        return [mean_stretch(im, k) for im in images], [k] * len(images)
     return planned_stretch(images, task, cfg, veil_plan)
 
 
@@ -406,6 +449,35 @@ def planned_stretch(
         for i, (im, (k, w)) in enumerate(zip(images, plans, strict=True))
     ]
     return out, [k for k, _ in plans]
+
+
+def bracket_plan(images: Sequence[Image], task: str, cfg: ExposureConfig) -> tuple[float, float]:
+    """The factor k >= 1 the bracket stretch multiplies every input's contrast by and its ramp's weight w
+    (module doc, "Bracket"): (1.0, 0.0) when the task has none, no input is bright and unclipped (mean
+    luminance at least `stretch_mean`, at most `stretch_clipped` of it at 0.99 or above) or the narrowest
+    range r of those reaches `bracket_high`; else w ramps from 0 there to 1 at `bracket_low` and
+    k = min(stretch_max, (bracket_target / r) ** w)."""
+    if task not in cfg.bracket_high:
+        return 1.0, 0.0
+    ranges = [
+        r
+        for r, mean, clipped in (luma_range(im, cfg) for im in images)
+        if mean >= cfg.stretch_mean and not clipped
+    ]
+    if not ranges or min(ranges) >= cfg.bracket_high[task]:
+        return 1.0, 0.0
+    r = min(ranges)
+    w = ramp(r, cfg.bracket_high[task], cfg.bracket_low[task])
+    return min(cfg.stretch_max, math.exp(w * math.log(cfg.bracket_target[task] / max(r, 1e-3)))), w
+
+
+def mean_stretch(im: Image, k: float) -> Image:
+    """Eq. "Bracket" of the module doc: J = m + k (I - m) about each channel's mean m, clipped to [0, 1]."""
+    x = np.asarray(im, np.float32)
+    if k == 1.0:
+        return x
+    m = x.mean(axis=(0, 1), keepdims=True, dtype=np.float64).astype(np.float32)
+    return np.clip(m + np.float32(k) * (x - m), 0.0, 1.0).astype(np.float32)
 
 
 def gained_inputs(

@@ -509,19 +509,25 @@ def exposure_line(
     gain, gamma = pipe.exposure_curve(images, task, destripe, denoise, deblock)
     line = f"exposure ({task}): " + (f"under-exposed, gain {gain:.2f}" if gain > 1 else "no gain")
     line += f"; dark bracket, lifted by x ** {gamma:.2f}" if gamma < 1 else ""
-    if task not in pipe.exposure.stretch_high:
-        return line
     checked = pipe.prepare(images, task)[0]
-    # the stages before this one (deblocking, stripe removal, denoising) and the gain, none after it
-    before = pipe.restore_inputs(checked, task, False, False, destripe, False, denoise, deblock)
-    gained = gained_inputs(before, task, pipe.exposure)[0]
-    ks = stretch_factors(gained, task, pipe.exposure)
-    parts = [f"input {i} x {k:.2f}" for i, k in enumerate(ks, 1) if k > 1]
-    line += f"; flat, contrast stretched: {', '.join(parts)}" if parts else "; no flat input"
-    if task not in pipe.exposure.veil_dark:
+    if task in pipe.exposure.stretch_high:
+        # the stages before this one (deblocking, stripe removal, denoising) and the gain, none after it
+        before = pipe.restore_inputs(checked, task, False, False, destripe, False, denoise, deblock)
+        gained = gained_inputs(before, task, pipe.exposure)[0]
+        ks = stretch_factors(gained, task, pipe.exposure)
+        parts = [f"input {i} x {k:.2f}" for i, k in enumerate(ks, 1) if k > 1]
+        line += f"; flat, contrast stretched: {', '.join(parts)}" if parts else "; no flat input"
+    bracket = task in pipe.exposure.bracket_high
+    if task not in pipe.exposure.veil_dark and not bracket:
         return line
-    # the veil stretch runs after the corrector (allfuse.exposure, "Veil"): every stage up to it
+    # the veil and bracket stretches run after the corrector (allfuse.exposure, "Veil", "Bracket"): every
+    # stage up to them
     seen = pipe.stages.restore_gain(checked, task, True, True, destripe, True, denoise, deblock)
+    if bracket:
+        k = max(seen.unveiled, default=1.0)
+        return line + (
+            f"; flat bracket, every input's contrast stretched x {k:.2f}" if k > 1 else "; no flat bracket"
+        )
     parts = [f"input {i} x {k:.2f}" for i, k in enumerate(seen.unveiled, 1) if k > 1]
     return line + (f"; veiled, contrast stretched: {', '.join(parts)}" if parts else "; no veiled input")
 
