@@ -1,5 +1,6 @@
 """Exposure stage: stretch a flat input's contrast back, undo a whole-pair under-exposure by the headroom it
-leaves, then lift a bracket whose brightest member is dark (pipeline.restore_inputs).
+leaves, then lift a bracket whose brightest member is dark (pipeline.restore_inputs); after the input
+corrector, stretch a veiled multi-focus input or a flat multi-exposure bracket.
 
 Beyond the papers. A capture under-exposed by a factor k in linear light shows, in display values
 I = (k L) ** (1 / gamma), the clean picture times k ** (1 / gamma): a gain in display values as well (a power
@@ -94,8 +95,8 @@ bench's flattened infrared images (`bench/results/contrast_stretch.md`, allfuse-
 0.413 -> 0.386), a full one higher on all three (0.29 / 0.45 / 0.41 -> 0.65 / 0.56 / 0.58 at k = 2.5 to
 3.5); on multi-focus pairs every partial stretch helped (k = 1.5 where 2 was lost: 0.61 / 0.72 / 0.55 ->
 0.76 / 0.72 / 0.79). Multi-exposure brackets are not
-stretched: an over-exposed member is flat by nature (MEFB ArtistPalette 0.21, Lake1 0.26), and the models
-beat every chain on the benches' flattened brackets without it. Measured: the models' cards.
+stretched input by input: an over-exposed member is flat by nature (MEFB ArtistPalette 0.21, Lake1 0.26);
+a flat bracket is read as a whole ("Bracket", below). Measured: the models' cards.
 
 Veil (`veil_dark`, `veil_range`, per task; the shipped models: multi-focus pairs). The stretch reads a strong
 loss only: a mildly flattened input (c about 0.5) keeps a range a clean flat scene also has. But a veil also
@@ -135,10 +136,10 @@ is undone in the luminance whatever the colours; about each channel's mean, a pu
 its own mean is undone in colour too, and a pull toward one gray leaves the colours as flat as it made them
 (about the luminance's mean instead, it would multiply a colour cast by k). Run after the input corrector,
 like the veil: the corrector lifts a haze, and a range that a haze narrowed, stretched before it, was
-corrected twice (allfuse-reg, bench/quality.py families, the bench's strongly hazed multi-exposure pairs:
-Qabf 0.732 -> 0.689, the stretch before the corrector from 0.6; unchanged after it); and from 0.6 instead of
-0.5 it also stretched a member of the bench's strong weather that the veil over its rain leaves at 0.52 (that
-cell 0.661 -> 0.634). Measured: the models' cards.
+corrected twice (allfuse-reg, the bench's strongly hazed multi-exposure pairs: Qabf 0.732 -> 0.689, the
+stretch before the corrector from 0.6, a scratch run about the luminance's mean; unchanged after it); and
+from 0.6 instead of 0.5 it also stretched a member of the bench's strong weather that the veil over its rain
+leaves at 0.52 (that cell 0.661 -> 0.634). Measured: the models' cards.
 """
 
 from __future__ import annotations
