@@ -430,6 +430,28 @@ def plan(
     return steps
 
 
+def degrade_each(
+    images: Sequence[np.ndarray],
+    task: str,
+    family: str,
+    strength: Strength | None,
+    seed: int,
+    plan: Callable[[str, str, Strength | None, np.random.Generator], list[tuple[str, Strength]]],
+    targets: Callable[[str, str, int], list[int]],
+    apply: Callable[[np.ndarray, str, Strength, int], np.ndarray],
+) -> tuple[list[np.ndarray], list[str]]:
+    """degrade_pair's contract for a cross-check generator that draws each source on its own: the steps of
+    `plan`, each applied by `apply(image, family, strength, seed)` to the sources `targets` names, every
+    source with a seed of its own from the capture's stream."""
+    rng = np.random.default_rng(seed)
+    out = [np.asarray(x, np.float32) for x in images]
+    steps = plan(task, family, strength, rng)
+    for fam, st in steps:
+        for i in targets(task, fam, len(out)):
+            out[i] = apply(out[i], fam, st, int(rng.integers(2**31)))
+    return out, [f"{f}:{s}" for f, s in steps]
+
+
 def degrade_pair(
     images: Sequence[np.ndarray], task: str, family: str, strength: Strength | None, seed: int
 ) -> tuple[list[np.ndarray], list[str]]:

@@ -172,10 +172,4 @@ def degrade_pair(
     images: Sequence[np.ndarray], task: str, family: str, strength: Strength | None, seed: int
 ) -> tuple[list[np.ndarray], list[str]]:
     """Degrade the sources of one capture (bench/degrade.py's contract); the images and the steps taken."""
-    rng = np.random.default_rng(seed)
-    out = [np.asarray(x, np.float32) for x in images]
-    steps = plan(task, family, strength, rng)
-    for fam, st in steps:
-        for i in targets(task, fam, len(out)):
-            out[i] = apply(out[i], fam, st, int(rng.integers(2**31)))
-    return out, [f"{f}:{s}" for f, s in steps]
+    return degrade.degrade_each(images, task, family, strength, seed, plan, targets, apply)

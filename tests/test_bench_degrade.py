@@ -62,6 +62,19 @@ def check_contract(degrade, x: np.ndarray, family: str, min_mse: float) -> None:
         assert mse(a, x) > min_mse, f"{family}:{strength} left the image unchanged"
 
 
+def check_mix_plans(generator, rgb: np.ndarray) -> None:
+    """A cross-check generator's `mix`: 2-3 of its families in its physical order, never all of its exclusive
+    ones; a family it does not define is refused."""
+    for seed in range(20):
+        out, steps = generator.degrade_pair([rgb, rgb], "mff", "mix", None, seed=seed)
+        fams = [s.split(":")[0] for s in steps]
+        assert 2 <= len(fams) <= 3 and fams == [f for f in generator.ORDER if f in fams]
+        assert not generator.EXCLUSIVE <= set(fams)
+        assert out[0].shape == rgb.shape
+    with pytest.raises(ValueError, match="not defined"):
+        generator.degrade_pair([rgb, rgb], "mff", "ir_stripes", "mild", seed=0)
+
+
 @pytest.mark.parametrize("family", D.FAMILIES)
 @pytest.mark.parametrize("channels", ["gray", "rgb"])
 def test_contract(family, channels, rgb, gray):
