@@ -159,17 +159,21 @@ def trajectory_kernel(length: float, rng: np.random.Generator, steps: int = 256)
     path -= path.mean(axis=0)  # centroid at the kernel centre: blur without a shift
     r = int(np.ceil(np.abs(path).max())) + 1
     k = np.zeros((2 * r + 1, 2 * r + 1))
-    x, y = path[:, 0] + r, path[:, 1] + r
+    splat(k, path[:, 0] + r, path[:, 1] + r, np.ones(len(path)))
+    return k / k.sum()
+
+
+def splat(k: np.ndarray, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> None:
+    """Add weights w at the points (x, y) of a kernel k, each shared bilinearly among its 4 pixels."""
     x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
     fx, fy = x - x0, y - y0
-    for dx, dy, w in (
+    for dx, dy, f in (
         (0, 0, (1 - fx) * (1 - fy)),
         (1, 0, fx * (1 - fy)),
         (0, 1, (1 - fx) * fy),
         (1, 1, fx * fy),
     ):
-        np.add.at(k, (y0 + dy, x0 + dx), w)
-    return k / k.sum()
+        np.add.at(k, (y0 + dy, x0 + dx), w * f)
 
 
 # ------------------------------------------------------------------------------------------ families

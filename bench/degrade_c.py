@@ -109,16 +109,7 @@ def streak_kernel(length: float, std: float, angle: float) -> np.ndarray:
     w = np.exp(-(t**2) / (2 * std**2))
     r = int(np.ceil(length)) + 1
     k = np.zeros((2 * r + 1, 2 * r + 1))
-    x, y = r + t * np.cos(angle), r + t * np.sin(angle)
-    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
-    fx, fy = x - x0, y - y0
-    for dx, dy, f in (
-        (0, 0, (1 - fx) * (1 - fy)),
-        (1, 0, fx * (1 - fy)),
-        (0, 1, (1 - fx) * fy),
-        (1, 1, fx * fy),
-    ):
-        np.add.at(k, (y0 + dy, x0 + dx), w * f)
+    degrade.splat(k, r + t * np.cos(angle), r + t * np.sin(angle), w)
     return (k / k.sum()).astype(np.float32)
 
 
