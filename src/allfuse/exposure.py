@@ -131,8 +131,9 @@ every member is stretched by one factor k about each channel's own mean m, as fa
     J = m + k (I - m),   k = min(stretch_max, (r_t / r) ** w),   w = clip((high - r) / (high - low), 0, 1)
 with r_t = `bracket_target` (0.93, the median over those 98 pairs of a bracket's widest range). One factor
 keeps the members' exposures in their relation, and a pull of every value toward the mean (ImageNet-C's
-contrast, Hendrycks & Dietterich 2019; bench/degrade_c.py) or toward the median luminance (bench/degrade.py)
-is undone in the luminance whatever the colours; about each channel's mean, a pull of each channel toward
+contrast, Hendrycks & Dietterich 2019; bench/degrade_c.py) is undone in the luminance whatever the colours,
+a pull toward the median luminance (bench/degrade.py) up to a shift of (1 - c) times the median's distance
+to the mean; about each channel's mean, a pull of each channel toward
 its own mean is undone in colour too, and a pull toward one gray leaves the colours as flat as it made them
 (about the luminance's mean instead, it would multiply a colour cast by k). Run after the input corrector,
 like the veil: the corrector lifts a haze, and a range that a haze narrowed, stretched before it, was
