@@ -1,10 +1,12 @@
 """The exposure stage: an under-exposed pair gets back the gain its headroom asks for; clean pairs, a dark
 bracket member of a multi-exposure pair and an infrared + visible night pair are left as they are; a
 multi-exposure bracket whose brightest member is dark is lifted by a gamma curve where the config asks for it;
-a flat (veiled) input gets its contrast stretched back, a clean or merely dark one does not."""
+a flat (veiled) input gets its contrast stretched back, a clean or merely dark one does not; an infrared +
+visible pair flat to both cameras is stretched as a whole, a scene flat to one camera is not."""
 
 import itertools
 import json
+import math
 
 import numpy as np
 import pytest
@@ -21,6 +23,7 @@ from allfuse.exposure import (
     lift_gamma,
     luma_levels,
     mean_luma,
+    pair_plan,
     stretch_factor,
     stretch_factors,
     stretched_inputs,
@@ -101,6 +104,7 @@ def test_no_clean_benchmark_pair_gets_a_gain_or_a_stretch(task: str, shared_data
             assert exposure_gain(images, task, cfg) == 1.0, pair.name
             assert stretch_factors(images, task, cfg) == [1.0] * len(images), pair.name
             assert bracket_plan(images, task, cfg) == (1.0, 0.0), pair.name
+            assert pair_plan(images, task, cfg)[1] == 0.0, pair.name
 
 
 LIFT = ExposureConfig(lift={"mef": 0.45})
@@ -269,6 +273,56 @@ def _flat_channels(x: np.ndarray, keep: float) -> np.ndarray:
     return (m + keep * (x - m)).astype(np.float32)
 
 
+PAIR = ExposureConfig(**{**STRETCH.to_dict(), "pair_high": {"vif": 0.5}, "pair_low": {"vif": 0.45}})
+
+
+def _vif_pair(side: int = 256) -> list[np.ndarray]:
+    """A gray "thermal" image and a colour visible one, both spanning most of the range."""
+    return [_photo("camera", side), _photo("astronaut", side)]
+
+
+def _flat_pair(pair: list[np.ndarray], keep: float = 0.4) -> list[np.ndarray]:
+    """Both cameras flattened as ImageNet-C's contrast does; the photo standing in for the visible image
+    spans the whole range, wider than a visible camera's typical 0.64, so it keeps 5/8 as much."""
+    return [_flat_channels(pair[0], keep), _flat_channels(pair[1], keep * 0.625)]
+
+
+def test_a_pair_flat_to_both_cameras_is_stretched_and_one_flat_camera_is_not() -> None:
+    clean = _vif_pair()
+    assert pair_plan(clean, "vif", PAIR)[1] == 0.0 and stretch_factors(clean, "vif", PAIR) == [1.0, 1.0]
+    flat = _flat_pair(clean)
+    ranges = [luma_levels(x, 99.5)[1] - luma_levels(x, 99.5)[0] for x in flat]
+    s, w = pair_plan(flat, "vif", PAIR)
+    assert s == pytest.approx(max(r / t for r, t in zip(ranges, PAIR.stretch_target["vif"], strict=True)))
+    assert s < PAIR.pair_low["vif"] and w == 1.0
+    # the infrared image alone reads like a flat thermal scene: its own reading leaves it
+    assert ranges[0] > PAIR.stretch_high["vif"] and stretch_factors(flat, "vif", STRETCH)[0] == 1.0
+    ks = stretch_factors(flat, "vif", PAIR)
+    for k, r, t in zip(ks, ranges, PAIR.stretch_target["vif"], strict=True):
+        assert k == pytest.approx(min(PAIR.stretch_max, t / r), rel=1e-6) and k > 2.0
+    out, _ = stretched_inputs(flat, "vif", PAIR)
+    assert np.abs(out[0] - clean[0]).mean() < np.abs(flat[0] - clean[0]).mean() / 2
+    # one camera flat is a scene (fog before the visible camera, a uniform thermal background): no reading
+    for one in ([flat[0], clean[1]], [clean[0], flat[1]]):
+        assert pair_plan(one, "vif", PAIR)[1] == 0.0
+    assert stretch_factors([flat[0], clean[1]], "vif", PAIR) == [1.0, 1.0]
+    # an over-exposed input is not flat, a dark one is narrow by nature: no pair reading; nor without the
+    # keys, nor for another task
+    burnt = np.clip(0.8 + clean[1], 0, 1).astype(np.float32)
+    assert pair_plan([flat[0], burnt], "vif", PAIR) == (math.inf, 0.0)
+    dark = [(0.3 * x).astype(np.float32) for x in clean]
+    assert pair_plan(dark, "vif", PAIR) == (math.inf, 0.0)
+    assert pair_plan(flat, "vif", STRETCH) == (math.inf, 0.0) and pair_plan(flat, "mff", PAIR)[1] == 0.0
+
+
+def test_the_pair_stretch_ramps_in_without_a_jump() -> None:
+    clean = _vif_pair()
+    ks = [stretch_factors(_flat_pair(clean, keep), "vif", PAIR)[0] for keep in np.linspace(1, 0.3, 300)]
+    assert ks[0] == 1.0 and max(ks) > 2.0
+    assert all(b >= a - 1e-9 for a, b in itertools.pairwise(ks))
+    assert np.abs(np.diff(np.log(ks))).max() < 0.1
+
+
 def test_a_flattened_bracket_gets_one_factor_back_and_a_clean_one_is_kept() -> None:
     clean = [_under(_photo("chelsea"), 0.35), np.clip(_photo("chelsea") * 1.2, 0, 1).astype(np.float32)]
     assert bracket_plan(clean, "mef", BRACKET) == (1.0, 0.0)
@@ -373,6 +427,17 @@ def test_config_is_checked_and_round_trips(tmp_path) -> None:
     for bad_bracket in bad_brackets:
         with pytest.raises(ValueError, match="bracket"):
             ExposureConfig(**bad_bracket)
+    pair = {"pair_high": {"mff": 0.5}, "pair_low": {"mff": 0.45}}
+    ExposureConfig(**good, **pair)
+    bad_pairs = [
+        pair,  # a task without a stretch (no targets to read the ranges against)
+        pair | {"pair_low": {"mff": 0.55}},
+        pair | {"pair_low": {}},
+        pair | {"pair_high": {"mff": 1.0}, "pair_low": {"mff": 0.5}},
+    ]
+    for bad_pair in bad_pairs:
+        with pytest.raises(ValueError, match="pair"):
+            ExposureConfig(**(good if bad_pair is not pair else {}), **bad_pair)
     for bad_bounds in ({"stretch_clipped": 0.0}, {"stretch_max": 0.5}, {"stretch_mean": 1.0}):
         with pytest.raises(ValueError, match="stretch"):
             ExposureConfig(**bad_bounds)
@@ -391,6 +456,8 @@ def test_config_is_checked_and_round_trips(tmp_path) -> None:
         bracket_high={"mef": 0.5},
         bracket_low={"mef": 0.4},
         bracket_target={"mef": 0.93},
+        pair_high={"mff": 0.4},
+        pair_low={"mff": 0.35},
     )
     assert ExposureConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     assert cfg.tasks == ("mef", "mff", "vif")
@@ -398,10 +465,10 @@ def test_config_is_checked_and_round_trips(tmp_path) -> None:
     old = {
         k: v
         for k, v in cfg.to_dict().items()
-        if k not in ("lift", "min_gamma") and "stretch" not in k and "veil" not in k and "bracket" not in k
+        if k not in ("lift", "min_gamma") and not any(w in k for w in ("stretch", "veil", "bracket", "pair"))
     }
     assert ExposureConfig.from_dict(old).lift == {} and ExposureConfig.from_dict(old).stretch_high == {}
-    assert ExposureConfig.from_dict(old).bracket_high == {}
+    assert ExposureConfig.from_dict(old).bracket_high == {} and ExposureConfig.from_dict(old).pair_high == {}
     bad = '{"exposure": {"gain": 2}}'
     check_stage_file(tmp_path, cfg, load_exposure, save_exposure, "exposure.json", bad)
 
@@ -446,6 +513,11 @@ def test_shipped_models_expose_before_the_gate_and_keep_it_when_saved(name: str,
     kept = pipe.stages.restore_gain(flat, "mef", deblur=False, exposure=False).images
     assert np.std(restored.images[1]) > 1.5 * np.std(kept[1])
     assert pipe.stages.restore_gain(_bracket(_photo("chelsea")), "mef").unveiled == (1.0, 1.0)
+    # an infrared + visible pair flattened as a whole: both cameras stretched before the gate sees them
+    flat = _flat_pair(_vif_pair())
+    seen = pipe.gate_inputs(flat, "vif", deblur=False)
+    kept = pipe.gate_inputs(flat, "vif", deblur=False, exposure=False)
+    assert all(np.std(a) > 1.5 * np.std(b) for a, b in zip(seen, kept, strict=True))
     again = FusionPipeline.from_pretrained(pipe.save_pretrained(tmp_path / "copy"))
     assert again.exposure == pipe.exposure
 
@@ -478,5 +550,9 @@ def test_the_command_line_reports_and_can_skip_the_stage(tmp_path, capsys) -> No
         write_image(paths[i], _flat_channels(member, 0.2))
     assert main(["fuse", *map(str, paths), "-o", str(tmp_path / "flatmef.png"), "--task", "mef", "-v"]) == 0
     assert "flat bracket, every input's contrast stretched x " in capsys.readouterr().out
+    for path, x in zip(paths, _flat_pair(_vif_pair(side=192)), strict=True):
+        write_image(path, x)
+    assert main(["fuse", *map(str, paths), "-o", str(tmp_path / "flatvif.png"), "--task", "vif", "-v"]) == 0
+    assert "flat pair, contrast stretched: input 1 x 2." in capsys.readouterr().out
     on, off = (read_image(out).astype(np.float32) / 255 for out in outs.values())
     assert np.abs(on - clean).mean() < np.abs(off - clean).mean()

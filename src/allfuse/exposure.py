@@ -1,6 +1,6 @@
-"""Exposure stage: stretch a flat input's contrast back, undo a whole-pair under-exposure by the headroom it
-leaves, then lift a bracket whose brightest member is dark (pipeline.restore_inputs); after the input
-corrector, stretch a veiled multi-focus input or a flat multi-exposure bracket.
+"""Exposure stage: stretch a flat input's (or a flat pair's) contrast back, undo a whole-pair under-exposure
+by the headroom it leaves, then lift a bracket whose brightest member is dark (pipeline.restore_inputs);
+after the input corrector, stretch a veiled multi-focus input or a flat multi-exposure bracket.
 
 Beyond the papers. A capture under-exposed by a factor k in linear light shows, in display values
 I = (k L) ** (1 / gamma), the clean picture times k ** (1 / gamma): a gain in display values as well (a power
@@ -97,6 +97,26 @@ bench's flattened infrared images (`bench/results/contrast_stretch.md`, allfuse-
 0.76 / 0.72 / 0.79). Multi-exposure brackets are not
 stretched input by input: an over-exposed member is flat by nature (MEFB ArtistPalette 0.21, Lake1 0.26);
 a flat bracket is read as a whole ("Bracket", below). Measured: the models' cards.
+
+Pair (`pair_high`, `pair_low`, per task; the shipped models: infrared + visible pairs). A mild loss of
+contrast on one image reads like a flat scene, but a scene is rarely flat to both cameras at once: a thermal
+image's contrast comes from temperature, a visible one's from light, and haze or fog that flattens the visible
+image leaves the thermal one as it was. An edit or a processing step that flattens the capture as a whole
+(ImageNet-C's contrast, Hendrycks & Dietterich 2019, keeping 0.4 of every value's distance to the mean:
+bench/degrade_c.py) narrows both. So the pair is read as a whole by its flatness
+    s = max_i r_i / t_i,
+each input's range over its own `stretch_target` (the typical clean range of that camera): s is small only
+when every input is narrow for its kind. Among the shared benchmark's 262 clean infrared + visible pairs
+(long side 512) the lowest s is 0.57 (TNO 20: ranges 0.30 and 0.37) and the next 0.63 (TNO 09); a pair
+flattened by ImageNet-C's mild contrast measures 0.42 to 0.43 (the validation pairs RoadScene FLIR_00006,
+00018 and 00122). Below `pair_high` (0.5) every input is stretched as above with the pair's weight
+w = ramp(s; pair_high -> pair_low) (an input's own reading keeps its weight where that is larger). A dark
+input (mean below `stretch_mean`) is narrow by nature and an over-exposed one is not flat: either means no
+pair reading (a pair darkened as a whole is the gain's, which runs first). The ramp is short (0.5 to 0.45),
+as the infrared stretch's is: a partial stretch of a thermal image cost more than none (above). On those
+three pairs allfuse-reg's Qabf against the clean sources went 0.317 / 0.245 / 0.385 -> 0.638 / 0.599 /
+0.573 (the visible image alone was stretched before, its range being below `stretch_low`; `dcp+focus`
+scores 0.48).
 
 Veil (`veil_dark`, `veil_range`, per task; the shipped models: multi-focus pairs). The stretch reads a strong
 loss only: a mildly flattened input (c about 0.5) keeps a range a clean flat scene also has. But a veil also
@@ -197,6 +217,11 @@ class ExposureConfig:
     bracket_high: dict[str, float] = field(default_factory=dict)
     bracket_low: dict[str, float] = field(default_factory=dict)
     bracket_target: dict[str, float] = field(default_factory=dict)
+    # per task (module doc, "Pair"): the pair's flatness (the largest of its inputs' ranges, each over its
+    # stretch_target) below which every input is stretched, and the flatness at which that is complete; none
+    # by default (older exposure.json files)
+    pair_high: dict[str, float] = field(default_factory=dict)
+    pair_low: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         tasks = set(self.high)
@@ -231,6 +256,8 @@ class ExposureConfig:
         ok = ok and all(
             0 < self.bracket_low[t] < self.bracket_high[t] < self.bracket_target[t] <= 1 for t in bracketed
         )
+        ok = ok and set(self.pair_high) == set(self.pair_low) and set(self.pair_high) <= stretched
+        ok = ok and all(0 < self.pair_low[t] < self.pair_high[t] < 1 for t in self.pair_high)
         if not ok or any(not 0 < self.low[t] < self.high[t] <= 1 for t in tasks):
             raise ValueError(
                 "bad exposure config: need the same tasks (among "
@@ -241,7 +268,9 @@ class ExposureConfig:
                 f"stretch_black in [0, 1) for each, veil_dark and veil_range for the same tasks among "
                 f"those, each two values: 0 < veil_dark[0] < veil_dark[1] < 1 and 0 < veil_range[1] < "
                 f"veil_range[0] < 1, the same tasks in bracket_high, bracket_low and bracket_target with "
-                f"0 < bracket_low < bracket_high < bracket_target <= 1 for each, and 0 <= stretch_mean < 1, "
+                f"0 < bracket_low < bracket_high < bracket_target <= 1 for each, pair_high and pair_low "
+                f"for the same tasks among the stretched ones with 0 < pair_low < pair_high < 1, and "
+                f"0 <= stretch_mean < 1, "
                 f"0 < stretch_clipped <= 1 and stretch_max >= 1: {self}"
             )
 
@@ -274,6 +303,8 @@ class ExposureConfig:
             "bracket_high": dict(self.bracket_high),
             "bracket_low": dict(self.bracket_low),
             "bracket_target": dict(self.bracket_target),
+            "pair_high": dict(self.pair_high),
+            "pair_low": dict(self.pair_low),
         }
 
     @classmethod
@@ -416,16 +447,45 @@ def stretch(im: Image, k: float, percentile: float, black_to: float, weight: flo
     return np.clip(to + shift + np.float32(k) * (x - black), 0.0, 1.0).astype(np.float32)
 
 
+def pair_plan(images: Sequence[Image], task: str, cfg: ExposureConfig) -> tuple[float, float]:
+    """The pair's flatness s and the weight w of its stretch (module doc, "Pair"): s is the largest of the
+    inputs' luminance ranges, each over its own stretch_target, and w ramps from 0 at `pair_high` to 1 at
+    `pair_low`; (inf, 0.0) when the task has no pair reading or an input is dark (mean luminance below
+    `stretch_mean`) or over-exposed (more than `stretch_clipped` of its luminance at 0.99 or above)."""
+    if task not in cfg.pair_high:
+        return math.inf, 0.0
+    s = 0.0
+    for i, im in enumerate(images):
+        r, mean, clipped = luma_range(im, cfg)
+        if clipped or mean < cfg.stretch_mean:
+            return math.inf, 0.0
+        s = max(s, r / per_input(cfg.stretch_target[task], i))
+    return s, ramp(s, cfg.pair_high[task], cfg.pair_low[task])
+
+
+def stretch_plans(images: Sequence[Image], task: str, cfg: ExposureConfig) -> list[tuple[float, float]]:
+    """Each input's (k, w): its own stretch (stretch_plan) or, where the pair reads flat with a larger
+    weight (pair_plan), the stretch of its range with the pair's weight."""
+    plans = [stretch_plan(im, task, cfg, i) for i, im in enumerate(images)]
+    wp = pair_plan(images, task, cfg)[1]
+    if wp <= 0.0:
+        return plans
+    return [
+        stretch_by(luma_range(im, cfg)[0], wp, task, cfg, i) if wp > w else (k, w)
+        for i, (im, (k, w)) in enumerate(zip(images, plans, strict=True))
+    ]
+
+
 def stretch_factors(images: Sequence[Image], task: str, cfg: ExposureConfig) -> list[float]:
-    """Each input's stretch factor (stretch_factor), in order."""
-    return [stretch_factor(im, task, cfg, i) for i, im in enumerate(images)]
+    """Each input's stretch factor (stretch_plans), in order."""
+    return [k for k, _ in stretch_plans(images, task, cfg)]
 
 
 def stretched_inputs(
     images: Sequence[Image], task: str, cfg: ExposureConfig
 ) -> tuple[list[Image], list[float]]:
-    """Every input through its own stretch (stretch_plan), and the factors."""
-    return planned_stretch(images, task, cfg, stretch_plan)
+    """Every input through its stretch (stretch_plans: its own, or the pair's), and the factors."""
+    return apply_plans(images, task, cfg, stretch_plans(images, task, cfg))
 
 
 def unveiled_inputs(
@@ -445,7 +505,14 @@ def planned_stretch(
 ) -> tuple[list[Image], list[float]]:
     """Every input stretched as `plan(image, task, cfg, index)` -> (k, w) asks (an input of k = 1 is
     returned as it is), and the factors."""
-    plans = [plan(im, task, cfg, i) for i, im in enumerate(images)]
+    return apply_plans(images, task, cfg, [plan(im, task, cfg, i) for i, im in enumerate(images)])
+
+
+def apply_plans(
+    images: Sequence[Image], task: str, cfg: ExposureConfig, plans: Sequence[tuple[float, float]]
+) -> tuple[list[Image], list[float]]:
+    """Every input stretched by its (k, w) (stretch; an input of k = 1 is returned as it is), and the
+    factors."""
     out = [
         stretch(im, k, cfg.percentile, per_input(cfg.stretch_black[task], i), w) if k != 1.0 else im
         for i, (im, (k, w)) in enumerate(zip(images, plans, strict=True))

@@ -501,7 +501,7 @@ def exposure_line(
     pipe, images: list[np.ndarray], task: str, destripe: bool, denoise: bool = True, deblock: bool = True
 ) -> str:
     """`-v`'s account of the exposure stage for one set of inputs ("" when it does not run)."""
-    from allfuse.exposure import gained_inputs, stretch_factors
+    from allfuse.exposure import gained_inputs, pair_plan, stretch_factors
 
     task = pipe.prepare(images, task)[2]
     if pipe.exposure is None or task not in pipe.exposure.tasks:
@@ -516,7 +516,8 @@ def exposure_line(
         gained = gained_inputs(before, task, pipe.exposure)[0]
         ks = stretch_factors(gained, task, pipe.exposure)
         parts = [f"input {i} x {k:.2f}" for i, k in enumerate(ks, 1) if k > 1]
-        line += f"; flat, contrast stretched: {', '.join(parts)}" if parts else "; no flat input"
+        flat = "flat pair" if pair_plan(gained, task, pipe.exposure)[1] > 0 else "flat"
+        line += f"; {flat}, contrast stretched: {', '.join(parts)}" if parts else "; no flat input"
     bracket = task in pipe.exposure.bracket_high
     if task not in pipe.exposure.veil_dark and not bracket:
         return line
