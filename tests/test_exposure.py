@@ -2,8 +2,10 @@
 bracket member of a multi-exposure pair and an infrared + visible night pair are left as they are; a
 multi-exposure bracket whose brightest member is dark is lifted by a gamma curve where the config asks for it;
 a flat (veiled) input gets its contrast stretched back, a clean or merely dark one does not; an infrared +
-visible pair flat to both cameras is stretched as a whole, a scene flat to one camera is not."""
+visible pair flat to both cameras is stretched as a whole, a scene flat to one camera is not; a haze the
+corrector leaves is dehazed by the dark channel prior, a clean, gray or over-exposed input is not."""
 
+import dataclasses
 import itertools
 import json
 import math
@@ -17,8 +19,11 @@ from allfuse.exposure import (
     ExposureConfig,
     bracket_plan,
     dark_floor,
+    dehaze,
+    dehazed_inputs,
     expose_inputs,
     exposure_gain,
+    haze_weight,
     headroom,
     lift_gamma,
     luma_levels,
@@ -361,6 +366,69 @@ def test_the_bracket_stretch_ramps_in_without_a_jump() -> None:
     assert np.abs(np.diff(np.log(ks))).max() < 0.1
 
 
+HAZE = ExposureConfig(high={}, low={}, dehaze_dark={"mff": [0.2, 0.25]})
+
+
+def _fog(x: np.ndarray, thick: float = 0.7) -> np.ndarray:
+    """A haze that varies across the picture (Koschmieder: I = J t + A (1 - t)): transmission from 1 - thick
+    at the top-left to 0.4 more at the bottom-right, a white-gray airlight."""
+    h, w = x.shape[:2]
+    across = (np.add.outer(np.arange(h) / h, np.arange(w) / w) / 2).astype(np.float32)
+    t = np.clip((1.0 - thick) + 0.4 * across, 0.0, 1.0)
+    t = t[..., None] if x.ndim == 3 else t
+    return (x * t + 0.9 * (1.0 - t)).astype(np.float32)
+
+
+def test_a_haze_left_is_dehazed_and_a_clean_gray_or_over_exposed_input_is_not() -> None:
+    clean = _photo("astronaut")
+    hazy = _fog(clean)
+    black, white, _ = luma_levels(hazy, 99.5)
+    assert white - black > 0.6  # the veil's reading needs a narrow range: this one is too wide for it
+    assert dark_floor(hazy) > HAZE.dehaze_dark["mff"][1] and haze_weight(hazy, "mff", HAZE) == 1.0
+    assert haze_weight(clean, "mff", HAZE) == 0.0
+    out = dehaze(hazy, 1.0)
+    assert np.abs(out - clean).mean() < np.abs(hazy - clean).mean() / 2 and out.dtype == np.float32
+    half = dehaze(hazy, 0.5)
+    assert np.allclose(half, (hazy + out) / 2, atol=1e-5)  # the weight blends the two
+    # the same at a larger size: the airlight and the transmission are read on the 512 px copy
+    big = _fog(_photo("astronaut", 1024))
+    assert (
+        np.abs(dehaze(big, 1.0) - _photo("astronaut", 1024)).mean()
+        < np.abs(big - _photo("astronaut", 1024)).mean() / 2
+    )
+    # a gray image has no dark-channel prior; another task or a folder without the key: no dehazing
+    gray = _fog(_photo("camera"))
+    assert dark_floor(gray) > 0.25 and haze_weight(gray, "mff", HAZE) == 0.0
+    assert haze_weight(hazy, "mef", HAZE) == 0.0 and haze_weight(hazy, "mff", CFG) == 0.0
+    # an input that reached the corrector over-exposed is kept; the others are dehazed, a clean one kept
+    (a, b, c), ws = dehazed_inputs([hazy, hazy, clean], "mff", HAZE, [True, False, False])
+    assert ws == [0.0, 1.0, 0.0] and a is hazy and c is clean and np.allclose(b, out)
+    # the stages run it last and report it; an over-exposed input is flagged before the corrector
+    seen = InputStages(exposure=HAZE).restore_gain([hazy, clean], "mff")
+    assert seen.dehazed == (1.0, 0.0) and np.allclose(seen.images[0], out, atol=1e-6)
+    burnt = np.clip(_fog(clean) * 1.6, 0, 1).astype(np.float32)
+    assert InputStages(exposure=HAZE).restore_gain([burnt, clean], "mff").dehazed == (0.0, 0.0)
+
+
+def test_no_clean_multi_focus_input_reads_hazy_after_the_corrector(shared_data) -> None:
+    """The module doc's calibration ("Haze left"): every third clean multi-focus pair of the shared benchmark,
+    through the shipped stages up to the dehazing (deblurring skipped), gets none."""
+    pipe = FusionPipeline.from_pretrained("allfuse-reg")
+    for folder in BENCHMARK["mff"]:
+        for pair in find_pairs(shared_data / folder)[::3]:
+            assert pipe.stages.restore_gain(pair.load()[0], "mff", deblur=False).dehazed == (0.0, 0.0), (
+                pair.name
+            )
+
+
+def test_the_dehazing_ramps_in_without_a_jump() -> None:
+    clean = _photo("coffee")
+    ws = [haze_weight(_fog(clean, thick), "mff", HAZE) for thick in np.linspace(0.0, 0.9, 200)]
+    assert ws[0] == 0.0 and ws[-1] == 1.0
+    assert all(b >= a - 1e-9 for a, b in itertools.pairwise(ws))
+    assert np.abs(np.diff(ws)).max() < 0.1
+
+
 def test_the_dark_floor_does_not_depend_on_the_image_size() -> None:
     for veiled in (False, True):
         sizes = [_photo("coffee", side) for side in (384, 1024, 2048)]
@@ -438,6 +506,10 @@ def test_config_is_checked_and_round_trips(tmp_path) -> None:
     for bad_pair in bad_pairs:
         with pytest.raises(ValueError, match="pair"):
             ExposureConfig(**(good if bad_pair is not pair else {}), **bad_pair)
+    ExposureConfig(dehaze_dark={"mff": [0.2, 0.25]})
+    for bad_dehaze in ({"mff": [0.25, 0.2]}, {"mff": [0.2]}, {"mff": [0.2, 1.0]}, {"hdr": [0.2, 0.25]}):
+        with pytest.raises(ValueError, match="dehaze"):
+            ExposureConfig(dehaze_dark=bad_dehaze)
     for bad_bounds in ({"stretch_clipped": 0.0}, {"stretch_max": 0.5}, {"stretch_mean": 1.0}):
         with pytest.raises(ValueError, match="stretch"):
             ExposureConfig(**bad_bounds)
@@ -458,6 +530,7 @@ def test_config_is_checked_and_round_trips(tmp_path) -> None:
         bracket_target={"mef": 0.93},
         pair_high={"mff": 0.4},
         pair_low={"mff": 0.35},
+        dehaze_dark={"mff": [0.2, 0.25]},
     )
     assert ExposureConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     assert cfg.tasks == ("mef", "mff", "vif")
@@ -465,10 +538,12 @@ def test_config_is_checked_and_round_trips(tmp_path) -> None:
     old = {
         k: v
         for k, v in cfg.to_dict().items()
-        if k not in ("lift", "min_gamma") and not any(w in k for w in ("stretch", "veil", "bracket", "pair"))
+        if k not in ("lift", "min_gamma")
+        and not any(w in k for w in ("stretch", "veil", "bracket", "pair", "dehaze"))
     }
     assert ExposureConfig.from_dict(old).lift == {} and ExposureConfig.from_dict(old).stretch_high == {}
     assert ExposureConfig.from_dict(old).bracket_high == {} and ExposureConfig.from_dict(old).pair_high == {}
+    assert ExposureConfig.from_dict(old).dehaze_dark == {}
     bad = '{"exposure": {"gain": 2}}'
     check_stage_file(tmp_path, cfg, load_exposure, save_exposure, "exposure.json", bad)
 
@@ -518,6 +593,14 @@ def test_shipped_models_expose_before_the_gate_and_keep_it_when_saved(name: str,
     seen = pipe.gate_inputs(flat, "vif", deblur=False)
     kept = pipe.gate_inputs(flat, "vif", deblur=False, exposure=False)
     assert all(np.std(a) > 1.5 * np.std(b) for a, b in zip(seen, kept, strict=True))
+    # a multi-focus pair under a haze that varies across it, as the corrector would leave one (this one it
+    # lifts itself, so it is skipped here): dehazed last
+    hazy = [_fog(_photo()), _fog(_photo("coffee"))]
+    restored = pipe.stages.restore_gain(hazy, "mff", deblur=False, correct=False)
+    assert min(restored.dehazed) > 0.5
+    kept = pipe.stages.restore_gain(hazy, "mff", deblur=False, correct=False, exposure=False).images
+    assert all(dark_floor(a) < dark_floor(b) - 0.1 for a, b in zip(restored.images, kept, strict=True))
+    assert pipe.stages.restore_gain([_photo(), _photo("coffee")], "mff").dehazed == (0.0, 0.0)
     again = FusionPipeline.from_pretrained(pipe.save_pretrained(tmp_path / "copy"))
     assert again.exposure == pipe.exposure
 
@@ -546,6 +629,17 @@ def test_the_command_line_reports_and_can_skip_the_stage(tmp_path, capsys) -> No
         write_image(paths[i], _flat(_photo(name, side=192), 0.5))
     assert main(["fuse", *map(str, paths), "-o", str(tmp_path / "veil.png"), "--task", "mff", "-v"]) == 0
     assert "no flat input; veiled, contrast stretched: input 1 x 1." in capsys.readouterr().out
+    for i, name in enumerate(("astronaut", "coffee")):
+        write_image(paths[i], _fog(_photo(name, side=192)))
+    assert main(["fuse", *map(str, paths), "-o", str(tmp_path / "fog.png"), "--task", "mff", "-v"]) == 0
+    assert "; no veiled input; no haze left" in capsys.readouterr().out  # the corrector lifts this haze
+    # a folder whose dehazing reads lower floors as hazy (what the corrector leaves here: about 0.1-0.15)
+    pipe = FusionPipeline.from_pretrained("allfuse-reg")
+    folder = pipe.save_pretrained(tmp_path / "low")
+    save_exposure(dataclasses.replace(pipe.exposure, dehaze_dark={"mff": [0.02, 0.05]}), folder)
+    fused = ["fuse", *map(str, paths), "-o", str(tmp_path / "fog2.png"), "--task", "mff", "-v"]
+    assert main([*fused, "--model", str(folder)]) == 0
+    assert "; haze left, dehazed: input 1 weight 1.00, input 2 weight 1.00" in capsys.readouterr().out
     for i, member in enumerate(_bracket(_photo("chelsea", side=192))):
         write_image(paths[i], _flat_channels(member, 0.2))
     assert main(["fuse", *map(str, paths), "-o", str(tmp_path / "flatmef.png"), "--task", "mef", "-v"]) == 0

@@ -519,18 +519,23 @@ def exposure_line(
         flat = "flat pair" if pair_plan(gained, task, pipe.exposure)[1] > 0 else "flat"
         line += f"; {flat}, contrast stretched: {', '.join(parts)}" if parts else "; no flat input"
     bracket = task in pipe.exposure.bracket_high
-    if task not in pipe.exposure.veil_dark and not bracket:
+    hazy = task in pipe.exposure.dehaze_dark
+    if task not in pipe.exposure.veil_dark and not bracket and not hazy:
         return line
-    # the veil and bracket stretches run after the corrector (allfuse.exposure, "Veil", "Bracket"): every
-    # stage up to them
+    # the veil and bracket stretches and the dehazing run after the corrector (allfuse.exposure, "Veil",
+    # "Bracket", "Haze left"): every stage up to them
     seen = pipe.stages.restore_gain(checked, task, True, True, destripe, True, denoise, deblock)
     if bracket:
         k = max(seen.unveiled, default=1.0)
-        return line + (
-            f"; flat bracket, every input's contrast stretched x {k:.2f}" if k > 1 else "; no flat bracket"
-        )
-    parts = [f"input {i} x {k:.2f}" for i, k in enumerate(seen.unveiled, 1) if k > 1]
-    return line + (f"; veiled, contrast stretched: {', '.join(parts)}" if parts else "; no veiled input")
+        flat = f"; flat bracket, every input's contrast stretched x {k:.2f}"
+        line += flat if k > 1 else "; no flat bracket"
+    elif task in pipe.exposure.veil_dark:
+        parts = [f"input {i} x {k:.2f}" for i, k in enumerate(seen.unveiled, 1) if k > 1]
+        line += f"; veiled, contrast stretched: {', '.join(parts)}" if parts else "; no veiled input"
+    if hazy:
+        parts = [f"input {i} weight {w:.2f}" for i, w in enumerate(seen.dehazed, 1) if w > 0]
+        line += f"; haze left, dehazed: {', '.join(parts)}" if parts else "; no haze left"
+    return line
 
 
 def deblur_line(

@@ -22,7 +22,7 @@ from allfuse.deblock import DeblockConfig, deblock_inputs, pixel_grids
 from allfuse.deblur import DeblurConfig, deblur_inputs
 from allfuse.denoise import DenoiseConfig, denoise_inputs, rule_weight
 from allfuse.destripe import DestripeConfig, destripe_inputs
-from allfuse.exposure import ExposureConfig, expose_inputs, unveiled_inputs
+from allfuse.exposure import ExposureConfig, dehazed_inputs, expose_inputs, over_exposed, unveiled_inputs
 from allfuse.impulse import ImpulseConfig, impulse_inputs
 from allfuse.models.correct import Corrector
 from allfuse.types import Image, Task
@@ -47,6 +47,8 @@ class Restored(NamedTuple):
     rule_weight: float = 0.0
     # the exposure stage's veil stretch of each input, after the corrector (allfuse.exposure; 1.0: none)
     unveiled: tuple[float, ...] = ()
+    # the weight of the exposure stage's dark-channel dehazing of each input, last (allfuse.exposure; 0: none)
+    dehazed: tuple[float, ...] = ()
 
 
 @dataclass
@@ -105,11 +107,12 @@ class InputStages:
     ) -> Restored:
         """Checked inputs through impulse-noise removal, JPEG deblocking, stripe removal, denoising, the
         exposure stage, the deblurring stage, the input corrector, then the exposure stage's veil stretch of
-        what the corrector left veiled, each when there is one, it is enabled for the task and asked for
+        what the corrector left veiled and its dehazing of what still reads hazy (an input that reached
+        the corrector over-exposed excepted), each when there is one, it is enabled for the task and asked for
         (`denoise` asks for both noise stages, `exposure` for both exposure steps); with what the deblocking,
         exposure, deblurring and denoising stages did (Restored; `gain` times the largest veil factor)."""
         images, qualities, gain, psfs, rule = list(images), [0] * len(images), 1.0, [], 0.0
-        veil = [1.0] * len(images)
+        veil, haze = [1.0] * len(images), [0.0] * len(images)
         if denoise and self.impulse is not None:  # first: the codec and the filters below spread a speck
             images = impulse_inputs(images, task, self.impulse)[0]
         enlarged = [False] * len(images)  # made of pixel blocks, re-interpolated (allfuse.depixel)
@@ -126,6 +129,7 @@ class InputStages:
             images = denoise_inputs(images, task, self.denoise)[0]
         if exposure and self.exposure is not None:
             images, gain = expose_inputs(images, task, self.exposure)
+            over = over_exposed(images, self.exposure)  # what the corrector gets over-exposed is not hazed
         if deblur and self.deblur is not None and task in self.deblur.tasks:
             images, psfs = deblur_inputs(images, self.deblur, task, coded, rebuilt)
         if correct and self.corrector is not None and task in self.corrector.cfg.tasks:
@@ -133,9 +137,10 @@ class InputStages:
         if exposure and self.exposure is not None:  # what the corrector left veiled (allfuse.exposure)
             images, veil = unveiled_inputs(images, task, self.exposure)
             gain *= max(veil, default=1.0)
+            images, haze = dehazed_inputs(images, task, self.exposure, over)
         deblurred = any(np.ndim(p) > 0 or p > 0 for p in psfs)  # a sigma, or an elliptic PSF's covariance
         quality = min((q for q in qualities if q > 0), default=0)
-        return Restored(images, gain, quality, deblurred, rule, tuple(veil))
+        return Restored(images, gain, quality, deblurred, rule, tuple(veil), tuple(haze))
 
     @torch.no_grad()
     def correct(self, images: list[Image], task: Task) -> list[Image]:

@@ -68,14 +68,22 @@ def airlight(x: np.ndarray, dark: np.ndarray, top: float = 0.001) -> np.ndarray:
 def dehaze_dcp(image: np.ndarray, omega: float = 0.95, t0: float = 0.1) -> Image:
     """Dark channel prior dehazing (He, Sun & Tang, CVPR 2009) with guided-filter transmission."""
     x = check_image(image)
+    return scene_radiance(x, *dcp_transmission(x, omega, t0))
+
+
+def dcp_transmission(x: np.ndarray, omega: float = 0.95, t0: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """He et al.'s airlight A ((C,) or ()) and transmission t ((H, W), at least t0) of an image."""
     a = airlight(x, dark_channel(x))
     # He et al. Eq. (12): t = 1 - omega * dark(I / A); omega < 1 keeps a trace of haze for depth cues.
     t = 1.0 - omega * dark_channel(x / a)
     # Soft matting replaced by the guided filter (He et al. 2010, Sect. 4.3: r = 60 at 600 px, eps 1e-4).
     r = max(8, min(x.shape[:2]) // 8)
-    t = np.clip(guided_filter(to_gray(x), t, r, 1e-4), t0, 1.0)
+    return a, np.clip(guided_filter(to_gray(x), t, r, 1e-4), t0, 1.0)
+
+
+def scene_radiance(x: np.ndarray, a: np.ndarray, t: np.ndarray) -> Image:
+    """He et al. Eq. (22): J = (I - A) / t + A, t (H, W) already at least t0; clipped to [0, 1]."""
     t = t[..., None] if x.ndim == 3 else t
-    # He et al. Eq. (22): J = (I - A) / max(t, t0) + A.
     return np.clip((x - a) / t + a, 0.0, 1.0).astype(np.float32)
 
 
