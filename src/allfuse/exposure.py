@@ -539,16 +539,17 @@ def unveiled_inputs(
 
 def over_exposed(images: Sequence[Image], cfg: ExposureConfig) -> list[bool]:
     """Whether each input has more than `stretch_clipped` of its luminance at 0.99 or above."""
-    return [luma_range(im, cfg)[2] for im in images]
+    return [bool(np.mean(to_gray(np.asarray(im, np.float32)) >= 0.99) > cfg.stretch_clipped) for im in images]
 
 
 def haze_weight(im: Image, task: str, cfg: ExposureConfig) -> float:
     """The weight of the dark-channel dehazing of this input (module doc, "Haze left"): 0.0 when the task
     has none or the input is gray (the prior is one of colour scenes: a gray picture of a pale surface has a
     high floor), else its dark-channel floor (dark_floor) ramped from dehaze_dark[0] to dehaze_dark[1]."""
-    if task not in cfg.dehaze_dark or not is_color(np.asarray(im)):
+    if task not in cfg.dehaze_dark:
         return 0.0
-    return ramp(dark_floor(im), *cfg.dehaze_dark[task])
+    x = veil_copy(im)  # both read at a long side of at most 512 px
+    return ramp(dark_floor(x), *cfg.dehaze_dark[task]) if is_color(x) else 0.0
 
 
 def dehaze(im: Image, weight: float) -> Image:
