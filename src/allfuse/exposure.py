@@ -449,7 +449,7 @@ def luma_range(im: Image, cfg: ExposureConfig) -> tuple[float, float, bool]:
     whether more than `stretch_clipped` of it sits at 0.99 or above (over-exposed)."""
     g = np.asarray(to_gray(np.asarray(im, np.float32)))
     black, white = np.percentile(g, (100.0 - cfg.percentile, cfg.percentile))
-    return float(white - black), float(g.mean()), bool(np.mean(g >= 0.99) > cfg.stretch_clipped)
+    return float(white - black), float(g.mean()), is_clipped(g, cfg)
 
 
 def stretch_by(r: float, w: float, task: str, cfg: ExposureConfig, index: int) -> tuple[float, float]:
@@ -539,7 +539,12 @@ def unveiled_inputs(
 
 def over_exposed(images: Sequence[Image], cfg: ExposureConfig) -> list[bool]:
     """Whether each input has more than `stretch_clipped` of its luminance at 0.99 or above."""
-    return [bool(np.mean(to_gray(np.asarray(im, np.float32)) >= 0.99) > cfg.stretch_clipped) for im in images]
+    return [is_clipped(np.asarray(to_gray(np.asarray(im, np.float32))), cfg) for im in images]
+
+
+def is_clipped(gray: np.ndarray, cfg: ExposureConfig) -> bool:
+    """Whether more than `stretch_clipped` of a luminance image sits at 0.99 or above (over-exposed)."""
+    return bool(np.mean(gray >= 0.99) > cfg.stretch_clipped)
 
 
 def haze_weight(im: Image, task: str, cfg: ExposureConfig) -> float:
