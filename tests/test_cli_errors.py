@@ -77,6 +77,8 @@ BEFORE_THE_MODEL = [
     (["--model", "allfuse-ditfuse", "--no-mirror"], "--no-mirror: allfuse-ditfuse has no mirrored pass"),
     (["--method", "gff", "--no-pick"], "--no-pick applies to models"),
     (["--model", "allfuse-ditfuse", "--no-pick"], "--no-pick: allfuse-ditfuse has no detail pick"),
+    (["--method", "gff", "--no-washout"], "--no-washout applies to models"),
+    (["--model", "allfuse-ditfuse", "--no-washout"], "--no-washout: allfuse-ditfuse has no washed-out"),
     (["--method", "gff", "--prompt", "sharper"], "--prompt needs a model"),
     (["--method", "gff", "--model", "allfuse-reg"], "give --model or --method, not both"),
     (["--skip-existing"], "--skip-existing resumes a batch"),

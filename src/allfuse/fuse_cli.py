@@ -141,6 +141,13 @@ def add_fuse_parser(sub: argparse._SubParsersAction) -> None:
         "where it is stronger (allfuse.pick)",
     )
     p.add_argument(
+        "--no-washout",
+        action="store_true",
+        default=None,
+        help="infrared + visible: keep the fusion's own fine detail where the visible image is near white "
+        "instead of moving it toward the infrared image's (allfuse.washout)",
+    )
+    p.add_argument(
         "--device",
         default=None,
         help="where the model runs: cpu (default), cuda, cuda:1, mps, ...",
@@ -240,6 +247,7 @@ MODEL_ONLY = (
     ("--no-gate", "no_gate"),
     ("--no-mirror", "no_mirror"),
     ("--no-pick", "no_pick"),
+    ("--no-washout", "no_washout"),
 )
 
 
@@ -295,6 +303,7 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
         ("--no-gate", "no_gate", "gate"),
         ("--no-mirror", "no_mirror", "mirrored pass"),
         ("--no-pick", "no_pick", "detail pick"),
+        ("--no-washout", "no_washout", "washed-out visible step"),
     ):
         if getattr(args, key) and cfg.arch == "joint":
             raise CliError(f"{flag}: {model} has no {stage} (allfuse-reg and allfuse-fm have one)")
@@ -352,6 +361,10 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
             line = pick_line(pipe, images, task, *stages, gate=not args.no_gate)
             if line:
                 print(line)
+        if args.verbose and cfg.arch != "joint" and not args.no_washout:
+            line = washout_line(pipe, images, task, *stages)
+            if line:
+                print(line)
         if args.verbose and cfg.arch != "joint":
             line = guard_line(pipe, images, task, *stages)
             if line:
@@ -369,6 +382,7 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
                 "gate": not args.no_gate,
                 "mirror": not args.no_mirror,
                 "pick": not args.no_pick,
+                "washout": not args.no_washout,
             }
         )
         out = pipe(
@@ -633,6 +647,36 @@ def pick_line(
         f"{high:g}), exposure gain {gain:.2f} (full up to {PICK_GAIN[0]:g}, none from {PICK_GAIN[1]:g}): "
         f"takes {share:.0%} of the rule {pipe.rule_label(seen.rule_weight, task)}'s fine detail where it is "
         "stronger than the model's"
+    )
+
+
+def washout_line(
+    pipe,
+    images: list[np.ndarray],
+    task: str,
+    deblur: bool,
+    destripe: bool,
+    exposure: bool,
+    denoise: bool = True,
+    deblock: bool = True,
+) -> str:
+    """`-v`'s account of the washed-out visible step (allfuse.washout) for an infrared + visible pair (""
+    for other tasks)."""
+    from allfuse.exposure import dark_floor
+    from allfuse.washout import BRIGHT, FLOOR, washed_level, washed_share
+
+    images, _, task = pipe.prepare(images, task)
+    if task != "vif" or len(images) != 2:
+        return ""
+    seen = pipe.stages.restore_gain(images, task, deblur, True, destripe, exposure, denoise, deblock)
+    visible = seen.images[1]
+    weight = washed_level(visible) * pipe.pick_strength(seen.images, seen.gain)
+    floor = dark_floor(visible)
+    return (
+        f"washed-out visible (vif): the visible image's dark-channel floor {floor:.2f} (none up "
+        f"to {FLOOR[0]:g}, full from {FLOOR[1]:g}), {washed_share(visible):.0%} of it near white (luminance "
+        f"{BRIGHT[0]:g} to {BRIGHT[1]:g}): takes {weight:.0%} of the infrared image's fine detail there, "
+        "where it has its own"
     )
 
 

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from allfuse.baselines.pyramid import collapse_pyramid, laplacian_pyramid
+from allfuse.tiled import row_bands
 
 PICK_LEVELS = 4  # finest Laplacian bands taken by max-abs; the base (1/16 of the size) stays the model's
 PICK_NOISE = (2.0, 3.5)  # restored inputs' noise (1/255): full pick up to the first, none from the second
@@ -54,13 +55,8 @@ def pick_detail(
         raise ValueError(f"model fusion {m.shape} and rule fusion {r.shape} differ in size")
     if levels < 1 or strength <= 0:
         return m.copy()
-    h, w = m.shape[:2]
-    step = 2**levels
-    rows = h if not band_pixels or h * w <= band_pixels else max(step, band_pixels // w // step * step)
     out = np.empty_like(m)
-    for y0 in range(0, h, rows):
-        y1 = min(h, y0 + rows)
-        a, b = max(0, y0 - MARGIN), min(h, y1 + MARGIN)
+    for y0, y1, a, b in row_bands(*m.shape[:2], band_pixels, MARGIN, 2**levels):
         out[y0:y1] = _pick(m[a:b], r[a:b], levels, strength)[y0 - a : y1 - a]
     return out
 

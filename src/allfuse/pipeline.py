@@ -90,6 +90,7 @@ from allfuse.stages import InputStages, image_tensor
 from allfuse.tasks import CLASSICAL_DEFAULT, guess_task
 from allfuse.tiled import DEFAULT_TILE_PIXELS, ClassicalFn, LatentFn, check_tile_pixels, fuse_large
 from allfuse.types import TASKS, Image, Task
+from allfuse.washout import infrared_detail
 
 SAMPLERS: tuple[str, ...] = get_args(SamplerKind)
 # Multi-focus inputs are one exposure of one scene: defocus moves light within a blur disc and keeps each
@@ -104,6 +105,9 @@ MEAN_TASKS: tuple[str, ...] = ("mff",)
 # second encoder, DiT and decoder pass at the work size (at most 512 px by default).
 MIRROR = True
 PICK = True  # the detail pick after the latent path (allfuse.pick); __call__'s `pick`
+# the infrared detail where the visible image is washed out, last step of an infrared + visible fusion of
+# two images (allfuse.washout); __call__'s `washout`
+WASHOUT = True
 # A pair with an input deblocked at this JPEG quality or lower is fused by the latent path alone, whatever
 # the gate measures; a deconvolved one gets no blend (FusionPipeline.gate_decision).
 REPAIRED_JPEG = 50
@@ -158,6 +162,8 @@ class FusionPipeline:
         self.mirror: bool = MIRROR
         # the detail pick between the latent path's fusion and the teacher's rule's (PICK; __call__'s `pick`)
         self.pick: bool = PICK
+        # the infrared detail where the visible image is washed out (WASHOUT; __call__'s `washout`)
+        self.washout: bool = WASHOUT
 
     @classmethod
     def from_pretrained(
@@ -304,6 +310,7 @@ class FusionPipeline:
         deblock: bool = True,
         mirror: bool | None = None,
         pick: bool | None = None,
+        washout: bool | None = None,
     ) -> Image:
         """Fuse >= 2 same-size images; gray output when every input is gray.
 
@@ -352,7 +359,12 @@ class FusionPipeline:
         pipeline's default (`self.mirror`).
         pick: after the latent path, take the teacher's rule's fusion's fine detail wherever it is stronger
         than the model's, unless the restored inputs measure noisy or the exposure stage brightened them
-        (allfuse.pick); None = the pipeline's default (`self.pick`)."""
+        (allfuse.pick); None = the pipeline's default (`self.pick`).
+        washout: last, for an infrared + visible pair (infrared first), move the output's fine luminance
+        detail toward the infrared image's where the visible image is near white (glare, snow, an
+        over-exposed sky) and the infrared image has detail of its own, scaled by how washed out the
+        visible image is as a whole (its dark-channel floor) and by the pick's noise and gain guard
+        (allfuse.washout); None = the pipeline's default (`self.washout`)."""
         images, colour, task = self.prepare(images, task)
         check_options(steps, sampler, tile, work_side, tile_pixels)
         restored = self.stages.restore_gain(
@@ -362,23 +374,29 @@ class FusionPipeline:
         weight = self.gate_decision(images, task, restored.deblocked, restored.deblurred)[1] if gate else 0.0
         limit = DEFAULT_TILE_PIXELS if tile_pixels is None else tile_pixels
         noisy = self.noisy_rule(restored.rule_weight)
+        washout = (self.washout if washout is None else washout) and task == "vif" and len(images) == 2
+        pick = (self.pick if pick is None else pick) and weight < 1.0
+        # how far the restored inputs' fine detail is trusted: the detail pick's weight and the washout's
+        trust = self.pick_strength(images, gain) if pick or washout else 0.0
         if weight >= 1.0:
             out = rule_fusion(images, task, limit, noisy)
+            out = infrared_detail(out, images, limit, trust) if washout else out
             return out if colour else to_gray(out)
         prompt_text = self.build_prompt(prompt, task) if self.text is not None else None
         latent = self.latent_fn(prompt_text, steps, sampler, seed, tile)
         mirror = self.mirror if mirror is None else mirror
         out = self.run_path(images, task, latent, refine, work_side, tile_pixels, mirror)
         rule = None
-        strength = self.pick_strength(images, gain) if (self.pick if pick is None else pick) else 0.0
-        if strength > 0:  # the detail pick (allfuse.pick)
+        if pick and trust > 0:  # the detail pick (allfuse.pick)
             rule = rule_fusion(images, task, limit, noisy)
-            out = pick_detail(out, rule, strength=strength, band_pixels=limit)
+            out = pick_detail(out, rule, strength=trust, band_pixels=limit)
         if task in self.mean_tasks:
             out = keep_mean(out, images)
         if weight > 0.0:  # the gate's blend (allfuse.gate): a mix of the two fusions
             rule = rule_fusion(images, task, limit, noisy) if rule is None else rule
             out = (1.0 - weight) * out + weight * rule
+        if washout:  # the infrared's detail where the visible image is washed out (allfuse.washout)
+            out = infrared_detail(out, images, limit, trust)
         return out if colour else to_gray(out)
 
     def restore_inputs(

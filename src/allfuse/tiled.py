@@ -51,6 +51,17 @@ TileFn = Callable[[int, int, int, int], Tensor]  # (y0, y1, x0, x1) -> (1, 3, y1
 ClassicalFn = Callable[[list[np.ndarray]], np.ndarray]  # input tiles -> the classical source of their fusion
 
 
+def row_bands(h: int, w: int, band_pixels: int, margin: int, step: int = 1) -> Iterator[tuple[int, ...]]:
+    """Bands of rows for a whole-image filter run in bounded memory: (y0, y1, a, b) per band, rows y0:y1
+    its own and a:b the rows it is computed on (margin rows of context each side, cut at the image's
+    edges). One band of all h rows when band_pixels is 0 or h x w <= band_pixels; otherwise bands of about
+    band_pixels pixels, a multiple of `step` rows (a pyramid's 2**levels)."""
+    rows = h if not band_pixels or h * w <= band_pixels else max(step, band_pixels // w // step * step)
+    for y0 in range(0, h, rows):
+        y1 = min(h, y0 + rows)
+        yield y0, y1, max(0, y0 - margin), min(h, y1 + margin)
+
+
 def check_tile_pixels(tile_pixels: int | None) -> None:
     """Refuse a tile size below 64 x 64 px (0 = never tile, None = the default)."""
     if tile_pixels is not None and tile_pixels != 0 and tile_pixels < MIN_TILE_SIDE**2:
