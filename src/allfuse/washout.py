@@ -100,8 +100,8 @@ def infrared_detail(
 
 def lowpass(y: np.ndarray) -> np.ndarray:
     """G_s * y for the band (s = BAND_SIGMA), taken at a quarter of the size: y padded by reflection to a
-    multiple of LOW_STEP, area-downscaled by LOW_STEP, blurred by BAND_SIGMA / LOW_STEP, bilinear back (at 1024²
-    a fortieth of the full-size blur's time; on a random image a mean difference below 1/1000)."""
+    multiple of LOW_STEP, area-downscaled by LOW_STEP, blurred by BAND_SIGMA / LOW_STEP, bilinear back
+    (at 1024² a fortieth of the full-size blur's time; on a random image a mean difference below 1/1000)."""
     h, w = y.shape
     k = LOW_STEP
     padded = cv2.copyMakeBorder(y, 0, -h % k, 0, -w % k, cv2.BORDER_REFLECT_101)
