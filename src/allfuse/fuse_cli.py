@@ -650,25 +650,17 @@ def pick_line(
     )
 
 
-def washout_line(
-    pipe,
-    images: list[np.ndarray],
-    task: str,
-    deblur: bool,
-    destripe: bool,
-    exposure: bool,
-    denoise: bool = True,
-    deblock: bool = True,
-) -> str:
+def washout_line(pipe, images: list[np.ndarray], task: str, *stages: bool) -> str:
     """`-v`'s account of the washed-out visible step (allfuse.washout) for an infrared + visible pair (""
-    for other tasks)."""
+    for other tasks); `stages`: the deblurring, stripe-removal, exposure, denoising and deblocking flags,
+    as guard_line takes them."""
     from allfuse.exposure import dark_floor
     from allfuse.washout import BRIGHT, FLOOR, washed_level, washed_share
 
     images, _, task = pipe.prepare(images, task)
     if task != "vif" or len(images) != 2:
         return ""
-    seen = pipe.stages.restore_gain(images, task, deblur, True, destripe, exposure, denoise, deblock)
+    seen = pipe.stages.restore_gain(images, task, stages[0], True, *stages[1:])
     visible = seen.images[1]
     weight = washed_level(visible) * pipe.pick_strength(seen.images, seen.gain)
     floor = dark_floor(visible)
