@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 TASK_ORDER = ("vif", "mef", "mff")
@@ -47,6 +46,11 @@ def margins(run: dict, model: str, against: str = "best") -> dict[str, dict[str,
     return out
 
 
+def lost_counts(m: dict[str, dict[str, dict[str, float]]]) -> dict[str, tuple[int, int]]:
+    """task -> (families lost at either strength, margin <= 0 as in bench/quality.py; families)."""
+    return {t: (sum(min(v.values()) <= 0 for v in fams.values()), len(fams)) for t, fams in m.items()}
+
+
 def table(m: dict[str, dict[str, dict[str, float]]]) -> list[str]:
     """The markdown rows: families in first-seen order, tasks in TASK_ORDER, '—' where a task has no such
     family; a loss (margin <= 0) in bold."""
@@ -67,9 +71,8 @@ def table(m: dict[str, dict[str, dict[str, float]]]) -> list[str]:
 
     lines = ["| family | " + " | ".join(t.upper() for t in tasks) + " |", "|---|" + "---:|" * len(tasks)]
     lines += [f"| {f} | " + " | ".join(cell(t, f) for t in tasks) + " |" for f in families]
-    lost = [sum(min(v.values()) <= 0 for v in m[t].values()) for t in tasks]
-    counts = (f"{n} of {len(m[t])}" for n, t in zip(lost, tasks, strict=True))
-    lines.append("| families lost | " + " | ".join(counts) + " |")
+    counts = lost_counts(m)
+    lines.append("| families lost | " + " | ".join(f"{counts[t][0]} of {counts[t][1]}" for t in tasks) + " |")
     return lines
 
 
@@ -96,9 +99,9 @@ def overview(run: dict, model: str) -> list[str]:
     """One line per figure of a run's verdict: families lost against the best chain and against the best
     chain with the teacher's rule, and per task the mean Qabf over all cells against the best single
     chain's (the `over all` INFO lines of bench/quality.py)."""
-    lost = {a: table(margins(run, model, a))[-1] for a in ("best", "rule")}
-    total = {a: sum(int(n) for n in re.findall(r"(\d+) of \d+", row)) for a, row in lost.items()}
-    n = sum(int(k) for k in re.findall(r"\d+ of (\d+)", lost["best"]))
+    counts = {a: lost_counts(margins(run, model, a)).values() for a in ("best", "rule")}
+    total = {a: sum(lost for lost, _ in c) for a, c in counts.items()}
+    n = sum(fams for _, fams in counts["best"])
     lines = [
         f"{model}: {total['best']} of {n} families lost to the best chain, {total['rule']} to the best "
         "chain with the teacher's rule"
