@@ -163,14 +163,15 @@ def denoise_cost(pairs: dict[int, list[np.ndarray]], repeats: int) -> list[str]:
     measuring plus denoising a copy with Gaussian noise that measures about 8/255 where the stage measures
     it, at a long side of 512 px (std 8/255 x side / 512 at full size: what a noisy pair pays)."""
     from allfuse.denoise import denoise_inputs
-    from allfuse.model_folder import load_denoise, resolve_model_folder
+    from allfuse.model_folder import load_denoise, load_denoiser, resolve_model_folder
 
     def noisy(ims: list[np.ndarray], size: int) -> list[np.ndarray]:
         rng, std = np.random.default_rng(0), 8 / 255 * max(1.0, size / 512)
         return [np.clip(x + rng.normal(0, std, x.shape), 0, 1).astype(np.float32) for x in ims]
 
-    cfg = load_denoise(resolve_model_folder("allfuse-reg"))
-    cells = stage_cost(pairs, repeats, noisy, lambda ims: denoise_inputs(ims, "vif", cfg), "denoising")
+    folder = resolve_model_folder("allfuse-reg")
+    cfg, net = load_denoise(folder), load_denoiser(folder)
+    cells = stage_cost(pairs, repeats, noisy, lambda ims: denoise_inputs(ims, "vif", cfg, net), "denoising")
     return ["Denoising stage alone (allfuse-reg's settings, the pair as infrared + visible): " + cells[0]]
 
 

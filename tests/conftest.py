@@ -1,4 +1,5 @@
-"""Shared fixtures: the real benchmark pairs in ../shared/data, skipped when absent (a user's machine)."""
+"""Shared fixtures: the real benchmark pairs in ../shared/data, skipped when absent (a user's machine), and
+a tiny exported DiT."""
 
 from pathlib import Path
 
@@ -14,3 +15,19 @@ def shared_data() -> Path:
     if not data.is_dir():
         pytest.skip("../shared/data is absent (real benchmark pairs are only on the developers' machines)")
     return data
+
+
+@pytest.fixture(scope="module")
+def dit_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny exported DiT (two training steps) for runs that train a part behind one (test_correct.py has
+    its own, trained on a data folder)."""
+    from test_train_loop import TINY
+
+    from allfuse.cli import main
+    from allfuse.train.config import load_train_config
+    from allfuse.train.loop import train
+
+    tmp = tmp_path_factory.mktemp("dit")
+    train(load_train_config("tiny-reg", [*TINY, f"out_dir={tmp / 'run'}", "max_steps=2"]))
+    assert main(["export", str(tmp / "run"), str(tmp / "model")]) == 0
+    return tmp / "model"

@@ -9,12 +9,9 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_train_loop import TINY
 
 from allfuse.models.refine import MIX_PRIOR, Refiner, RefinerConfig, widen_state_dict
 from allfuse.ops import gaussian_blur
-from allfuse.train.config import load_train_config
-from allfuse.train.loop import train
 from allfuse.train.refine import RefineTrainConfig, train_refiner
 
 
@@ -202,16 +199,6 @@ def test_xy_gradient_loss_sees_edge_orientation_that_magnitude_misses() -> None:
     assert refine_loss(step, step, 1.0, "xy")[1]["loss"] == 0
     with pytest.raises(ValueError, match="grad_mode"):
         RefineTrainConfig(model="m", grad_mode="laplace")
-
-
-@pytest.fixture(scope="module")
-def dit_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from allfuse.cli import main
-
-    tmp = tmp_path_factory.mktemp("dit")
-    train(load_train_config("tiny-reg", [*TINY, f"out_dir={tmp / 'run'}", "max_steps=2"]))
-    assert main(["export", str(tmp / "run"), str(tmp / "model")]) == 0
-    return tmp / "model"
 
 
 def _cfg(model: Path, out: Path) -> RefineTrainConfig:

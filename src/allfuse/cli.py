@@ -169,6 +169,42 @@ def _add_train_stages(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_train_denoiser(sub: argparse._SubParsersAction) -> None:
+    from allfuse.config import describe_fields
+    from allfuse.train.denoiser import DenoiseTrainConfig
+
+    keys = "\n".join("  " + line for line in describe_fields(DenoiseTrainConfig()))
+    p = sub.add_parser(
+        "train-denoiser",
+        help="train the denoising stage's network on clean images (resumes from OUT)",
+        description="Train the learned denoiser on synthetic noise over the clean images under the `data` "
+        "folders (validation pairs of a splits.json left out), e.g. data='[../shared/data]' max_steps=5000. "
+        "Settings are key=value overrides, dotted for nested fields, as for `allfuse train`.",
+        epilog=f"keys and defaults:\n{keys}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("out", type=Path, help="run folder (checkpoints, log.csv, val.jsonl)")
+    p.add_argument("overrides", nargs="*", help="key=value settings (listed below)")
+    p.add_argument("--config", default=None, help="a YAML file of the same keys, applied before overrides")
+    p.add_argument("--until", type=int, default=None, help="stop (checkpointed) at this step")
+    p.set_defaults(func=cmd_train_denoiser)
+
+
+def cmd_train_denoiser(args: argparse.Namespace) -> int:
+    """Train (or resume) a denoiser run."""
+    from allfuse.config import load_config
+    from allfuse.train.denoiser import DenoiseTrainConfig, train_denoiser
+
+    try:
+        base = DenoiseTrainConfig(out_dir=str(args.out))
+        cfg = load_config(DenoiseTrainConfig, base, args.config, args.overrides)
+        out = train_denoiser(cfg, until=args.until)
+    except (FileNotFoundError, KeyError, TypeError, ValueError) as e:
+        raise CliError(str(e).strip("'\"")) from None
+    print(f"run folder: {out}")
+    return 0
+
+
 def cmd_train_stage(args: argparse.Namespace) -> int:
     """Train (or resume) a refiner or corrector run."""
     from allfuse.config import load_config
@@ -227,6 +263,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     step = saved.state.get("step", "?")
     if saved.config.get("kind") == "corrector":
         return export_corrector(saved, weights, dtype, args)
+    if saved.config.get("kind") == "denoiser":
+        return export_denoiser(saved, weights, dtype, args)
     if args.tasks is not None:
         raise CliError("--tasks belongs to a corrector run's export (the tasks it is applied to)")
     if saved.config.get("kind") == "refiner":
@@ -282,6 +320,26 @@ def export_gate(args: argparse.Namespace) -> int:
         raise CliError(str(e)) from None
     note = f"; the folder's gates for {', '.join(kept)} stay" if kept else ""
     print(f"exported the gate of {args.run} ({fitted}) -> {folder}{note}")
+    return 0
+
+
+def export_denoiser(saved, weights: dict, dtype, args: argparse.Namespace) -> int:
+    """Add a denoiser run's network to an existing model folder (denoiser.safetensors + denoiser.json)."""
+    from allfuse.model_folder import save_denoiser
+    from allfuse.models.denoiser import Denoiser
+    from allfuse.train.denoiser import DenoiseTrainConfig
+
+    if args.tasks is not None or args.work_side is not None:
+        raise CliError("--tasks and --work-side do not apply to a denoiser run (denoise.json's tasks do)")
+    dcfg = DenoiseTrainConfig.from_dict(saved.config)
+    net = Denoiser(dcfg.denoiser)
+    net.load_state_dict(weights)
+    step = saved.state.get("step", "?")
+    try:
+        folder = save_denoiser(net, args.out, dtype=dtype, info={"step": step, **dcfg.to_dict()})
+    except (FileNotFoundError, ValueError) as e:
+        raise CliError(str(e)) from None
+    print(f"exported denoiser step {step} ({args.weights}, {args.dtype}) of {saved.path} -> {folder}")
     return 0
 
 
@@ -381,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     add_train_tokenizer_parser(sub)
     _add_train_stages(sub)
+    _add_train_denoiser(sub)
     _add_export(sub)
     _add_serve(sub)
     return parser

@@ -103,11 +103,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from allfuse.color import to_gray
+from allfuse.models.denoiser import Denoiser
 from allfuse.types import TASKS, Image, TaskStageConfig
 
 TILE = 512  # px: side of the tiles large inputs are filtered in (denoise_image)
+NET_MARGIN = 32  # px around a learned denoiser tile: the network reaches 31 px (allfuse.models.denoiser)
+METHODS = ("nlm", "net")  # the stage's filters: non-local means, the learned denoiser
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,8 @@ class DenoiseConfig(TaskStageConfig):
     # same strength for every pair (older denoise.json files)
     strength: float = 0.8
     pair_strength: float = 0.0
+    # the filter (module doc, "Filter"): "nlm" non-local means, "net" the model folder's learned denoiser
+    method: str = "nlm"
 
     def __post_init__(self) -> None:
         from allfuse.baselines.registry import FUSIONS
@@ -138,11 +144,13 @@ class DenoiseConfig(TaskStageConfig):
         chroma_ok = self.chroma_low == self.chroma_high == 0 or 0 < self.chroma_low < self.chroma_high
         rule_ok = (not self.rule or self.rule in FUSIONS) and 0 < self.rule_low < self.rule_high
         rule_ok = rule_ok and self.strength > 0 and self.pair_strength >= 0
+        rule_ok = rule_ok and self.method in METHODS
         if not 0 < self.low < self.high or not chroma_ok or not rule_ok or not set(self.tasks) <= set(TASKS):
             raise ValueError(
                 f"bad denoise config: need 0 < low < high and 0 < chroma_low < chroma_high, or both 0 (noise "
                 f'stds in 1/255 steps), a rule among {", ".join(FUSIONS)} (or "") with 0 < rule_low < '
-                f"rule_high, strength > 0, pair_strength >= 0 and tasks among {', '.join(TASKS)}: {self}"
+                f"rule_high, strength > 0, pair_strength >= 0, a method among {', '.join(METHODS)} and tasks "
+                f"among {', '.join(TASKS)}: {self}"
             )
 
     @property
@@ -268,15 +276,49 @@ def filter_strength(weights: Sequence[float], cfg: DenoiseConfig) -> float:
     return cfg.strength + min(weights) * (cfg.pair_strength - cfg.strength)
 
 
-def denoise_inputs(images: Sequence[Image], task: str, cfg: DenoiseConfig) -> tuple[list[Image], list[float]]:
-    """The inputs, each one that measures noisy moved toward its non-local-means result (denoise_images, at
-    filter_strength) by its weight (the same array when its weight is 0); and the weights."""
+@torch.no_grad()
+def denoise_net_images(net: Denoiser, images: Sequence[Image], tile: int = TILE) -> list[Image]:
+    """The learned denoiser (allfuse.models.denoiser) on each image, gray ones as three equal channels and
+    back. An image larger than `tile` px a side runs in tiles, each with NET_MARGIN px of its surroundings
+    (beyond the network's reach) and starting on its pooling grid, so the result equals the whole image's
+    to float round-off, in bounded memory."""
+    from allfuse.tiled import as_batch
+
+    step = max(Denoiser.MULTIPLE, tile // Denoiser.MULTIPLE * Denoiser.MULTIPLE)
+    outs, device = [], next(net.parameters()).device
+    for image in images:
+        x = np.asarray(image, np.float32)
+        h, w = x.shape[:2]
+        out = np.empty((h, w, 3), np.float32)
+        for y0 in range(0, h, step):
+            for x0 in range(0, w, step):
+                y1, x1 = min(h, y0 + step), min(w, x0 + step)
+                top, left = max(0, y0 - NET_MARGIN), max(0, x0 - NET_MARGIN)
+                crop = x[top : min(h, y1 + NET_MARGIN), left : min(w, x1 + NET_MARGIN)]
+                y = net(as_batch(crop, device))[0].permute(1, 2, 0).float().cpu().numpy()
+                out[y0:y1, x0:x1] = y[y0 - top : y1 - top, x0 - left : x1 - left]
+        out = np.clip(out, 0.0, 1.0)
+        outs.append(out.mean(axis=2) if x.ndim == 2 else out)
+    return outs
+
+
+def denoise_inputs(
+    images: Sequence[Image], task: str, cfg: DenoiseConfig, net: Denoiser | None = None
+) -> tuple[list[Image], list[float]]:
+    """The inputs, each one that measures noisy moved toward its filtered result by its weight (the same
+    array when its weight is 0); and the weights. The filter: the learned denoiser `net` when cfg.method is
+    "net" (denoise_net_images), else non-local means (denoise_images, at filter_strength)."""
     weights = denoise_weights(images, task, cfg)
     noisy = [i for i, w in enumerate(weights) if w > 0.0]
     out = list(images)
     xs = [np.asarray(images[i], np.float32) for i in noisy]
-    k = filter_strength(weights, cfg)
-    for i, x, y in zip(noisy, xs, denoise_images(xs, strengths=[k] * len(xs)), strict=True):
+    if cfg.method == "net":
+        if net is None:
+            raise ValueError("denoise: the config's method is 'net' but no denoiser network was given")
+        filtered = denoise_net_images(net, xs)
+    else:
+        filtered = denoise_images(xs, strengths=[filter_strength(weights, cfg)] * len(xs))
+    for i, x, y in zip(noisy, xs, filtered, strict=True):
         w = np.float32(weights[i])
         out[i] = y if w == 1.0 else np.clip(x + w * (y - x), 0.0, 1.0)
     return out, weights

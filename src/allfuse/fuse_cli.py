@@ -499,7 +499,8 @@ def denoise_line(pipe, images: list[np.ndarray], task: str, destripe: bool, debl
     strength = filter_strength(weights, cfg)  # the pair's (allfuse.denoise, "Strength")
     for i, (noise, chroma, w) in enumerate(zip(noises, chromas, weights, strict=True)):
         colour = f" (colour {chroma:.1f}/255)" if cfg.chroma else ""
-        done = f"denoised ({w:.0%}, h = {strength:.2f} sigma)" if w else "kept"
+        how = "by the learned denoiser" if cfg.method == "net" else f"h = {strength:.2f} sigma"
+        done = f"denoised ({w:.0%}, {how})" if w else "kept"
         parts.append(f"input {i + 1} noise {noise:.1f}/255{colour}, {done}")
     limits = f"from {cfg.low:g}/255" + (f", colour noise from {cfg.chroma_low:g}/255" if cfg.chroma else "")
     share = rule_weight(checked, task, cfg)

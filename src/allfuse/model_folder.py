@@ -53,6 +53,7 @@ from allfuse.gate import GateConfig
 from allfuse.impulse import ImpulseConfig
 from allfuse.io import atomic_write_safetensors, atomic_write_text
 from allfuse.models.correct import Corrector, CorrectorConfig
+from allfuse.models.denoiser import Denoiser, DenoiserConfig
 from allfuse.models.joint import JointConfig
 from allfuse.models.refine import Refiner, RefinerConfig
 from allfuse.types import TASKS
@@ -65,6 +66,7 @@ PIPELINE_CLASS: dict[str, Arch] = {"FusionPipeline": "fusion", "JointPipeline": 
 CONFIG, WEIGHTS, TRAINING = "config.json", "model.safetensors", "training.json"
 REFINER_WEIGHTS, REFINER_CONFIG = "refiner.safetensors", "refiner.json"
 CORRECTOR_WEIGHTS, CORRECTOR_CONFIG = "corrector.safetensors", "corrector.json"
+DENOISER_WEIGHTS, DENOISER_CONFIG = "denoiser.safetensors", "denoiser.json"  # the denoising stage's network
 DEBLUR_CONFIG = "deblur.json"  # the blind deblurring stage (allfuse.deblur): a config, no weights
 DESTRIPE_CONFIG = "destripe.json"  # the stripe-removal stage (allfuse.destripe): a config, no weights
 IMPULSE_CONFIG = "impulse.json"  # the impulse-noise stage (allfuse.impulse): a config, no weights
@@ -72,7 +74,11 @@ EXPOSURE_CONFIG = "exposure.json"  # the exposure stage (allfuse.exposure): a co
 DENOISE_CONFIG = "denoise.json"  # the denoising stage (allfuse.denoise): a config, no weights
 DEBLOCK_CONFIG = "deblock.json"  # the JPEG deblocking stage (allfuse.deblock): a config, no weights
 GATE_CONFIG = "gate.json"  # the clean-input gate (allfuse.gate): a fitted logistic regression, no weights
-PARTS = {"refiner": (REFINER_CONFIG, REFINER_WEIGHTS), "corrector": (CORRECTOR_CONFIG, CORRECTOR_WEIGHTS)}
+PARTS = {
+    "refiner": (REFINER_CONFIG, REFINER_WEIGHTS),
+    "corrector": (CORRECTOR_CONFIG, CORRECTOR_WEIGHTS),
+    "denoiser": (DENOISER_CONFIG, DENOISER_WEIGHTS),
+}
 LATEST = "latest.json"  # a training run folder's pointer to its newest checkpoint (allfuse.train.checkpoint)
 
 
@@ -354,6 +360,20 @@ def save_part(
     record = read_training(folder) if (folder / TRAINING).is_file() else {}
     write_training(folder, {**record, part: info or {}})
     return folder
+
+
+def save_denoiser(
+    net: Denoiser, folder: str | os.PathLike, dtype: torch.dtype = torch.float32, info: dict | None = None
+) -> Path:
+    """Add a trained denoiser network to an existing model folder (denoiser.safetensors + denoiser.json; how
+    it was trained goes to training.json). The denoising stage uses it when its denoise.json says
+    "method": "net". Atomic."""
+    return save_part("denoiser", net, {"denoiser": net.cfg.to_dict()}, folder, dtype, info)
+
+
+def load_denoiser(folder: Path) -> Denoiser | None:
+    """The denoising stage's network of a model folder, or None when it has none."""
+    return load_part(folder, "denoiser", lambda values: Denoiser(DenoiserConfig.from_dict(values)))
 
 
 def load_refiner(folder: Path) -> Refiner | None:

@@ -57,6 +57,7 @@ from allfuse.model_folder import (
     load_deblock,
     load_deblur,
     load_denoise,
+    load_denoiser,
     load_destripe,
     load_exposure,
     load_gate,
@@ -71,6 +72,7 @@ from allfuse.model_folder import (
     save_deblock,
     save_deblur,
     save_denoise,
+    save_denoiser,
     save_destripe,
     save_exposure,
     save_gate,
@@ -80,6 +82,7 @@ from allfuse.model_folder import (
 )
 from allfuse.models import FusionDiT, JointDiT
 from allfuse.models.correct import Corrector
+from allfuse.models.denoiser import Denoiser
 from allfuse.models.joint import JointConfig
 from allfuse.models.refine import DampedRefiner, Refiner, classical_source, guard_weight
 from allfuse.pick import PICK_GAIN, PICK_NOISE, pick_detail
@@ -154,6 +157,8 @@ class FusionPipeline:
         self.denoise = denoise  # the denoising stage (allfuse.denoise), None = none
         self.deblock = deblock  # the JPEG deblocking stage (allfuse.deblock), None = none
         self.impulse = impulse  # the impulse-noise stage (allfuse.impulse), None = none
+        # the denoising stage's network (denoise.json's method "net"; allfuse.models.denoiser), None = none
+        self.denoiser: Denoiser | None = None
         # the refiner's noise guard, {task: (low, high, floor)} (refiner.json; refiner_weight)
         self.noise_guard: dict[str, tuple[float, ...]] = {}
         # tasks whose latent-path fusion keeps the restored inputs' mean colour (keep_mean); () = none
@@ -211,6 +216,7 @@ class FusionPipeline:
             pipe.destripe = load_destripe(folder)
             pipe.exposure = load_exposure(folder)
             pipe.denoise = load_denoise(folder)
+            pipe.denoiser = load_denoiser(folder)
             pipe.deblock = load_deblock(folder)
             pipe.impulse = load_impulse(folder)
             pipe.noise_guard = load_noise_guard(folder) if refiner is not None else {}
@@ -233,6 +239,8 @@ class FusionPipeline:
             save_exposure(self.exposure, folder)
         if self.denoise is not None:
             save_denoise(self.denoise, folder)
+        if self.denoiser is not None:
+            save_denoiser(self.denoiser, folder)
         if self.deblock is not None:
             save_deblock(self.deblock, folder)
         if self.impulse is not None:
@@ -250,7 +258,7 @@ class FusionPipeline:
         """Move the DiT, the refiner, the corrector and the tokenizer's networks to `device`; returns self."""
         device = torch.device(device)
         self.model.to(device)
-        for part in (self.refiner, self.corrector):
+        for part in (self.refiner, self.corrector, self.denoiser):
             if part is not None:
                 part.to(device)
         for part in vars(self.tok).values():  # a tokenizer's networks (KL-VAE, TAEF2, diffusers VAE)
@@ -427,6 +435,7 @@ class FusionPipeline:
             self.device,
             self.deblock,
             self.impulse,
+            self.denoiser,
         )
 
     def gate_inputs(

@@ -25,6 +25,7 @@ from allfuse.destripe import DestripeConfig, destripe_inputs
 from allfuse.exposure import ExposureConfig, dehazed_inputs, expose_inputs, over_exposed, unveiled_inputs
 from allfuse.impulse import ImpulseConfig, impulse_inputs
 from allfuse.models.correct import Corrector
+from allfuse.models.denoiser import Denoiser
 from allfuse.types import Image, Task
 
 
@@ -63,6 +64,7 @@ class InputStages:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # the corrector's
     deblock: DeblockConfig | None = None
     impulse: ImpulseConfig | None = None
+    denoiser: Denoiser | None = None  # the denoising stage's network, when its config's method is "net"
 
     @classmethod
     def from_folder(cls, name_or_path: str | os.PathLike) -> InputStages:
@@ -72,6 +74,7 @@ class InputStages:
             load_deblock,
             load_deblur,
             load_denoise,
+            load_denoiser,
             load_destripe,
             load_exposure,
             load_impulse,
@@ -88,6 +91,7 @@ class InputStages:
             corrector.eval().requires_grad_(False) if corrector is not None else None,
             deblock=load_deblock(folder),
             impulse=load_impulse(folder),
+            denoiser=load_denoiser(folder),
         )
 
     def restore(self, images: Sequence[Image], task: Task, *flags: bool, **named: bool) -> list[Image]:
@@ -126,7 +130,7 @@ class InputStages:
             images = destripe_inputs(images, task, self.destripe)
         if denoise and self.denoise is not None:
             rule = rule_weight(images, task, self.denoise)  # the noise the inputs reach the stage with
-            images = denoise_inputs(images, task, self.denoise)[0]
+            images = denoise_inputs(images, task, self.denoise, self.denoiser)[0]
         if exposure and self.exposure is not None:
             images, gain = expose_inputs(images, task, self.exposure)
             over = over_exposed(images, self.exposure)  # what the corrector gets over-exposed is not hazed
