@@ -1,4 +1,5 @@
-"""Denoising stage: non-local means on each input that measures noisy (pipeline.restore_inputs).
+"""Denoising stage: non-local means (or a learned denoiser) on each input that measures noisy
+(pipeline.restore_inputs).
 
 Beyond the papers. The DiT learned to remove the training generator's noise, and on exposure and focus
 pairs it does better than restoring first (bench/quality.py families: MEF noise above the `nlm+...` chains).
@@ -85,6 +86,16 @@ validation pairs, against every input at 0.8): `noise` Qabf +0.004 / +0.007 (ben
 higher. Reading the pair by the weights rather than by the luminance noise alone moved one family cell of
 bench/quality.py (3 pairs a cell, both generators): the bench's mild infrared + visible mix, 0.3053 -> 0.3095
 (RoadScene/FLIR_00006, whose visible image reads 4.0/255 on the luminance and 4.8 on chroma: h = 0.91 -> 0.6).
+
+Filter (`method`; the shipped models: "nlm"). "net" replaces non-local means by the model folder's learned
+denoiser (allfuse.models.denoiser, trained by allfuse.train.denoiser; denoiser.safetensors), on the same
+inputs at the same weights; `strength` and `pair_strength` are then unused. It is more faithful (PSNR +0.5 to
++2.1 dB over the better of the two non-local-means strengths in 11 of 12 cells of the bench's noise and low light,
+bench/denoiser.py) and raised the fusion's Qabf and VIF metric on the validation bench's mixed damage, but its
+smoother output raised BRISQUE and lowered SF there, and it lost Qabf on multi-exposure noise (the README's
+"allfuse train-denoiser"), so it is not the shipped default. Large inputs run in 512 px tiles, each with
+NET_MARGIN px of surroundings (beyond the network's reach) and on its pooling grid, so the result is the whole
+image's.
 
 Measured at 512 px, an input's noise is what the latent path (which runs at that side: refiner.json's
 work_side) sees: a 1024² image needs noise of about twice the std at full size to measure as noisy.
