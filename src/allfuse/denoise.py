@@ -90,12 +90,12 @@ bench/quality.py (3 pairs a cell, both generators): the bench's mild infrared + 
 Filter (`method`; the shipped models: "nlm"). "net" replaces non-local means by the model folder's learned
 denoiser (allfuse.models.denoiser, trained by allfuse.train.denoiser; denoiser.safetensors), on the same
 inputs at the same weights; `strength` and `pair_strength` are then unused. It is more faithful (PSNR +0.5 to
-+2.1 dB over the better of the two non-local-means strengths in 11 of 12 cells of the bench's noise and low light,
-bench/denoiser.py) and raised the fusion's Qabf and VIF metric on the validation bench's mixed damage, but its
-smoother output raised BRISQUE and lowered SF there, and it lost Qabf on multi-exposure noise (the README's
-"allfuse train-denoiser"), so it is not the shipped default. Large inputs run in 512 px tiles, each with
-NET_MARGIN px of surroundings (beyond the network's reach) and on its pooling grid, so the result is the whole
-image's.
++2.1 dB over the better of the two non-local-means strengths in 11 of 12 cells of the bench's noise and low
+light, bench/denoiser.py) and raised the fusion's Qabf and VIF metric on the validation bench's mixed damage,
+but its smoother output raised BRISQUE and lowered SF there, and it lost Qabf on multi-exposure noise (the
+README's "allfuse train-denoiser"), so it is not the shipped default. Large inputs run in 512 px tiles, each
+with NET_MARGIN px of surroundings (beyond the network's reach) and on its pooling grid, so the result is the
+whole image's.
 
 Measured at 512 px, an input's noise is what the latent path (which runs at that side: refiner.json's
 work_side) sees: a 1024² image needs noise of about twice the std at full size to measure as noisy.
