@@ -16,6 +16,7 @@ from test_refine import latest_weights
 
 from allfuse.denoise import DenoiseConfig, denoise_inputs, denoise_net_images
 from allfuse.models.denoiser import Denoiser, DenoiserConfig
+from allfuse.stages import InputStages
 from allfuse.train.denoiser import DenoiseTrainConfig, sample_batch, synth_noise, train_denoiser
 
 
@@ -98,7 +99,7 @@ def _cfg(data: Path, out: Path) -> DenoiseTrainConfig:
 
 
 def test_a_denoiser_run_resumes_exactly_and_ships_in_the_model_folder(
-    dit_folder: Path, tmp_path: Path
+    dit_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     from allfuse.cli import main
     from allfuse.pipeline import FusionPipeline
@@ -132,6 +133,24 @@ def test_a_denoiser_run_resumes_exactly_and_ships_in_the_model_folder(
         torch.testing.assert_close(v, a[k].float(), msg=k)
     again = FusionPipeline.from_pretrained(pipe.save_pretrained(tmp_path / "again"))
     torch.testing.assert_close(again.denoiser.state_dict(), pipe.denoiser.state_dict())
+    cfg = {"denoise": {**DenoiseConfig(method="net").to_dict()}}
+    (model / "denoise.json").write_text(json.dumps(cfg))
+    pipe = FusionPipeline.from_pretrained(model)
+    assert pipe.denoise.method == "net" and InputStages.from_folder(model).denoiser is not None
+    clean = resized_photo("camera", 48)
+    paths = [tmp_path / "ir.png", tmp_path / "vis.png"]
+    noisy = clean + np.random.default_rng(0).normal(0, 12 / 255, clean.shape)
+    for path, x in zip(paths, (clean, noisy), strict=True):
+        PILImage.fromarray(np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)).save(path)
+    out = str(tmp_path / "f.png")
+    assert main(["fuse", *map(str, paths), "-o", out, "--model", str(model), "--task", "vif", "-v"]) == 0
+    said = capsys.readouterr().out
+    assert "kept; input 2 noise" in said and "denoised (100%, by the learned denoiser)" in said
+    (model / "denoiser.safetensors").rename(tmp_path / "away.safetensors")  # the network gone: refused
+    for load in (FusionPipeline.from_pretrained, InputStages.from_folder):
+        with pytest.raises(ValueError, match=r"denoise\.json: method 'net' needs the learned denoiser"):
+            load(model)
+    (tmp_path / "away.safetensors").rename(model / "denoiser.safetensors")
     (model / "denoiser.json").write_text('{"denoiser": {"width": 4, "deep": 1}}')
     with pytest.raises(ValueError, match=r"denoiser\.json"):
         FusionPipeline.from_pretrained(model)

@@ -376,6 +376,17 @@ def load_denoiser(folder: Path) -> Denoiser | None:
     return load_part(folder, "denoiser", lambda values: Denoiser(DenoiserConfig.from_dict(values)))
 
 
+def load_denoising(folder: Path) -> tuple[DenoiseConfig | None, Denoiser | None]:
+    """The denoising stage's config and network; a config whose method is "net" without the network is a
+    ValueError naming the folder's denoise.json."""
+    cfg, net = load_denoise(folder), load_denoiser(folder)
+    if cfg is not None and cfg.method == "net" and net is None:
+        raise ValueError(
+            f"{folder / DENOISE_CONFIG}: method 'net' needs the learned denoiser, {DENOISER_WEIGHTS}"
+        )
+    return cfg, net
+
+
 def load_refiner(folder: Path) -> Refiner | None:
     """The refiner of a model folder, or None when it has none."""
     return load_part(folder, "refiner", lambda values: Refiner(RefinerConfig.from_dict(values)))

@@ -56,8 +56,7 @@ from allfuse.model_folder import (
     load_corrector,
     load_deblock,
     load_deblur,
-    load_denoise,
-    load_denoiser,
+    load_denoising,
     load_destripe,
     load_exposure,
     load_gate,
@@ -215,8 +214,7 @@ class FusionPipeline:
             pipe.deblur = load_deblur(folder)
             pipe.destripe = load_destripe(folder)
             pipe.exposure = load_exposure(folder)
-            pipe.denoise = load_denoise(folder)
-            pipe.denoiser = load_denoiser(folder)
+            pipe.denoise, pipe.denoiser = load_denoising(folder)
             pipe.deblock = load_deblock(folder)
             pipe.impulse = load_impulse(folder)
             pipe.noise_guard = load_noise_guard(folder) if refiner is not None else {}

@@ -73,8 +73,7 @@ class InputStages:
             load_corrector,
             load_deblock,
             load_deblur,
-            load_denoise,
-            load_denoiser,
+            load_denoising,
             load_destripe,
             load_exposure,
             load_impulse,
@@ -83,15 +82,16 @@ class InputStages:
 
         folder = resolve_model_folder(name_or_path)
         corrector = load_corrector(folder)
+        denoise, denoiser = load_denoising(folder)
         return cls(
             load_destripe(folder),
-            load_denoise(folder),
+            denoise,
             load_exposure(folder),
             load_deblur(folder),
             corrector.eval().requires_grad_(False) if corrector is not None else None,
             deblock=load_deblock(folder),
             impulse=load_impulse(folder),
-            denoiser=load_denoiser(folder),
+            denoiser=denoiser,
         )
 
     def restore(self, images: Sequence[Image], task: Task, *flags: bool, **named: bool) -> list[Image]:
