@@ -38,7 +38,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import cv2
 import degrade
 import degrade_alb
 import degrade_c
@@ -48,7 +47,7 @@ from machine import command_line, emit, machine_line
 from scoring import score
 
 from allfuse import baselines
-from allfuse.blindpsf import deblur_by_kernel
+from allfuse.blindpsf import at_peak, deblur_by_kernel
 from allfuse.deblur import (
     deblur_image,
     deblur_inputs,
@@ -79,18 +78,6 @@ def stage_variants(cfg) -> dict:
         "peak": cfg,
         "unsharp": None,
     }
-
-
-def at_peak(kernel: np.ndarray) -> np.ndarray:
-    """A kernel moved so that its peak (of the kernel smoothed by a 1 px Gaussian) is its centre, on a canvas
-    grown to hold the move."""
-    smooth = cv2.GaussianBlur(kernel.astype(np.float32), (0, 0), 1.0)
-    py, px = np.unravel_index(int(np.argmax(smooth)), smooth.shape)
-    c = kernel.shape[0] // 2
-    grow = max(abs(c - px), abs(c - py))
-    k = np.pad(kernel, grow).astype(np.float32)
-    moved = cv2.warpAffine(k, np.float32([[1, 0, c - px], [0, 1, c - py]]), k.shape[::-1])
-    return np.clip(moved, 0.0, None).astype(np.float64) / float(moved.sum())
 
 
 def peak_deblurred(images: list[np.ndarray], cfg, task: str) -> list[np.ndarray]:

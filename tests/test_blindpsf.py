@@ -1,7 +1,8 @@
 """Blind kernel estimation (allfuse.blindpsf) and the deblurring stage's use of it (`kernel_tasks`): the
 kernel of a shake or a defocus disk is found, deconvolving by it restores more than the Gaussian fit does,
-sharp inputs cost nothing, a multi-exposure bracket's inputs each get their own kernel, and a kernel close
-to a Gaussian is deconvolved with a weaker regularizer (`smooth_balance`)."""
+sharp inputs cost nothing, a multi-exposure bracket's inputs each get their own kernel, a kernel close
+to a Gaussian is deconvolved with a weaker regularizer (`smooth_balance`), and a one-sided streak is
+anchored at its peak (`streak_skew`)."""
 
 from dataclasses import replace
 
@@ -12,16 +13,19 @@ from photos import resized_photo
 
 import allfuse.deblur
 from allfuse.blindpsf import (
+    at_peak,
     clean_kernel,
     deblur_by_kernel,
     estimate_kernel,
     fast_pad,
     fast_sides,
     gaussian_distance,
+    streak_shape,
     wiener_kernel,
 )
 from allfuse.deblur import (
     DeblurConfig,
+    anchored,
     deblur_image,
     deblur_inputs,
     input_kernels,
@@ -228,4 +232,54 @@ def test_the_smooth_balance_settings_are_checked_and_older_folders_keep_one_bala
     assert kernel_balance(disk(3.0), mid) == pytest.approx(halfway)
     for bad in ({"smooth_balance": 0.05}, {"smooth_balance": -1.0}, {"smooth_near": 0.3, "smooth_far": 0.3}):
         with pytest.raises(ValueError, match="bad deblur config"):
+            DeblurConfig.from_dict(bad)
+
+
+def one_sided(length: int = 12, std: float = 4.0, angle: float = 0.3) -> np.ndarray:
+    """A streak heaviest at its start, which is the kernel's centre (ImageNet-C's motion blur): weights
+    exp(-t^2 / 2 std^2) at t = 0..length px along `angle`, drawn anti-aliased."""
+    r = length + 2
+    k = np.zeros((8 * (2 * r + 1),) * 2, np.float32)
+    for t in np.linspace(0, length, 8 * length + 1):
+        x, y = (r + t * np.cos(angle) + 0.5) * 8, (r + t * np.sin(angle) + 0.5) * 8
+        cv2.circle(k, (round(x), round(y)), 3, float(np.exp(-(t**2) / (2 * std**2))), -1)
+    k = cv2.resize(k, (2 * r + 1, 2 * r + 1), interpolation=cv2.INTER_AREA)
+    return (k / k.sum()).astype(np.float64)
+
+
+def test_a_one_sided_streak_is_told_from_symmetric_and_compact_kernels() -> None:
+    gaussian = cv2.getGaussianKernel(15, 2.0) @ cv2.getGaussianKernel(15, 2.0).T
+    dot = shake(0.0, 0)  # compact
+    skew, elongation = streak_shape(one_sided())
+    assert skew > 0.5 and elongation > 3.0
+    for name, k in {"gaussian": gaussian, "disk": disk(4.0), "dot": dot, "shake": shake(11.0, 1)}.items():
+        skew, elongation = streak_shape(k)
+        assert skew < 0.4 or elongation < 2.0, (name, skew, elongation)
+    even = np.zeros((15, 15))
+    even[7, 1:14] = 1.0  # a straight streak of even speed: long, not skewed
+    skew, elongation = streak_shape(even)
+    assert skew < 0.05 and elongation > 10
+
+
+def test_a_one_sided_streak_is_anchored_at_its_peak_and_restores_the_scene_where_it_was() -> None:
+    streaky = replace(SHIPPED, streak_skew=0.4, streak_elongation=2.0)
+    k = clean_kernel(one_sided())  # as the estimate places it: on its centroid
+    assert np.array_equal(anchored(k, SHIPPED), k)  # the setting off (older folders): the centroid
+    np.testing.assert_allclose(anchored(k, streaky), at_peak(k))
+    for symmetric in (disk(4.0), shake(11.0, 1)):
+        assert np.array_equal(anchored(symmetric, streaky), symmetric)
+    sharp = resized_photo("camera", 320)
+    soft = convolve(sharp, one_sided())  # the scene displaced toward the streak's start, as ImageNet-C does
+    inner = (slice(24, -24),) * 2
+    found = input_kernels([soft], input_psfs([soft], SHIPPED, "mff"), SHIPPED, "mff")[0]
+    assert found is not None and streak_shape(found)[0] >= 0.4 and streak_shape(found)[1] >= 2.0
+    before = deblur_inputs([soft], SHIPPED, "mff")[0][0]
+    after = deblur_inputs([soft], streaky, "mff")[0][0]
+    assert psnr(after[inner], sharp[inner]) > psnr(before[inner], sharp[inner]) + 1.0
+
+
+def test_the_streak_settings_are_checked_and_older_folders_keep_the_centroid() -> None:
+    assert DeblurConfig.from_dict({"min_width": 1.12}).streak_skew == 0.0
+    for bad in ({"streak_skew": -0.1}, {"streak_elongation": 0.5}):
+        with pytest.raises(ValueError, match="streak"):
             DeblurConfig.from_dict(bad)

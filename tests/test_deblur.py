@@ -228,6 +228,7 @@ def test_the_shipped_pipeline_deblurs_blurred_inputs_first_and_leaves_sharp_ones
         fine_min_width=1.0,
         kernel_tasks=("vif", "mef", "mff"),
         smooth_balance=0.005,
+        streak_skew=0.4,
     )
     x = photo()
     sharp = [x, x[:, ::-1].copy()]

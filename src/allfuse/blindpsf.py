@@ -178,6 +178,35 @@ def clean_kernel(k: np.ndarray) -> np.ndarray:
     return k / k.sum()
 
 
+def streak_shape(kernel: np.ndarray) -> tuple[float, float]:
+    """(|skewness| of a kernel's weight along its long axis, the ratio of its stds along and across that
+    axis): a one-sided streak, heavy at one end (a motion that dwelt at its start, ImageNet-C's motion
+    blur), is long and skewed; a Gaussian, a disk or a shake path of even speed is symmetric or compact."""
+    k = np.asarray(kernel, dtype=np.float64)
+    k = k / k.sum()
+    rows, cols = np.indices(k.shape).astype(np.float64)
+    dx, dy = cols - (k * cols).sum(), rows - (k * rows).sum()
+    cov = np.array([[(k * dx * dx).sum(), (k * dx * dy).sum()], [(k * dx * dy).sum(), (k * dy * dy).sum()]])
+    var, axes = np.linalg.eigh(cov)
+    if var[1] <= 0:
+        return 0.0, 1.0
+    along = axes[0, 1] * dx + axes[1, 1] * dy
+    skew = abs(float((k * along**3).sum())) / float(var[1]) ** 1.5
+    return skew, float(np.sqrt(var[1] / max(float(var[0]), 1e-12)))
+
+
+def at_peak(kernel: np.ndarray) -> np.ndarray:
+    """A kernel moved so that its peak (the maximum of the kernel smoothed by a 1 px Gaussian) is its centre,
+    on a canvas grown (odd, square) to hold the move; normalized."""
+    smooth = cv2.GaussianBlur(np.asarray(kernel, dtype=np.float32), (0, 0), 1.0)
+    py, px = np.unravel_index(int(np.argmax(smooth)), smooth.shape)
+    c = kernel.shape[0] // 2
+    grow = max(abs(c - px), abs(c - py))
+    k = np.pad(np.asarray(kernel, dtype=np.float32), grow)
+    moved = cv2.warpAffine(k, np.float32([[1, 0, c - px], [0, 1, c - py]]), k.shape[::-1])
+    return np.clip(moved, 0.0, None).astype(np.float64) / float(moved.sum())
+
+
 def estimate_kernel(gray: np.ndarray, size: int, side: int = 384) -> np.ndarray:
     """The blur kernel (size x size, size odd, sum 1, float64) of a blurred gray image in [0, 1], read on
     its most textured side x side window (module doc)."""

@@ -87,6 +87,23 @@ but only where the inputs are blurred and with the blur measured, so sharp input
    re-interpolated from its pixel blocks, allfuse.depixel): the softness of a rebuilt image is the rebuild's
    own, near a Gaussian, and a weaker regularizer brings back the coding's residue or the blocks'
    staircase with it. Fusion: the models' cards.
+9. With `streak_skew` (the shipped models: 0.4, with `streak_elongation` 2), a blind kernel that is a
+   one-sided streak is anchored at its peak instead of its centroid. A kernel has no absolute position
+   (allfuse.blindpsf.clean_kernel centres it on its centroid), and for a symmetric PSF or a shake path
+   drawn at even speed the centroid is where the scene was. A streak heavy at one end is a motion that
+   dwelt there (the weight decays along the path: ImageNet-C's motion blur, after ImageMagick's); the
+   blurred image sits shifted toward that end by the centroid's offset, and deconvolving by the centred
+   kernel keeps the shift, which every edge-based score of the clean scene counts as lost detail. The
+   shape test (allfuse.blindpsf.streak_shape): the skewness of the kernel's weight along its long axis at
+   least streak_skew, and the ratio of its stds along and across that axis at least streak_elongation.
+   On the blind kernels of the validation pairs (3 per task and cell; the generators of
+   `bench/deblur_generators.py`), ImageNet-C's motion streaks measured a skewness of 0.44 to 0.65 at a
+   ratio of 2.5 to 6.7 in 18 of 24 kernels; of the bench's and albumentations' kernels (shake, defocus,
+   Gaussian, straight motion), the few skewed ones (up to 1.08, a strong Gaussian blur's estimate with a
+   tail) all had a ratio below 2. Every kernel re-anchored at its peak instead (the bench's `peak`
+   column) lost up to 0.07 Qabf on the bench's shake and defocus: a symmetric kernel's peak can be
+   anywhere on it (a polygonal aperture's bright rim). Measured: `bench/results/deblur_generators.md`
+   and the models' cards.
 
 A Gaussian is not every PSF (defocus is a disk, shake a path): without `kernel_tasks` the deconvolution is
 partial there, as the chain's is. A straight motion streak is fitted as a thin ellipse along it, but its
@@ -119,12 +136,14 @@ import torch
 import torch.nn.functional as F
 
 from allfuse.blindpsf import (
+    at_peak,
     deblur_by_kernel,
     estimate_kernel,
     fast_sides,
     frequencies,
     gaussian_distance,
     laplacian_response,
+    streak_shape,
 )
 from allfuse.color import restore_luminance, to_gray
 from allfuse.types import TASKS, Image, TaskStageConfig
@@ -176,6 +195,12 @@ class DeblurConfig(TaskStageConfig):
     smooth_balance: float = 0.0
     smooth_near: float = 0.12
     smooth_far: float = 0.3
+    # a blind kernel that is a one-sided streak, its skewness along its long axis at least streak_skew and
+    # its std ratio at least streak_elongation (allfuse.blindpsf.streak_shape), is anchored at its peak
+    # instead of its centroid (module doc, step 9); 0 (and folders written before it existed): every kernel
+    # at its centroid
+    streak_skew: float = 0.0
+    streak_elongation: float = 2.0
 
     def __post_init__(self) -> None:
         ok = (
@@ -188,6 +213,8 @@ class DeblurConfig(TaskStageConfig):
             and self.kernel_side >= 4 * self.kernel_max
             and 0 <= self.smooth_balance <= self.balance
             and 0 <= self.smooth_near < self.smooth_far
+            and self.streak_skew >= 0
+            and self.streak_elongation >= 1
         )
         tasks_ok = set(self.tasks) | set(self.per_input) | set(self.fine_tasks) | set(
             self.kernel_tasks
@@ -197,7 +224,8 @@ class DeblurConfig(TaskStageConfig):
                 "bad deblur config: need 0 <= sharp_width < min_width <= solo_width, sharp_width < "
                 "fine_min_width <= min_width when fine_tasks are named, max_sigma > 0, balance > 0, "
                 f"kernel_reach > 0, kernel_max >= {MIN_KERNEL}, kernel_side >= 4 kernel_max, "
-                "0 <= smooth_balance <= balance, 0 <= smooth_near < smooth_far, tasks, "
+                "0 <= smooth_balance <= balance, 0 <= smooth_near < smooth_far, streak_skew >= 0, "
+                "streak_elongation >= 1, tasks, "
                 f"per_input, fine_tasks and kernel_tasks among {', '.join(TASKS)} and anisotropic true or "
                 f"false: {self}"
             )
@@ -453,10 +481,20 @@ def deblur_inputs(
         if np.ndim(p) == 0 and not p
         else deblur_image(x, p, cfg.balance)
         if k is None
-        else deblur_by_kernel(x, k, cfg.balance if r else kernel_balance(k, cfg))
+        else deblur_by_kernel(x, anchored(k, cfg), cfg.balance if r else kernel_balance(k, cfg))
         for x, p, k, r in zip(images, psfs, kernels, flags, strict=True)
     ]
     return out, psfs
+
+
+def anchored(kernel: np.ndarray, cfg: DeblurConfig) -> np.ndarray:
+    """A blind kernel as it is deconvolved by (module doc, step 9): moved to its peak when cfg.streak_skew is
+    set and the kernel is a one-sided streak (allfuse.blindpsf.streak_shape), else as estimated (centred on
+    its centroid)."""
+    if cfg.streak_skew <= 0:
+        return kernel
+    skew, elongation = streak_shape(kernel)
+    return at_peak(kernel) if skew >= cfg.streak_skew and elongation >= cfg.streak_elongation else kernel
 
 
 def kernel_balance(kernel: np.ndarray, cfg: DeblurConfig) -> float:
