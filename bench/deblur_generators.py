@@ -22,8 +22,9 @@ Variants (allfuse.deblur's steps):
                 smoothed by a 1 px Gaussian) instead of its centroid (allfuse.blindpsf.clean_kernel): a
                 kernel has no absolute position, and a one-sided streak (ImageNet-C's motion blur, whose
                 weight sits at its start) displaces the image by its centroid, which the deconvolution
-                keeps. Not shipped: a symmetric kernel's peak is anywhere on it (a polygonal aperture's
-                bright rim).
+                keeps. Not shipped for every kernel: a symmetric kernel's peak is anywhere on it (a
+                polygonal aperture's bright rim); `shipped` anchors only a one-sided streak there
+                (allfuse.deblur, step 9: `streak_skew`).
 * unsharp     — no deblurring stage: the unsharp mask of the `upsample` chains (allfuse.baselines), the
                 generic sharpening several chains win with; a reference, not a stage variant.
 
