@@ -97,13 +97,13 @@ but only where the inputs are blurred and with the blur measured, so sharp input
    shape test (allfuse.blindpsf.streak_shape): the skewness of the kernel's weight along its long axis at
    least streak_skew, and the ratio of its stds along and across that axis at least streak_elongation.
    On the blind kernels of the validation pairs (3 per task and cell; the generators of
-   `bench/deblur_generators.py`), ImageNet-C's motion streaks measured a skewness of 0.44 to 0.65 at a
-   ratio of 2.5 to 6.7 in 18 of 24 kernels; of the bench's and albumentations' kernels (shake, defocus,
-   Gaussian, straight motion), the few skewed ones (up to 1.08, a strong Gaussian blur's estimate with a
-   tail) all had a ratio below 2. Every kernel re-anchored at its peak instead (the bench's `peak`
-   column) lost up to 0.07 Qabf on the bench's shake and defocus: a symmetric kernel's peak can be
-   anywhere on it (a polygonal aperture's bright rim). Measured: `bench/results/deblur_generators.md`
-   and the models' cards.
+   `bench/deblur_generators.py`, one estimate per deblurred input), 24 of the 32 estimates of ImageNet-C's
+   motion streaks measured a skewness of 0.43 to 0.62 at a ratio of 2.5 to 6.7; of the bench's and
+   albumentations' estimates (shake, defocus, Gaussian, straight motion), the skewed ones (0.4 and up, to
+   1.08: a strong Gaussian blur's estimate with a tail) all had a ratio below 2. Every kernel re-anchored
+   at its peak instead (the bench's `peak` column) lost up to 0.12 Qabf on the bench's shake and defocus:
+   a symmetric kernel's peak can be anywhere on it (a polygonal aperture's bright rim). Measured:
+   `bench/results/deblur_generators.md` and the models' cards.
 
 A Gaussian is not every PSF (defocus is a disk, shake a path): without `kernel_tasks` the deconvolution is
 partial there, as the chain's is. A straight motion streak is fitted as a thin ellipse along it, but its
