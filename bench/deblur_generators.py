@@ -87,7 +87,7 @@ def peak_deblurred(images: list[np.ndarray], cfg, task: str) -> list[np.ndarray]
     psfs = input_psfs(images, cfg, task, (), measured)
     kernels = input_kernels(images, psfs, cfg, task, measured)
     return [
-        deblur_by_kernel(x, at_peak(k), kernel_balance(k, cfg))
+        deblur_by_kernel(x, at_peak(k), kernel_balance(k, cfg, task))
         if k is not None
         else x
         if np.ndim(p) == 0 and not p

@@ -230,9 +230,41 @@ def test_the_smooth_balance_settings_are_checked_and_older_folders_keep_one_bala
     mid = replace(SHIPPED, smooth_balance=0.005, smooth_near=0.0, smooth_far=1.0)
     halfway = 0.005 * (0.02 / 0.005) ** gaussian_distance(disk(3.0))  # geometric in the distance
     assert kernel_balance(disk(3.0), mid) == pytest.approx(halfway)
-    for bad in ({"smooth_balance": 0.05}, {"smooth_balance": -1.0}, {"smooth_near": 0.3, "smooth_far": 0.3}):
+    for bad in (
+        {"smooth_balance": 0.05},
+        {"smooth_balance": -1.0},
+        {"smooth_near": 0.3, "smooth_far": 0.3},
+        {"wide_far": 0.1},
+        {"wide_tasks": ["hdr"]},
+    ):
         with pytest.raises(ValueError, match="bad deblur config"):
             DeblurConfig.from_dict(bad)
+    assert old.wide_tasks == ()
+
+
+def test_a_wide_task_reaches_the_full_balance_only_at_wide_far() -> None:
+    cfg = replace(SHIPPED, smooth_balance=0.005, wide_tasks=("mef",), wide_far=0.6)
+    kernel = disk(3.0)  # a polygonal aperture: between smooth_far and wide_far from its Gaussian
+    d = gaussian_distance(kernel)
+    assert cfg.smooth_far < d < cfg.wide_far
+    expected = 0.005 * (0.02 / 0.005) ** ((d - cfg.smooth_near) / (cfg.wide_far - cfg.smooth_near))
+    assert kernel_balance(kernel, cfg, "mef") == pytest.approx(expected)
+    assert kernel_balance(kernel, cfg, "mef") < cfg.balance
+    for task in ("vif", "mff", ""):  # the other tasks keep smooth_far: the full balance here
+        assert kernel_balance(kernel, cfg, task) == cfg.balance, task
+    # far enough from a Gaussian, every task deconvolves at the full balance
+    path = shake(11.0, 1)
+    assert gaussian_distance(path) > cfg.wide_far and kernel_balance(path, cfg, "mef") == cfg.balance
+    # through the stage: a defocused bracket is deconvolved more than the same images as an IR + visible
+    # pair, which the stage would otherwise treat alike (each input blurred, both by the same disk)
+    sharp = resized_photo("camera", 256)
+    soft = convolve(sharp, kernel)
+    inner = (slice(16, -16),) * 2
+    as_mef = deblur_inputs([soft, soft], cfg, "mef")[0][0]
+    without = deblur_inputs([soft, soft], replace(cfg, wide_tasks=()), "mef")[0][0]
+    assert not np.array_equal(as_mef, without)
+    detail = [float(np.abs(np.diff(x[inner], axis=1)).mean()) for x in (as_mef, without, sharp)]
+    assert detail[1] < detail[0] < detail[2] * 1.2  # sharper, not rung past the clean photo's detail
 
 
 def one_sided(length: int = 12, std: float = 4.0, angle: float = 0.3) -> np.ndarray:
