@@ -228,6 +228,8 @@ def test_the_shipped_pipeline_deblurs_blurred_inputs_first_and_leaves_sharp_ones
         fine_min_width=1.0,
         kernel_tasks=("vif", "mef", "mff"),
         smooth_balance=0.005,
+        wide_tasks=("mef",),
+        wide_far=0.6,
         streak_skew=0.4,
     )
     x = photo()

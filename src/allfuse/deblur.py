@@ -230,18 +230,16 @@ class DeblurConfig(TaskStageConfig):
             and self.streak_skew >= 0
             and self.streak_elongation >= 1
         )
-        tasks_ok = set(self.tasks) | set(self.per_input) | set(self.fine_tasks) | set(self.kernel_tasks) | set(
-            self.wide_tasks
-        ) <= set(TASKS)
+        named = (self.tasks, self.per_input, self.fine_tasks, self.kernel_tasks, self.wide_tasks)
+        tasks_ok = set().union(*named) <= set(TASKS)
         if not ok or not tasks_ok or not isinstance(self.anisotropic, bool):
             raise ValueError(
                 "bad deblur config: need 0 <= sharp_width < min_width <= solo_width, sharp_width < "
                 "fine_min_width <= min_width when fine_tasks are named, max_sigma > 0, balance > 0, "
                 f"kernel_reach > 0, kernel_max >= {MIN_KERNEL}, kernel_side >= 4 kernel_max, "
                 "0 <= smooth_balance <= balance, 0 <= smooth_near < smooth_far, smooth_near < wide_far, "
-                "streak_skew >= 0, streak_elongation >= 1, tasks, "
-                f"per_input, fine_tasks, kernel_tasks and wide_tasks among {', '.join(TASKS)} and anisotropic true or "
-                f"false: {self}"
+                "streak_skew >= 0, streak_elongation >= 1, tasks, per_input, fine_tasks, kernel_tasks and "
+                f"wide_tasks among {', '.join(TASKS)} and anisotropic true or false: {self}"
             )
 
 
