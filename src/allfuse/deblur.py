@@ -82,11 +82,11 @@ but only where the inputs are blurred and with the blur measured, so sharp input
    every kernel restored less than 0.02 did). On the bench's PSFs (`bench/deblur_headroom.py`: the first
    input of 6 validation pairs per task, `shipped` against `one-balance`, and the range of each cell's
    kernel distances): mild Gaussian blur +0.6 / +1.1 / +1.1 dB (VIF / MEF / MFF), strong +0.2 / +0.3 /
-   +0.2, mild defocus +0.3 / +0.3 / +0.2, strong defocus and shake within -0.2 to +0.1 dB. An input the
-   deblocking stage rebuilt keeps `balance` (`rebuilt`, from the pipeline: re-coded as a JPEG, or
-   re-interpolated from its pixel blocks, allfuse.depixel): the softness of a rebuilt image is the rebuild's
-   own, near a Gaussian, and a weaker regularizer brings back the coding's residue or the blocks'
-   staircase with it. Fusion: the models' cards.
+   +0.2, mild defocus +0.3 / +0.6 / +0.2, strong defocus and shake within -0.2 to +0.2 dB (multi-exposure
+   with `wide_far`, below). An input the deblocking stage rebuilt keeps `balance` (`rebuilt`, from the
+   pipeline: re-coded as a JPEG, or re-interpolated from its pixel blocks, allfuse.depixel): the softness
+   of a rebuilt image is the rebuild's own, near a Gaussian, and a weaker regularizer brings back the
+   coding's residue or the blocks' staircase with it. Fusion: the models' cards.
    With `wide_tasks` (the shipped models: multi-exposure pairs), the balance reaches `balance` only at a
    distance of `wide_far` (0.6) instead of smooth_far (0.3). Each exposure of a bracket is deconvolved by
    the kernel read on itself (step 5). Through allfuse-reg, on the validation bench's defocus and shake,
