@@ -244,7 +244,7 @@ def test_the_smooth_balance_settings_are_checked_and_older_folders_keep_one_bala
 
 def test_a_wide_task_reaches_the_full_balance_only_at_wide_far() -> None:
     cfg = replace(SHIPPED, smooth_balance=0.005, wide_tasks=("mef",), wide_far=0.6)
-    kernel = disk(3.0)  # a polygonal aperture: between smooth_far and wide_far from its Gaussian
+    kernel = disk(3.0)  # a defocus disk: between smooth_far and wide_far from its Gaussian
     d = gaussian_distance(kernel)
     assert cfg.smooth_far < d < cfg.wide_far
     expected = 0.005 * (0.02 / 0.005) ** ((d - cfg.smooth_near) / (cfg.wide_far - cfg.smooth_near))
@@ -255,8 +255,7 @@ def test_a_wide_task_reaches_the_full_balance_only_at_wide_far() -> None:
     # far enough from a Gaussian, every task deconvolves at the full balance
     path = shake(11.0, 1)
     assert gaussian_distance(path) > cfg.wide_far and kernel_balance(path, cfg, "mef") == cfg.balance
-    # through the stage: a defocused bracket is deconvolved more than the same images as an IR + visible
-    # pair, which the stage would otherwise treat alike (each input blurred, both by the same disk)
+    # through the stage: a defocused bracket is deconvolved harder than without the setting
     sharp = resized_photo("camera", 256)
     soft = convolve(sharp, kernel)
     inner = (slice(16, -16),) * 2
