@@ -2,7 +2,7 @@
 kernel of a shake or a defocus disk is found, deconvolving by it restores more than the Gaussian fit does,
 sharp inputs cost nothing, a multi-exposure bracket's inputs each get their own kernel, a kernel close
 to a Gaussian is deconvolved with a weaker regularizer (`smooth_balance`), and a one-sided streak is
-anchored at its peak (`streak_skew`)."""
+anchored at its start or its peak (`streak_skew`, `streak_start`)."""
 
 from dataclasses import replace
 
@@ -14,12 +14,14 @@ from photos import resized_photo
 import allfuse.deblur
 from allfuse.blindpsf import (
     at_peak,
+    at_start,
     clean_kernel,
     deblur_by_kernel,
     estimate_kernel,
     fast_pad,
     fast_sides,
     gaussian_distance,
+    long_axis,
     streak_shape,
     wiener_kernel,
 )
@@ -309,8 +311,42 @@ def test_a_one_sided_streak_is_anchored_at_its_peak_and_restores_the_scene_where
     assert psnr(after[inner], sharp[inner]) > psnr(before[inner], sharp[inner]) + 1.0
 
 
+def test_a_streak_anchored_at_its_start_is_deconvolved_where_the_scene_was() -> None:
+    truth = one_sided(length=12, std=4.0, angle=0.3)  # its start (t = 0) is the kernel's centre
+    k = clean_kernel(truth)  # as the estimate places it: on its centroid, about 3 px past the start
+    c = truth.shape[0] // 2
+    for reach in (1.1, 1.32):
+        moved = at_start(k, reach)
+        assert moved.sum() == pytest.approx(1.0) and moved.shape[0] == moved.shape[1] and moved.shape[0] % 2
+        centre, axis, along, _, _ = long_axis(moved)
+        # the centroid now lies `reach` stds past the kernel's centre, toward the streak's light end
+        np.testing.assert_allclose(centre - moved.shape[0] // 2, reach * along * axis, atol=0.1)
+        assert along == pytest.approx(long_axis(k)[2], rel=0.05)  # moved (bilinearly), not reshaped
+    # a half-Gaussian streak starts 1.32 of its stds before its centroid: anchored there, it is where the
+    # true kernel is (within half a pixel)
+    found = long_axis(at_start(k, 1.32))[0] - at_start(k, 1.32).shape[0] // 2
+    np.testing.assert_allclose(found, long_axis(truth)[0] - c, atol=0.5)
+    sharp = resized_photo("camera", 320)
+    soft = convolve(sharp, truth)  # displaced toward the streak's start, as ImageNet-C's motion blur is
+    inner = (slice(24, -24),) * 2
+    scores = {
+        name: psnr(wiener_kernel(soft, kernel, 0.005)[inner], sharp[inner])
+        for name, kernel in {"centroid": k, "peak": at_peak(k), "start": at_start(k, 1.1)}.items()
+    }
+    assert scores["start"] > scores["peak"] + 1.0 and scores["start"] > scores["centroid"] + 3.0, scores
+    # the stage: the shipped reach on a one-sided streak, the peak without it, symmetric kernels untouched
+    starting = replace(SHIPPED, streak_skew=0.4, streak_elongation=2.0, streak_start=1.1)
+    np.testing.assert_allclose(anchored(k, starting), at_start(k, 1.1))
+    for symmetric in (disk(4.0), shake(11.0, 1)):
+        assert np.array_equal(anchored(symmetric, starting), symmetric)
+    peaked = deblur_inputs([soft], replace(starting, streak_start=0.0), "mff")[0][0]
+    started = deblur_inputs([soft], starting, "mff")[0][0]
+    assert psnr(started[inner], sharp[inner]) > psnr(peaked[inner], sharp[inner]) + 1.0
+
+
 def test_the_streak_settings_are_checked_and_older_folders_keep_the_centroid() -> None:
-    assert DeblurConfig.from_dict({"min_width": 1.12}).streak_skew == 0.0
-    for bad in ({"streak_skew": -0.1}, {"streak_elongation": 0.5}):
+    old = DeblurConfig.from_dict({"min_width": 1.12})
+    assert old.streak_skew == 0.0 and old.streak_start == 0.0
+    for bad in ({"streak_skew": -0.1}, {"streak_elongation": 0.5}, {"streak_start": -1.0}):
         with pytest.raises(ValueError, match="streak"):
             DeblurConfig.from_dict(bad)

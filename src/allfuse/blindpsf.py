@@ -178,33 +178,64 @@ def clean_kernel(k: np.ndarray) -> np.ndarray:
     return k / k.sum()
 
 
+def long_axis(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float, float]:
+    """A kernel's weight along its long axis: its centroid (x, y), the axis's unit vector (x, y) pointing
+    toward its light end (the side its weight trails off to), its stds along and across the axis (px),
+    and |skewness| along it."""
+    k = np.asarray(kernel, dtype=np.float64)
+    k = k / k.sum()
+    rows, cols = np.indices(k.shape).astype(np.float64)
+    centre = np.array([(k * cols).sum(), (k * rows).sum()])
+    dx, dy = cols - centre[0], rows - centre[1]
+    cov = np.array([[(k * dx * dx).sum(), (k * dx * dy).sum()], [(k * dx * dy).sum(), (k * dy * dy).sum()]])
+    var, axes = np.linalg.eigh(cov)
+    if var[1] <= 0:
+        return centre, np.array([1.0, 0.0]), 0.0, 0.0, 0.0
+    axis = axes[:, 1]
+    skew = float((k * (axis[0] * dx + axis[1] * dy) ** 3).sum()) / float(var[1]) ** 1.5
+    axis = axis if skew >= 0 else -axis  # a positive skew: the tail, the light end, lies along +axis
+    return centre, axis, float(np.sqrt(var[1])), float(np.sqrt(max(float(var[0]), 0.0))), abs(skew)
+
+
 def streak_shape(kernel: np.ndarray) -> tuple[float, float]:
     """(|skewness| of a kernel's weight along its long axis, the ratio of its stds along and across that
     axis): a one-sided streak, heavy at one end (a motion that dwelt at its start, ImageNet-C's motion
     blur), is long and skewed; a Gaussian, a disk or a shake path of even speed is symmetric or compact."""
-    k = np.asarray(kernel, dtype=np.float64)
-    k = k / k.sum()
-    rows, cols = np.indices(k.shape).astype(np.float64)
-    dx, dy = cols - (k * cols).sum(), rows - (k * rows).sum()
-    cov = np.array([[(k * dx * dx).sum(), (k * dx * dy).sum()], [(k * dx * dy).sum(), (k * dy * dy).sum()]])
-    var, axes = np.linalg.eigh(cov)
-    if var[1] <= 0:
+    _, _, along, across, skew = long_axis(kernel)
+    if along <= 0:
         return 0.0, 1.0
-    along = axes[0, 1] * dx + axes[1, 1] * dy
-    skew = abs(float((k * along**3).sum())) / float(var[1]) ** 1.5
-    return skew, float(np.sqrt(var[1] / max(float(var[0]), 1e-12)))
+    return skew, along / max(across, 1e-6)
+
+
+def centred_at(kernel: np.ndarray, x: float, y: float) -> np.ndarray:
+    """A kernel moved (bilinearly) so that its point (x, y) is its centre, on a canvas grown (odd, square) to
+    hold the move; normalized."""
+    c = kernel.shape[0] // 2
+    grow = math.ceil(max(abs(c - x), abs(c - y)))
+    k = np.pad(np.asarray(kernel, dtype=np.float32), grow)
+    moved = cv2.warpAffine(
+        k, np.float32([[1, 0, c - x], [0, 1, c - y]]), k.shape[::-1], flags=cv2.INTER_LINEAR
+    )
+    return np.clip(moved, 0.0, None).astype(np.float64) / float(moved.sum())
 
 
 def at_peak(kernel: np.ndarray) -> np.ndarray:
-    """A kernel moved so that its peak (the maximum of the kernel smoothed by a 1 px Gaussian) is its centre,
-    on a canvas grown (odd, square) to hold the move; normalized."""
+    """A kernel moved so that its peak (the maximum of the kernel smoothed by a 1 px Gaussian) is its centre
+    (centred_at)."""
     smooth = cv2.GaussianBlur(np.asarray(kernel, dtype=np.float32), (0, 0), 1.0)
     py, px = np.unravel_index(int(np.argmax(smooth)), smooth.shape)
-    c = kernel.shape[0] // 2
-    grow = max(abs(c - px), abs(c - py))
-    k = np.pad(np.asarray(kernel, dtype=np.float32), grow)
-    moved = cv2.warpAffine(k, np.float32([[1, 0, c - px], [0, 1, c - py]]), k.shape[::-1])
-    return np.clip(moved, 0.0, None).astype(np.float64) / float(moved.sum())
+    return centred_at(kernel, float(px), float(py))
+
+
+def at_start(kernel: np.ndarray, reach: float) -> np.ndarray:
+    """A one-sided streak moved so that its start is its centre (centred_at): the point `reach` stds of its
+    weight along its long axis before its centroid, on its heavy side. A half-Gaussian streak (ImageNet-C's
+    motion blur: weights exp(-t^2 / 2 s^2) from t = 0) has its centroid 0.80 s past its start and a std of
+    0.60 s along it, so its start lies 1.32 stds before the centroid; a blind estimate is smoother than the
+    truth (allfuse.deblur, step 9, measures the reach that restores best)."""
+    centre, axis, along, _, _ = long_axis(kernel)
+    x, y = centre - reach * along * axis
+    return centred_at(kernel, float(x), float(y))
 
 
 def estimate_kernel(gray: np.ndarray, size: int, side: int = 384) -> np.ndarray:

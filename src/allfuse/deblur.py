@@ -97,7 +97,8 @@ but only where the inputs are blurred and with the blur measured, so sharp input
    cost PSNR on strong defocus (-0.37 dB on infrared + visible pairs) and on straight streaks, and the VIF
    metric on their strong blurs. Measured: the models' cards.
 9. With `streak_skew` (the shipped models: 0.4, with `streak_elongation` 2), a blind kernel that is a
-   one-sided streak is anchored at its peak instead of its centroid. A kernel has no absolute position
+   one-sided streak is anchored at its start (`streak_start`, the shipped models: 1.1) or its peak
+   (streak_start 0) instead of its centroid. A kernel has no absolute position
    (allfuse.blindpsf.clean_kernel centres it on its centroid), and for a symmetric PSF or a shake path
    drawn at even speed the centroid is where the scene was. A streak heavy at one end is a motion that
    dwelt there (the weight decays along the path: ImageNet-C's motion blur, after ImageMagick's); the
@@ -111,8 +112,18 @@ but only where the inputs are blurred and with the blur measured, so sharp input
    albumentations' estimates (shake, defocus, Gaussian, straight motion), the skewed ones (0.4 and up, to
    1.08: a strong Gaussian blur's estimate with a tail) all had a ratio below 2. Every kernel re-anchored
    at its peak instead (the bench's `peak` column) lost up to 0.12 Qabf on the bench's shake and defocus:
-   a symmetric kernel's peak can be anywhere on it (a polygonal aperture's bright rim). Measured:
-   `bench/results/deblur_generators.md` and the models' cards.
+   a symmetric kernel's peak can be anywhere on it (a polygonal aperture's bright rim).
+   The start (allfuse.blindpsf.at_start) is the point streak_start stds of the kernel's weight along its
+   long axis before its centroid, on its heavy side. A half-Gaussian streak starts 1.32 of its stds
+   before its centroid; an estimate is smoother than the truth, and its peak, which a flat-topped streak
+   does not mark, mostly stayed within a pixel of its centroid. `bench/streak_anchor.py` chose the reach
+   on TRAINING pairs (8 per task, each first input blurred by ImageNet-C's streak at severities 1 to 3 in
+   a random direction; luminance PSNR against the clean input, every anchor applied to every estimate):
+   averaged over the 9 (task, severity) cells, the centroid gave 23.4 dB, the peak 25.2, the start at a
+   reach of 0.9 / 1.0 / 1.1 / 1.2 / 1.32 29.6 / 30.3 / 30.7 / 30.6 / 30.0 (the blurred input 25.5). 1.1 is
+   within 0.15 dB of the best reach at severity 1 and within 0.8 dB of it at severity 3, which wants a longer
+   reach (`bench/results/streak_anchor.md`). Through fusion: `bench/results/deblur_generators.md` and the
+   models' cards.
 
 A Gaussian is not every PSF (defocus is a disk, shake a path): without `kernel_tasks` the deconvolution is
 partial there, as the chain's is. A straight motion streak is fitted as a thin ellipse along it, but its
@@ -146,6 +157,7 @@ import torch.nn.functional as F
 
 from allfuse.blindpsf import (
     at_peak,
+    at_start,
     deblur_by_kernel,
     estimate_kernel,
     fast_sides,
@@ -214,6 +226,10 @@ class DeblurConfig(TaskStageConfig):
     # at its centroid
     streak_skew: float = 0.0
     streak_elongation: float = 2.0
+    # such a streak anchored at its start instead, streak_start of its stds along its long axis before its
+    # centroid (allfuse.blindpsf.at_start; module doc, step 9); 0 (and folders written before it existed):
+    # at its peak
+    streak_start: float = 0.0
 
     def __post_init__(self) -> None:
         ok = (
@@ -229,6 +245,7 @@ class DeblurConfig(TaskStageConfig):
             and self.smooth_near < self.wide_far
             and self.streak_skew >= 0
             and self.streak_elongation >= 1
+            and self.streak_start >= 0
         )
         named = (self.tasks, self.per_input, self.fine_tasks, self.kernel_tasks, self.wide_tasks)
         tasks_ok = set().union(*named) <= set(TASKS)
@@ -238,8 +255,8 @@ class DeblurConfig(TaskStageConfig):
                 "fine_min_width <= min_width when fine_tasks are named, max_sigma > 0, balance > 0, "
                 f"kernel_reach > 0, kernel_max >= {MIN_KERNEL}, kernel_side >= 4 kernel_max, "
                 "0 <= smooth_balance <= balance, 0 <= smooth_near < smooth_far, smooth_near < wide_far, "
-                "streak_skew >= 0, streak_elongation >= 1, tasks, per_input, fine_tasks, kernel_tasks and "
-                f"wide_tasks among {', '.join(TASKS)} and anisotropic true or false: {self}"
+                "streak_skew >= 0, streak_elongation >= 1, streak_start >= 0, tasks, per_input, fine_tasks, "
+                f"kernel_tasks and wide_tasks among {', '.join(TASKS)} and anisotropic true or false: {self}"
             )
 
 
@@ -500,13 +517,16 @@ def deblur_inputs(
 
 
 def anchored(kernel: np.ndarray, cfg: DeblurConfig) -> np.ndarray:
-    """A blind kernel as it is deconvolved by (module doc, step 9): moved to its peak when cfg.streak_skew is
-    set and the kernel is a one-sided streak (allfuse.blindpsf.streak_shape), else as estimated (centred on
-    its centroid)."""
+    """A blind kernel as it is deconvolved by (module doc, step 9): when cfg.streak_skew is set and the kernel
+    is a one-sided streak (allfuse.blindpsf.streak_shape), moved to its start (cfg.streak_start stds before
+    its centroid, allfuse.blindpsf.at_start) or, with streak_start 0, to its peak; else as estimated
+    (centred on its centroid)."""
     if cfg.streak_skew <= 0:
         return kernel
     skew, elongation = streak_shape(kernel)
-    return at_peak(kernel) if skew >= cfg.streak_skew and elongation >= cfg.streak_elongation else kernel
+    if skew < cfg.streak_skew or elongation < cfg.streak_elongation:
+        return kernel
+    return at_start(kernel, cfg.streak_start) if cfg.streak_start > 0 else at_peak(kernel)
 
 
 def kernel_balance(kernel: np.ndarray, cfg: DeblurConfig, task: str = "") -> float:
