@@ -37,13 +37,13 @@ def test_the_shape_test_table_counts_passes_and_sums_the_gains():
     cfg = DeblurConfig(streak_skew=0.4, streak_elongation=2.0)
     cases = [
         (True, [(0.5, 3.0)], 5.0),  # a streak both tests catch
-        (True, [(0.5, 2.2)], 2.0),  # caught by the looser test only
+        (True, [(0.5, 2.2)], 2.0),  # caught by the folder's test only
         (True, [(0.1, 1.2)], 0.0),  # missed by both
-        (False, [(0.6, 2.1)], -3.0),  # another blur the looser test lets through
+        (False, [(0.6, 2.1)], -3.0),  # another blur the folder's test lets through
         (False, [(0.0, 1.0)], 0.0),
         (False, [], 0.0),  # no kernel estimated: not counted
         (True, [(0.5, 3.0), (0.5, 1.5)], 0.0),  # a bracket: every kernel must pass
     ]
-    rows = S.gate_table(cases, [(0.4, 2.0), (0.3, 2.5)], cfg)
-    assert rows[2] == "| 0.4 (the folder's) | 2 | 2 of 4 | +7.0 | 1 of 2 | -3.0 |"
-    assert rows[3] == "| 0.3 | 2.5 | 1 of 4 | +5.0 | 0 of 2 | +0.0 |"
+    rows = S.gate_table(cases, S.shape_tests(cfg, [(0.3, 2.5)]))
+    assert rows[2] == "| the folder's | 2 of 4 | +7.0 | 1 of 2 | -3.0 |"
+    assert rows[3] == "| skew ≥ 0.3, elongation ≥ 2.5 | 1 of 4 | +5.0 | 0 of 2 | +0.0 |"

@@ -34,6 +34,7 @@ from allfuse.deblur import (
     input_psfs,
     kernel_balance,
     kernel_size,
+    streak_test,
 )
 
 SHIPPED = DeblurConfig(anisotropic=True, per_input=("mef",), kernel_tasks=("vif", "mef", "mff"))
@@ -344,9 +345,32 @@ def test_a_streak_anchored_at_its_start_is_deconvolved_where_the_scene_was() -> 
     assert psnr(started[inner], sharp[inner]) > psnr(peaked[inner], sharp[inner]) + 1.0
 
 
+def test_a_long_kernel_is_read_as_a_streak_at_a_lower_skew() -> None:
+    base = replace(SHIPPED, streak_skew=0.4, streak_elongation=2.0)
+    longer = replace(base, streak_long_skew=0.3, streak_long_elongation=3.5)
+    assert streak_test(0.45, 2.1, base) and streak_test(0.45, 2.1, longer)  # the first test, either way
+    assert not streak_test(0.32, 5.0, base) and streak_test(0.32, 5.0, longer)  # long: a lower skew will do
+    assert not streak_test(0.32, 3.0, longer)  # ... only from streak_long_elongation on
+    assert not streak_test(0.25, 6.0, longer) and not streak_test(0.9, 1.5, longer)
+    assert not streak_test(0.9, 9.0, replace(longer, streak_skew=0.0))  # no streak test at all
+    # an estimate of a long one-sided streak that is only mildly skewed is anchored at its start
+    k = clean_kernel(one_sided(length=16, std=11.0, angle=0.2))  # only a little heavier at its start
+    skew, elongation = streak_shape(k)
+    assert 0.3 <= skew < 0.4 and elongation >= 3.5, (skew, elongation)
+    assert np.array_equal(anchored(k, replace(base, streak_start=1.1)), k)
+    np.testing.assert_allclose(anchored(k, replace(longer, streak_start=1.1)), at_start(k, 1.1))
+
+
 def test_the_streak_settings_are_checked_and_older_folders_keep_the_centroid() -> None:
     old = DeblurConfig.from_dict({"min_width": 1.12})
-    assert old.streak_skew == 0.0 and old.streak_start == 0.0
-    for bad in ({"streak_skew": -0.1}, {"streak_elongation": 0.5}, {"streak_start": -1.0}):
+    assert old.streak_skew == 0.0 and old.streak_start == 0.0 and old.streak_long_skew == 0.0
+    bad_cases = (
+        {"streak_skew": -0.1},
+        {"streak_elongation": 0.5},
+        {"streak_start": -1.0},
+        {"streak_long_skew": -0.3},
+        {"streak_elongation": 3.0, "streak_long_elongation": 2.5},
+    )
+    for bad in bad_cases:
         with pytest.raises(ValueError, match="streak"):
             DeblurConfig.from_dict(bad)

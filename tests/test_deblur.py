@@ -232,6 +232,7 @@ def test_the_shipped_pipeline_deblurs_blurred_inputs_first_and_leaves_sharp_ones
         wide_far=0.6,
         streak_skew=0.4,
         streak_start=1.1,
+        streak_long_skew=0.3,
     )
     x = photo()
     sharp = [x, x[:, ::-1].copy()]
