@@ -18,6 +18,7 @@ from skimage import data as skdata
 
 from allfuse import baselines
 from allfuse.io import find_pairs
+from allfuse.model_folder import load_deblur, resolve_model_folder
 from allfuse.tasks import CLASSICAL_DEFAULT
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -137,3 +138,12 @@ def night_image(data: Path, max_side: int) -> tuple[str, np.ndarray]:
         if p.name == "Night":
             return "MEFB/Night under", shrink(p.load()[0][0], max_side)
     raise FileNotFoundError(f"{data}/mef/MEFB: no 'Night' pair")
+
+
+def deblur_stage(model: str):
+    """The deblurring stage's settings (allfuse.deblur.DeblurConfig) of a model folder; exits when the
+    folder has none (no deblur.json)."""
+    cfg = load_deblur(resolve_model_folder(model))
+    if cfg is None:
+        raise SystemExit(f"{model} has no deblurring stage (deblur.json)")
+    return cfg

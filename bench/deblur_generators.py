@@ -43,7 +43,7 @@ import degrade
 import degrade_alb
 import degrade_c
 import numpy as np
-from cases import SHARED, degrade_case, validation_pairs
+from cases import SHARED, deblur_stage, degrade_case, validation_pairs
 from machine import command_line, emit, machine_line
 from scoring import score
 
@@ -57,7 +57,6 @@ from allfuse.deblur import (
     input_psfs,
     kernel_balance,
 )
-from allfuse.model_folder import load_deblur, resolve_model_folder
 from allfuse.tasks import CLASSICAL_DEFAULT
 
 GENERATORS = {"bench": degrade, "albumentations": degrade_alb, "imagenet_c": degrade_c}
@@ -131,9 +130,7 @@ def main() -> None:
     unknown = [g for g in gens if g not in GENERATORS]
     if unknown:
         ap.error(f"unknown generator(s) {', '.join(unknown)}; choose from {', '.join(GENERATORS)}")
-    cfg = load_deblur(resolve_model_folder(args.model))
-    if cfg is None:
-        raise SystemExit(f"{args.model} has no deblurring stage (deblur.json)")
+    cfg = deblur_stage(args.model)
     stages = stage_variants(cfg)
     lines = ["# Deblurring across generators", "", f"    {command_line('bench/deblur_generators.py')}", ""]
     lines += [f"{machine_line()} Stage: {args.model}'s deblur.json.", ""]

@@ -46,14 +46,13 @@ from pathlib import Path
 
 import degrade
 import numpy as np
-from cases import SHARED, validation_pairs
+from cases import SHARED, deblur_stage, validation_pairs
 from machine import command_line, emit, machine_line
 from scipy import fft as sfft
 
 from allfuse.blindpsf import gaussian_distance, wiener_kernel
 from allfuse.color import to_gray
 from allfuse.deblur import deblur_inputs, input_kernels, input_psfs, psf_covariance
-from allfuse.model_folder import load_deblur, resolve_model_folder
 
 FAMILIES = ("gauss_blur", "defocus", "motion")
 METHODS = ("input", "gaussian", "tv", "one-balance", "shipped", "tv-shipped", "oracle", "tv-oracle")
@@ -142,9 +141,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=SHARED)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    cfg = load_deblur(resolve_model_folder(args.model))
-    if cfg is None:
-        raise SystemExit(f"{args.model} has no deblurring stage (deblur.json)")
+    cfg = deblur_stage(args.model)
     lines = ["# Deblurring headroom", "", f"    {command_line('bench/deblur_headroom.py')}", ""]
     lines += [f"{machine_line()} Stage: {args.model}'s deblur.json.", ""]
     t0 = time.time()

@@ -50,14 +50,13 @@ import degrade
 import degrade_alb
 import degrade_c
 import numpy as np
-from cases import SHARED, shrink
+from cases import SHARED, deblur_stage, shrink
 from machine import command_line, emit, machine_line
 
 from allfuse.blindpsf import at_peak, at_start, streak_shape, wiener_kernel
 from allfuse.color import to_gray
 from allfuse.deblur import anchored, deblur_inputs, input_kernels, input_psfs, kernel_balance, streak_test
 from allfuse.io import find_pairs
-from allfuse.model_folder import load_deblur, resolve_model_folder
 
 DATASETS = {"vif": "ivif/RoadScene", "mef": "mef/MEFB", "mff": "mff/MFI-WHU"}
 GATE_DATASETS = {
@@ -182,9 +181,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=SHARED)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    cfg = load_deblur(resolve_model_folder(args.model))
-    if cfg is None:
-        raise SystemExit(f"{args.model} has no deblurring stage (deblur.json)")
+    cfg = deblur_stage(args.model)
     reaches = [float(r) for r in args.reaches.split(",")]
     columns = ["input", "centroid", "peak", *(f"start {r:g}" for r in reaches), "shipped"]
     lines = [
