@@ -47,7 +47,7 @@ def test_margins_losses_and_missing_families():
         T.margins(run, "allfuse-fm")
 
 
-@pytest.mark.parametrize("name", ["quality_val_families", "crosscheck_c_reg"])
+@pytest.mark.parametrize("name", ["quality_val_families", "quality_val_families6", "crosscheck_c_reg"])
 def test_loss_count_matches_the_files_own_summary_line(name):
     """A shipped file's FAIL/INFO line counts the (task, family) cells lost at either strength; the table's
     last row must add up to the same number."""
