@@ -135,6 +135,11 @@ def test_no_clean_benchmark_input_is_denoised(shared_data) -> None:
     for folder in ("ivif/TNO", "ivif/RoadScene", "ivif/MSRS"):
         for pair in find_pairs(shared_data / folder):
             assert denoise_weights(pair.load()[0], "vif", cfg) == [0.0, 0.0], pair.name
+    # multi-focus inputs are read on colour noise alone: their fine texture reads up to 8.4/255 on the
+    # luminance, above `low`, but at most 0.67/255 on chroma
+    for folder in ("mff/MFI-WHU", "mff/Lytro"):
+        for pair in find_pairs(shared_data / folder):
+            assert denoise_weights(pair.load()[0], "mff", cfg) == [0.0, 0.0], pair.name
 
 
 def test_config_is_checked_and_round_trips(tmp_path) -> None:
@@ -154,8 +159,20 @@ def test_config_is_checked_and_round_trips(tmp_path) -> None:
     for k, pair in ((0.0, 0.6), (0.8, -0.1)):
         with pytest.raises(ValueError, match="pair_strength"):
             DenoiseConfig(strength=k, pair_strength=pair)
+    only = {"tasks": ("vif", "mff"), "chroma_low": 2.0, "chroma_high": 3.0, "chroma_tasks": ("mff",)}
+    for bad_only in (
+        {**only, "chroma_tasks": ("mef",)},  # not one of the stage's tasks
+        {**only, "chroma_low": 0.0, "chroma_high": 0.0, "chroma_cut": (10.0, 11.0)},  # the colour cue off
+        {**only, "chroma_cut": (11.0, 10.0)},
+        {**only, "chroma_cut": (2.5, 11.0)},  # below chroma_high
+        {**only, "chroma_cut": (10.0,)},
+    ):
+        with pytest.raises(ValueError, match="chroma_cut"):
+            DenoiseConfig(**bad_only)
     cfg = DenoiseConfig(low=3.0, high=6.0, tasks=("vif", "mff"), chroma_low=1.0, chroma_high=2.5, rule="max")
-    cfg = dataclasses.replace(cfg, strength=0.9, pair_strength=0.5)
+    cfg = dataclasses.replace(
+        cfg, strength=0.9, pair_strength=0.5, chroma_tasks=("mff",), chroma_cut=(9.0, 12.0)
+    )
     assert DenoiseConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     bad = '{"denoise": {"sigma": 2}}'
     check_stage_file(tmp_path, cfg, load_denoise, save_denoise, "denoise.json", bad)
@@ -164,7 +181,8 @@ def test_config_is_checked_and_round_trips(tmp_path) -> None:
 @pytest.mark.parametrize("name", ["allfuse-reg", "allfuse-fm"])
 def test_shipped_models_denoise_before_the_gate_and_keep_it_when_saved(name: str, tmp_path) -> None:
     pipe = FusionPipeline.from_pretrained(name)
-    assert pipe.denoise is not None and pipe.denoise.tasks == ("vif",)
+    assert pipe.denoise is not None and pipe.denoise.tasks == ("vif", "mff")
+    assert pipe.denoise.chroma_tasks == ("mff",) and pipe.denoise.chroma_cut == (10.0, 11.0)
     # non-local means by default; the learned denoiser ships beside it for denoise.json's method "net"
     assert pipe.denoise.method == "nlm" and pipe.denoiser is not None
     ir, vis = _photo("camera"), _photo()
@@ -311,3 +329,69 @@ def test_shipped_models_fuse_a_strongly_noisy_pair_by_the_stages_rule(name: str,
     seen = pipe.stages.restore_gain(one_noisy, "vif")
     assert seen.rule_weight == 0.0
     np.testing.assert_allclose(pipe(one_noisy, task="vif"), rule_fusion(seen.images, "vif"), atol=1e-5)
+
+
+def test_a_colour_noise_only_task_reads_chroma_up_to_its_cut_and_skips_a_brightened_pair() -> None:
+    """Module doc, "Colour noise only": a multi-focus input is weighed by its chroma noise alone (a texture
+    or a gray noise field that reads high on the luminance is kept), up from chroma_low to chroma_high and
+    back down from chroma_cut[0] to chroma_cut[1]; nothing when the exposure stage brightens the pair; no
+    stage rule. Infrared + visible pairs keep the luminance reading."""
+    only = {"chroma_tasks": ("mff",), "chroma_cut": (10.0, 11.0)}
+    cfg = DenoiseConfig(tasks=("vif", "mff"), chroma_low=2.0, chroma_high=3.0, rule="laplacian", **only)
+    vis = _photo("chelsea", 384)
+    rng = np.random.default_rng(4)
+    gray_grain = np.clip(vis + rng.normal(0, 8 / 255, vis.shape[:2])[..., None], 0, 1).astype(np.float32)
+    assert input_noise(gray_grain) > cfg.high and chroma_noise(gray_grain) < cfg.chroma_low
+    assert denoise_weights([gray_grain], "mff", cfg) == [0.0]
+    assert denoise_weights([gray_grain], "vif", cfg) == [1.0]
+    mild, strong = _noisy(vis, 6.0), _noisy(vis, 16.0, seed=1)
+    assert (
+        cfg.chroma_high < chroma_noise(mild) < cfg.chroma_cut[0] and chroma_noise(strong) > cfg.chroma_cut[1]
+    )
+    assert denoise_weights([mild, strong], "mff", cfg) == [1.0, 0.0]
+    assert denoise_weights([mild, strong], "vif", cfg) == [1.0, 1.0]
+    assert denoise_weights([mild, strong], "mff", cfg, gained=True) == [0.0, 0.0]
+    assert denoise_weights([mild, strong], "vif", cfg, gained=True) == [1.0, 1.0]  # only chroma_tasks
+    half = dataclasses.replace(cfg, chroma_cut=(chroma_noise(mild) - 1.0, chroma_noise(mild) + 1.0))
+    assert denoise_weights([mild], "mff", half)[0] == pytest.approx(0.5)
+    out, weights = denoise_inputs([mild, mild], "mff", cfg)
+    assert weights == [1.0, 1.0] and _mse(out[0], vis) < _mse(mild, vis) / 2
+    both = [strong, _noisy(vis, 16.0, seed=2)]
+    assert rule_weight(both, "vif", cfg) == 1.0 and rule_weight(both, "mff", cfg) == 0.0
+
+
+def test_the_stages_skip_colour_noise_only_denoising_for_a_pair_the_exposure_stage_brightens() -> None:
+    """allfuse.stages.InputStages.gains: a dark multi-focus pair (the shipped exposure stage's gain above 1)
+    is left noisy for the latent path; the same noise on a bright pair is filtered."""
+    stages = FusionPipeline.from_pretrained("allfuse-reg").stages
+    vis = _photo("chelsea", 256)
+    bright = [_noisy(vis, 6.0), _noisy(vis, 6.0, seed=1)]
+    dark = [_noisy(vis * 0.25, 6.0), _noisy(vis * 0.25, 6.0, seed=1)]
+    assert not stages.gains(bright, "mff") and stages.gains(dark, "mff")
+    assert not stages.gains(dark, "mff", exposure=False) and not stages.gains(dark, "mef")
+    flags = {"deblur": False, "correct": False, "destripe": False, "deblock": False}
+    for pair, filtered in ((bright, True), (dark, False)):
+        on = stages.restore(pair, "mff", **flags)
+        off = stages.restore(pair, "mff", denoise=False, **flags)
+        if filtered:
+            assert chroma_noise(on[0]) < chroma_noise(off[0]) / 2
+        else:
+            np.testing.assert_array_equal(on[0], off[0])
+
+
+def test_the_command_line_says_when_a_multi_focus_pair_is_left_to_the_model(tmp_path, capsys) -> None:
+    from allfuse.cli import main
+    from allfuse.io import write_image
+
+    vis = _photo("chelsea", 160)
+    for name, scale in (("bright", 1.0), ("dark", 0.2)):
+        paths = [tmp_path / f"{name}{i}.png" for i in range(2)]
+        for i, path in enumerate(paths):
+            write_image(path, _noisy(vis * scale, 6.0, seed=i))
+        out = str(tmp_path / f"{name}.png")
+        assert main(["fuse", *map(str, paths), "-o", out, "--task", "mff", "-v"]) == 0
+    said = capsys.readouterr().out
+    assert "denoising (mff, colour noise from 2 to 11/255): input 1 noise" in said
+    assert said.count("denoised (100%, h = 0.60 sigma)") == 2  # the bright pair, both inputs
+    assert "the exposure stage brightens this pair: left to the model" in said
+    assert said.count("/255), kept") == 2  # the dark pair, both inputs

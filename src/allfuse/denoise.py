@@ -39,10 +39,31 @@ two multi-exposure brackets 2.1 (MEFB Church and Memorial; not a task of this st
 full weight from `chroma_high` 3.0. Gray inputs (infrared images, TNO's visible ones) read 0 and keep the
 luminance thresholds, whose `low` a grainy gray image set.
 
-Tasks: infrared + visible only in the shipped models. On exposure and focus pairs non-local means lost Qabf
-on the main validation bench (MEF 0.358 -> 0.340) and left flat, waxy patches that raised BRISQUE (MEF 47.4
--> 52.2, MFF 30.8 -> 36.3; bench/results/tried/reg-denoise-nlm_main.md); the latent path denoises those
-better.
+Tasks: infrared + visible pairs, and multi-focus pairs read on colour noise alone (below), in the shipped
+models. On exposure and focus pairs non-local means on every noisy-reading input lost Qabf on the main
+validation bench (MEF 0.358 -> 0.340) and left flat, waxy patches that raised BRISQUE (MEF 47.4 -> 52.2, MFF
+30.8 -> 36.3; bench/results/tried/reg-denoise-nlm_main.md); the latent path denoises those better, except
+mild colour noise on multi-focus pairs.
+
+Colour noise only (`chroma_tasks`, `chroma_cut`; the shipped models: multi-focus pairs, 10 to 11). An input
+of such a task is weighed by its chroma noise alone: up from chroma_low to chroma_high as above, and back
+down to nothing from chroma_cut[0] to chroma_cut[1]; a pair that the exposure stage will brighten (its gain
+above 1, read on the inputs as they reach this stage: allfuse.stages.InputStages.gains) is left as it is;
+and such a task gets no stage rule. Why each part:
+* Chroma alone: the shared benchmark's clean multi-focus inputs read a luminance noise of up to 8.4/255 at
+  512 px (fine foliage and gravel; median 0.7, 99th percentile 5.9), above `low` and into the range of the
+  bench's mild noise (5.2 to 7.3), but at most 0.67/255 on chroma, where the bench's mild noise reads 5 to
+  8: read on the luminance, the stage lowered the clean pairs' Qabf (0.7501 -> 0.7450).
+* The cut: the latent path removes strong noise better than non-local means leaves it (the bench's strong
+  noise, chroma 12 to 14: Qabf -0.010 when filtered); ImageNet-C's noise reads 15 and more.
+* The brightened pair: a dark, noisy capture (the bench's low light) is the latent path's, which was trained
+  on noisy low exposures; filtered before the gain, it lost 0.010 and 0.036 (mild, strong).
+Measured on the validation bench's families at 6 pairs a cell (bench/quality.py --family-pairs 6, allfuse-reg;
+the models' cards): mild noise 0.6065 -> 0.6256, still 0.002 below `nlm+mertens` but above the chain with the
+teacher's rule (0.6216), where the latent path alone scored 0.015 below it; the multi-focus strong noise,
+low light and mix cells, and the main and clean multi-focus pairs, did not move. A likely reading, not
+measured apart: at mild noise the latent path smooths the fine texture that Qabf counts as edges along with
+the grain, while non-local means at the pair strength keeps it.
 
 Rule (`rule`, `rule_low`, `rule_high`; the shipped models: `laplacian` from 7 to 9): where the pipeline fuses
 by the teacher's classical rule (the clean-input gate hands it a pair, blends the rule in, or the detail pick
@@ -148,6 +169,11 @@ class DenoiseConfig(TaskStageConfig):
     pair_strength: float = 0.0
     # the filter (module doc, "Filter"): "nlm" non-local means, "net" the model folder's learned denoiser
     method: str = "nlm"
+    # tasks whose inputs are read on their chroma noise alone, full weight from chroma_high, none from
+    # chroma_cut[1] on (ramped down from chroma_cut[0]), and not at all when the exposure stage brightens the
+    # pair; no stage rule for them (module doc, "Colour noise only"); () (and older denoise.json files): none
+    chroma_tasks: tuple[str, ...] = ()
+    chroma_cut: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         from allfuse.baselines.registry import FUSIONS
@@ -156,12 +182,21 @@ class DenoiseConfig(TaskStageConfig):
         rule_ok = (not self.rule or self.rule in FUSIONS) and 0 < self.rule_low < self.rule_high
         rule_ok = rule_ok and self.strength > 0 and self.pair_strength >= 0
         rule_ok = rule_ok and self.method in METHODS
-        if not 0 < self.low < self.high or not chroma_ok or not rule_ok or not set(self.tasks) <= set(TASKS):
+        cut = self.chroma_cut
+        only_ok = not self.chroma_tasks or (
+            set(self.chroma_tasks) <= set(self.tasks)
+            and self.chroma_high > 0
+            and len(cut) == 2
+            and self.chroma_high <= cut[0] < cut[1]
+        )
+        tasks_ok = set(self.tasks) <= set(TASKS) and only_ok
+        if not 0 < self.low < self.high or not chroma_ok or not rule_ok or not tasks_ok:
             raise ValueError(
                 f"bad denoise config: need 0 < low < high and 0 < chroma_low < chroma_high, or both 0 (noise "
                 f'stds in 1/255 steps), a rule among {", ".join(FUSIONS)} (or "") with 0 < rule_low < '
-                f"rule_high, strength > 0, pair_strength >= 0, a method among {', '.join(METHODS)} and tasks "
-                f"among {', '.join(TASKS)}: {self}"
+                f"rule_high, strength > 0, pair_strength >= 0, a method among {', '.join(METHODS)}, tasks "
+                f"among {', '.join(TASKS)}, and chroma_tasks among the tasks only with the colour cue on and "
+                f"a chroma_cut of two values, chroma_high <= chroma_cut[0] < chroma_cut[1]: {self}"
             )
 
     @property
@@ -221,18 +256,31 @@ def input_weight(image: Image, cfg: DenoiseConfig) -> float:
     return denoise_weight(input_noise(image), cfg, chroma_noise(image) if cfg.chroma else 0.0)
 
 
-def denoise_weights(images: Sequence[Image], task: str, cfg: DenoiseConfig) -> list[float]:
-    """Each input's weight (0 for every input when the task is not one of the stage's)."""
-    if task not in cfg.tasks:
+def chroma_only_weight(chroma: float, cfg: DenoiseConfig) -> float:
+    """The weight of an input of a task in cfg.chroma_tasks from its chroma noise (1/255 steps; module doc,
+    "Colour noise only"): up from chroma_low to chroma_high, back down from chroma_cut[0] to chroma_cut[1]."""
+    up = ramp(chroma, cfg.chroma_low, cfg.chroma_high)
+    return up * (1.0 - ramp(chroma, *cfg.chroma_cut))
+
+
+def denoise_weights(
+    images: Sequence[Image], task: str, cfg: DenoiseConfig, gained: bool = False
+) -> list[float]:
+    """Each input's weight (0 for every input when the task is not one of the stage's). For a task of
+    cfg.chroma_tasks: chroma_only_weight, and 0 for every input when `gained` (the exposure stage will
+    brighten the pair)."""
+    if task not in cfg.tasks or (gained and task in cfg.chroma_tasks):
         return [0.0] * len(images)
+    if task in cfg.chroma_tasks:
+        return [chroma_only_weight(chroma_noise(x), cfg) for x in images]
     return [input_weight(x, cfg) for x in images]
 
 
 def rule_weight(images: Sequence[Image], task: str, cfg: DenoiseConfig) -> float:
     """The share of the stage's `rule` in the pipeline's rule fusion of these inputs, as they reach the
-    stage (module doc, "Rule"): 0 without a rule or for a task not the stage's, else the ramp of the
-    lower of the inputs' noise (input_noise) from rule_low to rule_high."""
-    if not cfg.rule or task not in cfg.tasks:
+    stage (module doc, "Rule"): 0 without a rule or for a task not the stage's or one of cfg.chroma_tasks,
+    else the ramp of the lower of the inputs' noise (input_noise) from rule_low to rule_high."""
+    if not cfg.rule or task not in cfg.tasks or task in cfg.chroma_tasks:
         return 0.0
     return ramp(quieter_noise(images), cfg.rule_low, cfg.rule_high)
 
@@ -314,12 +362,13 @@ def denoise_net_images(net: Denoiser, images: Sequence[Image], tile: int = TILE)
 
 
 def denoise_inputs(
-    images: Sequence[Image], task: str, cfg: DenoiseConfig, net: Denoiser | None = None
+    images: Sequence[Image], task: str, cfg: DenoiseConfig, net: Denoiser | None = None, gained: bool = False
 ) -> tuple[list[Image], list[float]]:
     """The inputs, each one that measures noisy moved toward its filtered result by its weight (the same
-    array when its weight is 0); and the weights. The filter: the learned denoiser `net` when cfg.method is
-    "net" (denoise_net_images), else non-local means (denoise_images, at filter_strength)."""
-    weights = denoise_weights(images, task, cfg)
+    array when its weight is 0); and the weights (denoise_weights, `gained` as there). The filter: the
+    learned denoiser `net` when cfg.method is "net" (denoise_net_images), else non-local means
+    (denoise_images, at filter_strength)."""
+    weights = denoise_weights(images, task, cfg, gained)
     noisy = [i for i, w in enumerate(weights) if w > 0.0]
     out = list(images)
     xs = [np.asarray(images[i], np.float32) for i in noisy]

@@ -336,7 +336,7 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
             if line:
                 print(line)
         if args.verbose and cfg.arch != "joint" and not args.no_denoise:
-            line = denoise_line(pipe, images, task, not args.no_destripe, deblock)
+            line = denoise_line(pipe, images, task, not args.no_destripe, deblock, not args.no_exposure)
             if line:
                 print(line)
         if args.verbose and cfg.arch != "joint" and not args.no_exposure:
@@ -481,9 +481,11 @@ def destripe_line(
     return f"stripe removal ({task}): " + ("; ".join(found) if found else "no stripes found")
 
 
-def denoise_line(pipe, images: list[np.ndarray], task: str, destripe: bool, deblock: bool = True) -> str:
+def denoise_line(
+    pipe, images: list[np.ndarray], task: str, destripe: bool, deblock: bool = True, exposure: bool = True
+) -> str:
     """`-v`'s account of the denoising stage for one set of inputs ("" when it does not run)."""
-    from allfuse.denoise import chroma_noise, denoise_weight, filter_strength, input_noise, rule_weight
+    from allfuse.denoise import chroma_noise, denoise_weights, filter_strength, input_noise, rule_weight
     from allfuse.tasks import CLASSICAL_DEFAULT
 
     checked, _, task = pipe.prepare(images, task)
@@ -495,7 +497,8 @@ def denoise_line(pipe, images: list[np.ndarray], task: str, destripe: bool, debl
     parts = []
     noises = [input_noise(x) for x in checked]
     chromas = [chroma_noise(x) if cfg.chroma else 0.0 for x in checked]
-    weights = [denoise_weight(n, cfg, c) for n, c in zip(noises, chromas, strict=True)]
+    gained = pipe.stages.gains(checked, task, exposure)  # a task read on colour noise alone skips these
+    weights = denoise_weights(checked, task, cfg, gained)
     strength = filter_strength(weights, cfg)  # the pair's (allfuse.denoise, "Strength")
     for i, (noise, chroma, w) in enumerate(zip(noises, chromas, weights, strict=True)):
         colour = f" (colour {chroma:.1f}/255)" if cfg.chroma else ""
@@ -503,6 +506,9 @@ def denoise_line(pipe, images: list[np.ndarray], task: str, destripe: bool, debl
         done = f"denoised ({w:.0%}, {how})" if w else "kept"
         parts.append(f"input {i + 1} noise {noise:.1f}/255{colour}, {done}")
     limits = f"from {cfg.low:g}/255" + (f", colour noise from {cfg.chroma_low:g}/255" if cfg.chroma else "")
+    if task in cfg.chroma_tasks:  # allfuse.denoise, "Colour noise only"
+        cut = f"colour noise from {cfg.chroma_low:g} to {cfg.chroma_cut[1]:g}/255"
+        limits = cut + ("; the exposure stage brightens this pair: left to the model" if gained else "")
     share = rule_weight(checked, task, cfg)
     if share > 0:  # the stage's rule for a pair whose inputs are all strongly noisy (allfuse.denoise, "Rule")
         parts.append(

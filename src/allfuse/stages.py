@@ -22,7 +22,14 @@ from allfuse.deblock import DeblockConfig, deblock_inputs, pixel_grids
 from allfuse.deblur import DeblurConfig, deblur_inputs
 from allfuse.denoise import DenoiseConfig, denoise_inputs, rule_weight
 from allfuse.destripe import DestripeConfig, destripe_inputs
-from allfuse.exposure import ExposureConfig, dehazed_inputs, expose_inputs, over_exposed, unveiled_inputs
+from allfuse.exposure import (
+    ExposureConfig,
+    dehazed_inputs,
+    expose_inputs,
+    exposure_gain,
+    over_exposed,
+    unveiled_inputs,
+)
 from allfuse.impulse import ImpulseConfig, impulse_inputs
 from allfuse.models.correct import Corrector
 from allfuse.models.denoiser import Denoiser
@@ -130,7 +137,8 @@ class InputStages:
             images = destripe_inputs(images, task, self.destripe)
         if denoise and self.denoise is not None:
             rule = rule_weight(images, task, self.denoise)  # the noise the inputs reach the stage with
-            images = denoise_inputs(images, task, self.denoise, self.denoiser)[0]
+            gained = self.gains(images, task, exposure)
+            images = denoise_inputs(images, task, self.denoise, self.denoiser, gained)[0]
         if exposure and self.exposure is not None:
             images, gain = expose_inputs(images, task, self.exposure)
             over = over_exposed(images, self.exposure)  # what the corrector gets over-exposed is not hazed
@@ -145,6 +153,14 @@ class InputStages:
         deblurred = any(np.ndim(p) > 0 or p > 0 for p in psfs)  # a sigma, or an elliptic PSF's covariance
         quality = min((q for q in qualities if q > 0), default=0)
         return Restored(images, gain, quality, deblurred, rule, tuple(veil), tuple(haze))
+
+    def gains(self, images: Sequence[Image], task: Task, exposure: bool = True) -> bool:
+        """Whether the exposure stage will brighten these inputs (its gain above 1), read only for a task the
+        denoising stage reads on colour noise alone, which leaves such a pair to the latent path
+        (allfuse.denoise, "Colour noise only"); False without either stage or with `exposure` off."""
+        if not exposure or self.exposure is None or self.denoise is None:
+            return False
+        return task in self.denoise.chroma_tasks and exposure_gain(images, task, self.exposure) > 1.0
 
     @torch.no_grad()
     def correct(self, images: list[Image], task: Task) -> list[Image]:
