@@ -17,8 +17,9 @@ refiner brings the result back to full size; 0 = full size); bench/quality.py --
 that costs in quality. The last column counts the minor page faults of one run at the largest size (Unix:
 resource.getrusage), what glibc's malloc costs when it unmaps freed blocks (allfuse.devices; run with
 ALLFUSE_MALLOC=0 to see the default). The lines after the table time the classical stages alone: the
-rows fuse as multi-focus pairs, where the stripe-removal and denoising stages do not run, and the demo
-pair is neither a JPEG nor made of pixel blocks, so the deblocking stage only measures it.
+rows fuse as multi-focus pairs, where the stripe-removal stage does not run and the denoising stage only
+reads colour noise (the demo pair has none), and the demo pair is neither a JPEG nor made of pixel blocks,
+so the deblocking stage only measures it.
 """
 
 from __future__ import annotations
