@@ -33,6 +33,11 @@ IDENTITY_PHOTOS = (
     "camera",
     "stereo_motorcycle",
 )
+# More of them for `--identity-set wide` (an INFO line, not the acceptance check): the bundled gray
+# photographs (textures, a scanned page, a low-contrast moon, coins) and two more colour ones. Left out:
+# `clock` (a blurred capture), `cell` (a fluorescence micrograph), `colorwheel` and `logo` (graphics),
+# `hubble_deep_field` (a dark sky).
+WIDE_PHOTOS = ("brick", "grass", "gravel", "moon", "page", "text", "coins", "cat", "retina")
 
 
 @dataclass(frozen=True)
@@ -119,11 +124,13 @@ def in_focus_crop(images: list[np.ndarray], size: int) -> np.ndarray:
 
 
 def identity_photos(
-    data: Path, max_side: int, mff_crops: int = 3, crop: int = 256
+    data: Path, max_side: int, mff_crops: int = 3, crop: int = 256, wide: bool = False
 ) -> list[tuple[str, np.ndarray]]:
-    """scikit-image photographs plus in-focus crops of the first MFF validation pairs, float32 [0, 1]."""
+    """scikit-image photographs plus in-focus crops of the first MFF validation pairs, float32 [0, 1]; with
+    `wide`, also WIDE_PHOTOS and the in-focus crops of every MFF validation pair."""
     photos = []
-    for name in IDENTITY_PHOTOS:
+    mff_crops = 0 if wide else mff_crops
+    for name in IDENTITY_PHOTOS + (WIDE_PHOTOS if wide else ()):
         x = getattr(skdata, name)()
         x = x[0] if isinstance(x, tuple) else x  # stereo_motorcycle: (left, right, disparity)
         photos.append((name, shrink(x.astype(np.float32) / 255.0, max_side)))

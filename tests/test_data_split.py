@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
+from allfuse.color import to_gray
 from allfuse.data.degradations import gaussian_blur
 from allfuse.data.kernels import disk_kernel
 from allfuse.data.pipeline import PipelineConfig
@@ -128,6 +129,24 @@ def test_scene_self_pairs_are_a_training_visible_image_twice_with_it_as_target(t
         make_sample("mff", Sources(PairPool([tmp_path / "mff"]), config=config), 0, 0)
     with pytest.raises(ValueError, match="scene_self_pairs"):
         PipelineConfig(scene_self_pairs=1.5)
+
+
+def test_gray_turns_a_multi_focus_sample_gray_before_it_is_degraded(tmp_path: Path) -> None:
+    _pair_folder(tmp_path, ["a"])
+    pool = PairPool([tmp_path])
+    config = PipelineConfig(size=32, gray=1.0, n_ops=(0,))
+    gray = make_sample("mff", Sources(pool, config=config), 0, 0)
+    colour = make_sample("mff", Sources(pool, config=dataclasses.replace(config, gray=0.0)), 0, 0)
+    assert gray.meta["gray"] and "gray" not in colour.meta
+    for x in (*gray.clean, gray.target, *gray.degraded):  # three equal channels, sources and target alike
+        assert x.shape[-1] == 3
+        assert np.array_equal(x[..., 0], x[..., 1]) and np.array_equal(x[..., 0], x[..., 2])
+    assert not np.array_equal(colour.clean[0][..., 0], colour.clean[0][..., 1])
+    # the same crop (drawn before the gray draw), as its luminance
+    np.testing.assert_allclose(gray.clean[0][..., 0], to_gray(colour.clean[0]), atol=1e-6)
+    np.testing.assert_allclose(gray.target[..., 0], to_gray(colour.target), atol=1e-6)
+    with pytest.raises(ValueError, match="gray"):
+        PipelineConfig(gray=1.5)
 
 
 def test_defocus_disk_has_the_gaussian_std_and_erases_mid_frequencies_harder() -> None:

@@ -63,11 +63,16 @@ class PipelineConfig:
     # the target, degraded like a self pair. Our multi-focus sources are all bright daylight scenes. Not for
     # multi-exposure samples: one exposure twice is not a bracket. At 0 no number is drawn for it.
     scene_self_pairs: float = 0.0
+    # Probability that a multi-exposure or multi-focus sample is made gray before it is degraded: its clean
+    # sources and target replaced by their BT.601 luminance in all three channels (a monochrome camera, a
+    # scanned page). Every shared multi-exposure and multi-focus pair is in colour, and a gray scene has no
+    # dark channel of its own (the corrector's haze prior, allfuse.models.correct). At 0 no number is drawn.
+    gray: float = 0.0
 
     def __post_init__(self) -> None:
         """Refuse unknown op names, negative weights in op_weights (a typo would silently do nothing) and an
-        ir_weather_blur, blur_one, haze_variety or scene_self_pairs outside [0, 1]."""
-        for name in ("ir_weather_blur", "blur_one", "haze_variety", "scene_self_pairs"):
+        ir_weather_blur, blur_one, haze_variety, scene_self_pairs or gray outside [0, 1]."""
+        for name in ("ir_weather_blur", "blur_one", "haze_variety", "scene_self_pairs", "gray"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         bad = sorted(set(self.op_weights) - set(OP_NAMES))

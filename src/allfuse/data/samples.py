@@ -19,6 +19,7 @@ from typing import Literal, get_args
 import cv2
 import numpy as np
 
+from allfuse.color import to_gray
 from allfuse.data.control import CONTROLS, apply_control
 from allfuse.data.depth import DepthProvider, get_depth_provider
 from allfuse.data.m3 import m3_pair
@@ -98,6 +99,17 @@ def pair_meta(src: Sources, i: int) -> dict:
     return {"sources": [str(s) for s in p.sources], "dataset": p.dataset, "name": p.name}
 
 
+def grayed(
+    task: str, images: list[Image], src: Sources, rng: np.random.Generator
+) -> tuple[list[Image], bool]:
+    """PipelineConfig.gray: with that probability a multi-exposure or multi-focus sample's clean images (its
+    sources and target) become their luminance in all three channels; the images as they are otherwise (no
+    number drawn at 0 or for another task)."""
+    if task not in ("mef", "mff") or src.config.gray <= 0 or rng.random() >= src.config.gray:
+        return images, False
+    return [np.repeat(to_gray(x)[..., None], 3, axis=2) if x.ndim == 3 else x for x in images], True
+
+
 def make_scene_self_pair(task: str, src: Sources, rng: np.random.Generator) -> Sample:
     """PipelineConfig.scene_self_pairs: the visible image of a random infrared + visible pair twice, itself
     the clean source and the target, every op on both copies (one capture twice, as a self pair)."""
@@ -106,11 +118,13 @@ def make_scene_self_pair(task: str, src: Sources, rng: np.random.Generator) -> S
     i = choose_pair(src, "vif", rng)
     visible = src.pairs.load(i, "vif")[0][1]
     box = sample_crop(*visible.shape[:2], rng, src.config)
-    scene = box.apply(visible)
+    (scene,), gray = grayed(task, [box.apply(visible)], src, rng)
     ops = sample_ops(task, rng, src.config)
     degraded, records = degrade_pair([scene, scene], "mef", ops, rng, src.config, src.depth_provider())
     instruction, prompt = make_prompts(task, rng, ops, split=src.split)
     meta = {**pair_meta(src, i), "crop": box.as_dict(), "ops": records, "self_pair": "scene"}
+    if gray:
+        meta["gray"] = True
     if any(op == "haze" for op, _ in ops):
         meta["depth"] = src.depth_provider().name
     return Sample(task, (scene, scene), (degraded[0], degraded[1]), scene, instruction, prompt, meta)
@@ -128,6 +142,8 @@ def make_fusion(task: str, src: Sources, rng: np.random.Generator) -> Sample:
         # Not one of the sources: an under-exposed or half-defocused source as its own target would teach the
         # model to keep dark or blurred inputs as they are (measured: MEF/MFF low light fell on the bench).
         clean = [target, target]
+    images, gray = grayed(task, [*clean, target], src, rng)
+    clean, target = images[:-1], images[-1]
     ops = sample_ops(task, rng, src.config)
     # A self pair is one capture twice: every op goes on both copies, as in MEF.
     degraded, records = degrade_pair(
@@ -137,6 +153,8 @@ def make_fusion(task: str, src: Sources, rng: np.random.Generator) -> Sample:
     meta = {**pair_meta(src, i), "crop": crop, "ops": records, "teacher": teacher_name(src.pairs.teacher)}
     if self_pair:
         meta["self_pair"] = "teacher"
+    if gray:
+        meta["gray"] = True
     if any(op == "haze" for op, _ in ops):
         meta["depth"] = src.depth_provider().name
     return Sample(task, (clean[0], clean[1]), (degraded[0], degraded[1]), target, instruction, prompt, meta)

@@ -79,6 +79,8 @@ class DataConfig:
     haze_variety: float = PipelineConfig.haze_variety
     # chance that an MFF sample is the visible image of an infrared + visible pair twice, its own target
     scene_self_pairs: float = PipelineConfig.scene_self_pairs
+    # chance that an MEF or MFF sample's clean sources and target are made gray before degradation
+    gray: float = PipelineConfig.gray
     length: int = 20_000  # samples per epoch; each epoch draws new degradations
     val_pairs: int = 8  # held-in synthetic samples scored with allfuse.metrics at each validation
     workers: int = 1  # DataLoader worker processes
