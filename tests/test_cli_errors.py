@@ -73,6 +73,8 @@ BEFORE_THE_MODEL = [
     (["--method", "gff", "--steps", "2"], "--steps applies to models"),
     (["--method", "gff", "--no-deblur"], "--no-deblur applies to models"),
     (["--model", "allfuse-ditfuse", "--no-deblur"], "--no-deblur: allfuse-ditfuse has no deblurring stage"),
+    (["--method", "gff", "--no-correct"], "--no-correct applies to models"),
+    (["--model", "allfuse-ditfuse", "--no-correct"], "--no-correct: allfuse-ditfuse has no input corrector"),
     (["--method", "gff", "--no-mirror"], "--no-mirror applies to models"),
     (["--model", "allfuse-ditfuse", "--no-mirror"], "--no-mirror: allfuse-ditfuse has no mirrored pass"),
     (["--method", "gff", "--no-pick"], "--no-pick applies to models"),

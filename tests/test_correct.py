@@ -275,3 +275,29 @@ def test_the_haze_label_teaches_the_strength_which_input_was_hazed() -> None:
         _, strength = net.forward_with_strength([batch["a"], batch["b"]], torch.full((4,), 2))
     assert (strength[:, 0] > 0.7).all() and (strength[:, 1] < 0.3).all()
     assert "haze_bce" in logs and "haze_bce" not in correct_loss(net, batch, 1.0)[1]
+
+
+def test_the_command_line_can_skip_the_corrector_and_says_what_it_changes(tmp_path: Path, capsys) -> None:
+    """A scanned page has no dark pixels, which the shipped corrector's haze prior (the dark channel) reads
+    as a veil: fused with itself it comes back darker, and `-v` says by how much; `--no-correct` keeps it,
+    and the clean pair then goes to the rule unchanged."""
+    from skimage import data
+
+    from allfuse.cli import main
+    from allfuse.io import read_image, write_image
+
+    page = tmp_path / "page.png"
+    write_image(page, data.page().astype(np.float32) / 255.0)
+    outs = {flag: tmp_path / f"out{len(flag)}.png" for flag in ((), ("--no-correct",))}
+    lines = {}
+    for flag, out in outs.items():
+        assert main(["fuse", str(page), str(page), "-o", str(out), "--task", "mff", "-v", *flag]) == 0
+        lines[flag] = [x for x in capsys.readouterr().out.splitlines() if x.startswith("input corrector")]
+    x = read_image(page).astype(np.float32)
+    on, off = (read_image(out).astype(np.float32) for out in outs.values())
+    np.testing.assert_array_equal(off, x)  # without the corrector: the rule's fusion of a clean pair
+    assert on.mean() < x.mean() - 5 / 255  # with it: darkened as a veil would be
+    (line,) = lines[()]
+    change = float(line.split("input 1 ")[1].split("/255")[0])
+    assert change == pytest.approx(255 * (on.mean() - x.mean()), abs=1.0) and "--no-correct" in line
+    assert lines[("--no-correct",)] == []

@@ -120,6 +120,14 @@ def add_fuse_parser(sub: argparse._SubParsersAction) -> None:
         help="skip the model's blind deblurring stage (its deblur.json): fuse the inputs as they are",
     )
     p.add_argument(
+        "--no-correct",
+        action="store_true",
+        default=None,
+        help="skip the model's input corrector (its corrector.json, multi-exposure and multi-focus pairs): "
+        "keep a clear scene without dark pixels (a gray page, a close-up of sand or sky), which its haze "
+        "prior can read as veiled, as it is",
+    )
+    p.add_argument(
         "--no-gate",
         action="store_true",
         default=None,
@@ -244,6 +252,7 @@ MODEL_ONLY = (
     ("--no-destripe", "no_destripe"),
     ("--no-exposure", "no_exposure"),
     ("--no-denoise", "no_denoise"),
+    ("--no-correct", "no_correct"),
     ("--no-gate", "no_gate"),
     ("--no-mirror", "no_mirror"),
     ("--no-pick", "no_pick"),
@@ -300,6 +309,7 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
         ("--no-destripe", "no_destripe", "stripe-removal stage"),
         ("--no-exposure", "no_exposure", "exposure stage"),
         ("--no-denoise", "no_denoise", "denoising stage"),
+        ("--no-correct", "no_correct", "input corrector"),
         ("--no-gate", "no_gate", "gate"),
         ("--no-mirror", "no_mirror", "mirrored pass"),
         ("--no-pick", "no_pick", "detail pick"),
@@ -348,6 +358,7 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
             line = deblur_line(pipe, images, task, *before)
             if line:
                 print(line)
+        correct = not args.no_correct
         stages = (
             not args.no_deblur,
             not args.no_destripe,
@@ -355,18 +366,22 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
             not args.no_denoise,
             deblock,
         )
+        if args.verbose and cfg.arch != "joint" and correct:
+            line = corrector_line(pipe, images, task, *stages)
+            if line:
+                print(line)
         if args.verbose and cfg.arch != "joint" and not args.no_gate:
-            print(gate_line(pipe, images, task, *stages, mirror=not args.no_mirror))
+            print(gate_line(pipe, images, task, *stages, mirror=not args.no_mirror, correct=correct))
         if args.verbose and cfg.arch != "joint" and not args.no_pick:
-            line = pick_line(pipe, images, task, *stages, gate=not args.no_gate)
+            line = pick_line(pipe, images, task, *stages, gate=not args.no_gate, correct=correct)
             if line:
                 print(line)
         if args.verbose and cfg.arch != "joint" and not args.no_washout:
-            line = washout_line(pipe, images, task, *stages)
+            line = washout_line(pipe, images, task, *stages, correct=correct)
             if line:
                 print(line)
         if args.verbose and cfg.arch != "joint":
-            line = guard_line(pipe, images, task, *stages)
+            line = guard_line(pipe, images, task, *stages, correct=correct)
             if line:
                 print(line)
         joint = {"cfg_text": args.cfg_text, "cfg_image": args.cfg_image}
@@ -379,6 +394,7 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
                 "exposure": not args.no_exposure,
                 "denoise": not args.no_denoise,
                 "deblock": deblock,
+                "correct": correct,
                 "gate": not args.no_gate,
                 "mirror": not args.no_mirror,
                 "pick": not args.no_pick,
@@ -634,6 +650,7 @@ def pick_line(
     denoise: bool = True,
     deblock: bool = True,
     gate: bool = True,
+    correct: bool = True,
 ) -> str:
     """`-v`'s account of the detail pick (allfuse.pick) for one set of inputs ("" when the gate hands the
     pair to the rule alone)."""
@@ -641,11 +658,11 @@ def pick_line(
     from allfuse.pick import PICK_GAIN, PICK_NOISE
 
     stages = (deblur, destripe, exposure, denoise, deblock)
-    task, _, weight = pipe.gate_choice(images, task, *stages)
+    task, _, weight = pipe.gate_choice(images, task, *stages, correct=correct)
     if gate and weight >= 1:
         return ""
     # the exposure stage's gain times its largest stretch factor, as the pipeline hands it to the pick
-    seen = pipe.stages.restore_gain(pipe.prepare(images, task)[0], task, deblur, True, *stages[1:])
+    seen = pipe.stages.restore_gain(pipe.prepare(images, task)[0], task, deblur, correct, *stages[1:])
     restored, gain = seen.images, seen.gain
     share = pipe.pick_strength(restored, gain)
     low, high = PICK_NOISE
@@ -657,10 +674,10 @@ def pick_line(
     )
 
 
-def washout_line(pipe, images: list[np.ndarray], task: str, *stages: bool) -> str:
+def washout_line(pipe, images: list[np.ndarray], task: str, *stages: bool, correct: bool = True) -> str:
     """`-v`'s account of the washed-out visible step (allfuse.washout) for an infrared + visible pair (""
     for other tasks); `stages`: the deblurring, stripe-removal, exposure, denoising and deblocking flags,
-    as guard_line takes them."""
+    as guard_line takes them (the input corrector does not run for such a pair: `correct` is unused)."""
     from allfuse.exposure import dark_floor
     from allfuse.washout import BRIGHT, FLOOR, washed_level, washed_share
 
@@ -688,6 +705,7 @@ def guard_line(
     exposure: bool,
     denoise: bool = True,
     deblock: bool = True,
+    correct: bool = True,
 ) -> str:
     """`-v`'s account of the refiner's noise guard for one set of inputs ("" without a guard for the task)."""
     from allfuse.denoise import pair_chroma_noise
@@ -697,7 +715,7 @@ def guard_line(
     task = pipe.prepare(images, task)[2]
     if task not in pipe.noise_guard or pipe.refiner is None:
         return ""
-    restored = pipe.gate_inputs(images, task, deblur, destripe, exposure, denoise, deblock)
+    restored = pipe.gate_inputs(images, task, deblur, destripe, exposure, denoise, deblock, correct)
     low, high, floor, chroma_low, chroma_high = check_noise_guard(pipe.noise_guard)[task]
     share = pipe.refiner_weight(restored, task)
     least = f" (at least {floor:.0%})" if floor else ""
@@ -707,6 +725,31 @@ def guard_line(
     return (
         f"refiner ({task}): pair noise {pair_noise(restored):.1f}/255, noise guard {low:g}-{high:g}/255"
         f"{chroma}{least}: keeps {share:.0%} of its change"
+    )
+
+
+def corrector_line(
+    pipe,
+    images: list[np.ndarray],
+    task: str,
+    deblur: bool,
+    destripe: bool = True,
+    exposure: bool = True,
+    denoise: bool = True,
+    deblock: bool = True,
+) -> str:
+    """`-v`'s account of the input corrector (allfuse.models.correct) for one set of inputs: how much it and
+    the exposure stage's steps after it change each input, on average ("" when it does not run)."""
+    task = pipe.prepare(images, task)[2]
+    if pipe.corrector is None or task not in pipe.corrector.cfg.tasks:
+        return ""
+    flags = (destripe, exposure, denoise, deblock)
+    on, off = (pipe.gate_inputs(images, task, deblur, *flags, correct=c) for c in (True, False))
+    changes = [255.0 * float(np.mean(np.asarray(a) - np.asarray(b))) for a, b in zip(on, off, strict=True)]
+    each = ", ".join(f"input {i} {c:+.1f}/255" for i, c in enumerate(changes, 1))
+    return (
+        f"input corrector ({task}): mean change {each} (a clear scene without dark pixels can read as "
+        "veiled: --no-correct keeps it)"
     )
 
 
@@ -720,16 +763,17 @@ def gate_line(
     denoise: bool = True,
     deblock: bool = True,
     mirror: bool = False,
+    correct: bool = True,
 ) -> str:
     """`-v`'s account of the clean-input gate's choice for one set of inputs (and, where the model fuses,
     whether its latent path also runs on the mirrored inputs: allfuse.pipeline.MIRROR)."""
     from allfuse.pipeline import REPAIRED_JPEG, gate_override
 
-    task, p, weight = pipe.gate_choice(images, task, deblur, destripe, exposure, denoise, deblock)
+    task, p, weight = pipe.gate_choice(images, task, deblur, destripe, exposure, denoise, deblock, correct)
     if p < 0:
         return f"gate ({task}): none, the model fuses"
     checked = pipe.prepare(images, task)[0]
-    seen = pipe.stages.restore_gain(checked, task, deblur, True, destripe, exposure, denoise, deblock)
+    seen = pipe.stages.restore_gain(checked, task, deblur, correct, destripe, exposure, denoise, deblock)
     limit, rule = pipe.gate.tasks[task].threshold, pipe.rule_label(seen.rule_weight, task)
     head = f"gate ({task}): P(clean) {p:.2f} {'>=' if p >= limit else '<'} {limit:.2f}"
     if weight >= 1:

@@ -445,10 +445,11 @@ class FusionPipeline:
         exposure: bool = True,
         denoise: bool = True,
         deblock: bool = True,
+        correct: bool = True,
     ) -> list[Image]:
         """What the gate measures and the rule fuses: the inputs checked and through restore_inputs."""
         checked, _, task = self.prepare(images, task)
-        return self.restore_inputs(checked, task, deblur, True, destripe, exposure, denoise, deblock)
+        return self.restore_inputs(checked, task, deblur, correct, destripe, exposure, denoise, deblock)
 
     def exposure_gain(
         self, images: Sequence[Image], task: Task | str = "auto", *flags: bool, **named: bool
@@ -514,6 +515,7 @@ class FusionPipeline:
         exposure: bool = True,
         denoise: bool = True,
         deblock: bool = True,
+        correct: bool = True,
     ) -> tuple[Task, float, float]:
         """What the gate decides for these inputs, as __call__ would (`allfuse fuse -v`, the benches): the
         task, P(clean) (-1.0 without a gate for the task) and the rule's weight (gate_decision)."""
@@ -521,7 +523,7 @@ class FusionPipeline:
         if self.gate is None or task not in self.gate.tasks:
             return task, -1.0, 0.0
         checked = self.prepare(images, task)[0]
-        seen = self.stages.restore_gain(checked, task, deblur, True, destripe, exposure, denoise, deblock)
+        seen = self.stages.restore_gain(checked, task, deblur, correct, destripe, exposure, denoise, deblock)
         return task, *self.gate_decision(seen.images, task, seen.deblocked, seen.deblurred)
 
     def prepare(self, images: Sequence[Image], task: Task | str) -> tuple[list[Image], bool, Task]:
