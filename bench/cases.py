@@ -34,10 +34,10 @@ IDENTITY_PHOTOS = (
     "stereo_motorcycle",
 )
 # More of them for `--identity-set wide` (an INFO line, not the acceptance check): the bundled gray
-# photographs (textures, a scanned page, a low-contrast moon, coins) and two more colour ones. Left out:
-# `clock` (a blurred capture), `cell` (a fluorescence micrograph), `colorwheel` and `logo` (graphics),
-# `hubble_deep_field` (a dark sky).
-WIDE_PHOTOS = ("brick", "grass", "gravel", "moon", "page", "text", "coins", "cat", "retina")
+# photographs (textures, a scanned page, a low-contrast moon, coins) and a retina's fundus photograph.
+# Left out: `cat` (the `chelsea` photo again), `clock` (a blurred capture), `cell` (a fluorescence
+# micrograph), `colorwheel` and `logo` (graphics), `hubble_deep_field` (a dark sky).
+WIDE_PHOTOS = ("brick", "grass", "gravel", "moon", "page", "text", "coins", "retina")
 
 
 @dataclass(frozen=True)
