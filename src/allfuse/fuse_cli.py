@@ -728,23 +728,15 @@ def guard_line(
     )
 
 
-def corrector_line(
-    pipe,
-    images: list[np.ndarray],
-    task: str,
-    deblur: bool,
-    destripe: bool = True,
-    exposure: bool = True,
-    denoise: bool = True,
-    deblock: bool = True,
-) -> str:
+def corrector_line(pipe, images: list[np.ndarray], task: str, *stages: bool) -> str:
     """`-v`'s account of the input corrector (allfuse.models.correct) for one set of inputs: how much it and
-    the exposure stage's steps after it change each input, on average ("" when it does not run)."""
+    the exposure stage's steps after it change each input, on average ("" when it does not run);
+    `stages`: the deblurring, stripe-removal, exposure, denoising and deblocking flags, as guard_line takes
+    them."""
     task = pipe.prepare(images, task)[2]
     if pipe.corrector is None or task not in pipe.corrector.cfg.tasks:
         return ""
-    flags = (destripe, exposure, denoise, deblock)
-    on, off = (pipe.gate_inputs(images, task, deblur, *flags, correct=c) for c in (True, False))
+    on, off = (pipe.gate_inputs(images, task, *stages, correct=c) for c in (True, False))
     changes = [255.0 * float(np.mean(np.asarray(a) - np.asarray(b))) for a, b in zip(on, off, strict=True)]
     each = ", ".join(f"input {i} {c:+.1f}/255" for i, c in enumerate(changes, 1))
     return (
