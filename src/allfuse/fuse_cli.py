@@ -739,10 +739,10 @@ def corrector_line(pipe, images: list[np.ndarray], task: str, *stages: bool) -> 
     on, off = (pipe.gate_inputs(images, task, *stages, correct=c) for c in (True, False))
     changes = [255.0 * float(np.mean(np.asarray(a) - np.asarray(b))) for a, b in zip(on, off, strict=True)]
     each = ", ".join(f"input {i} {c:+.1f}/255" for i, c in enumerate(changes, 1))
-    return (
-        f"input corrector ({task}): mean change {each} (a clear scene without dark pixels can read as "
-        "veiled: --no-correct keeps it)"
-    )
+    hint = ""
+    if max(abs(c) for c in changes) >= 1.0:  # a change a clear input would not need
+        hint = " (a clear scene without dark pixels can read as veiled: --no-correct keeps it)"
+    return f"input corrector ({task}): mean change {each}{hint}"
 
 
 def gate_line(
