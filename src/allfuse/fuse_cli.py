@@ -377,7 +377,7 @@ def _model_fuser(args: argparse.Namespace, model: str) -> Fuser:
             if line:
                 print(line)
         if args.verbose and cfg.arch != "joint" and not args.no_washout:
-            line = washout_line(pipe, images, task, *stages, correct=correct)
+            line = washout_line(pipe, images, task, *stages)  # the corrector does not run for vif
             if line:
                 print(line)
         if args.verbose and cfg.arch != "joint":
@@ -674,10 +674,10 @@ def pick_line(
     )
 
 
-def washout_line(pipe, images: list[np.ndarray], task: str, *stages: bool, correct: bool = True) -> str:
+def washout_line(pipe, images: list[np.ndarray], task: str, *stages: bool) -> str:
     """`-v`'s account of the washed-out visible step (allfuse.washout) for an infrared + visible pair (""
     for other tasks); `stages`: the deblurring, stripe-removal, exposure, denoising and deblocking flags,
-    as guard_line takes them (the input corrector does not run for such a pair: `correct` is unused)."""
+    as guard_line takes them."""
     from allfuse.exposure import dark_floor
     from allfuse.washout import BRIGHT, FLOOR, washed_level, washed_share
 
