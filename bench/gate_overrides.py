@@ -1,25 +1,31 @@
-"""What the clean-input gate's two overrides do, pair by pair (FusionPipeline.gate_decision).
+"""What the clean-input gate's three overrides do, pair by pair (FusionPipeline.gate_decision).
 
     OMP_NUM_THREADS=1 python bench/gate_overrides.py [--models allfuse-reg,allfuse-fm] [--tasks vif,mef,mff]
         [--pairs 3] [--max-side 512] [--data ../shared/data] [--out bench/results/gate_overrides.md]
 
 The gate measures a pair after the restoration stages. Two of them can repair a degradation so well that
 the pair then measures clean (or clean enough for the gate's blend) although it was not: the JPEG
-deblocking stage and the deblurring stage. The pipeline overrides the gate there: a pair with an input
-deblocked at JPEG quality REPAIRED_JPEG or lower takes the latent path alone, and a deconvolved pair below
-the gate's threshold gets no blend. This bench shows, on the validation pairs (never trained on), what
-that choice is worth against the gate's own choice.
+deblocking stage and the deblurring stage. A third, the input corrector, can change the inputs of a pair
+unevenly, and the rule then fuses a patchwork of two corrections. The pipeline overrides the gate there:
+a pair with an input deblocked at JPEG quality REPAIRED_JPEG or lower takes the latent path alone, and a
+deconvolved or unevenly corrected pair (allfuse.pipeline.uneven_correction) below the gate's threshold
+gets no blend. This bench shows, on the validation pairs (never trained on), what that choice is worth
+against the gate's own choice.
 
-Cases: every single-family cell of both degradation generators (bench/degrade.py and
-bench/degrade_alb.py, each family at both strengths, `--pairs` pairs per task) and the main sections'
-mixed-degradation pairs (6 per task). Each case is restored by the model's stages, as the pipeline does,
-and the gate's choice WITHOUT the overrides is taken (its P(clean) and the rule's weight w). Rows:
+Cases: every single-family cell of the three degradation generators (bench/degrade.py,
+bench/degrade_alb.py and bench/degrade_c.py, each family at both strengths, `--pairs` pairs per task)
+and the main sections' mixed-degradation pairs (6 per task). Each case is restored by the model's stages,
+as the pipeline does, and the gate's choice WITHOUT the overrides is taken (its P(clean) and the rule's
+weight w). Rows:
 
 * deblocked — an input deblocked at quality REPAIRED_JPEG or lower, w > 0: the gate's choice (the rule,
   or the blend) against the latent path alone (what the override gives).
 * deconvolved, blended — an input deconvolved (and none deblocked at that quality), 0 < w < 1: the blend
   against the latent path alone (the override).
-* deconvolved, clean — the same with w = 1: the rule (what the pipeline keeps) against the latent path.
+* corrected unevenly, blended — the input corrector changed the inputs unevenly (and neither override
+  above applies), 0 < w < 1: the blend against the latent path alone (the override).
+* deconvolved, clean — the second row's case with w = 1: the rule (what the pipeline keeps) against the
+  latent path.
 * not repaired, blended — no such repair, 0 < w < 1: the blend (what the pipeline keeps) against the latent
   path alone, for comparison.
 
@@ -38,6 +44,7 @@ from pathlib import Path
 
 import degrade
 import degrade_alb
+import degrade_c
 import numpy as np
 from cases import SHARED, degrade_case, validation_pairs
 from machine import command_line, emit, machine_line
@@ -48,25 +55,32 @@ from allfuse.color import is_color, to_gray
 from allfuse.gate import rule_fusion
 from allfuse.pipeline import gate_override
 
-GENERATORS = {"bench": None, "albumentations": degrade_alb}
-ROWS = ("deblocked", "deconvolved, blended", "deconvolved, clean", "not repaired, blended")
+GENERATORS = {"bench": None, "albumentations": degrade_alb, "imagenet_c": degrade_c}
+ROWS = (
+    "deblocked",
+    "deconvolved, blended",
+    "corrected unevenly, blended",
+    "deconvolved, clean",
+    "not repaired, blended",
+)
 METRICS = ("Qabf", "VIF", "BRISQUE")
 
 
-def category(deblocked: int, deblurred: bool, weight: float) -> str | None:
+def category(deblocked: int, deblurred: bool, weight: float, corrected: tuple[float, ...] = ()) -> str | None:
     """The row a case belongs to (ROWS), or None when the gate gives it to the latent path anyway."""
     if weight <= 0:
         return None
-    reason = gate_override(deblocked, deblurred, weight)
+    reason = gate_override(deblocked, deblurred, weight, corrected)
     if reason:
-        return ROWS[0] if reason == "deblocked" else ROWS[1]
+        return {"deblocked": ROWS[0], "deconvolved": ROWS[1]}.get(reason, ROWS[2])
     if deblurred:
-        return ROWS[2]  # deconvolved, and the gate passes it as clean (weight 1)
-    return ROWS[3] if weight < 1 else None
+        return ROWS[3]  # deconvolved, and the gate passes it as clean (weight 1)
+    return ROWS[4] if weight < 1 else None
 
 
 def cases(data: Path, task: str, pairs: int, max_side: int):
-    """(label, pair, degraded inputs) of every single-family cell of both generators and the main pairs."""
+    """(label, pair, degraded inputs) of every single-family cell of the three generators and the main
+    pairs."""
     for pair in validation_pairs(data, task, 6, max_side):
         yield f"main {pair.name}", pair, degrade_case(pair, "mix", None).degraded
     for name, gen in GENERATORS.items():
@@ -82,7 +96,7 @@ def measure(pipe: FusionPipeline, task: str, images: list[np.ndarray], clean: li
     checked = pipe.prepare(images, task)[0]
     seen = pipe.stages.restore_gain(checked, task)
     weight = pipe.gate_decision(seen.images, task)[1]  # the gate alone, no override
-    row = category(seen.deblocked, seen.deblurred, weight)
+    row = category(seen.deblocked, seen.deblurred, weight, seen.corrected)
     if row is None:
         return None, {}
     model = pipe(images, task=task, gate=False)  # gray when every input is gray, as the pipeline's output

@@ -26,6 +26,9 @@ def test_each_case_falls_in_the_row_of_what_the_stages_did_and_the_gate_chose() 
     assert G.category(REPAIRED_JPEG + 5, True, 0.4) == "deconvolved, blended"
     assert G.category(0, True, 1.0) == "deconvolved, clean"
     assert G.category(0, False, 0.3) == "not repaired, blended"
+    assert G.category(0, False, 0.3, (20.0, 0.5)) == "corrected unevenly, blended"
+    assert G.category(0, False, 0.3, (20.0, 18.0)) == "not repaired, blended"  # an even correction
+    assert G.category(0, False, 1.0, (20.0, 0.5)) is None  # the rule alone: no blend to take away
     assert G.category(0, False, 1.0) is None  # a clean pair the rule fuses: not what the bench is about
 
 

@@ -278,6 +278,40 @@ def test_a_deblocked_pair_is_never_the_rules_and_a_deconvolved_one_is_not_blende
     assert "< 0.50: the model fuses (an input was deconvolved: no blend with the rule)" in shown
 
 
+def test_a_pair_the_corrector_changed_unevenly_is_not_blended(tmp_path, capsys) -> None:
+    from allfuse.cli import main
+    from allfuse.io import write_image
+    from allfuse.pipeline import UNEVEN, uneven_correction
+
+    assert uneven_correction((20.0, 0.5)) and uneven_correction((0.5, 20.0, 0.4))
+    assert not uneven_correction((20.0, 18.0))  # an even correction
+    assert not uneven_correction((UNEVEN[0] - 0.5, 0.0))  # too small a change to read
+    assert not uneven_correction((20.0,)) and not uneven_correction(())
+    folder = tmp_path / "m"
+    shutil.copytree(resolve_model_folder("allfuse-reg"), folder)
+    (folder / "gate.json").write_text(json.dumps({"gate": always(False, blend=0.25).to_dict()}))
+    pipe = FusionPipeline.from_pretrained(folder)
+    x = photo("astronaut")
+    veiled = (0.55 * x + 0.45 * np.array([0.85, 0.87, 0.9], np.float32)).astype(np.float32)
+    pair = [veiled, x]  # one input veiled: the corrector lifts its veil and leaves the other
+    seen = pipe.stages.restore_gain(pipe.prepare(pair, "mff")[0], "mff")
+    assert seen.corrected[0] >= UNEVEN[0] > 5 * seen.corrected[1]
+    assert not seen.deblurred and not seen.deblocked
+    assert pipe.gate_choice(pair, "mff")[2] == 0.0
+    assert pipe.gate_choice(pair, "mff", correct=False)[2] == pytest.approx(0.25)  # no corrector: the blend
+    both = [veiled, veiled[:, ::-1].copy()]  # both veiled alike: an even correction keeps the blend
+    assert pipe.gate_choice(both, "mff", deblur=False)[2] == pytest.approx(0.25)
+    np.testing.assert_array_equal(pipe(pair, task="mff"), pipe(pair, task="mff", gate=False))
+    paths = [tmp_path / "a.png", tmp_path / "b.png"]
+    for path, im in zip(paths, pair, strict=True):
+        write_image(path, im)
+    out = str(tmp_path / "out.png")
+    assert main(["fuse", *map(str, paths), "-o", out, "--task", "mff", "--model", str(folder), "-v"]) == 0
+    shown = capsys.readouterr().out.split("gate (mff)")[1].splitlines()[0]
+    assert "the model fuses (the input corrector changed the inputs unevenly, " in shown
+    assert "/255: no blend with the rule)" in shown
+
+
 def test_a_large_pair_is_fused_by_the_rule_in_tiles_without_seams() -> None:
     a = np.clip(cv2.resize(photo("astronaut"), (700, 600), interpolation=cv2.INTER_CUBIC), 0, 1)
     b = cv2.GaussianBlur(a, (0, 0), 3.0)

@@ -774,12 +774,17 @@ def gate_line(
     if weight > 0:
         who = f"the model's fusion mixed with {weight:.0%} of the rule {rule}'s"
     else:
-        reason = gate_override(seen.deblocked, seen.deblurred, pipe.gate_decision(seen.images, task)[1])
+        alone = pipe.gate_decision(seen.images, task)[1]  # the gate's own weight, without an override
+        reason = gate_override(seen.deblocked, seen.deblurred, alone, seen.corrected)
         if reason == "deblocked":
             who += f" (an input was deblocked, JPEG quality <= {REPAIRED_JPEG}: "
             who += "such a pair is never the rule's)"
         elif reason == "deconvolved":
             who += " (an input was deconvolved: no blend with the rule)"
+        elif reason:
+            changes = "/".join(f"{c:.1f}" for c in seen.corrected)
+            who += f" (the input corrector changed the inputs unevenly, {changes}/255: no blend with the "
+            who += "rule)"
     passes = "; its latent path runs on the inputs and on their mirror image (--no-mirror: once)"
     return f"{head}: {who}{passes if mirror else ''}"
 

@@ -113,6 +113,10 @@ WASHOUT = True
 # A pair with an input deblocked at this JPEG quality or lower is fused by the latent path alone, whatever
 # the gate measures; a deconvolved one gets no blend (FusionPipeline.gate_decision).
 REPAIRED_JPEG = 50
+# A pair the input corrector changed unevenly gets no blend either (FusionPipeline.gate_decision): its
+# largest mean change of an input, in 1/255 steps, reaches the first value and the smallest one stays below
+# the larger by the second as a share, (largest - smallest) / (largest + 1) >= UNEVEN[1].
+UNEVEN = (5.0, 0.7)
 MIN_TILE = 4  # smallest latent window of tiled inference (allfuse.sampling.tiling)
 
 
@@ -377,7 +381,11 @@ class FusionPipeline:
             images, task, deblur, correct, destripe, exposure, denoise, deblock
         )
         images, gain = restored.images, restored.gain
-        weight = self.gate_decision(images, task, restored.deblocked, restored.deblurred)[1] if gate else 0.0
+        weight = (
+            self.gate_decision(images, task, restored.deblocked, restored.deblurred, restored.corrected)[1]
+            if gate
+            else 0.0
+        )
         limit = DEFAULT_TILE_PIXELS if tile_pixels is None else tile_pixels
         noisy = self.noisy_rule(restored.rule_weight)
         washout = (self.washout if washout is None else washout) and task == "vif" and len(images) == 2
@@ -476,18 +484,24 @@ class FusionPipeline:
         return gained_inputs(before, task, self.exposure)[1:]
 
     def gate_decision(
-        self, images: Sequence[Image], task: Task, deblocked: int = 0, deblurred: bool = False
+        self,
+        images: Sequence[Image],
+        task: Task,
+        deblocked: int = 0,
+        deblurred: bool = False,
+        corrected: Sequence[float] = (),
     ) -> tuple[float, float]:
         """P(these restored inputs are clean), by the model's gate, and the teacher's rule's weight in the
         output (1: the rule alone, from the gate's threshold on; between 0 and 1: the gate's blend of the
         two fusions; 0: the latent path alone); (-1.0, 0.0) when the model has no gate for the task.
 
-        Two repairs by the stages before override the gate (`deblocked`, `deblurred`: what the stages did,
-        allfuse.stages.Restored). Once repaired a pair often measures clean, or clean enough for the blend,
-        but the rule then fuses what the repair leaves (block residue, the re-coding's and the
-        deconvolution's ringing), which the latent path smooths. `bench/gate_overrides.py` measures it on
-        the validation pairs (both generators' single-family cells and the main sections' pairs), the
-        latent path alone against the gate's own choice (bench/results/gate_overrides_reg.md, _fm.md):
+        Three repairs by the stages before override the gate (`deblocked`, `deblurred`, `corrected`: what
+        the stages did, allfuse.stages.Restored). Once repaired a pair often measures clean, or clean
+        enough for the blend, but the rule then fuses what the repair leaves (block residue, the
+        re-coding's and the deconvolution's ringing), which the latent path smooths.
+        `bench/gate_overrides.py` measures it on the validation pairs (the three generators'
+        single-family cells and the main sections' pairs), the latent path alone against the gate's own
+        choice (bench/results/gate_overrides_reg.md, _fm.md):
         * an input deblocked at JPEG quality REPAIRED_JPEG or lower: the rule's weight is 0. Qabf higher on
           32 of 36 such pairs the gate gave wholly or partly to the rule (allfuse-fm 30 of 38; none lower
           by more than 0.009), BRISQUE lower on 29 (mean -2.2). JPEGs of quality 51 to 60, which the stage
@@ -500,11 +514,20 @@ class FusionPipeline:
           -0.008). A deconvolved pair that measures clean stays the rule's, although the latent path
           scores higher on most of those bench pairs too (20 of 27): the blur measure also reads some
           clean captures at their native size as blurred (3 of the 15 multi-exposure validation pairs),
-          and those the rule should fuse."""
+          and those the rule should fuse.
+        * the input corrector's mean change of one input at least 5/255 and the change of another one far
+          smaller (UNEVEN): no blend. The inputs of one capture carry one veil and one exposure, so an
+          uneven correction says their veils differed (a fog drawn for each input apart, as ImageNet-C's,
+          bench/degrade_c.py) or were corrected unequally, and the rule, which takes each pixel from one
+          input, fuses a patchwork of the two corrections. On the multi-focus validation pairs (12 per
+          cell, the three generators' single-family cells; a scratch probe, MODEL_CARD) it fired on 14
+          blended pairs, 13 of them ImageNet-C fog: the latent path alone scored higher on 10 of those 13
+          (mean +0.019 Qabf), lower on 3 (at most -0.012), and on the other one, an albumentations
+          over-exposure, -0.006."""
         if self.gate is None or task not in self.gate.tasks:
             return -1.0, 0.0
         p, weight = self.gate.tasks[task].rule_weight(pair_features(images))
-        return p, 0.0 if gate_override(deblocked, deblurred, weight) else weight
+        return p, 0.0 if gate_override(deblocked, deblurred, weight, corrected) else weight
 
     def gate_choice(
         self,
@@ -524,7 +547,7 @@ class FusionPipeline:
             return task, -1.0, 0.0
         checked = self.prepare(images, task)[0]
         seen = self.stages.restore_gain(checked, task, deblur, correct, destripe, exposure, denoise, deblock)
-        return task, *self.gate_decision(seen.images, task, seen.deblocked, seen.deblurred)
+        return task, *self.gate_decision(seen.images, task, seen.deblocked, seen.deblurred, seen.corrected)
 
     def prepare(self, images: Sequence[Image], task: Task | str) -> tuple[list[Image], bool, Task]:
         """Checked images, whether any is colour, and the task (guessed from the images for "auto")."""
@@ -739,15 +762,27 @@ def check_sampling(steps: int | None, sampler: str | None, tile: int | None) -> 
         raise ValueError(f"tile {tile}: give a window of at least {MIN_TILE} latents, or 0 = the whole image")
 
 
-def gate_override(deblocked: int, deblurred: bool, weight: float) -> str:
+def gate_override(deblocked: int, deblurred: bool, weight: float, corrected: Sequence[float] = ()) -> str:
     """Which repair takes a pair from the gate's rule (FusionPipeline.gate_decision), given what the stages
     did and the rule's weight the gate alone gives: "deblocked" (an input deblocked at JPEG quality
-    REPAIRED_JPEG or lower), "deconvolved" (an input deconvolved, and the gate would blend), or ""."""
+    REPAIRED_JPEG or lower), "deconvolved" (an input deconvolved, and the gate would blend), "corrected
+    unevenly" (uneven_correction, and the gate would blend), or ""."""
     if 0 < deblocked <= REPAIRED_JPEG:
         return "deblocked"
     if deblurred and 0.0 < weight < 1.0:
         return "deconvolved"
+    if uneven_correction(corrected) and 0.0 < weight < 1.0:
+        return "corrected unevenly"
     return ""
+
+
+def uneven_correction(changes: Sequence[float]) -> bool:
+    """Whether the input corrector changed a set of inputs unevenly (UNEVEN): `changes`, each input's mean
+    absolute change in 1/255 steps (allfuse.stages.Restored.corrected; empty: no corrector ran)."""
+    if len(changes) < 2:
+        return False
+    low, high = min(changes), max(changes)
+    return high >= UNEVEN[0] and (high - low) / (high + 1.0) >= UNEVEN[1]
 
 
 def check_options(

@@ -57,6 +57,8 @@ class Restored(NamedTuple):
     unveiled: tuple[float, ...] = ()
     # the weight of the exposure stage's dark-channel dehazing of each input, last (allfuse.exposure; 0: none)
     dehazed: tuple[float, ...] = ()
+    # the input corrector's mean absolute change of each input, in 1/255 steps (empty: it did not run)
+    corrected: tuple[float, ...] = ()
 
 
 @dataclass
@@ -121,7 +123,8 @@ class InputStages:
         what the corrector left veiled and its dehazing of what still reads hazy (an input that reached
         the corrector over-exposed excepted), each when there is one, it is enabled for the task and asked for
         (`denoise` asks for both noise stages, `exposure` for both exposure steps); with what the deblocking,
-        exposure, deblurring and denoising stages did (Restored; `gain` times the largest veil factor)."""
+        exposure, deblurring, denoising stages and the corrector did (Restored; `gain` times the largest
+        veil factor)."""
         images, qualities, gain, psfs, rule = list(images), [0] * len(images), 1.0, [], 0.0
         veil, haze = [1.0] * len(images), [0.0] * len(images)
         if denoise and self.impulse is not None:  # first: the codec and the filters below spread a speck
@@ -144,15 +147,20 @@ class InputStages:
             over = over_exposed(images, self.exposure)  # what the corrector gets over-exposed is not hazed
         if deblur and self.deblur is not None and task in self.deblur.tasks:
             images, psfs = deblur_inputs(images, self.deblur, task, coded, rebuilt)
+        corrected: tuple[float, ...] = ()
         if correct and self.corrector is not None and task in self.corrector.cfg.tasks:
-            images = self.correct(images, task)
+            before, images = images, self.correct(images, task)
+            corrected = tuple(
+                255.0 * float(np.abs(np.asarray(b, np.float32) - np.asarray(a, np.float32)).mean())
+                for a, b in zip(before, images, strict=True)
+            )
         if exposure and self.exposure is not None:  # what the corrector left veiled (allfuse.exposure)
             images, veil = unveiled_inputs(images, task, self.exposure)
             gain *= max(veil, default=1.0)
             images, haze = dehazed_inputs(images, task, self.exposure, over)
         deblurred = any(np.ndim(p) > 0 or p > 0 for p in psfs)  # a sigma, or an elliptic PSF's covariance
         quality = min((q for q in qualities if q > 0), default=0)
-        return Restored(images, gain, quality, deblurred, rule, tuple(veil), tuple(haze))
+        return Restored(images, gain, quality, deblurred, rule, tuple(veil), tuple(haze), corrected)
 
     def gains(self, images: Sequence[Image], task: Task, exposure: bool = True) -> bool:
         """Whether the exposure stage will brighten these inputs (its gain above 1), read only for a task the
