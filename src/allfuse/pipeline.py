@@ -503,27 +503,28 @@ class FusionPipeline:
         single-family cells and the main sections' pairs), the latent path alone against the gate's own
         choice (bench/results/gate_overrides_reg.md, _fm.md):
         * an input deblocked at JPEG quality REPAIRED_JPEG or lower: the rule's weight is 0. Qabf higher on
-          32 of 36 such pairs the gate gave wholly or partly to the rule (allfuse-fm 30 of 38; none lower
-          by more than 0.009), BRISQUE lower on 29 (mean -2.2). JPEGs of quality 51 to 60, which the stage
+          41 of 48 such pairs the gate gave wholly or partly to the rule (allfuse-fm 40 of 52; none lower
+          by more than 0.008), BRISQUE lower on 40 (mean -1.6). JPEGs of quality 51 to 60, which the stage
           also deblocks, stay the gate's: the bench's brightened quality-74 JPEG sources read 52 to 56
           (their quantization steps scaled by the gain) and there the rule scored higher (its VIF strong
           over-exposure cell 0.649 against 0.637); the benches' JPEG families code at 10 to 45.
-        * an input deconvolved: no blend (weight 0 below the gate's threshold). Qabf higher on 53 of the 62
-          pairs the gate blended (allfuse-fm 56 of 70; none lower by more than 0.007), while the blend
-          kept winning where no stage had repaired (the latent path alone higher on 18 of 75, mean
-          -0.008). A deconvolved pair that measures clean stays the rule's, although the latent path
-          scores higher on most of those bench pairs too (20 of 27): the blur measure also reads some
+        * an input deconvolved: no blend (weight 0 below the gate's threshold). Qabf higher on 84 of the 101
+          pairs the gate blended (allfuse-fm 91 of 112; none lower by more than 0.006), while the blend
+          kept winning on average where no stage had repaired (the latent path alone higher on 49 of 134,
+          mean -0.003). A deconvolved pair that measures clean stays the rule's, although the latent path
+          scores higher on most of those bench pairs too (43 of 60): the blur measure also reads some
           clean captures at their native size as blurred (3 of the 15 multi-exposure validation pairs),
           and those the rule should fuse.
         * the input corrector's mean change of one input at least 5/255 and the change of another one far
           smaller (UNEVEN): no blend. The inputs of one capture carry one veil and one exposure, so an
           uneven correction says their veils differed (a fog drawn for each input apart, as ImageNet-C's,
           bench/degrade_c.py) or were corrected unequally, and the rule, which takes each pixel from one
-          input, fuses a patchwork of the two corrections. On the multi-focus validation pairs (12 per
-          cell, the three generators' single-family cells; a scratch probe, MODEL_CARD) it fired on 14
-          blended pairs, 13 of them ImageNet-C fog: the latent path alone scored higher on 10 of those 13
-          (mean +0.019 Qabf), lower on 3 (at most -0.012), and on the other one, an albumentations
-          over-exposure, -0.006."""
+          input, fuses a patchwork of the two corrections. Qabf higher on 4 of the 5 such pairs the gate
+          blended (allfuse-fm 3 of 4; mean +0.028; ImageNet-C fog, and an albumentations over-exposure
+          -0.006), but the VIF metric lower (mean -0.020) and BRISQUE higher on 4 (mean +4.3): the latent
+          path restores more of the fog's edges and leaves a grainier picture. Only multi-focus pairs take
+          it (the gates blend no exposure pair, and the corrector does not run on infrared + visible
+          pairs)."""
         if self.gate is None or task not in self.gate.tasks:
             return -1.0, 0.0
         p, weight = self.gate.tasks[task].rule_weight(pair_features(images))
