@@ -23,9 +23,11 @@ def cpu_name() -> str:
 def precision() -> str:
     """What the models compute in here: 'bf16 autocast' where the CPU has bf16 kernels, else 'fp32'
     (allfuse.devices.bf16_pays; ALLFUSE_BF16 overrides)."""
-    from allfuse.devices import bf16_pays
+    from allfuse.devices import BF16_ENV, bf16_pays, cpu_has_bf16
 
-    return "bf16 autocast" if bf16_pays("cpu") else "fp32 (no bf16 kernels on this CPU)"
+    if bf16_pays("cpu"):
+        return "bf16 autocast"
+    return f"fp32 ({BF16_ENV}=0)" if cpu_has_bf16() else "fp32 (no bf16 kernels on this CPU)"
 
 
 def machine_line() -> str:
